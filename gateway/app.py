@@ -1,0 +1,131 @@
+"""The application factory: the one place that wires settings, database, keys and routers."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+
+from gateway import clock as clock_module
+from gateway.db import Database
+from gateway.errors import ProblemDetails, install_error_handlers
+from gateway.keys import PlatformKeys
+from gateway.middleware import EdgeMiddleware
+from gateway.settings import Settings, get_settings
+
+# Every package's tables, so that metadata (and Alembic) sees the whole schema.
+MODEL_MODULES: list[str] = [
+    "gateway.tenancy",
+    "gateway.events",
+    "gateway.oauth.models",
+]
+
+# Routers in the order they appear in the API docs.
+ROUTERS: list[str] = [
+    "gateway.health",
+    "gateway.oauth.router",
+    "gateway.me",
+]
+
+# Objects started with the app and stopped with it (background threads).
+LIFECYCLE: list[str] = [
+]
+
+API_DESCRIPTION = """
+Quanlian is a bank's open API platform for ecosystems: chain credit, payroll disbursement,
+collection and settlement, and e-government payments with supervised escrow.
+
+Authenticate with OAuth 2.0 client credentials (`private_key_jwt`, or a client secret in the
+sandbox) at the token endpoint advertised in `/.well-known/oauth-authorization-server`.
+Errors are RFC 9457 problem details with a stable `code`.
+"""
+
+
+def import_models() -> None:
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
+
+
+def _operation_id(route: APIRoute) -> str:
+    tag = route.tags[0] if route.tags else "default"
+    return f"{tag}-{route.name.replace('_', '-')}"
+
+
+def create_app(settings: Settings | None = None, *, database: Database | None = None,
+               clock: clock_module.Clock | None = None, start_background: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(message)s")
+    import_models()
+    if clock is not None:
+        clock_module.set_base_clock(clock)
+    database = database or Database(settings.effective_database_url)
+    keys = PlatformKeys(settings.data_dir, settings.encryption_key)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        started = []
+        if start_background:
+            for name in LIFECYCLE:
+                module = importlib.import_module(name)
+                started.append(module.start(app))
+        try:
+            yield
+        finally:
+            for handle in reversed(started):
+                handle.stop()
+
+    app = FastAPI(
+        title="Quanlian API",
+        version="1.0.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.keys = keys
+    app.state.call_recorder = None
+    install_error_handlers(app)
+    for name in ROUTERS:
+        module = importlib.import_module(name)
+        setup = getattr(module, "setup", None)
+        if setup is not None:
+            setup(app)
+        app.include_router(module.router)
+    app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes,
+                       max_upload=settings.max_upload_bytes)
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def build_openapi(app: FastAPI) -> dict[str, Any]:
+    """The published document: problem details everywhere an error can come back."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                         routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["ProblemDetails"] = ProblemDetails.model_json_schema(
+        ref_template="#/components/schemas/{model}")
+    for defs_name, defs in list(components["ProblemDetails"].pop("$defs", {}).items()):
+        components.setdefault(defs_name, defs)
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            if "422" in responses:
+                responses["422"] = {"description": "Validation failed", "content": problem}
+            responses.setdefault("500", {"description": "Internal error", "content": problem})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    schema["components"].setdefault("securitySchemes", {})
+    app.openapi_schema = schema
+    return schema

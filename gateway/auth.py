@@ -1,0 +1,186 @@
+"""Resource-side authentication: who is calling, with which scopes (RFC 6750 / RFC 9449).
+
+Every protected route declares `Depends(require_scope("product:access"))`. The token's
+signature is checked once and remembered (gateway.oauth.tokens); revocation, the client's
+status and the partner's status are read on every call, so suspending a partner or revoking
+a token takes effect on the very next call in every process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Request
+from fastapi.security import HTTPBearer
+from sqlalchemy import text
+
+from gateway.context import state
+from gateway.db import read_only
+from gateway.errors import Problem
+from gateway.oauth.dpop import DPOP_ALGORITHMS, DPoPInvalid
+from gateway.oauth.tokens import TokenInvalid
+from gateway.tenancy import PRODUCTION_STATES, TOKEN_STATES, Principal
+
+# For the OpenAPI document only: the scheme shows in /docs; the check is ours.
+bearer_scheme = HTTPBearer(auto_error=False, scheme_name="OAuth2",
+                           description="`Authorization: DPoP <token>` with a `DPoP` proof, "
+                                       "or `Bearer <token>` for tokens not bound to a key.")
+
+_STATUS_SQL = text(
+    "SELECT c.status, c.tenant_id, c.partner_id, c.environment, c.require_dpop, p.status, "
+    "p.is_operations, (SELECT count(*) FROM revoked_tokens r WHERE r.jti = :jti) "
+    "FROM oauth_clients c JOIN partners p ON p.id = c.partner_id WHERE c.id = :cid"
+)
+
+
+class InvalidToken(Problem):
+    status, code, title = 401, "invalid_token", "Invalid access token"
+
+
+class InsufficientScope(Problem):
+    status, code, title = 403, "insufficient_scope", "Insufficient scope"
+
+
+def _challenge(scheme: str, error: str | None = None, description: str | None = None,
+               scope: str | None = None) -> str:
+    parts = []
+    if error:
+        parts.append(f'error="{error}"')
+    if description:
+        parts.append('error_description="' + description.replace('"', "'") + '"')
+    if scope:
+        parts.append(f'scope="{scope}"')
+    if scheme == "DPoP":
+        parts.append(f'algs="{DPOP_ALGORITHMS}"')
+    return scheme + (" " + ", ".join(parts) if parts else "")
+
+
+def _refuse(description: str, *, scheme: str = "Bearer", error: str = "invalid_token",
+            status: int = 401) -> Problem:
+    cls = InvalidToken if status == 401 else Problem
+    problem = cls(description, status=status, code=error)
+    challenges = [_challenge(scheme, error, description)]
+    if scheme == "Bearer":
+        challenges.append(_challenge("DPoP"))
+    problem.headers["WWW-Authenticate"] = ", ".join(challenges)
+    return problem
+
+
+def authenticate(request: Request) -> Principal:
+    """Check the access token (and DPoP proof) of a request and return its principal."""
+    st = state(request)
+    cached = st.get("principal")
+    if cached is not None:
+        return cached
+    app = request.app
+    if "access_token" in request.query_params:
+        raise _refuse("Access tokens are not accepted in the query string.",
+                      error="invalid_request", status=400)
+    headers = request.headers.getlist("authorization")
+    if not headers:
+        problem = InvalidToken("This call needs an access token.", code="unauthorized")
+        problem.headers["WWW-Authenticate"] = (_challenge("Bearer") + ", "
+                                               + _challenge("DPoP"))
+        raise problem
+    if len(headers) > 1:
+        raise _refuse("Send one Authorization header.", error="invalid_request", status=400)
+    scheme, _, token = headers[0].partition(" ")
+    scheme = scheme.strip()
+    token = token.strip()
+    if scheme.lower() not in ("bearer", "dpop") or not token:
+        raise _refuse("Use the Bearer or DPoP authorization scheme.", error="invalid_request",
+                      status=400)
+    is_dpop = scheme.lower() == "dpop"
+    shown = "DPoP" if is_dpop else "Bearer"
+    try:
+        claims = app.state.tokens.verify(token)
+    except TokenInvalid as exc:
+        raise _refuse(str(exc), scheme=shown) from None
+
+    jkt = (claims.get("cnf") or {}).get("jkt")
+    proofs = request.headers.getlist("dpop")
+    if jkt:
+        if not is_dpop:
+            raise _refuse("This token is bound to a key: use the DPoP scheme with a proof.",
+                          scheme="DPoP")
+        if len(proofs) != 1:
+            raise _refuse("Send exactly one DPoP proof.", scheme="DPoP",
+                          error="invalid_dpop_proof")
+        url = app.state.settings.issuer.rstrip("/") + request.url.path
+        try:
+            proved = app.state.oauth.dpop.verify(proofs[0], method=request.method, url=url,
+                                                 access_token=token)
+        except DPoPInvalid as exc:
+            raise _refuse(str(exc), scheme="DPoP", error="invalid_dpop_proof") from None
+        if proved != jkt:
+            raise _refuse("The DPoP proof's key is not the key the token is bound to.",
+                          scheme="DPoP", error="invalid_dpop_proof")
+    elif is_dpop:
+        raise _refuse("This token is not DPoP-bound: use the Bearer scheme.")
+
+    row = _status(app, claims["jti"], claims["client_id"])
+    if row is None:
+        raise _refuse("The client of this token no longer exists.", scheme=shown)
+    (client_status, tenant_id, partner_id, environment, require_dpop, partner_status,
+     is_operations, revoked) = row
+    if revoked:
+        raise _refuse("The access token has been revoked.", scheme=shown)
+    if client_status != "active":
+        raise _refuse("The client of this token has been revoked.", scheme=shown)
+    allowed = PRODUCTION_STATES if environment == "production" else TOKEN_STATES
+    if partner_status not in allowed:
+        raise _refuse("The partner of this token is not active.", scheme=shown)
+    if require_dpop and not jkt:
+        raise _refuse("This client must use DPoP-bound tokens.", scheme="DPoP")
+    principal = Principal(
+        client_id=claims["client_id"], partner_id=partner_id, tenant_id=tenant_id,
+        environment=environment, scopes=frozenset(claims["scope"].split()),
+        token_id=claims["jti"], expires_at=claims["exp"], is_operations=bool(is_operations),
+    )
+    st["principal"] = principal
+    return principal
+
+
+def _status(app: Any, jti: str, client_id: str) -> Any:
+    with app.state.database.engine.connect() as conn:
+        row = read_only(conn).execute(_STATUS_SQL, {"jti": jti, "cid": client_id}).first()
+        conn.rollback()
+    return row
+
+
+def require_scope(*scopes: str) -> Callable[[Request], Principal]:
+    """A dependency: the caller must hold every listed scope."""
+    needed = " ".join(scopes)
+
+    def dependency(request: Request) -> Principal:
+        principal = authenticate(request)
+        missing = [s for s in scopes if s not in principal.scopes]
+        if missing:
+            problem = InsufficientScope(f"This call needs the scope(s): {needed}.")
+            scheme = "DPoP" if request.headers.get("authorization", "").lower().startswith(
+                "dpop") else "Bearer"
+            problem.headers["WWW-Authenticate"] = _challenge(scheme, "insufficient_scope",
+                                                             None, needed)
+            raise problem
+        request_limits = getattr(request.app.state, "rate_limiter", None)
+        if request_limits is not None:
+            request_limits.check_client(request, principal)
+        return principal
+
+    dependency.__name__ = "require_" + "_".join(s.replace(":", "_") for s in scopes)
+    return dependency
+
+
+def require_operations(write: bool = False) -> Callable[[Request], Principal]:
+    """Bank operations routes: an operations credential, never a partner's."""
+    inner = require_scope("operations:write" if write else "operations:read")
+
+    def dependency(request: Request) -> Principal:
+        principal = inner(request)
+        if not principal.is_operations:
+            raise Problem("This call needs a bank operations credential.", status=403,
+                          code="operations_only", title="Forbidden")
+        return principal
+
+    return dependency

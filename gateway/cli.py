@@ -1,0 +1,81 @@
+"""The `quanlian` command line."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from gateway import migrate
+from gateway.settings import get_settings
+
+app = typer.Typer(no_args_is_help=True, help="Quanlian: open-banking API platform")
+db_app = typer.Typer(no_args_is_help=True, help="Database migrations")
+app.add_typer(db_app, name="db")
+
+# Sub-commands contributed by packages: (module, typer attribute, name)
+SUBCOMMANDS: list[tuple[str, str, str]] = [
+    ("gateway.cli_clients", "clients_app", "clients"),
+    ("gateway.cli_clients", "keys_app", "keys"),
+]
+
+OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database to the newest schema."""
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.effective_database_url)
+    typer.echo("database is at " + migrate.head_revision())
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          worker: bool = typer.Option(True, help="Run the background worker in-process")) -> None:
+    """Migrate, then serve the platform with uvicorn."""
+    import os
+
+    import uvicorn
+
+    db_upgrade()
+    if not worker:
+        os.environ["QUANLIAN_RUN_WORKER"] = "false"
+    uvicorn.run("gateway.asgi:app", host=host, port=port, workers=workers,
+                proxy_headers=True, access_log=False, log_level="warning")
+
+
+def openapi_document() -> str:
+    from gateway.app import create_app
+
+    application = create_app(start_background=False)
+    return json.dumps(application.openapi(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+@app.command()
+def openapi(check: bool = typer.Option(False, "--check", help="Fail if the file is stale"),
+            out: Path = OPENAPI_PATH) -> None:
+    """Write the OpenAPI document (or check that the committed one is current)."""
+    document = openapi_document()
+    if check:
+        current = out.read_text() if out.exists() else ""
+        if current != document:
+            typer.echo(f"{out} is out of date: run `quanlian openapi`", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{out} is current")
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(document)
+    typer.echo(f"wrote {out}")
+
+
+for _module, _attr, _name in SUBCOMMANDS:
+    app.add_typer(getattr(importlib.import_module(_module), _attr), name=_name)
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,70 @@
+"""`quanlian clients create|revoke` and `quanlian keys rotate`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from sqlalchemy import select
+
+from gateway.db import Database
+from gateway.oauth.clients import create_client, revoke_client
+from gateway.settings import get_settings
+from gateway.tenancy import Partner, create_partner
+
+clients_app = typer.Typer(no_args_is_help=True, help="OAuth clients")
+keys_app = typer.Typer(no_args_is_help=True, help="Platform keys")
+
+
+def _database() -> Database:
+    return Database(get_settings().effective_database_url)
+
+
+@clients_app.command("create")
+def create(
+    name: str = typer.Option(..., help="Partner (and client) name"),
+    environment: str = typer.Option("sandbox", help="sandbox or production"),
+    scopes: str = typer.Option(..., help="Space-separated scopes"),
+    jwks: Path | None = typer.Option(None, help="File with the client's public JWKS"),
+    jwks_uri: str | None = typer.Option(None, help="URL of the client's JWKS"),
+    secret: bool = typer.Option(False, "--secret", help="Issue a client secret (sandbox only)"),
+    operations: bool = typer.Option(False, "--operations", help="A bank operations client"),
+) -> None:
+    """Create the partner if needed and a client; print JSON with client_id (and secret)."""
+    database = _database()
+    with database.transaction() as session:
+        partner = session.scalars(select(Partner).where(Partner.name == name)).first()
+        if partner is None:
+            partner = create_partner(session, name=name,
+                                     status="active" if (environment == "production"
+                                                         or operations) else "submitted",
+                                     is_operations=operations)
+        issued = create_client(session, partner=partner, environment=environment, name=name,
+                               scopes=scopes.split(),
+                               jwks=json.loads(jwks.read_text()) if jwks else None,
+                               jwks_uri=jwks_uri, with_secret=secret)
+        out = {"client_id": issued.client.id, "partner_id": partner.id,
+               "tenant_id": issued.client.tenant_id, "environment": environment,
+               "scopes": issued.client.scopes.split()}
+        if issued.secret:
+            out["client_secret"] = issued.secret
+    typer.echo(json.dumps(out, indent=2))
+
+
+@clients_app.command("revoke")
+def revoke(client_id: str) -> None:
+    """Revoke a client; its tokens stop working at once."""
+    with _database().transaction() as session:
+        revoke_client(session, client_id)
+    typer.echo(json.dumps({"client_id": client_id, "status": "revoked"}))
+
+
+@keys_app.command("rotate")
+def rotate() -> None:
+    """Add a new token signing key; old keys keep validating their tokens."""
+    from gateway.keys import PlatformKeys
+
+    settings = get_settings()
+    kid = PlatformKeys(settings.data_dir, settings.encryption_key).rotate_signing_key()
+    typer.echo(json.dumps({"active_kid": kid}))

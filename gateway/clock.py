@@ -1,0 +1,88 @@
+"""The one source of time. Products never call datetime.now(); they ask a Clock.
+
+The process has a base clock (system time, or a manual clock in tests). A sandbox tenant
+sees the base clock shifted by its test-clock offset, so advancing one tenant's clock
+never touches another's.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+class Clock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def today(self) -> date:
+        """The business date in Asia/Shanghai."""
+        return self.now().astimezone(SHANGHAI).date()
+
+
+class ManualClock(Clock):
+    """A clock that only moves when told to; used by tests."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += timedelta(seconds=seconds)
+
+    def set(self, when: datetime) -> None:
+        with self._lock:
+            self._now = when
+
+
+class OffsetClock(Clock):
+    """A base clock shifted by a fixed offset: a sandbox tenant's test clock."""
+
+    def __init__(self, base: Clock, offset_seconds: float) -> None:
+        self.base = base
+        self.offset = timedelta(seconds=offset_seconds)
+
+    def now(self) -> datetime:
+        return self.base.now() + self.offset
+
+
+_base: Clock = Clock()
+
+
+def base_clock() -> Clock:
+    return _base
+
+
+def set_base_clock(clock: Clock) -> None:
+    global _base
+    _base = clock
+
+
+def utcnow() -> datetime:
+    return _base.now()
+
+
+def to_rfc3339(value: datetime) -> str:
+    """RFC 3339 in UTC with Z."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def business_date(value: datetime) -> date:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(SHANGHAI).date()
+
+
+def start_of_business_day(day: date) -> datetime:
+    """The UTC instant at which a Shanghai business date begins."""
+    return datetime(day.year, day.month, day.day, tzinfo=SHANGHAI).astimezone(UTC)

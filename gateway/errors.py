@@ -1,0 +1,235 @@
+"""RFC 9457 problem details: one exception tree and one mapping to responses.
+
+Every domain error subclasses `Problem`, carrying its HTTP status and a stable snake_case
+code. Handlers here turn it, framework errors and unexpected exceptions into
+`application/problem+json`; nothing else in the code base shapes an error response.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+log = logging.getLogger("quanlian.errors")
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_PREFIX = "urn:quanlian:problem:"
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Path of the bad field, e.g. `body.amount.amount`")
+    message: str
+    code: str | None = None
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details, as every error response carries them."""
+
+    type: str = Field(examples=["urn:quanlian:problem:validation_failed"])
+    title: str
+    status: int
+    detail: str | None = None
+    code: str = Field(description="Stable snake_case code to branch on")
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class Problem(Exception):
+    """Base of every error the platform reports to a caller."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        status: int | None = None,
+        code: str | None = None,
+        title: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+        if status is not None:
+            self.status = status  # type: ignore[misc]
+        if code is not None:
+            self.code = code  # type: ignore[misc]
+        if title is not None:
+            self.title = title  # type: ignore[misc]
+        self.extra = extra or {}
+
+    def body(self, request_id: str | None = None, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": TYPE_PREFIX + self.code,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail or self.title,
+            "code": self.code,
+        }
+        if instance:
+            body["instance"] = instance
+        if request_id:
+            body["request_id"] = request_id
+        if self.errors:
+            body["errors"] = self.errors
+        body.update(self.extra)
+        return body
+
+
+class BadRequest(Problem):
+    status, code, title = 400, "bad_request", "Bad request"
+
+
+class ValidationFailed(Problem):
+    status, code, title = 422, "validation_failed", "The request is not valid"
+
+
+class NotFound(Problem):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class Conflict(Problem):
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class Unauthorized(Problem):
+    status, code, title = 401, "unauthorized", "Authentication required"
+
+
+class Forbidden(Problem):
+    status, code, title = 403, "forbidden", "Forbidden"
+
+
+class PayloadTooLarge(Problem):
+    status, code, title = 413, "payload_too_large", "Request body too large"
+
+
+class UnsupportedMediaType(Problem):
+    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
+
+
+class TooManyRequests(Problem):
+    status, code, title = 429, "rate_limited", "Too many requests"
+
+
+class ServiceUnavailable(Problem):
+    status, code, title = 503, "service_unavailable", "Service unavailable"
+
+
+class InternalError(Problem):
+    status, code, title = 500, "internal_error", "Internal error"
+
+
+_STATUS_CODES = {
+    400: ("bad_request", "Bad request"),
+    401: ("unauthorized", "Authentication required"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    406: ("not_acceptable", "Not acceptable"),
+    409: ("conflict", "Conflict"),
+    413: ("payload_too_large", "Request body too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+    422: ("validation_failed", "The request is not valid"),
+    429: ("rate_limited", "Too many requests"),
+    500: ("internal_error", "Internal error"),
+    503: ("service_unavailable", "Service unavailable"),
+}
+
+
+def problem_response(problem: Problem, request_id: str | None = None) -> Response:
+    headers = dict(problem.headers)
+    return Response(
+        content=json.dumps(problem.body(request_id), ensure_ascii=False, separators=(",", ":")),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def problem_for_status(status: int, detail: str | None = None) -> Problem:
+    code, title = _STATUS_CODES.get(status, ("http_error", "HTTP error"))
+    return Problem(detail, status=status, code=code, title=title)
+
+
+def _request_id(request: Request) -> str | None:
+    return request.scope.get("state", {}).get("request_id")
+
+
+def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def validation_problem(exc: RequestValidationError) -> Problem:
+    errors = []
+    malformed = False
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            malformed = True
+        message = str(err.get("msg", "invalid"))
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        errors.append({"field": _loc(err.get("loc", ())), "message": message, "code": err.get("type")})
+    if malformed:
+        return BadRequest("The request body is not valid JSON.", code="malformed_json",
+                          title="Malformed JSON", errors=errors)
+    return ValidationFailed(
+        f"{len(errors)} field(s) are not valid.", errors=errors
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """One mapping from exceptions to problem responses."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> Response:
+        return problem_response(exc, _request_id(request))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        return problem_response(validation_problem(exc), _request_id(request))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        detail = exc.detail if isinstance(exc.detail, str) else None
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"No route matches {request.method} {request.url.path}."
+        if exc.status_code == 405 and detail == "Method Not Allowed":
+            detail = f"{request.method} is not allowed on {request.url.path}."
+        problem = problem_for_status(exc.status_code, detail)
+        problem.headers.update(getattr(exc, "headers", None) or {})
+        return problem_response(problem, _request_id(request))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        rid = _request_id(request)
+        log.exception("unhandled error", extra={"request_id": rid})
+        return problem_response(
+            InternalError("An unexpected error occurred. Quote the request id to support."), rid
+        )
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries documenting problem responses for a route."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        _, title = _STATUS_CODES.get(status, ("http_error", "Error"))
+        out[status] = {
+            "description": title,
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
+        }
+    return out

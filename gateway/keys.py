@@ -1,0 +1,95 @@
+"""The platform's own keys, generated on first start into the data dir (0600) when absent.
+
+- token signing keys (ES256 JWK set; the newest signs, all are published so that an old key
+  keeps validating until its tokens expire),
+- the evidence log's Ed25519 key,
+- the AES-256 key that encrypts personal data at rest.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from joserfc.jwk import ECKey, KeySet
+
+from gateway.ids import new_id
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.chmod(path, 0o600)
+
+
+def _load_or_create(path: Path, make: Any) -> bytes:
+    if path.exists():
+        return path.read_bytes()
+    try:
+        _write_secret(path, make())
+    except FileExistsError:  # another process won the race; use its key
+        pass
+    return path.read_bytes()
+
+
+class PlatformKeys:
+    """Key material of one data dir."""
+
+    def __init__(self, data_dir: Path, encryption_key: str | None = None) -> None:
+        self.dir = Path(data_dir) / "keys"
+        self._lock = threading.Lock()
+        self._signing_path = self.dir / "signing-keys.json"
+        raw = _load_or_create(self._signing_path, lambda: json.dumps(
+            {"keys": [self._new_signing_key()]}).encode())
+        self._signing = json.loads(raw)
+        seed = _load_or_create(self.dir / "evidence-ed25519.key",
+                               lambda: base64.b64encode(os.urandom(32)))
+        self.evidence_key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(seed))
+        if encryption_key:
+            dek = base64.b64decode(encryption_key)
+        else:
+            dek = base64.b64decode(_load_or_create(self.dir / "data-encryption.key",
+                                                   lambda: base64.b64encode(os.urandom(32))))
+        if len(dek) != 32:
+            raise ValueError("the data encryption key must be 32 bytes (base64)")
+        self.data_key = AESGCM(dek)
+
+    @staticmethod
+    def _new_signing_key() -> dict[str, Any]:
+        key = ECKey.generate_key("P-256", parameters={"kid": new_id("key"), "alg": "ES256",
+                                                      "use": "sig"}, private=True)
+        return key.as_dict(private=True)
+
+    @property
+    def signing_keys(self) -> KeySet:
+        return KeySet.import_key_set(self._signing)
+
+    @property
+    def active_signing_key(self) -> ECKey:
+        return ECKey.import_key(self._signing["keys"][-1])
+
+    def public_jwks(self) -> dict[str, Any]:
+        return {"keys": [ECKey.import_key(k).as_dict(private=False) | {"alg": "ES256",
+                                                                      "use": "sig"}
+                         for k in self._signing["keys"]]}
+
+    def rotate_signing_key(self, keep: int = 3) -> str:
+        """Add a new active key; keep the last `keep` keys published."""
+        with self._lock:
+            self._signing["keys"] = (self._signing["keys"] + [self._new_signing_key()])[-keep:]
+            tmp = self._signing_path.with_suffix(".tmp")
+            if tmp.exists():
+                tmp.unlink()
+            _write_secret(tmp, json.dumps(self._signing).encode())
+            tmp.replace(self._signing_path)
+            return str(self._signing["keys"][-1]["kid"])

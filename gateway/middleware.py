@@ -1,0 +1,250 @@
+"""The edge: one pure-ASGI middleware around every request.
+
+It assigns the request id, enforces the body limit while hashing the body, buffers the
+response, then closes the request's unit of work: on success the finalizers (evidence entry,
+idempotency record) are added and the transaction commits before a byte is sent; on failure
+it rolls back. Then it adds security headers and the evidence receipt, logs one JSON line
+and counts metrics. An exception that escapes the app becomes a generic 500 problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from typing import Any
+
+import anyio
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway import clock
+from gateway.context import CallRecord, state
+from gateway.errors import Conflict, InternalError, PayloadTooLarge, Problem, ServiceUnavailable
+from gateway.ids import new_id
+from gateway.metrics import observe_request
+
+log = logging.getLogger("quanlian.access")
+errlog = logging.getLogger("quanlian.errors")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+_API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+_FRAME_DENY = (b"x-frame-options", b"DENY")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value
+    return None
+
+
+def _upload_allowed(scope: Scope) -> bool:
+    ctype = (_header(scope, b"content-type") or b"").lower()
+    return ctype.startswith((b"multipart/form-data", b"text/csv", b"application/octet-stream"))
+
+
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body: int, max_upload: int) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.max_upload = max_upload
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        started_at = clock.utcnow()
+        st = state(scope)
+        supplied = (_header(scope, b"x-request-id") or b"").decode("latin-1")
+        request_id = supplied if _REQUEST_ID.match(supplied) else new_id("req")
+        st["request_id"] = request_id
+        limit = self.max_upload if _upload_allowed(scope) else self.max_body
+
+        declared = _header(scope, b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > limit
+            except ValueError:
+                too_big = True
+            if too_big:
+                await self._send_problem(scope, send, PayloadTooLarge(
+                    f"The request body exceeds {limit} bytes."), request_id, started)
+                return
+
+        digest = hashlib.sha256()
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                body = message.get("body", b"")
+                received += len(body)
+                if received > limit:
+                    raise PayloadTooLarge(f"The request body exceeds {limit} bytes.")
+                digest.update(body)
+            return message
+
+        start_message: Message | None = None
+        chunks: list[bytes] = []
+
+        async def buffered_send(message: Message) -> None:
+            nonlocal start_message
+            if message["type"] == "http.response.start":
+                start_message = message
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        try:
+            await self.app(scope, limited_receive, buffered_send)
+        except Problem as exc:  # raised while reading the body
+            start_message, chunks = None, []
+            await self._rollback(st)
+            await self._send_problem(scope, send, exc, request_id, started)
+            return
+        except Exception:
+            errlog.exception("unhandled error", extra={"request_id": request_id})
+            start_message, chunks = None, []
+
+        if start_message is None:
+            await self._rollback(st)
+            await self._send_problem(scope, send, InternalError(
+                "An unexpected error occurred. Quote the request id to support."),
+                request_id, started)
+            return
+
+        status = int(start_message["status"])
+        body = b"".join(chunks)
+        headers: list[tuple[bytes, bytes]] = list(start_message.get("headers", []))
+        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        record = CallRecord(
+            request_id=request_id,
+            method=scope["method"],
+            path=scope["path"],
+            route=route,
+            status=status,
+            request_sha256=digest.hexdigest(),
+            response_sha256=hashlib.sha256(body).hexdigest(),
+            started_at=started_at,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+        principal = st.get("principal")
+        if principal is not None:
+            record.client_id = principal.client_id
+            record.partner_id = principal.partner_id
+            record.tenant_id = principal.tenant_id
+            record.environment = principal.environment
+
+        try:
+            receipt = await self._close_unit_of_work(scope, st, record, body)
+        except Problem as exc:
+            await self._send_problem(scope, send, exc, request_id, started)
+            return
+        if receipt:
+            headers.append((b"evidence-entry", receipt.encode()))
+        await self._send(scope, send, status, headers, body, request_id, started, record)
+
+    async def _close_unit_of_work(
+        self, scope: Scope, st: dict[str, Any], record: CallRecord, body: bytes
+    ) -> str | None:
+        """Commit the request's transaction with its evidence, or roll back and record apart."""
+        app = scope["app"]
+        recorder = getattr(app.state, "call_recorder", None)
+        session = st.get("db_session")
+        entry = recorder.call_entry(record) if recorder and recorder.wants(record) else None
+        if session is not None:
+            if record.status < 400:
+                def commit() -> None:
+                    try:
+                        for fn in st.get("finalizers", ()):
+                            fn(session, record.status, body)
+                        if entry is not None:
+                            recorder.add(session, entry)
+                        session.commit()
+                    finally:
+                        session.close()
+                try:
+                    await anyio.to_thread.run_sync(commit)
+                    st["db_session"] = None
+                    return entry.receipt if entry is not None else None
+                except (IntegrityError, OperationalError, DBAPIError) as exc:
+                    st["db_session"] = None
+                    errlog.warning("commit failed: %s", exc.__class__.__name__,
+                                   extra={"request_id": record.request_id})
+                    if isinstance(exc, OperationalError) and "locked" not in str(exc):
+                        raise ServiceUnavailable("The database is unavailable; retry.") from None
+                    raise Conflict("A concurrent request changed the same data; retry.",
+                                   code="concurrent_update") from None
+                except Problem:
+                    st["db_session"] = None
+                    raise
+            await self._rollback(st)
+        if entry is not None:
+            await recorder.record_detached(entry)
+            return entry.receipt
+        return None
+
+    async def _rollback(self, st: dict[str, Any]) -> None:
+        session = st.get("db_session")
+        if session is None:
+            return
+        st["db_session"] = None
+
+        def rollback() -> None:
+            try:
+                session.rollback()
+            finally:
+                session.close()
+
+        await anyio.to_thread.run_sync(rollback)
+
+    async def _send_problem(self, scope: Scope, send: Send, problem: Problem,
+                            request_id: str, started: float) -> None:
+        body = json.dumps(problem.body(request_id), ensure_ascii=False,
+                          separators=(",", ":")).encode()
+        headers = [(b"content-type", b"application/problem+json")]
+        headers += [(k.lower().encode(), v.encode()) for k, v in problem.headers.items()]
+        await self._send(scope, send, problem.status, headers, body, request_id, started, None)
+
+    async def _send(self, scope: Scope, send: Send, status: int,
+                    headers: list[tuple[bytes, bytes]], body: bytes, request_id: str,
+                    started: float, record: CallRecord | None) -> None:
+        headers = [(k, v) for k, v in headers if k != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        headers.append((b"x-request-id", request_id.encode()))
+        present = {k for k, _ in headers}
+        for key, value in SECURITY_HEADERS:
+            if key not in present:
+                headers.append((key, value))
+        ctype = dict(headers).get(b"content-type", b"")
+        if not ctype.startswith(b"text/html") and b"content-security-policy" not in present:
+            headers.append(_API_CSP)
+            if b"x-frame-options" not in present:
+                headers.append(_FRAME_DENY)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        latency = (time.perf_counter() - started)
+        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        observe_request(scope["method"], route, status, latency)
+        principal = state(scope).get("principal")
+        log.info(json.dumps({
+            "request_id": request_id, "method": scope["method"], "route": route,
+            "status": status, "latency_ms": round(latency * 1000, 2),
+            "client_id": getattr(principal, "client_id", None),
+        }, separators=(",", ":")))

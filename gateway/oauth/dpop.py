@@ -1,0 +1,77 @@
+"""DPoP proofs (RFC 9449): checked at the token endpoint and on every call with a bound token."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from joserfc import jws
+from joserfc.errors import JoseError
+from sqlalchemy.orm import Session
+
+from gateway.jose import CLIENT_REGISTRY, import_public_jwk, sha256_b64url, unverified_parts
+from gateway.oauth.replay import ReplayGuard
+
+PROOF_MAX_AGE = 300
+PROOF_MAX_FUTURE = 10
+_PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
+DPOP_ALGORITHMS = " ".join(a for a in CLIENT_REGISTRY.allowed or [])
+
+
+class DPoPInvalid(Exception):
+    """The DPoP proof is refused; the message is safe to show the caller."""
+
+
+class DPoPVerifier:
+    def __init__(self, replay: ReplayGuard) -> None:
+        self.replay = replay
+
+    def verify(self, proof: str, *, method: str, url: str, access_token: str | None = None,
+               session: Session | None = None) -> str:
+        """Check a proof for this request; returns the JWK thumbprint (`jkt`) it proves."""
+        try:
+            header, claims = unverified_parts(proof)
+        except (ValueError, UnicodeDecodeError):
+            raise DPoPInvalid("The DPoP proof is not a compact JWS.") from None
+        if header.get("typ") != "dpop+jwt":
+            raise DPoPInvalid("The DPoP proof must have typ 'dpop+jwt'.")
+        if header.get("alg") not in (CLIENT_REGISTRY.allowed or []):
+            raise DPoPInvalid("The DPoP proof must be signed with PS256, ES256 or EdDSA.")
+        jwk_data = header.get("jwk")
+        if not isinstance(jwk_data, dict):
+            raise DPoPInvalid("The DPoP proof must carry its public key in 'jwk'.")
+        if _PRIVATE_MEMBERS & set(jwk_data):
+            raise DPoPInvalid("The DPoP proof's 'jwk' must not contain a private key.")
+        try:
+            key = import_public_jwk(jwk_data)
+            jws.deserialize_compact(proof, key, registry=CLIENT_REGISTRY)
+        except (JoseError, ValueError, TypeError) as exc:
+            raise DPoPInvalid(f"The DPoP proof signature is not valid ({exc.__class__.__name__}).") from None
+        self._check_claims(claims, method=method, url=url, access_token=access_token)
+        jkt = key.thumbprint()
+        if not self.replay.first_use(f"dpop:{jkt}:{claims['jti']}",
+                                     int(time.time()) + PROOF_MAX_AGE + PROOF_MAX_FUTURE,
+                                     session=session):
+            raise DPoPInvalid("The DPoP proof 'jti' was used before.")
+        return jkt
+
+    @staticmethod
+    def _check_claims(claims: dict[str, Any], *, method: str, url: str,
+                      access_token: str | None) -> None:
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not jti or len(jti) > 128:
+            raise DPoPInvalid("The DPoP proof has no valid 'jti'.")
+        if claims.get("htm") != method:
+            raise DPoPInvalid("The DPoP proof 'htm' does not match the request method.")
+        htu = claims.get("htu")
+        if not isinstance(htu, str) or htu.split("?")[0].split("#")[0] != url:
+            raise DPoPInvalid("The DPoP proof 'htu' does not match the request URL.")
+        iat = claims.get("iat")
+        if not isinstance(iat, int | float) or isinstance(iat, bool):
+            raise DPoPInvalid("The DPoP proof has no valid 'iat'.")
+        now = time.time()
+        if iat > now + PROOF_MAX_FUTURE or iat < now - PROOF_MAX_AGE:
+            raise DPoPInvalid("The DPoP proof 'iat' is outside the accepted window.")
+        if access_token is not None:
+            if claims.get("ath") != sha256_b64url(access_token):
+                raise DPoPInvalid("The DPoP proof 'ath' does not match the access token.")

@@ -1,0 +1,88 @@
+"""Fetching a client's JWKS from its `jwks_uri`: cached, refetched on an unknown `kid`,
+and never from private, loopback or link-local addresses in production."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from gateway.errors import ValidationFailed
+
+
+class UnsafeURL(ValueError):
+    pass
+
+
+def _is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
+                or ip.is_reserved or ip.is_unspecified)
+
+
+def check_public_url(url: str, *, require_https: bool = True) -> list[str]:
+    """Resolve a URL's host and refuse it unless every address is public. Returns the addresses."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise UnsafeURL("the URL must be absolute http(s)")
+    if require_https and parts.scheme != "https":
+        raise UnsafeURL("the URL must use https")
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https"
+                                                                   else 80))
+    except (socket.gaierror, UnicodeError):
+        raise UnsafeURL("the host name does not resolve") from None
+    addresses = sorted({str(info[4][0]) for info in infos})
+    if not addresses or not all(_is_public(a) for a in addresses):
+        raise UnsafeURL("the URL points at a private, loopback or link-local address")
+    return addresses
+
+
+def validate_url_setting(url: str, *, production: bool, allow_loopback: bool) -> None:
+    """Validation used when a URL is registered (jwks_uri, webhook endpoint)."""
+    if production or not allow_loopback:
+        try:
+            check_public_url(url, require_https=production)
+        except UnsafeURL as exc:
+            raise ValidationFailed(f"URL refused: {exc}.", code="unsafe_url") from None
+
+
+class JWKSCache:
+    def __init__(self, *, allow_private: bool, ttl: float = 300.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.allow_private = allow_private
+        self.ttl = ttl
+        self.transport = transport
+        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, uri: str, kid: str | None, *, production: bool) -> dict[str, Any]:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(uri)
+        if cached and now - cached[0] < self.ttl:
+            kids = {k.get("kid") for k in cached[1].get("keys", [])}
+            if kid is None or kid in kids:
+                return cached[1]
+        jwks = self._fetch(uri, production=production)
+        with self._lock:
+            self._cache[uri] = (now, jwks)
+        return jwks
+
+    def _fetch(self, uri: str, *, production: bool) -> dict[str, Any]:
+        if production or not self.allow_private:
+            check_public_url(uri, require_https=production)
+        with httpx.Client(timeout=5.0, follow_redirects=False, transport=self.transport) as http:
+            response = http.get(uri, headers={"accept": "application/json"})
+        response.raise_for_status()
+        data = response.json()
+        if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+            raise ValueError("jwks_uri did not return a JWK set")
+        return data

@@ -1,0 +1,210 @@
+"""authlib's authorization server core, adapted to FastAPI.
+
+authlib ships no FastAPI server integration, so this module supplies the framework hooks
+(`create_oauth2_request`, `handle_response`, `send_signal`), the client look-up and the
+token generator, and registers the client credentials grant, private_key_jwt, and the
+introspection and revocation endpoints. authlib is synchronous: every call into it runs in
+a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from authlib.oauth2 import OAuth2Request
+from authlib.oauth2.rfc6749 import (
+    AuthorizationServer,
+    InvalidClientError,
+    InvalidRequestError,
+    InvalidScopeError,
+)
+from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gateway.oauth.client_auth import PrivateKeyJWT
+from gateway.oauth.dpop import DPoPInvalid, DPoPVerifier
+from gateway.oauth.jwks_fetch import JWKSCache
+from gateway.oauth.models import OAuthClient, RevokedToken
+from gateway.oauth.replay import ReplayGuard
+from gateway.oauth.scopes import ALL_SCOPES
+from gateway.oauth.session import bind_session, current_session, unbind_session
+from gateway.oauth.tokens import TokenInvalid, TokenService
+from gateway.tenancy import PRODUCTION_STATES, TOKEN_STATES, Partner
+
+AUTH_METHODS = ["private_key_jwt", "client_secret_basic"]
+
+
+class ClientCredentials(ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+
+    def validate_token_request(self) -> None:
+        super().validate_token_request()
+        client: OAuthClient = self.request.client
+        if client.require_dpop and not getattr(self.request, "dpop_jkt", None):
+            raise InvalidRequestError("This client must present a DPoP proof.")
+
+    def validate_requested_scope(self) -> None:
+        client: OAuthClient = self.request.client
+        requested = (self.request.payload.scope or "").split()
+        allowed = set(client.scopes.split())
+        if requested:
+            unknown = [s for s in requested if s not in allowed]
+            if unknown:
+                raise InvalidScopeError(f"Scopes not granted to this client: {' '.join(unknown)}")
+            granted = sorted(set(requested))
+        else:
+            granted = sorted(allowed)
+        self.request.granted_scope = " ".join(granted)  # type: ignore[attr-defined]
+
+    def create_token_response(self) -> tuple[int, Any, list[tuple[str, str]]]:
+        scope = self.request.granted_scope  # type: ignore[attr-defined]
+        token = self.server.tokens.issue(client_id=self.request.client.id, scope=scope,
+                                         jkt=getattr(self.request, "dpop_jkt", None))
+        return 200, token, [("Content-Type", "application/json"),
+                            ("Cache-Control", "no-store"), ("Pragma", "no-cache")]
+
+
+class _TokenInfo:
+    """A verified access token as authlib's endpoints expect it."""
+
+    def __init__(self, token: str, claims: dict[str, Any], revoked: bool) -> None:
+        self.token = token
+        self.claims = claims
+        self.revoked = revoked
+
+    def is_expired(self) -> bool:
+        return self.claims["exp"] <= time.time()
+
+    def is_revoked(self) -> bool:
+        return self.revoked
+
+    def get_client_id(self) -> str:
+        return str(self.claims["client_id"])
+
+
+def _query_token(server: QuanlianAuthorizationServer, token: str) -> _TokenInfo | None:
+    try:
+        claims = server.tokens.verify(token)
+    except TokenInvalid:
+        return None
+    session = current_session()
+    revoked = session.get(RevokedToken, claims["jti"]) is not None
+    client = session.get(OAuthClient, claims["client_id"])
+    if client is None or not client.is_active:
+        revoked = True
+    return _TokenInfo(token, claims, revoked)
+
+
+class Introspection(IntrospectionEndpoint):
+    CLIENT_AUTH_METHODS = AUTH_METHODS
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
+        return _query_token(self.server, token_string)
+
+    def check_permission(self, token: _TokenInfo, client: OAuthClient, request: Any) -> bool:
+        # A client may introspect its own tokens; the bank's operations clients any token.
+        return token.get_client_id() == client.id or "operations:read" in client.scopes.split()
+
+    def introspect_token(self, token: _TokenInfo) -> dict[str, Any]:
+        c = token.claims
+        body = {"active": True, "client_id": c["client_id"], "scope": c["scope"],
+                "sub": c["sub"], "aud": c["aud"], "iss": c["iss"], "exp": c["exp"],
+                "iat": c["iat"], "jti": c["jti"],
+                "token_type": "DPoP" if c.get("cnf") else "Bearer"}
+        if c.get("cnf"):
+            body["cnf"] = c["cnf"]
+        return body
+
+
+class Revocation(RevocationEndpoint):
+    CLIENT_AUTH_METHODS = AUTH_METHODS
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
+        return _query_token(self.server, token_string)
+
+    def revoke_token(self, token: _TokenInfo, request: Any) -> None:
+        if token.get_client_id() != request.client.id:
+            return  # RFC 7009: answer 200 either way, but never revoke another client's token
+        session = current_session()
+        if session.get(RevokedToken, token.claims["jti"]) is None:
+            session.add(RevokedToken(jti=token.claims["jti"], client_id=token.get_client_id(),
+                                     expires_at=int(token.claims["exp"])))
+            try:
+                session.flush()
+            except IntegrityError:
+                session.rollback()
+        self.server.tokens.forget(token.token)
+
+
+class QuanlianAuthorizationServer(AuthorizationServer):
+    def __init__(self, *, issuer: str, tokens: TokenService, replay: ReplayGuard,
+                 jwks_cache: JWKSCache) -> None:
+        super().__init__(scopes_supported=list(ALL_SCOPES))
+        self.issuer = issuer
+        self.tokens = tokens
+        self.dpop = DPoPVerifier(replay)
+        self.register_client_auth_method("private_key_jwt",
+                                         PrivateKeyJWT(issuer, replay, jwks_cache))
+        self.register_grant(ClientCredentials)
+        self.register_endpoint(Introspection)
+        self.register_endpoint(Revocation)
+
+    # -- authlib hooks --------------------------------------------------------------
+    def query_client(self, client_id: str) -> OAuthClient | None:
+        if not isinstance(client_id, str) or len(client_id) > 64:
+            return None
+        session = current_session()
+        client = session.get(OAuthClient, client_id)
+        if client is None or not client.is_active:
+            return None
+        partner = session.get(Partner, client.partner_id)
+        states = PRODUCTION_STATES if client.environment == "production" else TOKEN_STATES
+        if partner is None or partner.status not in states:
+            return None
+        return client
+
+    def save_token(self, token: dict[str, Any], request: Any) -> None:
+        """JWT access tokens are self-contained: nothing to store."""
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def create_oauth2_request(self, request: OAuth2Request) -> OAuth2Request:
+        return request
+
+    def handle_response(self, status: int, body: Any, headers: Any) -> tuple[int, Any, Any]:
+        return status, body, headers
+
+    # -- entry points used by the router (sync; run in a worker thread) -------------
+    def token(self, session: Session, request: OAuth2Request, dpop_proof: str | None,
+              url: str) -> tuple[int, Any, Any]:
+        token = bind_session(session)
+        try:
+            if dpop_proof is not None:
+                try:
+                    request.dpop_jkt = self.dpop.verify(dpop_proof, method="POST", url=url,
+                                                        session=session)  # type: ignore[attr-defined]
+                except DPoPInvalid as exc:
+                    return 400, {"error": "invalid_dpop_proof", "error_description": str(exc)}, []
+            return self.create_token_response(request)
+        finally:
+            unbind_session(token)
+
+    def endpoint(self, name: str, session: Session, request: OAuth2Request) -> tuple[int, Any, Any]:
+        token = bind_session(session)
+        try:
+            return self.create_endpoint_response(name, request)
+        finally:
+            unbind_session(token)
+
+
+def find_client(session: Session, client_id: str) -> OAuthClient | None:
+    return session.scalars(select(OAuthClient).where(OAuthClient.id == client_id)).first()
+
+
+__all__ = ["QuanlianAuthorizationServer", "InvalidClientError", "find_client"]

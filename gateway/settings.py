@@ -1,0 +1,41 @@
+"""Settings from environment variables (QUANLIAN_*). Defaults run on SQLite with no other service."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QUANLIAN_", extra="ignore")
+
+    data_dir: Path = Field(Path("./var"), description="Where the SQLite file and generated keys live")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir")
+    redis_url: str | None = Field(None, description="Redis for rate limits, replay and revocation")
+    issuer: str = Field("http://127.0.0.1:8000", description="Public base URL and OAuth issuer")
+    evidence_origin: str = Field("quanlian.local/evidence", description="Evidence log origin")
+    max_body_bytes: int = Field(1_048_576, description="Largest JSON request body")
+    max_upload_bytes: int = Field(64 * 1_048_576, description="Largest file upload (CSV batches)")
+    access_token_ttl: int = Field(600, description="Access token lifetime in seconds (max 600)")
+    webhook_allow_loopback: bool = Field(
+        False, description="Allow loopback/private webhook URLs for sandbox endpoints"
+    )
+    run_worker: bool = Field(True, description="Run the background worker inside `serve`")
+    evidence_integrate_interval: float = Field(1.0, description="Seconds between integrations")
+    encryption_key: str | None = Field(None, description="Base64 AES-256 key for personal data")
+    log_level: str = Field("INFO")
+    seed_demo: bool = Field(False, description="Seed a demo sandbox tenant on serve")
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'quanlian.db').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,124 @@
+"""Partners and tenants: who owns data, and which clock a tenant lives on.
+
+A partner (an ecosystem platform) has up to two tenants, one per environment. Every business
+row carries its tenant id, so sandbox and production never see each other's data and sandbox
+tenants never see each other's. A sandbox tenant's test clock is an offset on the base clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import Float, ForeignKey, String, UniqueConstraint, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from gateway import clock as clock_module
+from gateway.db import Base
+from gateway.errors import Conflict, NotFound, ValidationFailed
+from gateway.ids import new_id
+
+Environment = Literal["sandbox", "production"]
+
+# Partner states where its credentials work (the onboarding workflow owns the transitions).
+TOKEN_STATES = frozenset({"submitted", "in_review", "approved", "active", "rejected"})
+PRODUCTION_STATES = frozenset({"active"})
+
+
+class Partner(Base):
+    __tablename__ = "partners"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    uscc: Mapped[str | None] = mapped_column(String(18), index=True)
+    partner_type: Mapped[str] = mapped_column(String(40), default="software_vendor")
+    email: Mapped[str | None] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(String(20), default="submitted")
+    is_operations: Mapped[bool] = mapped_column(default=False)
+    rate_plan: Mapped[str] = mapped_column(String(20), default="standard")
+    created_at: Mapped[datetime]
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+    __table_args__ = (UniqueConstraint("partner_id", "environment"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"), index=True)
+    environment: Mapped[str] = mapped_column(String(12))
+    clock_offset_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of a request."""
+
+    client_id: str
+    partner_id: str
+    tenant_id: str
+    environment: str
+    scopes: frozenset[str]
+    token_id: str = ""
+    expires_at: int = 0
+    is_operations: bool = False
+
+    @property
+    def is_sandbox(self) -> bool:
+        return self.environment == "sandbox"
+
+
+def create_partner(session: Session, *, name: str, email: str | None = None,
+                   uscc: str | None = None, partner_type: str = "software_vendor",
+                   status: str = "submitted", is_operations: bool = False) -> Partner:
+    """Create a partner row (the onboarding workflow decides its later states)."""
+    partner = Partner(id=new_id("ptn"), name=name, email=email, uscc=uscc,
+                      partner_type=partner_type, status=status, is_operations=is_operations,
+                      created_at=clock_module.utcnow())
+    session.add(partner)
+    session.flush()
+    return partner
+
+
+def ensure_tenant(session: Session, partner_id: str, environment: str) -> Tenant:
+    """The partner's tenant in an environment, created on first use."""
+    if environment not in ("sandbox", "production"):
+        raise ValidationFailed("environment must be sandbox or production",
+                               code="invalid_environment")
+    tenant = session.scalars(select(Tenant).where(Tenant.partner_id == partner_id,
+                                                  Tenant.environment == environment)).first()
+    if tenant is None:
+        tenant = Tenant(id=new_id("ten"), partner_id=partner_id, environment=environment,
+                        clock_offset_seconds=0.0, created_at=clock_module.utcnow())
+        session.add(tenant)
+        session.flush()
+    return tenant
+
+
+def get_tenant(session: Session, tenant_id: str) -> Tenant:
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise NotFound("No such tenant.", code="tenant_not_found")
+    return tenant
+
+
+def clock_for(session: Session, tenant_id: str) -> clock_module.Clock:
+    """The clock a tenant's business rules run on (its sandbox test clock, or real time)."""
+    tenant = session.get(Tenant, tenant_id)
+    offset = tenant.clock_offset_seconds if tenant is not None else 0.0
+    if not offset:
+        return clock_module.base_clock()
+    return clock_module.OffsetClock(clock_module.base_clock(), offset)
+
+
+def advance_clock(session: Session, tenant_id: str, seconds: float) -> clock_module.Clock:
+    """Move a sandbox tenant's test clock forward (never backwards)."""
+    tenant = get_tenant(session, tenant_id)
+    if tenant.environment != "sandbox":
+        raise Conflict("Only a sandbox tenant has a test clock.", code="not_sandbox")
+    if seconds < 0:
+        raise ValidationFailed("The test clock never moves backwards.", code="clock_backwards")
+    tenant.clock_offset_seconds = float(tenant.clock_offset_seconds) + float(seconds)
+    session.flush()
+    return clock_for(session, tenant_id)
