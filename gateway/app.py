@@ -24,10 +24,12 @@ MODEL_MODULES: list[str] = [
     "gateway.tenancy",
     "gateway.events",
     "gateway.oauth.models",
+    "gateway.idempotency",
 ]
 
 # Routers in the order they appear in the API docs.
 ROUTERS: list[str] = [
+    "gateway.ratelimit",
     "gateway.health",
     "gateway.oauth.router",
     "gateway.me",
@@ -35,6 +37,7 @@ ROUTERS: list[str] = [
 
 # Objects started with the app and stopped with it (background threads).
 LIFECYCLE: list[str] = [
+    "gateway.jobs",
 ]
 
 API_DESCRIPTION = """
@@ -99,7 +102,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         setup = getattr(module, "setup", None)
         if setup is not None:
             setup(app)
-        app.include_router(module.router)
+        if hasattr(module, "router"):
+            app.include_router(module.router)
     app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes,
                        max_upload=settings.max_upload_bytes)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

@@ -29,7 +29,7 @@ bearer_scheme = HTTPBearer(auto_error=False, scheme_name="OAuth2",
 
 _STATUS_SQL = text(
     "SELECT c.status, c.tenant_id, c.partner_id, c.environment, c.require_dpop, p.status, "
-    "p.is_operations, (SELECT count(*) FROM revoked_tokens r WHERE r.jti = :jti) "
+    "p.is_operations, c.rate_plan, (SELECT count(*) FROM revoked_tokens r WHERE r.jti = :jti) "
     "FROM oauth_clients c JOIN partners p ON p.id = c.partner_id WHERE c.id = :cid"
 )
 
@@ -123,7 +123,7 @@ def authenticate(request: Request) -> Principal:
     if row is None:
         raise _refuse("The client of this token no longer exists.", scheme=shown)
     (client_status, tenant_id, partner_id, environment, require_dpop, partner_status,
-     is_operations, revoked) = row
+     is_operations, rate_plan, revoked) = row
     if revoked:
         raise _refuse("The access token has been revoked.", scheme=shown)
     if client_status != "active":
@@ -137,8 +137,12 @@ def authenticate(request: Request) -> Principal:
         client_id=claims["client_id"], partner_id=partner_id, tenant_id=tenant_id,
         environment=environment, scopes=frozenset(claims["scope"].split()),
         token_id=claims["jti"], expires_at=claims["exp"], is_operations=bool(is_operations),
+        rate_plan=rate_plan,
     )
     st["principal"] = principal
+    limiter = getattr(app.state, "rate_limiter", None)
+    if limiter is not None:
+        limiter.check_client(request, principal)
     return principal
 
 
@@ -163,9 +167,6 @@ def require_scope(*scopes: str) -> Callable[[Request], Principal]:
             problem.headers["WWW-Authenticate"] = _challenge(scheme, "insufficient_scope",
                                                              None, needed)
             raise problem
-        request_limits = getattr(request.app.state, "rate_limiter", None)
-        if request_limits is not None:
-            request_limits.check_client(request, principal)
         return principal
 
     dependency.__name__ = "require_" + "_".join(s.replace(":", "_") for s in scopes)

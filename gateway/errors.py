@@ -214,6 +214,12 @@ def install_error_handlers(app: FastAPI) -> None:
         problem.headers.update(getattr(exc, "headers", None) or {})
         return problem_response(problem, _request_id(request))
 
+    from gateway.idempotency import IdempotentReplay, replay_response
+
+    @app.exception_handler(IdempotentReplay)
+    async def _replay(request: Request, exc: IdempotentReplay) -> Response:
+        return replay_response(exc)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         rid = _request_id(request)

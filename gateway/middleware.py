@@ -116,6 +116,7 @@ class EdgeMiddleware:
         except Problem as exc:  # raised while reading the body
             start_message, chunks = None, []
             await self._rollback(st)
+            await self._after_failure(st, exc.status, b"")
             await self._send_problem(scope, send, exc, request_id, started)
             return
         except Exception:
@@ -124,6 +125,7 @@ class EdgeMiddleware:
 
         if start_message is None:
             await self._rollback(st)
+            await self._after_failure(st, 500, b"")
             await self._send_problem(scope, send, InternalError(
                 "An unexpected error occurred. Quote the request id to support."),
                 request_id, started)
@@ -154,6 +156,7 @@ class EdgeMiddleware:
         try:
             receipt = await self._close_unit_of_work(scope, st, record, body)
         except Problem as exc:
+            await self._after_failure(st, exc.status, b"")
             await self._send_problem(scope, send, exc, request_id, started)
             return
         if receipt:
@@ -167,6 +170,8 @@ class EdgeMiddleware:
         app = scope["app"]
         recorder = getattr(app.state, "call_recorder", None)
         session = st.get("db_session")
+        if session is None and st.get("finalizers") and record.status < 400:
+            session = st["db_session"] = app.state.database.sessions()
         entry = recorder.call_entry(record) if recorder and recorder.wants(record) else None
         if session is not None:
             if record.status < 400:
@@ -195,10 +200,21 @@ class EdgeMiddleware:
                     st["db_session"] = None
                     raise
             await self._rollback(st)
+        await self._after_failure(st, record.status, body)
         if entry is not None:
             await recorder.record_detached(entry)
             return entry.receipt
         return None
+
+    async def _after_failure(self, st: dict[str, Any], status: int, body: bytes) -> None:
+        hooks = st.pop("after_failure", None)
+        if not hooks or status < 400:
+            return
+        for hook in hooks:
+            try:
+                await anyio.to_thread.run_sync(hook, status, body, "application/problem+json")
+            except Exception:
+                errlog.exception("after-failure hook failed")
 
     async def _rollback(self, st: dict[str, Any]) -> None:
         session = st.get("db_session")

@@ -26,6 +26,15 @@ class Settings(BaseSettings):
     run_worker: bool = Field(True, description="Run the background worker inside `serve`")
     evidence_integrate_interval: float = Field(1.0, description="Seconds between integrations")
     encryption_key: str | None = Field(None, description="Base64 AES-256 key for personal data")
+    token_endpoint_limits: str = Field("200/second;20000/hour",
+                                       description="Token endpoint limits per address")
+    public_endpoint_limits: str = Field("5/minute;100/day",
+                                        description="Unauthenticated sign-up/application limits per address")
+    rate_plans: dict[str, tuple[int, int]] = Field(
+        default_factory=lambda: {"sandbox": (25, 100_000), "standard": (100, 1_000_000),
+                                 "premium": (1000, 50_000_000),
+                                 "unlimited": (1_000_000, 10_000_000_000)},
+        description="Client rate plans: name -> [requests per second, requests per day] (JSON)")
     log_level: str = Field("INFO")
     seed_demo: bool = Field(False, description="Seed a demo sandbox tenant on serve")
 

@@ -63,6 +63,7 @@ class Principal:
     token_id: str = ""
     expires_at: int = 0
     is_operations: bool = False
+    rate_plan: str = "standard"
 
     @property
     def is_sandbox(self) -> bool:

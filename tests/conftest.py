@@ -44,9 +44,12 @@ os.environ.setdefault("QUANLIAN_LOG_LEVEL", "WARNING")
 @pytest.fixture
 def app(database: Database, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """The whole platform on this test's database (no background threads)."""
+    from tests.gateway.probe import router as probe_router
     from tests.tools.api import make_app
 
-    return make_app(database, tmp_path_factory.mktemp("data"))
+    application = make_app(database, tmp_path_factory.mktemp("data"))
+    application.include_router(probe_router)
+    return application
 
 
 @pytest.fixture

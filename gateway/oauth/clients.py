@@ -17,13 +17,12 @@ from gateway.oauth.models import OAuthClient, hash_secret
 from gateway.oauth.scopes import ALL_SCOPES, OPERATIONS_SCOPES
 from gateway.tenancy import Partner, ensure_tenant
 
-RATE_PLANS: dict[str, tuple[int, int]] = {
-    # plan: (requests per second, requests per day)
-    "sandbox": (25, 100_000),
-    "standard": (100, 1_000_000),
-    "premium": (1000, 50_000_000),
-    "unlimited": (1_000_000, 10_000_000_000),
-}
+
+def rate_plans() -> dict[str, tuple[int, int]]:
+    """Plan name -> (requests per second, requests per day), from settings."""
+    from gateway.settings import get_settings
+
+    return get_settings().rate_plans
 
 
 @dataclass
@@ -73,7 +72,7 @@ def create_client(session: Session, *, partner: Partner, environment: str, name:
     elif not (jwks or jwks_uri or with_secret):
         with_secret = True
     plan = rate_plan or ("sandbox" if environment == "sandbox" else "standard")
-    if plan not in RATE_PLANS:
+    if plan not in rate_plans():
         raise ValidationFailed(f"Unknown rate plan {plan}.", code="invalid_rate_plan")
     tenant = ensure_tenant(session, partner.id, environment)
     secret = "qls_" + secrets.token_urlsafe(32) if with_secret else None

@@ -164,6 +164,7 @@ _FORM_BODY = {
              response_model=TokenResponse, openapi_extra=_FORM_BODY,
              responses=error_responses(400, 401, 415, 429))
 async def token(request: Request, session: Session = Depends(get_session)) -> Response:
+    request.app.state.rate_limiter.check_token_endpoint(request)
     oauth_request = await _form_request(request)
     proofs = request.headers.getlist("dpop")
     if len(proofs) > 1:

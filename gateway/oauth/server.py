@@ -86,6 +86,9 @@ class _TokenInfo:
     def get_client_id(self) -> str:
         return str(self.claims["client_id"])
 
+    def check_client(self, client: OAuthClient) -> bool:
+        return self.get_client_id() == client.id
+
 
 def _query_token(server: QuanlianAuthorizationServer, token: str) -> _TokenInfo | None:
     try:

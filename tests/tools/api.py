@@ -30,8 +30,12 @@ ISSUER = "http://testserver"
 
 
 def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settings:
-    return Settings(data_dir=data_dir, database_url=database_url, issuer=ISSUER,
-                    redis_url=overrides.pop("redis_url", None), **overrides)
+    overrides.setdefault("issuer", ISSUER)
+    overrides.setdefault("redis_url", None)
+    overrides.setdefault("token_endpoint_limits", "100000/second")
+    overrides.setdefault("public_endpoint_limits", "100000/second")
+    overrides.setdefault("run_worker", False)
+    return Settings(data_dir=data_dir, database_url=database_url, **overrides)
 
 
 def make_app(database: Database, data_dir: Path, **overrides: Any) -> FastAPI:

@@ -1,0 +1,163 @@
+"""`Idempotency-Key` on POST, per client (Stripe's semantics, IETF draft-ietf-httpapi-idempotency-key).
+
+- The same key with the same request replays the first status and body
+  (`Idempotent-Replayed: true`); with a different request it is a 422 problem.
+- A second request while the first is still running is a 409 problem.
+- Keys expire after 24 hours. Routes that move money require a key (400 without).
+
+The key is claimed in its own committed transaction before the route runs (so concurrent
+duplicates see it), and completed inside the route's transaction, so the stored response
+commits atomically with the change it describes. A failure that changed nothing and may
+succeed on retry (409, 429, 5xx) releases the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+import anyio
+from fastapi import Request
+from sqlalchemy import String, Text, delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+from starlette.responses import Response
+
+from gateway import clock
+from gateway.auth import authenticate
+from gateway.context import add_finalizer, state
+from gateway.db import Base, Database
+from gateway.errors import BadRequest, Conflict, Problem, ValidationFailed
+
+TTL = timedelta(hours=24)
+ABANDONED_AFTER = timedelta(minutes=2)
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+RETRYABLE = {409, 429}
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_keys"
+
+    client_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(12))
+    status_code: Mapped[int | None]
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class IdempotentReplay(Exception):
+    """Raised before the route runs: answer with the stored response."""
+
+    def __init__(self, record: IdempotencyRecord) -> None:
+        # Copied out: the claiming transaction is rolled back as this propagates.
+        self.status = record.status_code or 200
+        self.body = record.body or ""
+        self.content_type = record.content_type or "application/json"
+
+
+def replay_response(exc: IdempotentReplay) -> Response:
+    return Response(content=exc.body.encode(), status_code=exc.status,
+                    media_type=exc.content_type, headers={"Idempotent-Replayed": "true"})
+
+
+def _claim(database: Database, client_id: str, key: str, request_hash: str) -> None:
+    now = clock.utcnow()
+    with database.transaction() as session:
+        record = session.get(IdempotencyRecord, (client_id, key))
+        if record is not None:
+            stale = record.expires_at <= now or (
+                record.state == "in_progress" and record.created_at <= now - ABANDONED_AFTER)
+            if stale:
+                session.delete(record)
+                session.flush()
+                record = None
+        if record is not None:
+            if record.request_hash != request_hash:
+                raise ValidationFailed(
+                    "This Idempotency-Key was used with a different request.",
+                    code="idempotency_key_reused")
+            if record.state == "in_progress":
+                raise Conflict("A request with this Idempotency-Key is still being processed.",
+                               code="idempotency_key_in_progress",
+                               headers={"Retry-After": "1"})
+            raise IdempotentReplay(record)
+        session.add(IdempotencyRecord(client_id=client_id, key=key, request_hash=request_hash,
+                                      state="in_progress", created_at=now,
+                                      expires_at=now + TTL))
+        try:
+            session.flush()
+        except IntegrityError:
+            raise Conflict("A request with this Idempotency-Key is still being processed.",
+                           code="idempotency_key_in_progress",
+                           headers={"Retry-After": "1"}) from None
+
+
+def _complete(client_id: str, key: str, content_type: str) -> Callable[[Session, int, bytes], None]:
+    def finalize(session: Session, status: int, body: bytes) -> None:
+        session.execute(update(IdempotencyRecord)
+                        .where(IdempotencyRecord.client_id == client_id,
+                               IdempotencyRecord.key == key)
+                        .values(state="completed", status_code=status, body=body.decode(),
+                                content_type=content_type))
+    return finalize
+
+
+def _after_failure(database: Database, client_id: str, key: str) -> Callable[[int, bytes, str], None]:
+    def record(status: int, body: bytes, content_type: str) -> None:
+        with database.transaction() as session:
+            if status >= 500 or status in RETRYABLE:
+                session.execute(delete(IdempotencyRecord).where(
+                    IdempotencyRecord.client_id == client_id, IdempotencyRecord.key == key))
+            else:
+                # A refused request is answered the same way again (Stripe's rule).
+                session.execute(update(IdempotencyRecord)
+                                .where(IdempotencyRecord.client_id == client_id,
+                                       IdempotencyRecord.key == key)
+                                .values(state="completed", status_code=status,
+                                        body=body.decode(errors="replace"),
+                                        content_type=content_type))
+    return record
+
+
+def idempotency(required: bool = False) -> Callable[[Request], Awaitable[None]]:
+    """A route dependency. `required=True` for routes that move money."""
+
+    async def dependency(request: Request) -> None:
+        raw = request.headers.get("idempotency-key")
+        if raw is None:
+            if required:
+                raise BadRequest("This call moves money: send an Idempotency-Key header.",
+                                 code="idempotency_key_required")
+            return
+        if not _KEY.match(raw):
+            raise BadRequest("Idempotency-Key must be 1-255 visible ASCII characters.",
+                             code="invalid_idempotency_key")
+        principal = await anyio.to_thread.run_sync(authenticate, request)
+        body = await request.body()
+        digest = hashlib.sha256()
+        digest.update(request.method.encode() + b" " + request.url.path.encode() + b"?"
+                      + request.url.query.encode() + b"\n")
+        digest.update(body)
+        database: Database = request.app.state.database
+        await anyio.to_thread.run_sync(_claim, database, principal.client_id, raw,
+                                       digest.hexdigest())
+        add_finalizer(request, _complete(principal.client_id, raw, "application/json"))
+        state(request).setdefault("after_failure", []).append(
+            _after_failure(database, principal.client_id, raw))
+
+    return dependency
+
+
+def purge_expired(session: Session) -> int:
+    result = session.execute(delete(IdempotencyRecord).where(
+        IdempotencyRecord.expires_at <= clock.utcnow()))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+__all__ = ["idempotency", "IdempotentReplay", "replay_response", "Problem", "select"]

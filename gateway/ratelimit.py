@@ -1,0 +1,71 @@
+"""Rate limits with slowapi's limiter: per client plan (per second and per day), and per
+address for unauthenticated endpoints (token endpoint, applications, sandbox sign-up).
+
+Storage is in memory by default and Redis when QUANLIAN_REDIS_URL is set, so that limits
+hold across several server processes. A refused call gets a 429 problem with `Retry-After`
+and `RateLimit-Limit` / `RateLimit-Remaining` / `RateLimit-Reset`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from fastapi import FastAPI, Request
+from limits import RateLimitItem, parse_many
+from limits.limits import RateLimitItemPerDay, RateLimitItemPerSecond
+from slowapi import Limiter
+from slowapi.util import get_remote_address
+
+from gateway.errors import TooManyRequests
+from gateway.tenancy import Principal
+
+
+class RateLimiter:
+    def __init__(self, storage_uri: str, token_limits: str, public_limits: str,
+                 plans: dict[str, tuple[int, int]]) -> None:
+        self._slowapi = Limiter(key_func=get_remote_address, storage_uri=storage_uri,
+                                key_prefix="quanlian", strategy="fixed-window")
+        self.strategy = self._slowapi.limiter
+        self.token_limits = parse_many(token_limits)
+        self.public_limits = parse_many(public_limits)
+        self._plans = {name: (RateLimitItemPerSecond(per_s), RateLimitItemPerDay(per_day))
+                       for name, (per_s, per_day) in plans.items()}
+
+    def _hit(self, items: list[RateLimitItem] | tuple[RateLimitItem, ...], *identity: str) -> None:
+        for item in items:
+            if not self.strategy.hit(item, *identity):
+                stats = self.strategy.get_window_stats(item, *identity)
+                reset = max(1, math.ceil(stats.reset_time - time.time()))
+                raise TooManyRequests(
+                    f"Rate limit of {item} exceeded; retry after {reset} s.",
+                    headers={"Retry-After": str(reset), "RateLimit-Limit": str(item.amount),
+                             "RateLimit-Remaining": "0", "RateLimit-Reset": str(reset),
+                             "RateLimit-Policy": f"{item.amount};w={item.get_expiry()}"})
+
+    def check_client(self, request: Request, principal: Principal) -> None:
+        """Count a call against the client's plan (per second, then per day)."""
+        plan = self._plans.get(principal.rate_plan) or next(iter(self._plans.values()))
+        self._hit(plan, "client", principal.client_id)
+
+    def check_token_endpoint(self, request: Request) -> None:
+        self._hit(self.token_limits, "token", get_remote_address(request))
+
+    def check_public(self, request: Request, bucket: str) -> None:
+        """Unauthenticated endpoints: per remote address."""
+        self._hit(self.public_limits, bucket, get_remote_address(request))
+
+
+def setup(app: FastAPI) -> None:
+    settings = app.state.settings
+    app.state.rate_limiter = RateLimiter(settings.redis_url or "memory://",
+                                         settings.token_endpoint_limits,
+                                         settings.public_endpoint_limits, settings.rate_plans)
+
+
+def rate_limit_public(bucket: str):  # type: ignore[no-untyped-def]
+    """Dependency for unauthenticated routes."""
+    def dependency(request: Request) -> None:
+        request.app.state.rate_limiter.check_public(request, bucket)
+    dependency.__name__ = f"rate_limit_{bucket}"
+    return dependency

@@ -1,0 +1,189 @@
+"""private_key_jwt at the token endpoint: forged and misused client assertions are refused
+(modelled on the OpenID FAPI conformance suite's negative tests)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import OctKey, OKPKey, RSAKey
+
+from gateway.jose import CLIENT_REGISTRY, StrictRegistry
+from tests.tools.api import ISSUER, client_assertion, new_ec_key, new_partner_client
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+@pytest.fixture
+def pkj(app, http):
+    return new_partner_client(app, http, private_key=True)
+
+
+def token_call(http, assertion, **extra):
+    form = {"grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": assertion, **extra}
+    return http.post("/oauth/token", data=form)
+
+
+def refused(response, error="invalid_client"):
+    assert response.status_code in (400, 401), response.text
+    body = response.json()
+    assert body["error"] == error, body
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.headers["cache-control"] == "no-store"
+    return body
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unsigned(header: dict, claims: dict) -> str:
+    return b64(json.dumps(header).encode()) + "." + b64(json.dumps(claims).encode()) + "."
+
+
+def claims_for(client_id: str, **over):
+    now = int(time.time())
+    body = {"iss": client_id, "sub": client_id, "aud": ISSUER, "iat": now, "exp": now + 300,
+            "jti": uuid.uuid4().hex}
+    body.update(over)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def test_valid_assertion_gets_token(http, pkj):
+    response = token_call(http, client_assertion(pkj.client_id, pkj.key))
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    assert response.json()["token_type"] == "Bearer"
+
+
+@pytest.mark.parametrize("alg", ["PS256", "EdDSA", "Ed25519"])
+def test_other_allowed_algorithms(app, http, alg):
+    key = (RSAKey.generate_key(2048, parameters={"kid": "r1"}, private=True) if alg == "PS256"
+           else OKPKey.generate_key("Ed25519", parameters={"kid": "o1"}, private=True))
+    pc = new_partner_client(app, http, private_key=True)
+    with app.state.database.transaction() as s:
+        from gateway.oauth.models import OAuthClient
+        s.get(OAuthClient, pc.client_id).jwks = {"keys": [key.as_dict(private=False)]}
+    header = {"alg": alg, "kid": key.kid}
+    registry = StrictRegistry(algorithms=[alg])
+    assertion = jwt.encode(header, claims_for(pc.client_id), key, registry=registry)
+    assert token_call(http, assertion).status_code == 200
+
+
+def test_alg_none(http, pkj):
+    refused(token_call(http, unsigned({"alg": "none"}, claims_for(pkj.client_id))))
+
+
+def test_rs256_refused(app, http):
+    key = RSAKey.generate_key(2048, parameters={"kid": "rs"}, private=True)
+    pc = new_partner_client(app, http, private_key=True)
+    with app.state.database.transaction() as s:
+        from gateway.oauth.models import OAuthClient
+        s.get(OAuthClient, pc.client_id).jwks = {"keys": [key.as_dict(private=False)]}
+    assertion = jwt.encode({"alg": "RS256", "kid": "rs"}, claims_for(pc.client_id), key,
+                           registry=StrictRegistry(algorithms=["RS256"]))
+    refused(token_call(http, assertion))
+
+
+def test_hs256_keyed_with_public_key(http, pkj):
+    public = json.dumps(pkj.key.as_dict(private=False)).encode()
+    key = OctKey.import_key(public)
+    assertion = jwt.encode({"alg": "HS256", "kid": pkj.key.kid}, claims_for(pkj.client_id), key,
+                           registry=StrictRegistry(algorithms=["HS256"]))
+    refused(token_call(http, assertion))
+
+
+def test_foreign_key(http, pkj):
+    foreign = new_ec_key()
+    foreign_with_same_kid = foreign.as_dict(private=True) | {"kid": pkj.key.kid}
+    from joserfc.jwk import ECKey
+    refused(token_call(http, client_assertion(pkj.client_id, ECKey.import_key(foreign_with_same_kid))))
+
+
+def test_flipped_signature_bit(http, pkj):
+    assertion = client_assertion(pkj.client_id, pkj.key)
+    head, body, sig = assertion.split(".")
+    raw = bytearray(base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4)))
+    raw[5] ^= 0x01
+    refused(token_call(http, f"{head}.{body}.{b64(bytes(raw))}"))
+
+
+@pytest.mark.parametrize("claims", [
+    {"exp": int(time.time()) - 5},
+    {"iat": int(time.time()) + 60, "exp": int(time.time()) + 300},
+    {"nbf": int(time.time()) + 60},
+    {"iss": "cli_someone_else"},
+    {"sub": "cli_someone_else"},
+    {"aud": [ISSUER]},
+    {"aud": ISSUER + "/oauth/token"},
+    {"aud": "https://elsewhere.example"},
+    {"jti": None},
+    {"exp": None},
+    {"iat": int(time.time()), "exp": int(time.time()) + 3700},
+], ids=["expired", "iat-ahead", "nbf-ahead", "wrong-iss", "wrong-sub", "aud-array",
+        "aud-token-endpoint", "aud-foreign", "no-jti", "no-exp", "too-long-lived"])
+def test_bad_claims(http, pkj, claims):
+    over = {k: v for k, v in claims.items()}
+    fixed = claims_for(pkj.client_id, **{k: v for k, v in over.items() if v is not None})
+    for k, v in over.items():
+        if v is None:
+            fixed.pop(k, None)
+    if "sub" in over and over["sub"]:
+        fixed["iss"] = pkj.client_id
+    assertion = jwt.encode({"alg": "ES256", "kid": pkj.key.kid}, fixed, pkj.key,
+                           registry=CLIENT_REGISTRY)
+    refused(token_call(http, assertion))
+
+
+def test_exactly_sixty_minutes_is_accepted(http, pkj):
+    now = int(time.time())
+    assertion = client_assertion(pkj.client_id, pkj.key, iat=now, exp=now + 3600)
+    assert token_call(http, assertion).status_code == 200
+
+
+def test_replayed_jti(http, pkj):
+    assertion = client_assertion(pkj.client_id, pkj.key)
+    assert token_call(http, assertion).status_code == 200
+    refused(token_call(http, assertion))
+
+
+def test_secret_refused_for_production_client(app, http):
+    pc = new_partner_client(app, http, environment="production")
+    from tests.tools.api import basic
+    response = http.post("/oauth/token", data={"grant_type": "client_credentials"},
+                         headers=basic(pc.client_id, "qls_guess"))
+    refused(response)
+
+
+def test_unknown_scope_and_unsupported_grant(http, pkj):
+    body = refused(token_call(http, client_assertion(pkj.client_id, pkj.key),
+                              scope="operations:write"), error="invalid_scope")
+    assert "operations:write" in body["error_description"]
+    response = http.post("/oauth/token", data={"grant_type": "password"})
+    assert response.json()["error"] == "unsupported_grant_type"
+
+
+def test_repeated_parameter_and_wrong_content_type(http, pkj):
+    response = http.post("/oauth/token", content=b"grant_type=client_credentials&grant_type=x",
+                         headers={"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 400
+    response = http.post("/oauth/token", json={"grant_type": "client_credentials"})
+    assert response.status_code == 415
+
+
+def test_thousand_parallel_replays_exactly_one_accepted(http, pkj):
+    assertion = client_assertion(pkj.client_id, pkj.key)
+
+    def attempt(_):
+        return token_call(http, assertion).status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(attempt, range(1000)))
+    assert statuses.count(200) == 1, {s: statuses.count(s) for s in set(statuses)}
+    assert set(statuses) <= {200, 400, 401, 409}

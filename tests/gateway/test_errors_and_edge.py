@@ -1,0 +1,107 @@
+"""Issue: every error is an RFC 9457 problem; request ids; security headers; health."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import Request
+from starlette.testclient import TestClient
+
+from tests.tools.api import problem
+
+
+def test_unknown_route_is_a_problem(http):
+    body = problem(http.get("/v1/nothing-here"), 404, "not_found")
+    assert "request_id" in body and body["type"].startswith("urn:quanlian:problem:")
+
+
+def test_wrong_method_is_a_problem(http):
+    problem(http.delete("/healthz"), 405, "method_not_allowed")
+
+
+def test_malformed_json_is_a_problem(app, http, partner):
+    response = partner.post("/v1/partner-probe-json", content=b"{not json",
+                            headers={"content-type": "application/json"})
+    problem(response, 400, "malformed_json")
+
+
+def test_validation_problem_lists_each_field(partner):
+    response = partner.post("/v1/partner-probe-json", json_body={"amount": 1.5, "count": "x"})
+    body = problem(response, 422, "validation_failed")
+    fields = {e["field"] for e in body["errors"]}
+    assert {"body.amount", "body.count", "body.name"} <= fields
+
+
+def test_ten_megabyte_body_is_refused(http):
+    response = http.post("/oauth/token", content=b"x" * (10 * 1024 * 1024),
+                         headers={"content-type": "application/x-www-form-urlencoded"})
+    problem(response, 413, "payload_too_large")
+
+
+def test_streamed_body_without_length_is_counted(http):
+    def chunks():
+        for _ in range(20):
+            yield b"y" * (128 * 1024)
+
+    response = http.post("/oauth/token", content=chunks(),
+                         headers={"content-type": "application/x-www-form-urlencoded"})
+    problem(response, 413, "payload_too_large")
+
+
+def test_unexpected_exception_is_a_generic_500_without_trace(app, caplog):
+    @app.get("/v1/explode", include_in_schema=False)
+    def explode(request: Request) -> dict[str, str]:
+        raise RuntimeError("secret internals")
+
+    with TestClient(app, raise_server_exceptions=False) as client, caplog.at_level(logging.ERROR):
+        response = client.get("/v1/explode", headers={"X-Request-ID": "trace-me-1"})
+    body = problem(response, 500, "internal_error")
+    assert body["request_id"] == "trace-me-1"
+    assert "secret internals" not in response.text and "Traceback" not in response.text
+    assert any("unhandled" in r.getMessage() for r in caplog.records)
+
+
+def test_request_id_echoed_or_generated(http):
+    given = http.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    bad = http.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
+    assert bad.headers["x-request-id"].startswith("req_")
+    assert http.get("/healthz").headers["x-request-id"].startswith("req_")
+
+
+def test_security_headers(http):
+    response = http.get("/healthz")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["strict-transport-security"].startswith("max-age=")
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_cors_closed(http):
+    response = http.options("/v1/me", headers={"Origin": "https://evil.example",
+                                              "Access-Control-Request-Method": "GET"})
+    assert "access-control-allow-origin" not in response.headers
+    assert response.status_code in (404, 405)
+
+
+def test_health_and_metrics(http):
+    assert http.get("/healthz").json() == {"status": "ok"}
+    http.get("/v1/nothing")
+    metrics = http.get("/metrics").text
+    assert "quanlian_http_requests_total" in metrics
+    assert 'route="/healthz"' in metrics
+
+
+def test_readyz_reports_pending_migrations(http):
+    # The test database is built from the models without Alembic's version table.
+    body = problem(http.get("/readyz"), 503, "migrations_pending")
+    assert "migration" in body["detail"]
+
+
+def test_access_log_is_json_without_personal_data(http, caplog):
+    with caplog.at_level(logging.INFO, logger="quanlian.access"):
+        http.get("/healthz", headers={"X-Request-ID": "log-1"})
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "quanlian.access"]
+    line = next(item for item in lines if item["request_id"] == "log-1")
+    assert line["route"] == "/healthz" and line["status"] == 200 and "latency_ms" in line

@@ -1,0 +1,126 @@
+"""Idempotency-Key semantics through HTTP, including concurrent duplicates."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fastapi import Depends
+from pydantic import BaseModel
+from sqlalchemy import String, func, select
+from sqlalchemy.orm import Session
+
+from gateway.auth import require_scope
+from gateway.db import get_session
+from gateway.idempotency import idempotency
+from tests.tools.api import problem
+
+
+class Note(BaseModel):
+    text: str
+
+
+@pytest.fixture
+def notes_app(app):
+    """A tiny money-like resource: every POST inserts one row (so duplicates are visible)."""
+    from sqlalchemy import Column, MetaData, Table
+
+    md = MetaData()
+    table = Table("probe_notes", md, Column("id", String(40), primary_key=True),
+                  Column("text", String(200)))
+    md.create_all(app.state.database.engine)
+    gate = threading.Event()
+    gate.set()
+
+    @app.post("/v1/probe-notes", include_in_schema=False, status_code=201,
+              dependencies=[Depends(idempotency(required=True))])
+    def create_note(note: Note, session: Session = Depends(get_session),
+                    _=Depends(require_scope("accounts:write"))):
+        if note.text == "boom":
+            from gateway.errors import ValidationFailed
+            raise ValidationFailed("boom is not allowed", code="boom")
+        gate.wait(5)
+        new = uuid.uuid4().hex
+        session.execute(table.insert().values(id=new, text=note.text))
+        return {"id": new, "text": note.text}
+
+    app.state.probe_table = table
+    app.state.probe_gate = gate
+    return app
+
+
+def count(app):
+    with app.state.database.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(app.state.probe_table)).scalar()
+
+
+def test_key_required_for_money_routes(notes_app, partner, http):
+    response = http.post("/v1/probe-notes", json={"text": "a"},
+                         headers=partner.auth("POST", "/v1/probe-notes"))
+    problem(response, 400, "idempotency_key_required")
+    assert count(notes_app) == 0
+
+
+def test_same_key_same_body_replays(notes_app, partner):
+    first = partner.post("/v1/probe-notes", {"text": "a"}, idempotency_key="k1")
+    second = partner.post("/v1/probe-notes", {"text": "a"}, idempotency_key="k1")
+    assert first.status_code == second.status_code == 201
+    assert first.json() == second.json()
+    assert second.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    assert count(notes_app) == 1
+
+
+def test_same_key_different_body_is_422(notes_app, partner):
+    partner.post("/v1/probe-notes", {"text": "a"}, idempotency_key="k2")
+    problem(partner.post("/v1/probe-notes", {"text": "b"}, idempotency_key="k2"), 422,
+            "idempotency_key_reused")
+    assert count(notes_app) == 1
+
+
+def test_keys_are_per_client(notes_app, partner, app, http):
+    from tests.tools.api import new_partner_client
+
+    other = new_partner_client(app, http)
+    partner.post("/v1/probe-notes", {"text": "a"}, idempotency_key="shared")
+    response = other.post("/v1/probe-notes", {"text": "a"}, idempotency_key="shared")
+    assert "idempotent-replayed" not in response.headers
+    assert count(notes_app) == 2
+
+
+def test_refused_request_is_replayed_as_refused(notes_app, partner):
+    problem(partner.post("/v1/probe-notes", {"text": "boom"}, idempotency_key="k3"), 422, "boom")
+    again = partner.post("/v1/probe-notes", {"text": "boom"}, idempotency_key="k3")
+    problem(again, 422, "boom")
+    assert again.headers["idempotent-replayed"] == "true"
+
+
+def test_bad_key_refused(notes_app, partner):
+    problem(partner.post("/v1/probe-notes", {"text": "a"}, idempotency_key="x" * 300), 400,
+            "invalid_idempotency_key")
+
+
+def test_concurrent_duplicates_one_effect(notes_app, partner):
+    notes_app.state.probe_gate.clear()
+    assert partner.token  # fetch once before the threads start
+
+    def send(_):
+        return partner.post("/v1/probe-notes", {"text": "c"}, idempotency_key="race")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(send, i) for i in range(8)]
+        import time
+        time.sleep(0.5)
+        notes_app.state.probe_gate.set()
+        responses = [f.result() for f in futures]
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(201) >= 1
+    assert set(statuses) <= {201, 409}
+    for r in responses:
+        if r.status_code == 409:
+            assert r.json()["code"] == "idempotency_key_in_progress"
+    assert count(notes_app) == 1
+
+
