@@ -25,6 +25,7 @@ MODEL_MODULES: list[str] = [
     "gateway.events",
     "gateway.oauth.models",
     "gateway.idempotency",
+    "gateway.evidence.models",
 ]
 
 # Routers in the order they appear in the API docs.
@@ -33,6 +34,8 @@ ROUTERS: list[str] = [
     "gateway.health",
     "gateway.oauth.router",
     "gateway.me",
+    "gateway.evidence.router",
+    "sandbox.router",
 ]
 
 # Objects started with the app and stopped with it (background threads).
@@ -64,6 +67,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                clock: clock_module.Clock | None = None, start_background: bool = True) -> FastAPI:
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level, format="%(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     import_models()
     if clock is not None:
         clock_module.set_base_clock(clock)

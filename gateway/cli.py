@@ -20,6 +20,7 @@ app.add_typer(db_app, name="db")
 SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("gateway.cli_clients", "clients_app", "clients"),
     ("gateway.cli_clients", "keys_app", "keys"),
+    ("gateway.evidence.cli", "evidence_app", "evidence"),
 ]
 
 OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"

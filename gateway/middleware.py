@@ -258,6 +258,13 @@ class EdgeMiddleware:
         latency = (time.perf_counter() - started)
         route = getattr(scope.get("route"), "path", None) or "unmatched"
         observe_request(scope["method"], route, status, latency)
+        if record is not None:
+            # Call observers (e.g. partners' usage counters): cheap, in-memory, never raise.
+            for observe in getattr(scope["app"].state, "call_observers", ()):
+                try:
+                    observe(record)
+                except Exception:
+                    errlog.exception("call observer failed")
         principal = state(scope).get("principal")
         log.info(json.dumps({
             "request_id": request_id, "method": scope["method"], "route": route,

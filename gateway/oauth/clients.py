@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,22 @@ def rate_plans() -> dict[str, tuple[int, int]]:
     from gateway.settings import get_settings
 
     return get_settings().rate_plans
+
+
+class _RatePlans(Mapping[str, tuple[int, int]]):
+    """A live read-only view of the configured plans (settings are the one source)."""
+
+    def __getitem__(self, name: str) -> tuple[int, int]:
+        return rate_plans()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(rate_plans())
+
+    def __len__(self) -> int:
+        return len(rate_plans())
+
+
+RATE_PLANS: Mapping[str, tuple[int, int]] = _RatePlans()
 
 
 @dataclass

@@ -1,0 +1,61 @@
+"""`quanlian evidence integrate|export|verify`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import Progress
+
+from gateway.db import Database
+from gateway.evidence import service, verifier
+from gateway.keys import PlatformKeys
+from gateway.settings import get_settings
+
+evidence_app = typer.Typer(no_args_is_help=True, help="The evidence log")
+
+
+def _log() -> tuple[Database, service.Log]:
+    settings = get_settings()
+    keys = PlatformKeys(settings.data_dir, settings.encryption_key)
+    return Database(settings.effective_database_url), service.Log(settings.evidence_origin,
+                                                                  keys.evidence_key)
+
+
+@evidence_app.command("integrate")
+def integrate() -> None:
+    """Integrate waiting entries and sign a checkpoint now."""
+    database, log = _log()
+    typer.echo(f"integrated {service.integrate(database, log)} entries")
+
+
+@evidence_app.command("export")
+def export(out: Path = typer.Option(..., "--out", help="Directory to write")) -> None:
+    """Write every integrated entry and every checkpoint for offline verification."""
+    database, log = _log()
+    service.integrate(database, log)
+    with database.transaction() as session:
+        n, n_cp = verifier.export(session, out, log.verifier_key)
+    typer.echo(f"exported {n} entries and {n_cp} checkpoints to {out}")
+
+
+@evidence_app.command("verify")
+def verify(directory: Path | None = typer.Argument(None, help="An exported directory"),
+           url: str | None = typer.Option(None, "--url", help="Verify a live log at BASE URL"),
+           key: str | None = typer.Option(None, "--key", help="Trusted verifier key")) -> None:
+    """Check signatures, the prev chain, every root and every leaf; exit 1 on tampering."""
+    if (directory is None) == (url is None):
+        raise typer.BadParameter("give a directory or --url")
+    with Progress(transient=True) as bar:
+        task = bar.add_task("verifying", total=None)
+
+        def progress(n: int) -> None:
+            bar.update(task, completed=n)
+
+        report = (verifier.verify_directory(directory, key, progress) if directory is not None
+                  else verifier.verify_url(url or "", key, progress))
+    if report.ok:
+        typer.echo(f"OK: {report.entries} entries, {report.checkpoints} checkpoints verified")
+        return
+    typer.echo(f"TAMPERED: {report.problem}", err=True)
+    raise typer.Exit(1)

@@ -1,0 +1,43 @@
+"""Reset a sandbox tenant: delete its business data and seed it again.
+
+Generic over the schema: every table with a `tenant_id` column is cleared for the tenant, in
+reverse dependency order; a child table without `tenant_id` is cleared through its foreign key.
+The evidence log and the events history are append-only and never deleted; the tenant's
+partner, clients and webhook configuration are kept.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Table, delete, select
+from sqlalchemy.orm import Session
+
+from gateway.db import Base
+
+KEEP = {"tenants", "partners", "oauth_clients", "events", "evidence_entries", "evidence_nodes",
+        "evidence_checkpoints", "evidence_state", "idempotency_keys", "revoked_tokens",
+        "used_nonces"}
+KEEP_PREFIXES = ("webhook_", "partner_", "operator", "usage_", "console_")
+
+
+def _kept(table: Table) -> bool:
+    return table.name in KEEP or table.name.startswith(KEEP_PREFIXES)
+
+
+def clear_tenant(session: Session, tenant_id: str) -> int:
+    """Delete every business row of a tenant; returns the number of rows deleted."""
+    deleted = 0
+    for table in reversed(Base.metadata.sorted_tables):
+        if _kept(table):
+            continue
+        if "tenant_id" in table.c:
+            result = session.execute(delete(table).where(table.c.tenant_id == tenant_id))
+            deleted += int(getattr(result, "rowcount", 0) or 0)
+            continue
+        for fk in table.foreign_keys:
+            parent = fk.column.table
+            if "tenant_id" in parent.c and not _kept(parent):
+                owned = select(fk.column).where(parent.c.tenant_id == tenant_id)
+                result = session.execute(delete(table).where(fk.parent.in_(owned)))
+                deleted += int(getattr(result, "rowcount", 0) or 0)
+    session.flush()
+    return deleted

@@ -1,0 +1,161 @@
+"""The sandbox API: self-serve sign-up, test clock, sample events, reset."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy.orm import Session
+
+from gateway.auth import authenticate
+from gateway.clock import to_rfc3339
+from gateway.db import get_session
+from gateway.errors import Problem, ValidationFailed, error_responses
+from gateway.events import publish
+from gateway.ids import new_id
+from gateway.idempotency import idempotency
+from gateway.ratelimit import rate_limit_public
+from gateway.tenancy import Principal, advance_clock, clock_for, create_partner
+from sandbox.provision import provision_sandbox
+from sandbox.reset import clear_tenant
+from sandbox.seed import seed_tenant
+
+router = APIRouter(prefix="/sandbox/v1", tags=["sandbox"],
+                   responses=error_responses(400, 401, 403, 422, 429))
+
+_EVENT_TYPE = re.compile(r"^[a-z][a-z_]{1,40}\.[a-z][a-z_]{1,40}$")
+
+
+class NotSandbox(Problem):
+    status, code, title = 403, "sandbox_only", "Sandbox only"
+
+
+def sandbox_principal(principal: Principal = Depends(authenticate)) -> Principal:
+    if not principal.is_sandbox:
+        raise NotSandbox("This call exists in the sandbox only.")
+    return principal
+
+
+class SignupIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200, examples=["Acme Supply Chain Platform"])
+    email: str = Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", examples=["dev@acme.example"])
+    jwks: dict[str, Any] | None = Field(None, description="Public JWKS for private_key_jwt")
+
+
+class SignupOut(BaseModel):
+    tenant_id: str
+    partner_id: str
+    client_id: str
+    client_secret: str
+    scopes: list[str]
+    token_endpoint: str
+    token_endpoint_auth_methods: list[str]
+    seeded: dict[str, Any]
+
+
+@router.post("/signup", summary="Sign up for a seeded sandbox", response_model=SignupOut,
+             status_code=201, dependencies=[Depends(rate_limit_public("signup"))])
+def sandbox_signup(body: SignupIn, request: Request,
+                   session: Session = Depends(get_session)) -> SignupOut:
+    partner = create_partner(session, name=body.name, email=str(body.email))
+    box = provision_sandbox(session, partner, jwks=body.jwks)
+    issuer = request.app.state.settings.issuer.rstrip("/")
+    methods = ["client_secret_basic"] + (["private_key_jwt"] if body.jwks else [])
+    return SignupOut(tenant_id=box.tenant_id, partner_id=partner.id,
+                     client_id=box.issued.client.id, client_secret=box.issued.secret or "",
+                     scopes=box.issued.client.scopes.split(), token_endpoint=issuer + "/oauth/token",
+                     token_endpoint_auth_methods=methods, seeded=box.seeded)
+
+
+class ClockOut(BaseModel):
+    now: str = Field(examples=["2026-11-23T02:00:00Z"])
+    business_date: str
+    offset_seconds: float
+
+
+class AdvanceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seconds: int | None = Field(None, ge=0, le=3 * 366 * 86400)
+    to: datetime | None = Field(None, description="RFC 3339 instant to move to")
+
+    @model_validator(mode="after")
+    def one_of(self) -> AdvanceIn:
+        if (self.seconds is None) == (self.to is None):
+            raise ValueError("give exactly one of 'seconds' or 'to'")
+        if self.to is not None and self.to.tzinfo is None:
+            raise ValueError("'to' needs a time zone (use Z)")
+        return self
+
+
+def _clock_out(session: Session, tenant_id: str) -> ClockOut:
+    from gateway.clock import business_date
+    from gateway.tenancy import get_tenant
+
+    now = clock_for(session, tenant_id).now()
+    return ClockOut(now=to_rfc3339(now), business_date=business_date(now).isoformat(),
+                    offset_seconds=get_tenant(session, tenant_id).clock_offset_seconds)
+
+
+@router.get("/clock", summary="The tenant's test clock", response_model=ClockOut)
+def sandbox_clock(principal: Principal = Depends(sandbox_principal),
+                  session: Session = Depends(get_session)) -> ClockOut:
+    return _clock_out(session, principal.tenant_id)
+
+
+@router.post("/clock/advance", summary="Advance the test clock (never backwards)",
+             response_model=ClockOut, dependencies=[Depends(idempotency())])
+def sandbox_clock_advance(body: AdvanceIn, principal: Principal = Depends(sandbox_principal),
+                          session: Session = Depends(get_session)) -> ClockOut:
+    """Due work (maturities, settlements, scheduled batches, webhook retries) runs on the
+    worker's next tick, within about a second."""
+    if body.to is not None:
+        now = clock_for(session, principal.tenant_id).now()
+        seconds = (body.to - now).total_seconds()
+        if seconds < 0:
+            raise ValidationFailed("The test clock never moves backwards.", code="clock_backwards")
+    else:
+        seconds = float(body.seconds or 0)
+    advance_clock(session, principal.tenant_id, seconds)
+    return _clock_out(session, principal.tenant_id)
+
+
+class SampleEventOut(BaseModel):
+    id: str
+    type: str
+    created_at: str
+
+
+@router.post("/events/{event_type}", summary="Fire a sample event to the tenant's webhooks",
+             response_model=SampleEventOut, status_code=201, dependencies=[Depends(idempotency())])
+def sandbox_fire_event(event_type: str, principal: Principal = Depends(sandbox_principal),
+                       session: Session = Depends(get_session)) -> SampleEventOut:
+    if not _EVENT_TYPE.match(event_type):
+        raise ValidationFailed("Event types look like `resource.action`.",
+                               code="invalid_event_type")
+    now = clock_for(session, principal.tenant_id).now()
+    resource_id = new_id("sample")
+    event = publish(session, tenant_id=principal.tenant_id, type=event_type,
+                    resource_type=event_type.split(".")[0], resource_id=resource_id,
+                    data={"id": resource_id, "sample": True}, actor=principal.client_id, at=now)
+    return SampleEventOut(id=event.id, type=event.type, created_at=to_rfc3339(now))
+
+
+class ResetOut(BaseModel):
+    deleted_rows: int
+    seeded: dict[str, Any]
+
+
+@router.post("/reset", summary="Restore the sandbox seed", response_model=ResetOut,
+             dependencies=[Depends(idempotency())])
+def sandbox_reset(principal: Principal = Depends(sandbox_principal),
+                  session: Session = Depends(get_session)) -> ResetOut:
+    deleted = clear_tenant(session, principal.tenant_id)
+    from gateway.tenancy import get_tenant
+
+    get_tenant(session, principal.tenant_id).clock_offset_seconds = 0.0
+    seeded = seed_tenant(session, principal.tenant_id)
+    return ResetOut(deleted_rows=deleted, seeded=seeded)

@@ -1,0 +1,55 @@
+"""Seeding a sandbox tenant: each product contributes a seeder; the sandbox runs them in order.
+
+A seeder is `fn(session, tenant_id, fake) -> dict` (a summary of what it created, shown to the
+developer). Products register theirs at import; the list of product modules to import lives here
+so that the sandbox is the one place that knows which products seed data.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+log = logging.getLogger("quanlian.sandbox")
+
+Seeder = Callable[[Session, str, Any], dict[str, Any]]
+_seeders: dict[str, tuple[int, Seeder]] = {}
+
+# Modules whose import registers a seeder (accounts first: the others need its accounts).
+SEEDER_MODULES = [
+    "products.accounts.seed",
+    "products.chain_credit.seed",
+    "products.payroll.seed",
+    "products.collection.seed",
+    "products.egov.seed",
+]
+
+
+def register_seeder(name: str, fn: Seeder, order: int = 100) -> None:
+    _seeders[name] = (order, fn)
+
+
+def _load() -> None:
+    for module in SEEDER_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def seed_tenant(session: Session, tenant_id: str, seed: int | None = None) -> dict[str, Any]:
+    """Create a tenant's realistic sandbox data; deterministic for a given seed."""
+    from sandbox.fakedata import FakeData
+
+    _load()
+    fake = FakeData(seed if seed is not None else abs(hash(tenant_id)) % (2**31))
+    summary: dict[str, Any] = {}
+    for name, (_, fn) in sorted(_seeders.items(), key=lambda kv: (kv[1][0], kv[0])):
+        summary[name] = fn(session, tenant_id, fake)
+        session.flush()
+    return summary
