@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from gateway import clock as clock_module
+from gateway import pii
 from gateway.db import Database
 from gateway.errors import ProblemDetails, install_error_handlers
 from gateway.keys import PlatformKeys
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         clock_module.set_base_clock(clock)
     database = database or Database(settings.effective_database_url)
     keys = PlatformKeys(settings.data_dir, settings.encryption_key)
+    pii.set_vault(pii.Vault(keys))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -44,6 +44,11 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
     import uvicorn
 
     db_upgrade()
+    settings = get_settings()
+    if settings.seed_demo:
+        from sandbox.demo import ensure_demo, quickstart
+
+        typer.echo(quickstart(settings, ensure_demo(settings)))
     if not worker:
         os.environ["QUANLIAN_RUN_WORKER"] = "false"
     uvicorn.run("gateway.asgi:app", host=host, port=port, workers=workers,

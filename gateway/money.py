@@ -12,7 +12,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 MAX_FEN = 999_999_999_999_999
-_AMOUNT = re.compile(r"^(-?)(0|[1-9]\d{0,12})(?:\.(\d{1,2}))?$")
+# [0-9], not \d (which takes any Unicode digit, and int() reads them), and fullmatch, not
+# "$" (which also matches before a trailing newline).
+_AMOUNT = re.compile(r"(-?)(0|[1-9][0-9]*)(?:\.([0-9]{1,2}))?")
 
 
 class MoneyError(ValueError):
@@ -23,10 +25,12 @@ def parse_fen(value: object, *, allow_negative: bool = False, allow_zero: bool =
     """Turn an API amount string ("1234.50") into integer fen. Floats are refused."""
     if isinstance(value, bool) or not isinstance(value, str):
         raise MoneyError("amount must be a string such as \"12.34\", never a number")
-    match = _AMOUNT.match(value)
+    match = _AMOUNT.fullmatch(value)
     if not match:
         raise MoneyError("amount must be a decimal string with at most two decimals")
     sign, whole, frac = match.groups()
+    if len(whole) > 13:  # before int(): a huge digit string is slow to convert
+        raise MoneyError("amount is too large")
     fen = int(whole) * 100 + int((frac or "").ljust(2, "0"))
     if fen > MAX_FEN:
         raise MoneyError("amount is too large")

@@ -15,8 +15,8 @@ from gateway.clock import to_rfc3339
 from gateway.db import get_session
 from gateway.errors import Problem, ValidationFailed, error_responses
 from gateway.events import publish
-from gateway.ids import new_id
 from gateway.idempotency import idempotency
+from gateway.ids import new_id
 from gateway.ratelimit import rate_limit_public
 from gateway.tenancy import Principal, advance_clock, clock_for, create_partner
 from sandbox.provision import provision_sandbox

@@ -7,6 +7,7 @@ so that the sandbox is the one place that knows which products seed data.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 from collections.abc import Callable
@@ -47,7 +48,9 @@ def seed_tenant(session: Session, tenant_id: str, seed: int | None = None) -> di
     from sandbox.fakedata import FakeData
 
     _load()
-    fake = FakeData(seed if seed is not None else abs(hash(tenant_id)) % (2**31))
+    if seed is None:  # stable across processes (str hash() is salted per process)
+        seed = int.from_bytes(hashlib.sha256(tenant_id.encode()).digest()[:4], "big")
+    fake = FakeData(seed)
     summary: dict[str, Any] = {}
     for name, (_, fn) in sorted(_seeders.items(), key=lambda kv: (kv[1][0], kv[0])):
         summary[name] = fn(session, tenant_id, fake)

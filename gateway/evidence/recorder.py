@@ -72,7 +72,7 @@ class GroupCommitWriter:
                 self._pending = _Batch()
             try:
                 with self.database.transaction() as session:
-                    session.execute(insert(EvidenceEntry), current.rows)
+                    session.connection().execute(insert(EvidenceEntry.__table__), current.rows)
             except Exception as exc:  # every waiter of this batch learns it failed
                 current.error = exc
             current.done.set()
@@ -96,7 +96,7 @@ class CallRecorder:
 
     @staticmethod
     def add(session: Session, draft: Draft) -> None:
-        session.execute(insert(EvidenceEntry), [row(draft)])
+        session.connection().execute(insert(EvidenceEntry.__table__), [row(draft)])
 
     async def record_detached(self, draft: Draft) -> None:
         await anyio.to_thread.run_sync(self.writer.write, draft)
@@ -107,7 +107,7 @@ def record_event(session: Session, event: Event) -> None:
     draft = event_draft(event_id=event.id, tenant_id=event.tenant_id, type=event.type,
                         resource_type=event.resource_type, resource_id=event.resource_id,
                         actor=event.actor, state_sha256=event.state_digest, at=event.created_at)
-    session.execute(insert(EvidenceEntry), [row(draft)])
+    session.connection().execute(insert(EvidenceEntry.__table__), [row(draft)])
 
 
 add_sink(record_event)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import insert, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,7 +27,6 @@ from gateway.evidence.models import EvidenceCheckpoint, EvidenceEntry, EvidenceN
 from gateway.evidence.note import format_checkpoint, prev_extension, sign_note, verifier_key
 
 BATCH = 20_000
-_KEY_CHUNK = 400
 
 
 class DatabaseNodes(merkle.NodeReader):
@@ -37,12 +36,18 @@ class DatabaseNodes(merkle.NodeReader):
         self.session = session
 
     def get_nodes(self, keys: list[merkle.Key]) -> dict[merkle.Key, bytes]:
+        # Grouped by level (`level = ? AND index IN (...)`) so that both databases use the
+        # primary key; a row-value IN is a full scan on SQLite.
+        by_level: dict[int, list[int]] = {}
+        for level, index in keys:
+            by_level.setdefault(level, []).append(index)
         found: dict[merkle.Key, bytes] = {}
-        for i in range(0, len(keys), _KEY_CHUNK):
-            chunk = keys[i:i + _KEY_CHUNK]
+        clauses = [and_(EvidenceNode.level == level, EvidenceNode.index.in_(indexes))
+                   for level, indexes in by_level.items()]
+        for i in range(0, len(clauses), 64):
             rows = self.session.execute(
                 select(EvidenceNode.level, EvidenceNode.index, EvidenceNode.hash)
-                .where(tuple_(EvidenceNode.level, EvidenceNode.index).in_(chunk)))
+                .where(or_(*clauses[i:i + 64])))
             for level, index, value in rows:
                 found[(level, index)] = bytes(value)
         return found
@@ -96,10 +101,14 @@ def _integrate_batch(session: Session, log: Log, batch: int) -> int:
     size = state.tree_size
     builder = merkle.TreeBuilder.resume(size, DatabaseNodes(session))
     result = builder.append(bytes(leaf) for _, leaf in waiting)
-    session.execute(update(EvidenceEntry),
-                    [{"seq": seq, "idx": size + i} for i, (seq, _) in enumerate(waiting)])
-    session.execute(insert(EvidenceNode), [{"level": lv, "index": ix, "hash": h}
-                                            for (lv, ix), h in result.nodes.items()])
+    # Core statements (executemany), not the ORM's bulk paths: integration is the hot loop.
+    conn = session.connection()
+    entries, nodes = EvidenceEntry.__table__, EvidenceNode.__table__
+    conn.execute(update(entries).where(entries.c.seq == bindparam("b_seq"))
+                 .values(idx=bindparam("b_idx")),
+                 [{"b_seq": seq, "b_idx": size + i} for i, (seq, _) in enumerate(waiting)])
+    conn.execute(insert(nodes), [{"level": lv, "index": ix, "hash": h}
+                                 for (lv, ix), h in result.nodes.items()])
     extensions = [prev_extension(state.last_note)] if state.last_note else []
     text = format_checkpoint(log.origin, result.tree_size, result.root, extensions)
     note = sign_note(text, log.origin, log.key)

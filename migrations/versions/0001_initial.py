@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 08:51:15.162773
+Create Date: 2026-11-23 08:55:36.541354
 """
 from collections.abc import Sequence
 

@@ -27,6 +27,7 @@ from gateway.settings import Settings
 from gateway.tenancy import Partner, create_partner
 
 ISSUER = "http://testserver"
+ASSERTION_TYPE_JWT = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settings:

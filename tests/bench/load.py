@@ -1,0 +1,160 @@
+"""Benchmark plumbing: a server in a subprocess and a lean HTTP/1.1 keep-alive load generator.
+
+The generator speaks raw HTTP over asyncio streams (no client library) so that on a small
+machine the client costs as little as possible; every figure is printed beside a baseline
+measured by the same generator in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.tools.live import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int
+    seconds: float
+    latencies: list[float]
+    errors: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        data = sorted(self.latencies)
+        if not data:
+            return 0.0
+        return data[min(len(data) - 1, int(q * len(data)))] * 1000
+
+    def line(self, baseline: Result | None = None) -> str:
+        ratio = f"  ratio {self.rps / baseline.rps:.2f} of {baseline.name}" if baseline else ""
+        return (f"{self.name:<34} {self.rps:8.0f} req/s  p50 {self.pct(0.5):6.2f} ms  "
+                f"p99 {self.pct(0.99):6.2f} ms  errors {self.errors}{ratio}")
+
+
+RequestFactory = Callable[[int], bytes]
+
+
+async def _worker(host: str, port: int, make: RequestFactory, deadline: float, max_requests: int,
+                  counter: list[int], latencies: list[float], errors: list[int], ok: set[int]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while time.perf_counter() < deadline and counter[0] < max_requests:
+            counter[0] += 1
+            payload = make(counter[0])
+            start = time.perf_counter()
+            writer.write(payload)
+            await writer.drain()
+            status_line = await reader.readline()
+            length = 0
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b""):
+                    break
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:].strip())
+            if length:
+                await reader.readexactly(length)
+            latencies.append(time.perf_counter() - start)
+            status = int(status_line.split(b" ", 2)[1]) if status_line else 0
+            if status not in ok:
+                errors[0] += 1
+    finally:
+        writer.close()
+
+
+def run_load(name: str, port: int, make: RequestFactory, *, connections: int = 32,
+             seconds: float = 5.0, max_requests: int = 200_000, ok: set[int] | None = None,
+             warmup: float = 1.0) -> Result:
+    """Drive `connections` keep-alive connections for `seconds` (bounded by max_requests)."""
+    ok = ok or {200}
+
+    async def go(duration: float) -> Result:
+        counter, errors, latencies = [0], [0], []
+        deadline = time.perf_counter() + duration
+        start = time.perf_counter()
+        await asyncio.gather(*[_worker("127.0.0.1", port, make, deadline, max_requests, counter,
+                                       latencies, errors, ok) for _ in range(connections)])
+        return Result(name, len(latencies), time.perf_counter() - start, latencies, errors[0])
+
+    asyncio.run(go(warmup))
+    return asyncio.run(go(seconds))
+
+
+def http_request(method: str, path: str, headers: dict[str, str] | None = None,
+                 body: bytes = b"") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+    for k, v in (headers or {}).items():
+        lines.append(f"{k}: {v}")
+    if body or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+@contextmanager
+def server(target: str, env: dict[str, str] | None = None, port: int | None = None,
+           workers: int = 1):
+    """Run `uvicorn target` (an app or factory path) in a subprocess; yields the port."""
+    port = port or free_port()
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    args = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
+            "--log-level", "warning", "--no-access-log", "--workers", str(workers)]
+    if target.endswith("()"):
+        args[3] = target[:-2]
+        args.append("--factory")
+    proc = subprocess.Popen(args, env=full_env, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"server {target} did not start") from None
+                time.sleep(0.2)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+def report(title: str, lines: list[str]) -> None:
+    print(f"\n== {title} ==")
+    for line in lines:
+        print(line)
+
+
+def env_for(data_dir: Path, url: str, port: int, **extra: Any) -> dict[str, str]:
+    env = {"QUANLIAN_DATA_DIR": str(data_dir), "QUANLIAN_DATABASE_URL": url,
+           "QUANLIAN_ISSUER": f"http://127.0.0.1:{port}", "QUANLIAN_RUN_WORKER": "false",
+           "QUANLIAN_LOG_LEVEL": "WARNING", "QUANLIAN_TOKEN_ENDPOINT_LIMITS": "1000000/second",
+           "QUANLIAN_SEED_DEMO": "false"}
+    env.update({k.upper() if k.startswith("quanlian") else k: str(v) for k, v in extra.items()})
+    return env

@@ -1,0 +1,96 @@
+"""Sandbox self-service: sign-up, test clock, sample events, reset."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from gateway.events import Event
+from gateway.oauth.scopes import PARTNER_SCOPES
+from tests.tools.api import (
+    ASSERTION_TYPE_JWT,
+    PartnerClient,
+    client_assertion,
+    new_ec_key,
+    new_partner_client,
+    problem,
+    public_jwks,
+)
+
+
+def signup(http, **extra):
+    body = {"name": "Acme SCF Platform", "email": "dev@acme.example", **extra}
+    return http.post("/sandbox/v1/signup", json=body)
+
+
+def test_signup_gives_working_credentials_at_once(app, http):
+    response = signup(http)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert set(body["scopes"]) == set(PARTNER_SCOPES)
+    assert body["token_endpoint"].endswith("/oauth/token")
+    pc = PartnerClient(http=http, client_id=body["client_id"], partner_id=body["partner_id"],
+                       tenant_id=body["tenant_id"], secret=body["client_secret"])
+    me = pc.get("/v1/me").json()
+    assert me["environment"] == "sandbox" and me["tenant_id"] == body["tenant_id"]
+
+
+def test_signup_with_jwks_allows_private_key_jwt(http):
+    key = new_ec_key()
+    body = signup(http, jwks=public_jwks(key)).json()
+    assert "private_key_jwt" in body["token_endpoint_auth_methods"]
+    form = {"grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE_JWT,
+            "client_assertion": client_assertion(body["client_id"], key)}
+    assert http.post("/oauth/token", data=form).status_code == 200
+
+
+def test_signup_validation_and_rate_limit(app, http, database, tmp_path):
+    body = problem(http.post("/sandbox/v1/signup", json={"name": "", "email": "nope"}), 422)
+    assert {e["field"] for e in body["errors"]} == {"body.name", "body.email"}
+    problem(signup(http, jwks={"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}), 422)
+    from starlette.testclient import TestClient
+
+    from tests.tools.api import make_app
+    limited = make_app(database, tmp_path, public_endpoint_limits="2/minute")
+    with TestClient(limited) as client:
+        codes = [signup(client).status_code for _ in range(3)]
+    assert codes == [201, 201, 429]
+
+
+def test_clock_advances_forward_only_and_per_tenant(app, http, partner):
+    start = datetime.fromisoformat(partner.get("/sandbox/v1/clock").json()["now"])
+    moved = partner.post("/sandbox/v1/clock/advance", {"seconds": 86400}).json()
+    assert datetime.fromisoformat(moved["now"]) - start >= timedelta(days=1)
+    target = (datetime.fromisoformat(moved["now"]) + timedelta(days=30)).isoformat()
+    to = partner.post("/sandbox/v1/clock/advance", {"to": target}).json()
+    assert abs((datetime.fromisoformat(to["now"]) - datetime.fromisoformat(target)).total_seconds()) < 5
+    problem(partner.post("/sandbox/v1/clock/advance", {"to": start.isoformat()}), 422, "clock_backwards")
+    problem(partner.post("/sandbox/v1/clock/advance", {"seconds": -5}), 422)
+    problem(partner.post("/sandbox/v1/clock/advance", {}), 422)
+    other = new_partner_client(app, http)
+    other_now = datetime.fromisoformat(other.get("/sandbox/v1/clock").json()["now"])
+    assert other_now - start < timedelta(hours=1)
+
+
+def test_production_has_no_test_clock(app, http):
+    prod = new_partner_client(app, http, environment="production")
+    problem(prod.get("/sandbox/v1/clock"), 403, "sandbox_only")
+    problem(prod.post("/sandbox/v1/clock/advance", {"seconds": 1}), 403, "sandbox_only")
+
+
+def test_sample_event(app, partner):
+    response = partner.post("/sandbox/v1/events/payables_certificate.transferred")
+    assert response.status_code == 201, response.text
+    event_id = response.json()["id"]
+    with app.state.database.engine.connect() as conn:
+        row = conn.execute(select(Event.type, Event.tenant_id).where(Event.id == event_id)).one()
+    assert row == ("payables_certificate.transferred", partner.tenant_id)
+    problem(partner.post("/sandbox/v1/events/NotAType"), 422, "invalid_event_type")
+
+
+def test_reset_restores_clock(app, partner):
+    partner.post("/sandbox/v1/clock/advance", {"seconds": 3600 * 24 * 40})
+    response = partner.post("/sandbox/v1/reset")
+    assert response.status_code == 200, response.text
+    assert partner.get("/sandbox/v1/clock").json()["offset_seconds"] == 0
