@@ -22,7 +22,7 @@ class Me(BaseModel):
 
 
 @router.get("/me", summary="The calling client", response_model=Me)
-def me(principal: Principal = Depends(authenticate)) -> Me:
+async def me(principal: Principal = Depends(authenticate)) -> Me:
     return Me(client_id=principal.client_id, partner_id=principal.partner_id,
               tenant_id=principal.tenant_id, environment=principal.environment,
               scopes=sorted(principal.scopes), token_expires_at=principal.expires_at)

@@ -9,7 +9,7 @@ every request waits until its batch is durable before its response is sent.
 
 from __future__ import annotations
 
-import threading
+import asyncio
 from typing import Any
 
 import anyio
@@ -32,52 +32,49 @@ def row(draft: Draft) -> dict[str, Any]:
             "leaf_hash": draft.leaf, "idx": None, "created_at": draft.created_at}
 
 
-class _Batch:
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-
-
 class GroupCommitWriter:
-    def __init__(self, database: Database, max_batch: int = 500) -> None:
-        self.database = database
-        self.max_batch = max_batch
-        self._lock = threading.Lock()
-        self._pending = _Batch()
-        self._writing = False
+    """Batches entries from concurrent requests into one INSERT transaction.
 
-    def write(self, draft: Draft) -> None:
-        """Block until `draft` is committed (as part of some batch)."""
-        with self._lock:
-            batch = self._pending
-            batch.rows.append(row(draft))
-            lead = not self._writing
-            if lead:
-                self._writing = True
-        if not lead:
-            batch.done.wait(60)
-            if not batch.done.is_set():
-                raise TimeoutError("evidence group commit timed out")
-            if batch.error is not None:
-                raise batch.error
-            return
-        # The leader writes batches until nothing is pending, then hands over.
-        while True:
-            with self._lock:
-                current = self._pending
-                if not current.rows:
-                    self._writing = False
-                    break
-                self._pending = _Batch()
-            try:
-                with self.database.transaction() as session:
-                    session.connection().execute(insert(EvidenceEntry.__table__), current.rows)
-            except Exception as exc:  # every waiter of this batch learns it failed
-                current.error = exc
-            current.done.set()
-        if batch.error is not None:
-            raise batch.error
+    Waiting requests hold an asyncio future, not a thread: one flusher task per event loop
+    takes everything queued, writes it in a worker thread, and resolves the futures once the
+    transaction has committed.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._queues: dict[int, list[tuple[dict[str, Any], asyncio.Future[None]]]] = {}
+        self._flushing: set[int] = set()
+
+    async def write(self, draft: Draft) -> None:
+        loop = asyncio.get_running_loop()
+        key = id(loop)
+        future: asyncio.Future[None] = loop.create_future()
+        self._queues.setdefault(key, []).append((row(draft), future))
+        if key not in self._flushing:
+            self._flushing.add(key)
+            loop.create_task(self._flush(key))
+        await future
+
+    async def _flush(self, key: int) -> None:
+        try:
+            while self._queues.get(key):
+                batch = self._queues.pop(key)
+                try:
+                    await anyio.to_thread.run_sync(self._insert, [r for r, _ in batch])
+                except Exception as exc:  # every waiter of this batch learns it failed
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                else:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_result(None)
+        finally:
+            self._flushing.discard(key)
+
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
+        with self.database.transaction() as session:
+            session.connection().execute(insert(EvidenceEntry.__table__), rows)
 
 
 class CallRecorder:
@@ -99,7 +96,7 @@ class CallRecorder:
         session.connection().execute(insert(EvidenceEntry.__table__), [row(draft)])
 
     async def record_detached(self, draft: Draft) -> None:
-        await anyio.to_thread.run_sync(self.writer.write, draft)
+        await self.writer.write(draft)
 
 
 def record_event(session: Session, event: Event) -> None:
