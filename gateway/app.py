@@ -27,6 +27,7 @@ MODEL_MODULES: list[str] = [
     "gateway.oauth.models",
     "gateway.idempotency",
     "gateway.evidence.models",
+    "products.accounts.models",
 ]
 
 # Routers in the order they appear in the API docs.
@@ -37,6 +38,7 @@ ROUTERS: list[str] = [
     "gateway.me",
     "gateway.evidence.router",
     "sandbox.router",
+    "products.accounts.router",
 ]
 
 # Objects started with the app and stopped with it (background threads).

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 08:55:36.541354
+Create Date: 2026-11-23 09:25:29.713237
 """
 from collections.abc import Sequence
 
@@ -119,6 +119,52 @@ def upgrade() -> None:
     with op.batch_alter_table('tenants', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_tenants_partner_id'), ['partner_id'], unique=False)
 
+    op.create_table('accounts',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('label', sa.String(length=100), nullable=True),
+    sa.Column('owner_type', sa.String(length=12), nullable=False),
+    sa.Column('owner_name', gateway.pii.EncryptedString(), nullable=False),
+    sa.Column('owner_display_name', sa.String(length=200), nullable=False),
+    sa.Column('owner_uscc', sa.String(length=18), nullable=True),
+    sa.Column('owner_id_number', gateway.pii.EncryptedString(), nullable=True),
+    sa.Column('owner_id_number_digest', sa.String(length=64), nullable=True),
+    sa.Column('owner_id_number_masked', sa.String(length=24), nullable=True),
+    sa.Column('account_number', gateway.pii.EncryptedString(), nullable=False),
+    sa.Column('account_number_digest', sa.String(length=64), nullable=False),
+    sa.Column('account_number_last4', sa.String(length=4), nullable=False),
+    sa.Column('account_number_masked', sa.String(length=40), nullable=False),
+    sa.Column('parent_id', sa.String(length=40), nullable=True),
+    sa.Column('overdraft_limit_fen', sa.BigInteger(), nullable=True),
+    sa.Column('debit_restriction', sa.String(length=40), nullable=True),
+    sa.Column('internal_purpose', sa.String(length=60), nullable=True),
+    sa.Column('ledger_fen', sa.BigInteger(), nullable=False),
+    sa.Column('held_fen', sa.BigInteger(), nullable=False),
+    sa.Column('posting_seq', sa.BigInteger(), nullable=False),
+    sa.Column('last_posted_at', gateway.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("kind IN ('settlement', 'escrow', 'wage', 'virtual', 'internal')", name=op.f('ck_accounts_kind')),
+    sa.CheckConstraint("owner_type IN ('enterprise', 'person', 'bank')", name=op.f('ck_accounts_owner_type')),
+    sa.CheckConstraint("status IN ('active', 'frozen', 'closed')", name=op.f('ck_accounts_status')),
+    sa.CheckConstraint('held_fen >= 0', name=op.f('ck_accounts_held_non_negative')),
+    sa.CheckConstraint('overdraft_limit_fen IS NULL OR ledger_fen - held_fen + overdraft_limit_fen >= 0', name=op.f('ck_accounts_within_overdraft')),
+    sa.CheckConstraint('overdraft_limit_fen IS NULL OR overdraft_limit_fen >= 0', name=op.f('ck_accounts_overdraft_non_negative')),
+    sa.ForeignKeyConstraint(['parent_id'], ['accounts.id'], name=op.f('fk_accounts_parent_id_accounts')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_accounts_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_accounts')),
+    sa.UniqueConstraint('tenant_id', 'account_number_digest', name=op.f('uq_accounts_tenant_id_account_number_digest')),
+    sa.UniqueConstraint('tenant_id', 'internal_purpose', name=op.f('uq_accounts_tenant_id_internal_purpose'))
+    )
+    with op.batch_alter_table('accounts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_accounts_owner_id_number_digest'), ['owner_id_number_digest'], unique=False)
+        batch_op.create_index(batch_op.f('ix_accounts_owner_uscc'), ['owner_uscc'], unique=False)
+        batch_op.create_index(batch_op.f('ix_accounts_parent_id'), ['parent_id'], unique=False)
+        batch_op.create_index('ix_accounts_tenant_id_id', ['tenant_id', 'id'], unique=False)
+
     op.create_table('events',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('tenant_id', sa.String(length=40), nullable=False),
@@ -164,11 +210,137 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_oauth_clients_partner_id'), ['partner_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_oauth_clients_tenant_id'), ['tenant_id'], unique=False)
 
+    op.create_table('holds',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('account_id', sa.String(length=40), nullable=False),
+    sa.Column('hold_ref', sa.String(length=160), nullable=False),
+    sa.Column('amount_fen', sa.BigInteger(), nullable=False),
+    sa.Column('captured_fen', sa.BigInteger(), nullable=False),
+    sa.Column('released_fen', sa.BigInteger(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('purpose', sa.String(length=40), nullable=False),
+    sa.Column('reference_type', sa.String(length=40), nullable=False),
+    sa.Column('reference_id', sa.String(length=80), nullable=False),
+    sa.Column('memo', sa.String(length=200), nullable=True),
+    sa.Column('created_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("status IN ('active', 'captured', 'released')", name=op.f('ck_holds_status')),
+    sa.CheckConstraint('amount_fen > 0', name=op.f('ck_holds_amount_positive')),
+    sa.CheckConstraint('captured_fen + released_fen <= amount_fen', name=op.f('ck_holds_parts_within_amount')),
+    sa.CheckConstraint('captured_fen >= 0 AND released_fen >= 0', name=op.f('ck_holds_parts_non_negative')),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_holds_account_id_accounts')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_holds_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_holds')),
+    sa.UniqueConstraint('tenant_id', 'hold_ref', name=op.f('uq_holds_tenant_id_hold_ref'))
+    )
+    with op.batch_alter_table('holds', schema=None) as batch_op:
+        batch_op.create_index('ix_holds_account_id_status', ['account_id', 'status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_holds_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('journal_entries',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('journal_ref', sa.String(length=160), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('purpose', sa.String(length=40), nullable=False),
+    sa.Column('reference_type', sa.String(length=40), nullable=False),
+    sa.Column('reference_id', sa.String(length=80), nullable=False),
+    sa.Column('hold_id', sa.String(length=40), nullable=True),
+    sa.Column('memo', sa.String(length=200), nullable=True),
+    sa.Column('fingerprint', sa.String(length=64), nullable=False),
+    sa.Column('total_fen', sa.BigInteger(), nullable=False),
+    sa.Column('created_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
+    sa.CheckConstraint('total_fen > 0', name=op.f('ck_journal_entries_total_positive')),
+    sa.ForeignKeyConstraint(['hold_id'], ['holds.id'], name=op.f('fk_journal_entries_hold_id_holds')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_journal_entries_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_journal_entries')),
+    sa.UniqueConstraint('tenant_id', 'journal_ref', name=op.f('uq_journal_entries_tenant_id_journal_ref'))
+    )
+    with op.batch_alter_table('journal_entries', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_journal_entries_hold_id'), ['hold_id'], unique=False)
+        batch_op.create_index('ix_journal_entries_reference', ['tenant_id', 'reference_type', 'reference_id'], unique=False)
+
+    op.create_table('postings',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('entry_id', sa.String(length=40), nullable=False),
+    sa.Column('account_id', sa.String(length=40), nullable=False),
+    sa.Column('seq', sa.BigInteger(), nullable=False),
+    sa.Column('amount_fen', sa.BigInteger(), nullable=False),
+    sa.Column('balance_after_fen', sa.BigInteger(), nullable=False),
+    sa.Column('created_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
+    sa.CheckConstraint('amount_fen <> 0', name=op.f('ck_postings_non_zero')),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_postings_account_id_accounts')),
+    sa.ForeignKeyConstraint(['entry_id'], ['journal_entries.id'], name=op.f('fk_postings_entry_id_journal_entries')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_postings_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_postings')),
+    sa.UniqueConstraint('account_id', 'seq', name=op.f('uq_postings_account_id_seq'))
+    )
+    with op.batch_alter_table('postings', schema=None) as batch_op:
+        batch_op.create_index('ix_postings_account_id_created_at', ['account_id', 'created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_postings_entry_id'), ['entry_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_postings_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('transfers',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('from_account_id', sa.String(length=40), nullable=False),
+    sa.Column('to_account_id', sa.String(length=40), nullable=False),
+    sa.Column('amount_fen', sa.BigInteger(), nullable=False),
+    sa.Column('memo', sa.String(length=200), nullable=True),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('failure_code', sa.String(length=40), nullable=True),
+    sa.Column('failure_message', sa.String(length=300), nullable=True),
+    sa.Column('journal_entry_id', sa.String(length=40), nullable=True),
+    sa.Column('hold_id', sa.String(length=40), nullable=True),
+    sa.Column('resolves_at', gateway.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_by', sa.String(length=80), nullable=False),
+    sa.Column('created_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('resolved_at', gateway.db.UTCDateTime(timezone=True), nullable=True),
+    sa.CheckConstraint("status IN ('pending', 'completed', 'failed')", name=op.f('ck_transfers_status')),
+    sa.CheckConstraint('amount_fen > 0', name=op.f('ck_transfers_amount_positive')),
+    sa.ForeignKeyConstraint(['from_account_id'], ['accounts.id'], name=op.f('fk_transfers_from_account_id_accounts')),
+    sa.ForeignKeyConstraint(['hold_id'], ['holds.id'], name=op.f('fk_transfers_hold_id_holds')),
+    sa.ForeignKeyConstraint(['journal_entry_id'], ['journal_entries.id'], name=op.f('fk_transfers_journal_entry_id_journal_entries')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_transfers_tenant_id_tenants')),
+    sa.ForeignKeyConstraint(['to_account_id'], ['accounts.id'], name=op.f('fk_transfers_to_account_id_accounts')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_transfers'))
+    )
+    with op.batch_alter_table('transfers', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_transfers_from_account_id'), ['from_account_id'], unique=False)
+        batch_op.create_index('ix_transfers_status_resolves_at', ['status', 'resolves_at'], unique=False)
+        batch_op.create_index('ix_transfers_tenant_id_id', ['tenant_id', 'id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_transfers_to_account_id'), ['to_account_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('transfers', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_transfers_to_account_id'))
+        batch_op.drop_index('ix_transfers_tenant_id_id')
+        batch_op.drop_index('ix_transfers_status_resolves_at')
+        batch_op.drop_index(batch_op.f('ix_transfers_from_account_id'))
+
+    op.drop_table('transfers')
+    with op.batch_alter_table('postings', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_postings_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_postings_entry_id'))
+        batch_op.drop_index('ix_postings_account_id_created_at')
+
+    op.drop_table('postings')
+    with op.batch_alter_table('journal_entries', schema=None) as batch_op:
+        batch_op.drop_index('ix_journal_entries_reference')
+        batch_op.drop_index(batch_op.f('ix_journal_entries_hold_id'))
+
+    op.drop_table('journal_entries')
+    with op.batch_alter_table('holds', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_holds_tenant_id'))
+        batch_op.drop_index('ix_holds_account_id_status')
+
+    op.drop_table('holds')
     with op.batch_alter_table('oauth_clients', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_oauth_clients_tenant_id'))
         batch_op.drop_index(batch_op.f('ix_oauth_clients_partner_id'))
@@ -182,6 +354,13 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_events_created_at'))
 
     op.drop_table('events')
+    with op.batch_alter_table('accounts', schema=None) as batch_op:
+        batch_op.drop_index('ix_accounts_tenant_id_id')
+        batch_op.drop_index(batch_op.f('ix_accounts_parent_id'))
+        batch_op.drop_index(batch_op.f('ix_accounts_owner_uscc'))
+        batch_op.drop_index(batch_op.f('ix_accounts_owner_id_number_digest'))
+
+    op.drop_table('accounts')
     with op.batch_alter_table('tenants', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_tenants_partner_id'))
 

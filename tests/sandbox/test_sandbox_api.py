@@ -94,3 +94,20 @@ def test_reset_restores_clock(app, partner):
     response = partner.post("/sandbox/v1/reset")
     assert response.status_code == 200, response.text
     assert partner.get("/sandbox/v1/clock").json()["offset_seconds"] == 0
+
+
+def test_signup_seeds_accounts_and_reset_restores_them(http):
+    body = signup(http).json()
+    pc = PartnerClient(http=http, client_id=body["client_id"], partner_id=body["partner_id"],
+                       tenant_id=body["tenant_id"], secret=body["client_secret"])
+    accounts = pc.get("/v1/accounts?limit=100").json()["data"]
+    assert len(accounts) >= 3
+    assert all("*" in a["account_number"] for a in accounts if a.get("account_number"))
+    other_body = signup(http, name="Other Platform").json()
+    other = PartnerClient(http=http, client_id=other_body["client_id"],
+                          partner_id=other_body["partner_id"], tenant_id=other_body["tenant_id"],
+                          secret=other_body["client_secret"])
+    problem(other.get(f"/v1/accounts/{accounts[0]['id']}"), 404)
+    assert pc.post("/sandbox/v1/reset").status_code == 200
+    again = pc.get("/v1/accounts?limit=100").json()["data"]
+    assert len(again) == len(accounts)

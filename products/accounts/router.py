@@ -1,0 +1,195 @@
+"""Accounts HTTP routes: thin (auth and scope, one service call, shape the response).
+
+`accounts:read`: accounts, balances, transactions, statements, transfers.
+`accounts:write`: transfers between the tenant's own accounts (Idempotency-Key required).
+
+A transfer the bank refuses for a business reason (insufficient funds, a frozen or closed
+account, a restricted account, a payee name that does not match) is still created: 201 with
+`status: "failed"` and a `failure_code`, and a `transfer.failed` event. Invalid requests (an
+unknown account, the same account twice, a malformed amount) are 4xx problems and create
+nothing. See `products.accounts.service.create_transfer`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.orm import Session
+
+from gateway.auth import require_scope
+from gateway.clock import start_of_business_day, to_rfc3339
+from gateway.db import get_session
+from gateway.errors import error_responses
+from gateway.idempotency import idempotency
+from gateway.money import format_fen
+from gateway.tenancy import Principal
+from products.accounts import jobs as _jobs  # noqa: F401  (registers the ledger's jobs)
+from products.accounts import service
+from products.accounts.errors import InvalidPeriod
+from products.accounts.models import Account
+from products.accounts.port import Statement
+from products.accounts.schemas import (
+    AccountList,
+    AccountOut,
+    BalanceOut,
+    StatementOut,
+    TransactionList,
+    TransactionOut,
+    TransferIn,
+    TransferList,
+    TransferOut,
+)
+
+Reader = Annotated[Principal, Depends(require_scope("accounts:read"))]
+Writer = Annotated[Principal, Depends(require_scope("accounts:write"))]
+SessionDep = Annotated[Session, Depends(get_session)]
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1-100)")]
+Cursor = Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")]
+MAX_STATEMENT_DAYS = 366
+
+router = APIRouter(prefix="/v1", responses=error_responses(400, 401, 403, 422, 429))
+accounts = APIRouter(prefix="/accounts", tags=["accounts"])
+transfers = APIRouter(prefix="/transfers", tags=["transfers"])
+
+
+def _visible(session: Session, principal: Principal, account_id: str) -> Account:
+    """The partner's account (the bank's internal accounts are not the partner's to see)."""
+    return service.get_account(session, principal.tenant_id, account_id, include_internal=False)
+
+
+@accounts.get("", response_model=AccountList, summary="List the accounts of this environment")
+def list_accounts(principal: Reader, session: SessionDep, limit: Limit = 20, cursor: Cursor = None,
+                  kind: Literal["settlement", "escrow", "wage", "virtual", "internal"] | None = None,
+                  status: Literal["active", "frozen", "closed"] | None = None,
+                  parent_account_id: Annotated[str | None, Query(max_length=60)] = None) -> AccountList:
+    page = service.list_accounts(session, principal.tenant_id, cursor=cursor, limit=limit,
+                                 kind=kind, status=status, parent_account_id=parent_account_id)
+    return AccountList(data=[AccountOut.from_model(a) for a in page.data],
+                       next_cursor=page.next_cursor)
+
+
+@accounts.get("/{account_id}", response_model=AccountOut, summary="Get an account",
+              responses=error_responses(404))
+def get_account(account_id: str, principal: Reader, session: SessionDep) -> AccountOut:
+    return AccountOut.from_model(_visible(session, principal, account_id))
+
+
+@accounts.get("/{account_id}/balances", response_model=BalanceOut,
+              summary="Get an account's ledger, held and available balances",
+              responses=error_responses(404))
+def get_account_balances(account_id: str, principal: Reader, session: SessionDep) -> BalanceOut:
+    _visible(session, principal, account_id)
+    return BalanceOut.from_record(
+        service.get_core_banking().balance(session, principal.tenant_id, account_id))
+
+
+@accounts.get("/{account_id}/transactions", response_model=TransactionList,
+              summary="List an account's transactions, newest first",
+              responses=error_responses(404))
+def list_account_transactions(
+        account_id: str, principal: Reader, session: SessionDep, limit: Limit = 20,
+        cursor: Cursor = None,
+        start: Annotated[datetime | None, Query(alias="from", description="RFC 3339, inclusive")] = None,
+        end: Annotated[datetime | None, Query(alias="to", description="RFC 3339, exclusive")] = None,
+) -> TransactionList:
+    _visible(session, principal, account_id)
+    page = service.transactions(session, principal.tenant_id, account_id, start=start, end=end,
+                                cursor=cursor, limit=limit)
+    return TransactionList(data=[TransactionOut.from_line(line) for line in page.data],
+                           next_cursor=page.next_cursor)
+
+
+def _csv_cell(value: str | None) -> str:
+    # A cell a spreadsheet would run as a formula is quoted as text (CSV injection).
+    text = value or ""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _statement_csv(statement: Statement) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+
+    def flush() -> str:
+        out = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return out
+
+    writer.writerow(["type", "id", "created_at", "direction", "amount", "balance_after",
+                     "currency", "counterparty_account_id", "purpose", "reference_type",
+                     "reference_id", "memo"])
+    writer.writerow(["opening_balance", "", to_rfc3339(statement.start), "", "",
+                     format_fen(statement.opening_fen), "CNY", "", "", "", "", ""])
+    yield "\ufeff" + flush()  # a BOM, so that spreadsheet software reads the UTF-8 as such
+    for line in statement.lines:
+        writer.writerow(["transaction", line.posting_id, to_rfc3339(line.created_at),
+                         "credit" if line.amount_fen > 0 else "debit",
+                         format_fen(abs(line.amount_fen)), format_fen(line.balance_after_fen),
+                         "CNY", line.counterparty_account_id or "", _csv_cell(line.purpose),
+                         _csv_cell(line.reference_type), _csv_cell(line.reference_id),
+                         _csv_cell(line.memo)])
+        yield flush()
+    writer.writerow(["closing_balance", "", to_rfc3339(statement.end), "", "",
+                     format_fen(statement.closing_fen), "CNY", "", "", "", "", ""])
+    yield flush()
+
+
+@accounts.get("/{account_id}/statement", response_model=StatementOut,
+              summary="Get an account statement (对账单) for business dates, as JSON or CSV",
+              responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+                               "description": "The statement"}, **error_responses(404)})
+def get_account_statement(
+        account_id: str, principal: Reader, session: SessionDep,
+        start_date: Annotated[date, Query(description="First business day (Asia/Shanghai)")],
+        end_date: Annotated[date, Query(description="Last business day, inclusive")],
+        format: Literal["json", "csv"] = "json",
+) -> Response | StatementOut:
+    if end_date < start_date or (end_date - start_date).days >= MAX_STATEMENT_DAYS:
+        raise InvalidPeriod(f"A statement covers 1 to {MAX_STATEMENT_DAYS} business days, "
+                            "start_date to end_date inclusive.")
+    _visible(session, principal, account_id)
+    statement = service.get_core_banking().statement(
+        session, principal.tenant_id, account_id, start_of_business_day(start_date),
+        start_of_business_day(end_date + timedelta(days=1)))
+    if format == "csv":
+        filename = f"statement-{account_id}-{start_date.isoformat()}-{end_date.isoformat()}.csv"
+        return StreamingResponse(_statement_csv(statement), media_type="text/csv; charset=utf-8",
+                                 headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return StatementOut.from_record(statement)
+
+
+@transfers.post("", response_model=TransferOut, status_code=201,
+                summary="Transfer money between two accounts of this environment",
+                dependencies=[Depends(idempotency(required=True))],
+                responses=error_responses(404))
+def create_transfer(body: TransferIn, principal: Writer, session: SessionDep) -> TransferOut:
+    record = service.create_transfer(
+        session, principal.tenant_id, from_account_id=body.from_account_id,
+        to_account_id=body.to_account_id, amount_fen=body.amount.fen, memo=body.memo,
+        to_account_name=body.to_account_name, actor=principal.client_id)
+    return TransferOut.from_model(record)
+
+
+@transfers.get("", response_model=TransferList, summary="List transfers, newest first")
+def list_transfers(principal: Reader, session: SessionDep, limit: Limit = 20, cursor: Cursor = None,
+                   account_id: Annotated[str | None, Query(max_length=60)] = None) -> TransferList:
+    page = service.list_transfers(session, principal.tenant_id, cursor=cursor, limit=limit,
+                                  account_id=account_id)
+    return TransferList(data=[TransferOut.from_model(t) for t in page.data],
+                        next_cursor=page.next_cursor)
+
+
+@transfers.get("/{transfer_id}", response_model=TransferOut, summary="Get a transfer",
+               responses=error_responses(404))
+def get_transfer(transfer_id: str, principal: Reader, session: SessionDep) -> TransferOut:
+    return TransferOut.from_model(service.get_transfer(session, principal.tenant_id, transfer_id))
+
+
+router.include_router(accounts)
+router.include_router(transfers)
