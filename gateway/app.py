@@ -27,6 +27,7 @@ MODEL_MODULES: list[str] = [
     "gateway.oauth.models",
     "gateway.idempotency",
     "gateway.evidence.models",
+    "partners.models",
     "products.accounts.models",
 ]
 
@@ -38,12 +39,14 @@ ROUTERS: list[str] = [
     "gateway.me",
     "gateway.evidence.router",
     "sandbox.router",
+    "partners.router",
     "products.accounts.router",
 ]
 
 # Objects started with the app and stopped with it (background threads).
 LIFECYCLE: list[str] = [
     "gateway.jobs",
+    "partners.usage",
 ]
 
 API_DESCRIPTION = """

@@ -21,6 +21,8 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("gateway.cli_clients", "clients_app", "clients"),
     ("gateway.cli_clients", "keys_app", "keys"),
     ("gateway.evidence.cli", "evidence_app", "evidence"),
+    ("partners.cli", "operators_app", "operators"),
+    ("partners.cli", "worker_app", "worker"),
 ]
 
 OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"

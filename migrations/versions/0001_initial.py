@@ -2,14 +2,13 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 09:25:29.713237
+Create Date: 2026-11-23 09:37:09.250653
 """
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-import gateway.db
 
 revision: str = '0001'
 down_revision: str | None = None
@@ -23,7 +22,7 @@ def upgrade() -> None:
     sa.Column('tree_size', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('root_hash', sa.LargeBinary(length=32), nullable=False),
     sa.Column('note', sa.Text(), nullable=False),
-    sa.Column('created_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('tree_size', name=op.f('pk_evidence_checkpoints'))
     )
     op.create_table('evidence_entries',
@@ -37,7 +36,7 @@ def upgrade() -> None:
     sa.Column('canonical', sa.LargeBinary(), nullable=False),
     sa.Column('leaf_hash', sa.LargeBinary(length=32), nullable=False),
     sa.Column('idx', sa.BigInteger(), nullable=True),
-    sa.Column('created_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('seq', name=op.f('pk_evidence_entries')),
     sa.UniqueConstraint('id', name=op.f('uq_evidence_entries_id')),
     sa.UniqueConstraint('idx', name=op.f('uq_evidence_entries_idx'))
@@ -67,13 +66,30 @@ def upgrade() -> None:
     sa.Column('status_code', sa.BigInteger(), nullable=True),
     sa.Column('content_type', sa.String(length=100), nullable=True),
     sa.Column('body', sa.Text(), nullable=True),
-    sa.Column('created_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('client_id', 'key', name=op.f('pk_idempotency_keys'))
     )
     with op.batch_alter_table('idempotency_keys', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_idempotency_keys_expires_at'), ['expires_at'], unique=False)
 
+    op.create_table('operators',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('username', sa.String(length=64), nullable=False),
+    sa.Column('display_name', sa.String(length=120), nullable=False),
+    sa.Column('roles', sa.JSON(), nullable=False),
+    sa.Column('password_hash', sa.String(length=200), nullable=False),
+    sa.Column('totp_secret', sa.Text(), nullable=True),
+    sa.Column('totp_enabled', sa.Boolean(), nullable=False),
+    sa.Column('totp_last_step', sa.BigInteger(), nullable=False),
+    sa.Column('failed_logins', sa.BigInteger(), nullable=False),
+    sa.Column('locked_until', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_login_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_operators')),
+    sa.UniqueConstraint('username', name=op.f('uq_operators_username'))
+    )
     op.create_table('partners',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -83,7 +99,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('is_operations', sa.Boolean(), nullable=False),
     sa.Column('rate_plan', sa.String(length=20), nullable=False),
-    sa.Column('created_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_partners'))
     )
     with op.batch_alter_table('partners', schema=None) as batch_op:
@@ -106,12 +122,28 @@ def upgrade() -> None:
     with op.batch_alter_table('used_nonces', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_used_nonces_expires_at'), ['expires_at'], unique=False)
 
+    op.create_table('operator_sessions',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('token_sha256', sa.String(length=64), nullable=False),
+    sa.Column('operator_id', sa.String(length=40), nullable=False),
+    sa.Column('csrf_token', sa.String(length=64), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_seen_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('ended_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['operator_id'], ['operators.id'], name=op.f('fk_operator_sessions_operator_id_operators')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_operator_sessions')),
+    sa.UniqueConstraint('token_sha256', name=op.f('uq_operator_sessions_token_sha256'))
+    )
+    with op.batch_alter_table('operator_sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_operator_sessions_operator_id'), ['operator_id'], unique=False)
+
     op.create_table('tenants',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('partner_id', sa.String(length=40), nullable=False),
     sa.Column('environment', sa.String(length=12), nullable=False),
     sa.Column('clock_offset_seconds', sa.Float(), nullable=False),
-    sa.Column('created_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['partner_id'], ['partners.id'], name=op.f('fk_tenants_partner_id_partners')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tenants')),
     sa.UniqueConstraint('partner_id', 'environment', name=op.f('uq_tenants_partner_id_environment'))
@@ -127,13 +159,13 @@ def upgrade() -> None:
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('label', sa.String(length=100), nullable=True),
     sa.Column('owner_type', sa.String(length=12), nullable=False),
-    sa.Column('owner_name', gateway.pii.EncryptedString(), nullable=False),
+    sa.Column('owner_name', sa.Text(), nullable=False),
     sa.Column('owner_display_name', sa.String(length=200), nullable=False),
     sa.Column('owner_uscc', sa.String(length=18), nullable=True),
-    sa.Column('owner_id_number', gateway.pii.EncryptedString(), nullable=True),
+    sa.Column('owner_id_number', sa.Text(), nullable=True),
     sa.Column('owner_id_number_digest', sa.String(length=64), nullable=True),
     sa.Column('owner_id_number_masked', sa.String(length=24), nullable=True),
-    sa.Column('account_number', gateway.pii.EncryptedString(), nullable=False),
+    sa.Column('account_number', sa.Text(), nullable=False),
     sa.Column('account_number_digest', sa.String(length=64), nullable=False),
     sa.Column('account_number_last4', sa.String(length=4), nullable=False),
     sa.Column('account_number_masked', sa.String(length=40), nullable=False),
@@ -144,9 +176,9 @@ def upgrade() -> None:
     sa.Column('ledger_fen', sa.BigInteger(), nullable=False),
     sa.Column('held_fen', sa.BigInteger(), nullable=False),
     sa.Column('posting_seq', sa.BigInteger(), nullable=False),
-    sa.Column('last_posted_at', gateway.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_posted_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint("kind IN ('settlement', 'escrow', 'wage', 'virtual', 'internal')", name=op.f('ck_accounts_kind')),
     sa.CheckConstraint("owner_type IN ('enterprise', 'person', 'bank')", name=op.f('ck_accounts_owner_type')),
     sa.CheckConstraint("status IN ('active', 'frozen', 'closed')", name=op.f('ck_accounts_status')),
@@ -174,7 +206,7 @@ def upgrade() -> None:
     sa.Column('actor', sa.String(length=80), nullable=False),
     sa.Column('data', sa.JSON(), nullable=False),
     sa.Column('state_digest', sa.String(length=64), nullable=False),
-    sa.Column('created_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('dispatched', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_events_tenant_id_tenants')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_events'))
@@ -200,8 +232,8 @@ def upgrade() -> None:
     sa.Column('require_dpop', sa.Boolean(), nullable=False),
     sa.Column('rate_plan', sa.String(length=20), nullable=False),
     sa.Column('status', sa.String(length=12), nullable=False),
-    sa.Column('created_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('revoked_at', gateway.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['partner_id'], ['partners.id'], name=op.f('fk_oauth_clients_partner_id_partners')),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_oauth_clients_tenant_id_tenants')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_oauth_clients'))
@@ -209,6 +241,101 @@ def upgrade() -> None:
     with op.batch_alter_table('oauth_clients', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_oauth_clients_partner_id'), ['partner_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_oauth_clients_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('partner_applications',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('partner_id', sa.String(length=40), nullable=False),
+    sa.Column('legal_name', sa.String(length=200), nullable=False),
+    sa.Column('uscc', sa.String(length=18), nullable=False),
+    sa.Column('partner_type', sa.String(length=40), nullable=False),
+    sa.Column('contacts', sa.Text(), nullable=False),
+    sa.Column('requested_products', sa.JSON(), nullable=False),
+    sa.Column('website', sa.String(length=300), nullable=True),
+    sa.Column('description', sa.Text(), nullable=True),
+    sa.Column('source', sa.String(length=12), nullable=False),
+    sa.Column('submitted_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('reviewed_by', sa.String(length=40), nullable=True),
+    sa.Column('reviewed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('decided_by', sa.String(length=40), nullable=True),
+    sa.Column('decided_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('decision', sa.String(length=12), nullable=True),
+    sa.Column('decision_reason', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['partner_id'], ['partners.id'], name=op.f('fk_partner_applications_partner_id_partners')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_partner_applications_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_partner_applications')),
+    sa.UniqueConstraint('partner_id', name=op.f('uq_partner_applications_partner_id'))
+    )
+    with op.batch_alter_table('partner_applications', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_partner_applications_submitted_at'), ['submitted_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_partner_applications_tenant_id'), ['tenant_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_partner_applications_uscc'), ['uscc'], unique=False)
+
+    op.create_table('partner_transitions',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('partner_id', sa.String(length=40), nullable=False),
+    sa.Column('action', sa.String(length=20), nullable=False),
+    sa.Column('from_status', sa.String(length=20), nullable=True),
+    sa.Column('to_status', sa.String(length=20), nullable=False),
+    sa.Column('actor', sa.String(length=80), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('event_id', sa.String(length=40), nullable=False),
+    sa.ForeignKeyConstraint(['partner_id'], ['partners.id'], name=op.f('fk_partner_transitions_partner_id_partners')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_partner_transitions_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_partner_transitions'))
+    )
+    with op.batch_alter_table('partner_transitions', schema=None) as batch_op:
+        batch_op.create_index('ix_partner_transitions_partner_at', ['partner_id', 'at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_partner_transitions_partner_id'), ['partner_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_partner_transitions_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('usage_daily',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('partner_id', sa.String(length=40), nullable=False),
+    sa.Column('environment', sa.String(length=12), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('calls', sa.BigInteger(), nullable=False),
+    sa.Column('client_errors', sa.BigInteger(), nullable=False),
+    sa.Column('server_errors', sa.BigInteger(), nullable=False),
+    sa.Column('latency_ms_total', sa.Float(), nullable=False),
+    sa.Column('latency_histogram', sa.JSON(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['partner_id'], ['partners.id'], name=op.f('fk_usage_daily_partner_id_partners')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_usage_daily_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_usage_daily')),
+    sa.UniqueConstraint('tenant_id', 'day', name=op.f('uq_usage_daily_tenant_id_day'))
+    )
+    with op.batch_alter_table('usage_daily', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_usage_daily_day'), ['day'], unique=False)
+        batch_op.create_index(batch_op.f('ix_usage_daily_partner_id'), ['partner_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_usage_daily_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('webhook_endpoints',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('partner_id', sa.String(length=40), nullable=False),
+    sa.Column('environment', sa.String(length=12), nullable=False),
+    sa.Column('url', sa.Text(), nullable=False),
+    sa.Column('description', sa.String(length=300), nullable=True),
+    sa.Column('event_types', sa.JSON(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('disabled_reason', sa.String(length=40), nullable=True),
+    sa.Column('secret', sa.Text(), nullable=False),
+    sa.Column('previous_secret', sa.Text(), nullable=True),
+    sa.Column('previous_secret_expires_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('failing_since', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['partner_id'], ['partners.id'], name=op.f('fk_webhook_endpoints_partner_id_partners')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_webhook_endpoints_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_endpoints'))
+    )
+    with op.batch_alter_table('webhook_endpoints', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webhook_endpoints_partner_id'), ['partner_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_endpoints_tenant_id'), ['tenant_id'], unique=False)
 
     op.create_table('holds',
     sa.Column('id', sa.String(length=40), nullable=False),
@@ -223,8 +350,8 @@ def upgrade() -> None:
     sa.Column('reference_type', sa.String(length=40), nullable=False),
     sa.Column('reference_id', sa.String(length=80), nullable=False),
     sa.Column('memo', sa.String(length=200), nullable=True),
-    sa.Column('created_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint("status IN ('active', 'captured', 'released')", name=op.f('ck_holds_status')),
     sa.CheckConstraint('amount_fen > 0', name=op.f('ck_holds_amount_positive')),
     sa.CheckConstraint('captured_fen + released_fen <= amount_fen', name=op.f('ck_holds_parts_within_amount')),
@@ -238,6 +365,35 @@ def upgrade() -> None:
         batch_op.create_index('ix_holds_account_id_status', ['account_id', 'status'], unique=False)
         batch_op.create_index(batch_op.f('ix_holds_tenant_id'), ['tenant_id'], unique=False)
 
+    op.create_table('webhook_deliveries',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('endpoint_id', sa.String(length=40), nullable=False),
+    sa.Column('event_id', sa.String(length=40), nullable=False),
+    sa.Column('event_type', sa.String(length=80), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('attempts', sa.BigInteger(), nullable=False),
+    sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('give_up_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('lease_until', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('lease_owner', sa.String(length=40), nullable=True),
+    sa.Column('manual_retry', sa.Boolean(), nullable=False),
+    sa.Column('last_status_code', sa.BigInteger(), nullable=True),
+    sa.Column('last_error', sa.String(length=300), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('completed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['endpoint_id'], ['webhook_endpoints.id'], name=op.f('fk_webhook_deliveries_endpoint_id_webhook_endpoints')),
+    sa.ForeignKeyConstraint(['event_id'], ['events.id'], name=op.f('fk_webhook_deliveries_event_id_events')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_webhook_deliveries_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_deliveries')),
+    sa.UniqueConstraint('endpoint_id', 'event_id', name=op.f('uq_webhook_deliveries_endpoint_id_event_id'))
+    )
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.create_index('ix_webhook_deliveries_due', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_deliveries_endpoint_id'), ['endpoint_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_deliveries_event_id'), ['event_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_deliveries_tenant_id'), ['tenant_id'], unique=False)
+
     op.create_table('journal_entries',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('tenant_id', sa.String(length=40), nullable=False),
@@ -250,7 +406,7 @@ def upgrade() -> None:
     sa.Column('memo', sa.String(length=200), nullable=True),
     sa.Column('fingerprint', sa.String(length=64), nullable=False),
     sa.Column('total_fen', sa.BigInteger(), nullable=False),
-    sa.Column('created_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint('total_fen > 0', name=op.f('ck_journal_entries_total_positive')),
     sa.ForeignKeyConstraint(['hold_id'], ['holds.id'], name=op.f('fk_journal_entries_hold_id_holds')),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_journal_entries_tenant_id_tenants')),
@@ -261,6 +417,29 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_journal_entries_hold_id'), ['hold_id'], unique=False)
         batch_op.create_index('ix_journal_entries_reference', ['tenant_id', 'reference_type', 'reference_id'], unique=False)
 
+    op.create_table('webhook_attempts',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('delivery_id', sa.String(length=40), nullable=False),
+    sa.Column('number', sa.BigInteger(), nullable=False),
+    sa.Column('attempted_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('webhook_timestamp', sa.BigInteger(), nullable=False),
+    sa.Column('url', sa.Text(), nullable=False),
+    sa.Column('outcome', sa.String(length=12), nullable=False),
+    sa.Column('status_code', sa.BigInteger(), nullable=True),
+    sa.Column('latency_ms', sa.BigInteger(), nullable=False),
+    sa.Column('error', sa.String(length=300), nullable=True),
+    sa.Column('response_excerpt', sa.Text(), nullable=True),
+    sa.Column('trigger', sa.String(length=12), nullable=False),
+    sa.Column('request_headers', sa.JSON(), nullable=False),
+    sa.ForeignKeyConstraint(['delivery_id'], ['webhook_deliveries.id'], name=op.f('fk_webhook_attempts_delivery_id_webhook_deliveries')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_webhook_attempts_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_attempts'))
+    )
+    with op.batch_alter_table('webhook_attempts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webhook_attempts_delivery_id'), ['delivery_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_attempts_tenant_id'), ['tenant_id'], unique=False)
+
     op.create_table('postings',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('tenant_id', sa.String(length=40), nullable=False),
@@ -269,7 +448,7 @@ def upgrade() -> None:
     sa.Column('seq', sa.BigInteger(), nullable=False),
     sa.Column('amount_fen', sa.BigInteger(), nullable=False),
     sa.Column('balance_after_fen', sa.BigInteger(), nullable=False),
-    sa.Column('created_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint('amount_fen <> 0', name=op.f('ck_postings_non_zero')),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_postings_account_id_accounts')),
     sa.ForeignKeyConstraint(['entry_id'], ['journal_entries.id'], name=op.f('fk_postings_entry_id_journal_entries')),
@@ -294,10 +473,10 @@ def upgrade() -> None:
     sa.Column('failure_message', sa.String(length=300), nullable=True),
     sa.Column('journal_entry_id', sa.String(length=40), nullable=True),
     sa.Column('hold_id', sa.String(length=40), nullable=True),
-    sa.Column('resolves_at', gateway.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('resolves_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_by', sa.String(length=80), nullable=False),
-    sa.Column('created_at', gateway.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('resolved_at', gateway.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('resolved_at', sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint("status IN ('pending', 'completed', 'failed')", name=op.f('ck_transfers_status')),
     sa.CheckConstraint('amount_fen > 0', name=op.f('ck_transfers_amount_positive')),
     sa.ForeignKeyConstraint(['from_account_id'], ['accounts.id'], name=op.f('fk_transfers_from_account_id_accounts')),
@@ -331,16 +510,51 @@ def downgrade() -> None:
         batch_op.drop_index('ix_postings_account_id_created_at')
 
     op.drop_table('postings')
+    with op.batch_alter_table('webhook_attempts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_attempts_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_webhook_attempts_delivery_id'))
+
+    op.drop_table('webhook_attempts')
     with op.batch_alter_table('journal_entries', schema=None) as batch_op:
         batch_op.drop_index('ix_journal_entries_reference')
         batch_op.drop_index(batch_op.f('ix_journal_entries_hold_id'))
 
     op.drop_table('journal_entries')
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_event_id'))
+        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_endpoint_id'))
+        batch_op.drop_index('ix_webhook_deliveries_due')
+
+    op.drop_table('webhook_deliveries')
     with op.batch_alter_table('holds', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_holds_tenant_id'))
         batch_op.drop_index('ix_holds_account_id_status')
 
     op.drop_table('holds')
+    with op.batch_alter_table('webhook_endpoints', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_endpoints_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_webhook_endpoints_partner_id'))
+
+    op.drop_table('webhook_endpoints')
+    with op.batch_alter_table('usage_daily', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_usage_daily_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_usage_daily_partner_id'))
+        batch_op.drop_index(batch_op.f('ix_usage_daily_day'))
+
+    op.drop_table('usage_daily')
+    with op.batch_alter_table('partner_transitions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_partner_transitions_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_partner_transitions_partner_id'))
+        batch_op.drop_index('ix_partner_transitions_partner_at')
+
+    op.drop_table('partner_transitions')
+    with op.batch_alter_table('partner_applications', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_partner_applications_uscc'))
+        batch_op.drop_index(batch_op.f('ix_partner_applications_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_partner_applications_submitted_at'))
+
+    op.drop_table('partner_applications')
     with op.batch_alter_table('oauth_clients', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_oauth_clients_tenant_id'))
         batch_op.drop_index(batch_op.f('ix_oauth_clients_partner_id'))
@@ -365,6 +579,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_tenants_partner_id'))
 
     op.drop_table('tenants')
+    with op.batch_alter_table('operator_sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_operator_sessions_operator_id'))
+
+    op.drop_table('operator_sessions')
     with op.batch_alter_table('used_nonces', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_used_nonces_expires_at'))
 
@@ -377,6 +595,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_partners_uscc'))
 
     op.drop_table('partners')
+    op.drop_table('operators')
     with op.batch_alter_table('idempotency_keys', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_idempotency_keys_expires_at'))
 

@@ -1,0 +1,1 @@
+"""Webhook endpoints (partner self-service) and signed delivery (Standard Webhooks)."""

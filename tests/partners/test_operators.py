@@ -1,0 +1,260 @@
+"""Operators: password hashing, login with CSRF, cookies, lockout, TOTP, sessions, the CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pyotp
+import pytest
+from sqlalchemy import select
+from starlette.testclient import TestClient
+from typer.testing import CliRunner
+
+from gateway import clock as clock_module
+from gateway.events import Event
+from partners.models import Operator
+from tests.partners.helpers import PASSWORD, ConsoleUser, apply, console_user, csrf_of, make_operator
+from tests.tools.api import make_app
+
+
+@pytest.fixture
+def manual_clock():  # type: ignore[no-untyped-def]
+    """The base clock under the test's control (restored afterwards)."""
+    previous = clock_module.base_clock()
+    manual = clock_module.ManualClock(datetime.now(UTC))
+    clock_module.set_base_clock(manual)
+    yield manual
+    clock_module.set_base_clock(previous)
+
+
+def test_passwords_are_hashed_with_argon2id(app, http):
+    from argon2 import PasswordHasher
+
+    from partners.settings import PartnerSettings, get_partner_settings
+
+    # the default is RFC 9106's 64 MiB profile (these tests run with less: see conftest)
+    assert PartnerSettings.model_fields["password_hash_memory_kib"].default == 65536
+    memory = get_partner_settings().password_hash_memory_kib
+    make_operator(app, "ada", ["admin"])
+    with app.state.database.transaction() as s:
+        operator = s.scalars(select(Operator)).one()
+        assert operator.password_hash.startswith("$argon2id$")
+        assert f"m={memory}," in operator.password_hash and PASSWORD not in operator.password_hash
+        # a hash made with other parameters is upgraded at the next successful login
+        operator.password_hash = PasswordHasher(memory_cost=memory * 2).hash(PASSWORD)
+    assert ConsoleUser(http, "ada").login().status_code == 303
+    with app.state.database.transaction() as s:
+        assert f"m={memory}," in s.scalars(select(Operator)).one().password_hash
+
+
+def test_weak_passwords_and_bad_roles_are_refused(app):
+    from gateway.errors import Problem
+    from partners.operators import create_operator
+
+    for username, password, roles in [("ada", "short", ["admin"]),
+                                      ("ada", "ada-is-my-password-1", ["admin"]),
+                                      ("ada", "aaaaaaaaaaaaaaaa", ["admin"]),
+                                      ("ada", PASSWORD, ["superuser"]),
+                                      ("ada", PASSWORD, []),
+                                      ("Not A Name!", PASSWORD, ["admin"])]:
+        with pytest.raises(Problem), app.state.database.transaction() as s:
+            create_operator(s, username=username, display_name="", roles=roles,
+                            password=password)
+    make_operator(app, "ada", ["admin"])
+    with pytest.raises(Problem) as exc, app.state.database.transaction() as s:
+        create_operator(s, username="ADA", display_name="", roles=["admin"], password=PASSWORD)
+    assert exc.value.code == "operator_exists"
+
+
+def test_console_requires_login(app, http):
+    for path in ["/console", "/console/applications", "/console/partners/ptn_x"]:
+        response = http.get(path, follow_redirects=False)
+        assert response.status_code == 303
+        assert response.headers["location"].startswith("/console/login?next=")
+    post = http.post("/console/partners/ptn_x/transitions", data={"action": "review"},
+                     follow_redirects=False)
+    assert post.status_code == 303
+
+
+def test_login_sets_strict_http_only_cookies(app, http):
+    make_operator(app, "ada", ["admin"])
+    user = ConsoleUser(http, "ada")
+    page = http.get("/console/login")
+    login_cookie = page.headers["set-cookie"]
+    assert "HttpOnly" in login_cookie and "SameSite=strict" in login_cookie.replace("Strict", "strict")
+    assert "Secure" not in login_cookie  # the issuer is http://testserver
+    response = user.login()
+    assert response.status_code == 303
+    cookies = response.headers.get_list("set-cookie")
+    session_cookie = next(c for c in cookies if c.startswith("quanlian_console="))
+    assert "HttpOnly" in session_cookie and "Path=/console" in session_cookie
+    assert "samesite=strict" in session_cookie.lower() and "Secure" not in session_cookie
+    assert page.headers["cache-control"] == "no-store"
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+
+
+def test_cookies_are_secure_when_the_issuer_is_https(database, tmp_path):
+    app = make_app(database, tmp_path, issuer="https://api.quanlian.example")
+    make_operator(app, "ada", ["admin"])
+    with TestClient(app, base_url="https://api.quanlian.example") as http:
+        page = http.get("/console/login")
+        assert "Secure" in page.headers["set-cookie"]
+        response = http.post("/console/login", data={
+            "username": "ada", "password": PASSWORD, "csrf_token": csrf_of(page.text)},
+            follow_redirects=False)
+        assert response.status_code == 303
+        session_cookie = next(c for c in response.headers.get_list("set-cookie")
+                              if c.startswith("quanlian_console="))
+        assert "Secure" in session_cookie and "HttpOnly" in session_cookie
+
+
+def test_login_csrf_and_origin_are_checked(app, http):
+    make_operator(app, "ada", ["admin"])
+    page = http.get("/console/login")
+    forged = http.post("/console/login", data={"username": "ada", "password": PASSWORD,
+                                               "csrf_token": "guess"}, follow_redirects=False)
+    assert forged.status_code == 403
+    cross = http.post("/console/login", data={"username": "ada", "password": PASSWORD,
+                                              "csrf_token": csrf_of(page.text)},
+                      headers={"origin": "https://evil.example"}, follow_redirects=False)
+    assert cross.status_code == 403
+    assert not any(c.startswith("quanlian_console=") for c in cross.headers.get_list("set-cookie"))
+
+
+def test_forms_after_login_need_the_session_csrf_token(app, http):
+    admin = console_user(app, "ada", ["admin"])
+    applied = apply(http)
+    pid = applied["partner_id"]
+    admin.get(f"/console/partners/{pid}")
+    for csrf in ("", "not-the-token"):
+        response = admin.post(f"/console/partners/{pid}/transitions",
+                              {"action": "review", "reason": "ok"}, csrf=csrf)
+        assert response.status_code == 403 and "csrf_failed" in response.text
+    cross = admin.post(f"/console/partners/{pid}/transitions", {"action": "review", "reason": "x"},
+                       headers={"origin": "https://evil.example"})
+    assert cross.status_code == 403
+    from tests.partners.helpers import partner_status
+
+    assert partner_status(app, pid) == "submitted"
+    assert admin.transition(pid, "review", "ok").status_code == 303
+
+
+def test_lockout_after_repeated_failures(app, manual_clock):
+    make_operator(app, "ada", ["admin"])
+    user = ConsoleUser(TestClient(app), "ada")
+    for _ in range(4):
+        assert user.login("wrong password!!").status_code == 401
+    fifth = user.login("wrong password!!")
+    assert fifth.status_code == 401 and "locked" in fifth.text
+    # locked: even the right password is refused
+    locked = user.login()
+    assert locked.status_code == 401 and "locked" in locked.text
+    with app.state.database.transaction() as s:
+        assert s.scalars(select(Event).where(Event.type == "operator.locked")).one()
+    # an unknown user name gets the same answer as a wrong password
+    ghost = ConsoleUser(TestClient(app), "ghost").login()
+    assert ghost.status_code == 401 and "user name, password" in ghost.text
+    manual_clock.advance(15 * 60 + 1)
+    assert user.login().status_code == 303
+
+
+def test_admin_unlocks_and_manages_operators(app, manual_clock):
+    admin = console_user(app, "ada", ["admin"])
+    make_operator(app, "rita", ["reviewer"])
+    rita = ConsoleUser(TestClient(app), "rita")
+    for _ in range(5):
+        rita.login("wrong password!!")
+    admin.get("/console/operators")
+    assert "locked" in admin.last.text
+    with app.state.database.transaction() as s:
+        rid = s.scalars(select(Operator).where(Operator.username == "rita")).one().id
+    assert admin.post(f"/console/operators/{rid}/unlock").status_code == 303
+    assert rita.login().status_code == 303
+    # disabling ends the operator's session at once
+    admin.get("/console/operators")
+    assert admin.post(f"/console/operators/{rid}/disable").status_code == 303
+    assert rita.get("/console/applications").status_code == 303
+    assert rita.login().status_code == 401
+    # admins add operators from the console; a non-admin cannot
+    admin.get("/console/operators")
+    created = admin.post("/console/operators", {"username": "alan", "display_name": "Alan",
+                                                "roles": ["approver"],
+                                                "password": "another long password 7"})
+    assert created.status_code == 303
+    alan = ConsoleUser(TestClient(app), "alan")
+    assert alan.login("another long password 7").status_code == 303
+    assert alan.get("/console/operators").status_code == 403
+
+
+def test_sessions_expire_when_idle_and_on_logout(app, manual_clock):
+    admin = console_user(app, "ada", ["admin"])
+    assert admin.get("/console/applications").status_code == 200
+    manual_clock.advance(29 * 60)
+    assert admin.get("/console/applications").status_code == 200
+    manual_clock.advance(31 * 60)
+    assert admin.get("/console/applications").status_code == 303
+    assert admin.login().status_code == 303
+    admin.get("/console/applications")
+    token = admin.http.cookies.get("quanlian_console")
+    assert admin.post("/console/logout").status_code == 303
+    # the old cookie value is dead even if replayed
+    replay = TestClient(app)
+    replay.cookies.set("quanlian_console", token or "", path="/console")
+    assert replay.get("/console/applications", follow_redirects=False).status_code == 303
+
+
+def test_totp_enrolment_and_login(app):
+    admin = console_user(app, "ada", ["admin"])
+    admin.get("/console/account")
+    begun = admin.post("/console/account/totp/begin")
+    assert begun.status_code == 200 and "data:image/svg+xml;base64," in begun.text
+    secret = begun.text.split('data-testid="totp-secret">')[1].split("<")[0]
+    admin.csrf = csrf_of(begun.text)
+    wrong = admin.post("/console/account/totp/confirm", {"code": "000000"})
+    assert wrong.status_code == 422
+    admin.get("/console/account")
+    # the secret is kept encrypted at rest
+    with app.state.database.transaction() as s:
+        raw = s.connection().exec_driver_sql("SELECT totp_secret FROM operators").scalar()
+        assert raw and secret not in raw
+    totp = pyotp.TOTP(secret)
+    confirm_code = totp.now()
+    ok = admin.post("/console/account/totp/confirm", {"code": confirm_code})
+    assert ok.status_code == 200 and "TOTP is on" in ok.text
+    user = ConsoleUser(TestClient(app), "ada")
+    assert user.login().status_code == 401  # no code
+    assert user.login(totp="123456" if totp.now() != "123456" else "654321").status_code == 401
+    # the code used to confirm cannot be replayed; a fresh step's code works
+    assert user.login(totp=confirm_code).status_code == 401
+    next_code = totp.at(datetime.now(UTC) + timedelta(seconds=30))
+    assert user.login(totp=next_code).status_code == 303
+
+
+def test_cli_creates_the_first_admin(database, tmp_path, monkeypatch):
+    from gateway.cli import app as cli
+    from gateway.settings import get_settings
+
+    monkeypatch.setenv("QUANLIAN_DATABASE_URL", database.url)
+    monkeypatch.setenv("QUANLIAN_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        result = runner.invoke(cli, ["operators", "create", "--username", "root",
+                                     "--role", "admin", "--password-stdin"],
+                               input=PASSWORD + "\n")
+        assert result.exit_code == 0, result.output
+        created = json.loads(result.stdout)
+        assert created["roles"] == ["admin"] and created["id"].startswith("opr_")
+        again = runner.invoke(cli, ["operators", "create", "--username", "root",
+                                    "--password-stdin"], input=PASSWORD + "\n")
+        assert again.exit_code == 1 and "taken" in again.output
+        weak = runner.invoke(cli, ["operators", "create", "--username", "bob",
+                                   "--password-stdin"], input="short\n")
+        assert weak.exit_code == 1
+        listed = runner.invoke(cli, ["operators", "list"])
+        assert [o["username"] for o in json.loads(listed.stdout)] == ["root"]
+    finally:
+        get_settings.cache_clear()
+    app = make_app(database, tmp_path)
+    assert ConsoleUser(TestClient(app), "root").login().status_code == 303
