@@ -29,6 +29,7 @@ MODEL_MODULES: list[str] = [
     "gateway.evidence.models",
     "partners.models",
     "products.accounts.models",
+    "products.chain_credit.models",
 ]
 
 # Routers in the order they appear in the API docs.
@@ -41,6 +42,7 @@ ROUTERS: list[str] = [
     "sandbox.router",
     "partners.router",
     "products.accounts.router",
+    "products.chain_credit.router",
 ]
 
 # Objects started with the app and stopped with it (background threads).

@@ -23,6 +23,7 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("gateway.evidence.cli", "evidence_app", "evidence"),
     ("partners.cli", "operators_app", "operators"),
     ("partners.cli", "worker_app", "worker"),
+    ("products.chain_credit.cli", "chain_credit_app", "chain-credit"),
 ]
 
 OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 09:37:09.250653
+Create Date: 2026-11-23 09:57:55.612955
 """
 from collections.abc import Sequence
 
@@ -197,6 +197,29 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_accounts_parent_id'), ['parent_id'], unique=False)
         batch_op.create_index('ix_accounts_tenant_id_id', ['tenant_id', 'id'], unique=False)
 
+    op.create_table('chain_members',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('chain_id', sa.String(length=40), nullable=False),
+    sa.Column('role', sa.String(length=20), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('uscc', sa.String(length=18), nullable=False),
+    sa.Column('settlement_account_id', sa.String(length=60), nullable=False),
+    sa.Column('tier', sa.BigInteger(), nullable=False),
+    sa.Column('upstream_member_id', sa.String(length=40), nullable=True),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('created_by', sa.String(length=60), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_chain_members_tenant_id_tenants')),
+    sa.ForeignKeyConstraint(['upstream_member_id'], ['chain_members.id'], name=op.f('fk_chain_members_upstream_member_id_chain_members')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_chain_members')),
+    sa.UniqueConstraint('tenant_id', 'uscc', name=op.f('uq_chain_members_tenant_id_uscc'))
+    )
+    with op.batch_alter_table('chain_members', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_chain_members_chain_id'), ['chain_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_chain_members_tenant_id'), ['tenant_id'], unique=False)
+
     op.create_table('events',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('tenant_id', sa.String(length=40), nullable=False),
@@ -337,6 +360,86 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_webhook_endpoints_partner_id'), ['partner_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_webhook_endpoints_tenant_id'), ['tenant_id'], unique=False)
 
+    op.create_table('chain_credit_facilities',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('core_enterprise_id', sa.String(length=40), nullable=False),
+    sa.Column('limit_fen', sa.BigInteger(), nullable=False),
+    sa.Column('outstanding_fen', sa.BigInteger(), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('expires_on', sa.Date(), nullable=False),
+    sa.Column('guarantee_circle', sa.String(length=64), nullable=False),
+    sa.Column('discount_rate', sa.String(length=24), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('frozen_reason', sa.String(length=500), nullable=True),
+    sa.Column('frozen_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('granted_by', sa.String(length=60), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['core_enterprise_id'], ['chain_members.id'], name=op.f('fk_chain_credit_facilities_core_enterprise_id_chain_members')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_chain_credit_facilities_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_chain_credit_facilities')),
+    sa.UniqueConstraint('tenant_id', 'core_enterprise_id', name=op.f('uq_chain_credit_facilities_tenant_id_core_enterprise_id'))
+    )
+    with op.batch_alter_table('chain_credit_facilities', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_chain_credit_facilities_guarantee_circle'), ['guarantee_circle'], unique=False)
+        batch_op.create_index(batch_op.f('ix_chain_credit_facilities_status'), ['status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_chain_credit_facilities_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('chain_financing_applications',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('kind', sa.String(length=20), nullable=False),
+    sa.Column('applicant_id', sa.String(length=40), nullable=False),
+    sa.Column('chain_id', sa.String(length=40), nullable=False),
+    sa.Column('references', sa.JSON(), nullable=False),
+    sa.Column('counterparty_id', sa.String(length=40), nullable=True),
+    sa.Column('requested_fen', sa.BigInteger(), nullable=False),
+    sa.Column('approved_fen', sa.BigInteger(), nullable=True),
+    sa.Column('annual_rate', sa.String(length=24), nullable=True),
+    sa.Column('due_date', sa.Date(), nullable=True),
+    sa.Column('interest_fen', sa.BigInteger(), nullable=True),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('decline_reason', sa.String(length=500), nullable=True),
+    sa.Column('decided_by', sa.String(length=60), nullable=True),
+    sa.Column('created_by', sa.String(length=60), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('disbursed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('repaid_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('overdue_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['applicant_id'], ['chain_members.id'], name=op.f('fk_chain_financing_applications_applicant_id_chain_members')),
+    sa.ForeignKeyConstraint(['counterparty_id'], ['chain_members.id'], name=op.f('fk_chain_financing_applications_counterparty_id_chain_members')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_chain_financing_applications_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_chain_financing_applications'))
+    )
+    with op.batch_alter_table('chain_financing_applications', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_chain_financing_applications_applicant_id'), ['applicant_id'], unique=False)
+        batch_op.create_index('ix_chain_financing_applications_due', ['status', 'due_date'], unique=False)
+        batch_op.create_index(batch_op.f('ix_chain_financing_applications_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('chain_risk_events',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('core_enterprise_id', sa.String(length=40), nullable=False),
+    sa.Column('member_id', sa.String(length=40), nullable=True),
+    sa.Column('facility_id', sa.String(length=40), nullable=True),
+    sa.Column('type', sa.String(length=32), nullable=False),
+    sa.Column('source', sa.String(length=12), nullable=False),
+    sa.Column('description', sa.String(length=1000), nullable=False),
+    sa.Column('related_resource_id', sa.String(length=40), nullable=True),
+    sa.Column('froze_facility', sa.Boolean(), nullable=False),
+    sa.Column('recorded_by', sa.String(length=60), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['core_enterprise_id'], ['chain_members.id'], name=op.f('fk_chain_risk_events_core_enterprise_id_chain_members')),
+    sa.ForeignKeyConstraint(['member_id'], ['chain_members.id'], name=op.f('fk_chain_risk_events_member_id_chain_members')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_chain_risk_events_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_chain_risk_events'))
+    )
+    with op.batch_alter_table('chain_risk_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_chain_risk_events_core_enterprise_id'), ['core_enterprise_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_chain_risk_events_tenant_id'), ['tenant_id'], unique=False)
+
     op.create_table('holds',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('tenant_id', sa.String(length=40), nullable=False),
@@ -417,6 +520,44 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_journal_entries_hold_id'), ['hold_id'], unique=False)
         batch_op.create_index('ix_journal_entries_reference', ['tenant_id', 'reference_type', 'reference_id'], unique=False)
 
+    op.create_table('payables_certificates',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('facility_id', sa.String(length=40), nullable=False),
+    sa.Column('chain_id', sa.String(length=40), nullable=False),
+    sa.Column('issuer_id', sa.String(length=40), nullable=False),
+    sa.Column('root_id', sa.String(length=40), nullable=False),
+    sa.Column('parent_id', sa.String(length=40), nullable=True),
+    sa.Column('depth', sa.BigInteger(), nullable=False),
+    sa.Column('holder_type', sa.String(length=8), nullable=False),
+    sa.Column('holder_member_id', sa.String(length=40), nullable=True),
+    sa.Column('face_fen', sa.BigInteger(), nullable=False),
+    sa.Column('maturity_date', sa.Date(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('invoice_numbers', sa.JSON(), nullable=False),
+    sa.Column('contract_number', sa.String(length=64), nullable=False),
+    sa.Column('holder_history', sa.JSON(), nullable=False),
+    sa.Column('created_by', sa.String(length=60), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('accepted_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('financed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('settled_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('overdue_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['facility_id'], ['chain_credit_facilities.id'], name=op.f('fk_payables_certificates_facility_id_chain_credit_facilities')),
+    sa.ForeignKeyConstraint(['holder_member_id'], ['chain_members.id'], name=op.f('fk_payables_certificates_holder_member_id_chain_members')),
+    sa.ForeignKeyConstraint(['issuer_id'], ['chain_members.id'], name=op.f('fk_payables_certificates_issuer_id_chain_members')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_payables_certificates_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_payables_certificates'))
+    )
+    with op.batch_alter_table('payables_certificates', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_payables_certificates_facility_id'), ['facility_id'], unique=False)
+        batch_op.create_index('ix_payables_certificates_holder', ['tenant_id', 'holder_member_id', 'status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_payables_certificates_parent_id'), ['parent_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_payables_certificates_root_id'), ['root_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_payables_certificates_tenant_id'), ['tenant_id'], unique=False)
+        batch_op.create_index('ix_payables_certificates_tenant_status_maturity', ['tenant_id', 'status', 'maturity_date'], unique=False)
+
     op.create_table('webhook_attempts',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('tenant_id', sa.String(length=40), nullable=False),
@@ -439,6 +580,50 @@ def upgrade() -> None:
     with op.batch_alter_table('webhook_attempts', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_webhook_attempts_delivery_id'), ['delivery_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_webhook_attempts_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('payables_certificate_invoices',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('issuer_id', sa.String(length=40), nullable=False),
+    sa.Column('invoice_number', sa.String(length=64), nullable=False),
+    sa.Column('certificate_id', sa.String(length=40), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['certificate_id'], ['payables_certificates.id'], name=op.f('fk_payables_certificate_invoices_certificate_id_payables_certificates')),
+    sa.ForeignKeyConstraint(['issuer_id'], ['chain_members.id'], name=op.f('fk_payables_certificate_invoices_issuer_id_chain_members')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_payables_certificate_invoices_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_payables_certificate_invoices')),
+    sa.UniqueConstraint('tenant_id', 'issuer_id', 'invoice_number', name=op.f('uq_payables_certificate_invoices_tenant_id_issuer_id_invoice_number'))
+    )
+    with op.batch_alter_table('payables_certificate_invoices', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_payables_certificate_invoices_certificate_id'), ['certificate_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_payables_certificate_invoices_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('payables_financing_quotes',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('certificate_id', sa.String(length=40), nullable=False),
+    sa.Column('holder_member_id', sa.String(length=40), nullable=False),
+    sa.Column('face_fen', sa.BigInteger(), nullable=False),
+    sa.Column('annual_rate', sa.String(length=24), nullable=False),
+    sa.Column('days', sa.BigInteger(), nullable=False),
+    sa.Column('discount_fen', sa.BigInteger(), nullable=False),
+    sa.Column('net_fen', sa.BigInteger(), nullable=False),
+    sa.Column('valid_until', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('journal_ref', sa.String(length=80), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('accepted_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['certificate_id'], ['payables_certificates.id'], name=op.f('fk_payables_financing_quotes_certificate_id_payables_certificates')),
+    sa.ForeignKeyConstraint(['holder_member_id'], ['chain_members.id'], name=op.f('fk_payables_financing_quotes_holder_member_id_chain_members')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_payables_financing_quotes_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_payables_financing_quotes'))
+    )
+    with op.batch_alter_table('payables_financing_quotes', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_payables_financing_quotes_certificate_id'), ['certificate_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_payables_financing_quotes_status'), ['status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_payables_financing_quotes_tenant_id'), ['tenant_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_payables_financing_quotes_valid_until'), ['valid_until'], unique=False)
 
     op.create_table('postings',
     sa.Column('id', sa.String(length=40), nullable=False),
@@ -510,11 +695,32 @@ def downgrade() -> None:
         batch_op.drop_index('ix_postings_account_id_created_at')
 
     op.drop_table('postings')
+    with op.batch_alter_table('payables_financing_quotes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_payables_financing_quotes_valid_until'))
+        batch_op.drop_index(batch_op.f('ix_payables_financing_quotes_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_payables_financing_quotes_status'))
+        batch_op.drop_index(batch_op.f('ix_payables_financing_quotes_certificate_id'))
+
+    op.drop_table('payables_financing_quotes')
+    with op.batch_alter_table('payables_certificate_invoices', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_payables_certificate_invoices_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_payables_certificate_invoices_certificate_id'))
+
+    op.drop_table('payables_certificate_invoices')
     with op.batch_alter_table('webhook_attempts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_webhook_attempts_tenant_id'))
         batch_op.drop_index(batch_op.f('ix_webhook_attempts_delivery_id'))
 
     op.drop_table('webhook_attempts')
+    with op.batch_alter_table('payables_certificates', schema=None) as batch_op:
+        batch_op.drop_index('ix_payables_certificates_tenant_status_maturity')
+        batch_op.drop_index(batch_op.f('ix_payables_certificates_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_payables_certificates_root_id'))
+        batch_op.drop_index(batch_op.f('ix_payables_certificates_parent_id'))
+        batch_op.drop_index('ix_payables_certificates_holder')
+        batch_op.drop_index(batch_op.f('ix_payables_certificates_facility_id'))
+
+    op.drop_table('payables_certificates')
     with op.batch_alter_table('journal_entries', schema=None) as batch_op:
         batch_op.drop_index('ix_journal_entries_reference')
         batch_op.drop_index(batch_op.f('ix_journal_entries_hold_id'))
@@ -532,6 +738,23 @@ def downgrade() -> None:
         batch_op.drop_index('ix_holds_account_id_status')
 
     op.drop_table('holds')
+    with op.batch_alter_table('chain_risk_events', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_chain_risk_events_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_chain_risk_events_core_enterprise_id'))
+
+    op.drop_table('chain_risk_events')
+    with op.batch_alter_table('chain_financing_applications', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_chain_financing_applications_tenant_id'))
+        batch_op.drop_index('ix_chain_financing_applications_due')
+        batch_op.drop_index(batch_op.f('ix_chain_financing_applications_applicant_id'))
+
+    op.drop_table('chain_financing_applications')
+    with op.batch_alter_table('chain_credit_facilities', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_chain_credit_facilities_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_chain_credit_facilities_status'))
+        batch_op.drop_index(batch_op.f('ix_chain_credit_facilities_guarantee_circle'))
+
+    op.drop_table('chain_credit_facilities')
     with op.batch_alter_table('webhook_endpoints', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_webhook_endpoints_tenant_id'))
         batch_op.drop_index(batch_op.f('ix_webhook_endpoints_partner_id'))
@@ -568,6 +791,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_events_created_at'))
 
     op.drop_table('events')
+    with op.batch_alter_table('chain_members', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_chain_members_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_chain_members_chain_id'))
+
+    op.drop_table('chain_members')
     with op.batch_alter_table('accounts', schema=None) as batch_op:
         batch_op.drop_index('ix_accounts_tenant_id_id')
         batch_op.drop_index(batch_op.f('ix_accounts_parent_id'))

@@ -1,0 +1,59 @@
+"""`quanlian chain-credit ...`: the bank's operations on chain credit from the command line."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from datetime import date
+
+import typer
+
+from gateway.db import Database
+from gateway.errors import Problem
+from gateway.money import MoneyError, parse_fen
+from gateway.settings import get_settings
+
+chain_credit_app = typer.Typer(no_args_is_help=True, help="Chain credit (operations)")
+
+
+def _database() -> Database:
+    return Database(get_settings().effective_database_url)
+
+
+@chain_credit_app.command("grant-facility")
+def grant_facility(
+    tenant_id: str = typer.Option(..., help="The partner tenant (ten_...)"),
+    core_enterprise_id: str = typer.Option(..., help="The core enterprise's chain member id (cmem_...)"),
+    limit: str = typer.Option(..., help='Credit limit in CNY, e.g. "50000000.00"'),
+    expires_on: str = typer.Option(..., help="Expiry date, YYYY-MM-DD (Asia/Shanghai)"),
+    guarantee_circle: str = typer.Option(..., help="Guarantee circle code, e.g. GC-SZ-ELEC-01"),
+    discount_rate: str = typer.Option(..., help='Yearly discount rate as a fraction, e.g. "0.0385"'),
+) -> None:
+    """Grant a core enterprise its credit facility; prints the facility as JSON."""
+    from products.chain_credit import service, views
+
+    try:
+        limit_fen = parse_fen(limit, allow_zero=False)
+        expiry = date.fromisoformat(expires_on)
+    except (MoneyError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    from gateway.app import import_models
+
+    import_models()
+    database = _database()
+    try:
+        with database.transaction() as session:
+            facility = service.grant_facility(
+                session, tenant_id=tenant_id, core_enterprise_id=core_enterprise_id,
+                limit_fen=limit_fen, expires_on=expiry, guarantee_circle=guarantee_circle,
+                discount_rate=discount_rate, actor=f"cli:{getpass.getuser()}")
+            out = views.data(views.facility_out(facility))
+    except (Problem, ValueError) as exc:
+        detail = exc.detail if isinstance(exc, Problem) else str(exc)
+        code = exc.code if isinstance(exc, Problem) else "invalid"
+        typer.echo(f"error ({code}): {detail}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        database.dispose()
+    typer.echo(json.dumps(out, indent=2, ensure_ascii=False))

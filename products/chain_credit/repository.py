@@ -1,0 +1,155 @@
+"""Queries of the chain credit tables: tenant-scoped look-ups, row locks and cursor pages.
+
+Every query filters by the caller's tenant, so another tenant's id is simply "not found".
+Locked reads use `populate_existing`, so a row already in the session is refreshed with the
+values read under the lock (on PostgreSQL a waiter sees the winner's committed change).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, select, text
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from gateway.errors import ValidationFailed
+from products.chain_credit.errors import (
+    ApplicationNotFound,
+    CertificateNotFound,
+    FacilityNotFound,
+    MemberNotFound,
+    QuoteNotFound,
+)
+from products.chain_credit.models import (
+    ChainMember,
+    CreditFacility,
+    FinancingApplication,
+    FinancingQuote,
+    PayablesCertificate,
+)
+
+T = TypeVar("T")
+MAX_CURSOR = 60
+
+
+def encode_cursor(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValidationFailed("The cursor is not valid.", code="invalid_cursor") from None
+    if not value or len(value) > MAX_CURSOR or not value.isascii() or not value.isprintable():
+        raise ValidationFailed("The cursor is not valid.", code="invalid_cursor")
+    return value
+
+
+def page(session: Session, query: Select[Any], id_column: InstrumentedAttribute[str], *,
+         limit: int, cursor: str | None) -> tuple[list[Any], str | None]:
+    """One page of `query`, newest first by id, and the cursor of the next page (or None)."""
+    if cursor:
+        query = query.where(id_column < decode_cursor(cursor))
+    rows = list(session.scalars(query.order_by(id_column.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (encode_cursor(rows[-1].id) if more and rows else None)
+
+
+def _locked(stmt: Select[Any]) -> Select[Any]:
+    return stmt.with_for_update().execution_options(populate_existing=True)
+
+
+def member(session: Session, tenant_id: str, member_id: str) -> ChainMember | None:
+    return session.scalars(select(ChainMember).where(
+        ChainMember.tenant_id == tenant_id, ChainMember.id == member_id)).first()
+
+
+def members(session: Session, tenant_id: str, ids: set[str]) -> dict[str, ChainMember]:
+    if not ids:
+        return {}
+    rows = session.scalars(select(ChainMember).where(
+        ChainMember.tenant_id == tenant_id, ChainMember.id.in_(sorted(ids))))
+    return {m.id: m for m in rows}
+
+
+def get_member(session: Session, tenant_id: str, member_id: str) -> ChainMember:
+    found = member(session, tenant_id, member_id)
+    if found is None:
+        raise MemberNotFound(f"No chain member {member_id} in this tenant.")
+    return found
+
+
+def facility_of(session: Session, tenant_id: str, core_enterprise_id: str, *,
+                lock: bool = False) -> CreditFacility | None:
+    stmt = select(CreditFacility).where(CreditFacility.tenant_id == tenant_id,
+                                        CreditFacility.core_enterprise_id == core_enterprise_id)
+    return session.scalars(_locked(stmt) if lock else stmt).first()
+
+
+def get_facility(session: Session, tenant_id: str, facility_id: str, *,
+                 lock: bool = False) -> CreditFacility:
+    stmt = select(CreditFacility).where(CreditFacility.tenant_id == tenant_id,
+                                        CreditFacility.id == facility_id)
+    found = session.scalars(_locked(stmt) if lock else stmt).first()
+    if found is None:
+        raise FacilityNotFound(f"No credit facility {facility_id} in this tenant.")
+    return found
+
+
+def get_certificate(session: Session, tenant_id: str, cert_id: str, *,
+                    lock: bool = False) -> PayablesCertificate:
+    stmt = select(PayablesCertificate).where(PayablesCertificate.tenant_id == tenant_id,
+                                             PayablesCertificate.id == cert_id)
+    found = session.scalars(_locked(stmt) if lock else stmt).first()
+    if found is None:
+        raise CertificateNotFound(f"No payables certificate {cert_id} in this tenant.")
+    return found
+
+
+def tree(session: Session, tenant_id: str, root_id: str, *, statuses: frozenset[str] | None = None,
+         lock: bool = False) -> list[PayablesCertificate]:
+    """Every node of a certificate's tree (or those in `statuses`), in id order."""
+    stmt = select(PayablesCertificate).where(PayablesCertificate.tenant_id == tenant_id,
+                                             PayablesCertificate.root_id == root_id)
+    if statuses is not None:
+        stmt = stmt.where(PayablesCertificate.status.in_(sorted(statuses)))
+    stmt = stmt.order_by(PayablesCertificate.id)
+    return list(session.scalars(_locked(stmt) if lock else stmt))
+
+
+def get_quote(session: Session, tenant_id: str, quote_id: str, *,
+              lock: bool = False) -> FinancingQuote:
+    stmt = select(FinancingQuote).where(FinancingQuote.tenant_id == tenant_id,
+                                        FinancingQuote.id == quote_id)
+    found = session.scalars(_locked(stmt) if lock else stmt).first()
+    if found is None:
+        raise QuoteNotFound(f"No financing quote {quote_id} in this tenant.")
+    return found
+
+
+def open_quote(session: Session, tenant_id: str, cert_id: str, *,
+               lock: bool = False) -> FinancingQuote | None:
+    stmt = select(FinancingQuote).where(FinancingQuote.tenant_id == tenant_id,
+                                        FinancingQuote.certificate_id == cert_id,
+                                        FinancingQuote.status == "open")
+    return session.scalars(_locked(stmt) if lock else stmt).first()
+
+
+def get_application(session: Session, tenant_id: str, app_id: str, *,
+                    lock: bool = False) -> FinancingApplication:
+    stmt = select(FinancingApplication).where(FinancingApplication.tenant_id == tenant_id,
+                                              FinancingApplication.id == app_id)
+    found = session.scalars(_locked(stmt) if lock else stmt).first()
+    if found is None:
+        raise ApplicationNotFound(f"No financing application {app_id} in this tenant.")
+    return found
+
+
+def advisory_lock(session: Session, key: str) -> None:
+    """Serialize a check-then-insert across transactions (PostgreSQL; SQLite serializes writers)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})

@@ -1,0 +1,81 @@
+"""32 concurrent, conflicting splits and transfers of one certificate: exactly one wins, the
+rest are 409 problems, and nothing is spent twice (on SQLite and on PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import func, select
+
+from gateway.events import Event
+from products.chain_credit.models import PayablesCertificate
+from tests.products.chain_credit.helpers import BASE, build_chain, money, register
+from tests.tools.api import problem
+
+RACERS = 32
+
+
+def test_concurrent_conflicting_splits_and_transfers(app, http):
+    chain = build_chain(app, http, tiers=(1, 1, 1))
+    recipients = [register(app, chain.pc, name=f"二级供应商{i}有限公司", role="supplier",
+                           upstream=chain.t1.id) for i in range(RACERS // 2)]
+    cert = chain.issue_accepted("3200.00")
+    holder = chain.t1.id
+    chain.pc.token  # noqa: B018 - fetch the token once, before the race
+    barrier = threading.Barrier(RACERS)
+
+    def race(i: int):
+        if i % 2:
+            body = {"acting_member_id": holder, "to_member_id": recipients[i // 2].id}
+            path = f"{BASE}/payables-certificates/{cert['id']}/transfer"
+        else:
+            first = 100 * (i + 1)
+            body = {"acting_member_id": holder,
+                    "parts": [money(f"{first}.00"), money(f"{3200 - first}.00")]}
+            path = f"{BASE}/payables-certificates/{cert['id']}/split"
+        barrier.wait()
+        return chain.pc.post(path, body, idempotency_key=f"race-{i}")
+
+    with ThreadPoolExecutor(RACERS) as pool:
+        responses = list(pool.map(race, range(RACERS)))
+
+    winners = [r for r in responses if r.status_code == 200]
+    losers = [r for r in responses if r.status_code != 200]
+    assert len(winners) == 1, [r.status_code for r in responses]
+    for response in losers:
+        problem(response, 409, "certificate_state_conflict")
+
+    with app.state.database.transaction() as session:
+        nodes = list(session.scalars(select(PayablesCertificate).where(
+            PayablesCertificate.root_id == cert["id"])))
+        children = [n for n in nodes if n.parent_id == cert["id"]]
+        assert len(children) == len(winners[0].json()["children"])
+        assert sum(c.face_fen for c in children) == 320_000
+        assert len(nodes) == 1 + len(children)
+        spent = session.scalar(select(func.count(Event.id)).where(
+            Event.resource_id == cert["id"],
+            Event.type.in_(["payables_certificate.split", "payables_certificate.transferred"])))
+        assert spent == 1
+    parent = chain.get(cert["id"])
+    assert parent["status"] in ("split", "transferred")
+
+
+def test_concurrent_issuance_never_exceeds_the_limit(app, http):
+    chain = build_chain(app, http, limit="1000.00", tiers=(1, 1, 1))
+    chain.pc.token  # noqa: B018
+    barrier = threading.Barrier(16)
+
+    def issue(i: int):
+        barrier.wait()
+        return chain.issue("100.00", key=f"issue-{i}")
+
+    with ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(issue, range(16)))
+    created = [r for r in responses if r.status_code == 201]
+    assert len(created) == 10, [r.status_code for r in responses]
+    for response in responses:
+        if response.status_code != 201:
+            problem(response, 409, "facility_limit_exceeded")
+    facility = chain.facility()
+    assert facility["outstanding"] == money("1000.00") and facility["available"] == money("0.00")

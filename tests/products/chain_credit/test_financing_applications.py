@@ -1,0 +1,125 @@
+"""Receivables factoring and order financing: apply, operations approve (the ledger disburses),
+repayment on the due date (test clock), overdue raises a risk event."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from gateway.jobs import run_until_idle
+from tests.products.chain_credit.helpers import (
+    BASE,
+    OPS,
+    advance,
+    balance,
+    build_chain,
+    deposit,
+    ledger_audit,
+    money,
+)
+from tests.tools.api import problem
+
+
+def _apply(chain, member, kind="factoring", amount="50000.00", **extra):
+    body = {"acting_member_id": member.id, "kind": kind, "amount": money(amount)}
+    if kind == "factoring":
+        body["invoice_numbers"] = ["INV-88001", "INV-88002"]
+    else:
+        body["purchase_order_numbers"] = ["PO-2026-0042"]
+    body.update(extra)
+    return chain.pc.post(f"{BASE}/financing-applications", body)
+
+
+def _approve(chain, app_id, amount="50000.00", rate="0.072", days=60, key=None):
+    return chain.ops.post(f"{OPS}/financing-applications/{app_id}/approve", {
+        "tenant_id": chain.tenant_id, "amount": money(amount), "annual_rate": rate,
+        "due_date": (chain.today() + timedelta(days=days)).isoformat()}, idempotency_key=key)
+
+
+def test_factoring_disbursed_and_repaid(app, http):
+    chain = build_chain(app, http)
+    applicant = chain.t1
+    created = _apply(chain, applicant, counterparty_member_id=chain.core.id)
+    assert created.status_code == 201, created.text
+    application = created.json()
+    assert application["status"] == "submitted" and application["invoice_numbers"] == ["INV-88001", "INV-88002"]
+    assert application["purchase_order_numbers"] is None
+
+    before = balance(app, chain.tenant_id, applicant.account_id)
+    problem(chain.pc.post(f"{OPS}/financing-applications/{application['id']}/approve", {
+        "tenant_id": chain.tenant_id, "amount": money("1.00"), "annual_rate": "0.07",
+        "due_date": (chain.today() + timedelta(days=5)).isoformat()}), 403)
+    problem(_approve(chain, application["id"], amount="50000.01"), 422, "invalid_facility_terms")
+    problem(_approve(chain, application["id"], days=0), 422, "invalid_due_date")
+    problem(_approve(chain, application["id"], rate="7.2"), 422, "validation_failed")
+    assert balance(app, chain.tenant_id, applicant.account_id) == before
+    approved = _approve(chain, application["id"], amount="40000.00", key="approve-1")
+    assert approved.status_code == 200, approved.text
+    out = approved.json()
+    # 40000.00 x 0.072 x 60 / 360 = 480.00
+    assert out["status"] == "disbursed" and out["interest"] == money("480.00")
+    assert out["repayment_amount"] == money("40480.00") and out["approved_amount"] == money("40000.00")
+    again = _approve(chain, application["id"], amount="40000.00", key="approve-1")
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert balance(app, chain.tenant_id, applicant.account_id) - before == 4_000_000
+    problem(_approve(chain, application["id"]), 409, "invalid_state")
+
+    deposit(app, chain.tenant_id, applicant.account_id, 48_000)  # interest money
+    advance(app, chain.tenant_id, 59)
+    run_until_idle(app.state.database)
+    assert chain.pc.get(f"{BASE}/financing-applications/{application['id']}").json()["status"] == "disbursed"
+    advance(app, chain.tenant_id, 1)
+    run_until_idle(app.state.database)
+    repaid = chain.pc.get(f"{BASE}/financing-applications/{application['id']}").json()
+    assert repaid["status"] == "repaid" and repaid["repaid_at"]
+    assert balance(app, chain.tenant_id, applicant.account_id) == before
+    assert ledger_audit(app, chain.tenant_id) == []
+
+
+def test_order_financing_overdue_raises_a_risk_event(app, http):
+    chain = build_chain(app, http)
+    application = _apply(chain, chain.t2, kind="order_financing", amount="10000.00").json()
+    assert application["purchase_order_numbers"] == ["PO-2026-0042"]
+    assert _approve(chain, application["id"], amount="10000.00", days=30).status_code == 200
+    advance(app, chain.tenant_id, 30)
+    run_until_idle(app.state.database)
+    overdue = chain.pc.get(f"{BASE}/financing-applications/{application['id']}").json()
+    assert overdue["status"] == "overdue"
+    risks = chain.pc.get(f"{BASE}/risk-events").json()["data"]
+    assert [(r["type"], r["member_id"], r["related_resource_id"], r["froze_facility"]) for r in risks] == [
+        ("overdue", chain.t2.id, application["id"], False)]
+    run_until_idle(app.state.database)
+    assert len(chain.pc.get(f"{BASE}/risk-events").json()["data"]) == 1
+    # Paid late once the money arrives.
+    deposit(app, chain.tenant_id, chain.t2.account_id, 1_000_000)
+    run_until_idle(app.state.database)
+    assert chain.pc.get(f"{BASE}/financing-applications/{application['id']}").json()["status"] == "repaid"
+
+
+def test_application_rules(app, http):
+    chain = build_chain(app, http)
+    problem(_apply(chain, chain.core), 422, "invalid_recipient")
+    problem(_apply(chain, chain.t1, kind="factoring", invoice_numbers=None), 422, "validation_failed")
+    problem(_apply(chain, chain.t1, kind="order_financing", invoice_numbers=["INV-1"]), 422,
+            "validation_failed")
+    problem(_apply(chain, chain.t1, kind="leasing"), 422, "validation_failed")
+    problem(_apply(chain, chain.t1, amount="0.00"), 422, "validation_failed")
+    other = build_chain(app, http, pc=chain.pc, ops=chain.ops, circle="GC-TEST-02")
+    problem(_apply(chain, chain.t1, counterparty_member_id=other.core.id), 422, "member_not_in_chain")
+    assert chain.pc.get(f"{BASE}/financing-applications").json()["data"] == []
+
+    application = _apply(chain, chain.t1).json()
+    declined = chain.ops.post(f"{OPS}/financing-applications/{application['id']}/decline",
+                              {"tenant_id": chain.tenant_id, "reason": "发票已质押"})
+    assert declined.status_code == 200 and declined.json()["status"] == "declined"
+    problem(_approve(chain, application["id"]), 409, "invalid_state")
+    problem(_approve(chain, "cfapp_missing"), 404, "financing_application_not_found")
+
+    # A frozen chain gets no new financing.
+    second = _apply(chain, chain.t1).json()
+    chain.ops.post(f"{OPS}/facilities/{chain.facility_id}/freeze",
+                   {"tenant_id": chain.tenant_id, "reason": "涉诉"})
+    problem(_approve(chain, second["id"]), 409, "credit_facility_frozen")
+    listed = chain.pc.get(f"{BASE}/financing-applications?kind=factoring&status=submitted").json()["data"]
+    assert [a["id"] for a in listed] == [second["id"]]
+    ops_list = chain.ops.get(f"{OPS}/financing-applications?tenant_id={chain.tenant_id}").json()["data"]
+    assert len(ops_list) == 2
