@@ -30,6 +30,8 @@ MODEL_MODULES: list[str] = [
     "partners.models",
     "products.accounts.models",
     "products.chain_credit.models",
+    "products.collection.models",
+    "products.egov.models",
 ]
 
 # Routers in the order they appear in the API docs.
@@ -43,6 +45,8 @@ ROUTERS: list[str] = [
     "partners.router",
     "products.accounts.router",
     "products.chain_credit.router",
+    "products.collection.router",
+    "products.egov.router",
 ]
 
 # Objects started with the app and stopped with it (background threads).

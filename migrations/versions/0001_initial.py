@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 09:57:55.612955
+Create Date: 2026-11-23 10:08:36.019003
 """
 from collections.abc import Sequence
 
@@ -122,6 +122,15 @@ def upgrade() -> None:
     with op.batch_alter_table('used_nonces', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_used_nonces_expires_at'), ['expires_at'], unique=False)
 
+    op.create_table('egov_regulators',
+    sa.Column('partner_id', sa.String(length=40), nullable=False),
+    sa.Column('name', sa.String(length=120), nullable=False),
+    sa.Column('kinds', sa.JSON(), nullable=False),
+    sa.Column('granted_by', sa.String(length=80), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['partner_id'], ['partners.id'], name=op.f('fk_egov_regulators_partner_id_partners')),
+    sa.PrimaryKeyConstraint('partner_id', name=op.f('pk_egov_regulators'))
+    )
     op.create_table('operator_sessions',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('token_sha256', sa.String(length=64), nullable=False),
@@ -220,6 +229,265 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_chain_members_chain_id'), ['chain_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_chain_members_tenant_id'), ['tenant_id'], unique=False)
 
+    op.create_table('collection_canteen_employers',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('uscc', sa.String(length=18), nullable=False),
+    sa.Column('funding_account_id', sa.String(length=60), nullable=False),
+    sa.Column('subsidy_pool_account_id', sa.String(length=60), nullable=False),
+    sa.Column('created_by', sa.String(length=60), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_canteen_employers_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_collection_canteen_employers')),
+    sa.UniqueConstraint('tenant_id', 'uscc', name=op.f('uq_collection_canteen_employers_tenant_id_uscc'))
+    )
+    with op.batch_alter_table('collection_canteen_employers', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_collection_canteen_employers_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('collection_mandates',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('reference', sa.String(length=64), nullable=False),
+    sa.Column('payer_name', sa.Text(), nullable=False),
+    sa.Column('payer_name_masked', sa.String(length=80), nullable=False),
+    sa.Column('payer_account_id', sa.String(length=60), nullable=False),
+    sa.Column('per_debit_limit_fen', sa.BigInteger(), nullable=False),
+    sa.Column('monthly_limit_fen', sa.BigInteger(), nullable=False),
+    sa.Column('expires_on', sa.Date(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('signed_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('revoked_by', sa.String(length=12), nullable=True),
+    sa.Column('revocation_reason', sa.String(length=200), nullable=True),
+    sa.Column('created_by', sa.String(length=60), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_mandates_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_collection_mandates')),
+    sa.UniqueConstraint('tenant_id', 'reference', name=op.f('uq_collection_mandates_tenant_id_reference'))
+    )
+    with op.batch_alter_table('collection_mandates', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_collection_mandates_payer_account_id'), ['payer_account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_collection_mandates_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('collection_orders',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('merchant_order_no', sa.String(length=64), nullable=False),
+    sa.Column('scene', sa.String(length=12), nullable=False),
+    sa.Column('payer_method', sa.String(length=20), nullable=False),
+    sa.Column('mandate_id', sa.String(length=40), nullable=True),
+    sa.Column('virtual_account_id', sa.String(length=40), nullable=True),
+    sa.Column('diner_id', sa.String(length=40), nullable=True),
+    sa.Column('bill_id', sa.String(length=40), nullable=True),
+    sa.Column('description', sa.String(length=140), nullable=False),
+    sa.Column('amount_fen', sa.BigInteger(), nullable=False),
+    sa.Column('platform_share_fen', sa.BigInteger(), nullable=False),
+    sa.Column('commission_fen', sa.BigInteger(), nullable=False),
+    sa.Column('refunded_fen', sa.BigInteger(), nullable=False),
+    sa.Column('refund_count', sa.BigInteger(), nullable=False),
+    sa.Column('subsidy_fen', sa.BigInteger(), nullable=False),
+    sa.Column('personal_fen', sa.BigInteger(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('failure_code', sa.String(length=40), nullable=True),
+    sa.Column('failure_message', sa.String(length=200), nullable=True),
+    sa.Column('journal_ref', sa.String(length=120), nullable=False),
+    sa.Column('created_by', sa.String(length=60), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_date', sa.Date(), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('finalized_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('final_date', sa.Date(), nullable=True),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_orders_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_collection_orders')),
+    sa.UniqueConstraint('tenant_id', 'merchant_order_no', name=op.f('uq_collection_orders_tenant_id_merchant_order_no'))
+    )
+    with op.batch_alter_table('collection_orders', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_collection_orders_bill_id'), ['bill_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_collection_orders_diner_id'), ['diner_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_collection_orders_mandate_id'), ['mandate_id'], unique=False)
+        batch_op.create_index('ix_collection_orders_pending', ['status', 'expires_at'], unique=False)
+        batch_op.create_index('ix_collection_orders_tenant_created_date', ['tenant_id', 'created_date'], unique=False)
+        batch_op.create_index('ix_collection_orders_tenant_final_date', ['tenant_id', 'final_date'], unique=False)
+        batch_op.create_index(batch_op.f('ix_collection_orders_virtual_account_id'), ['virtual_account_id'], unique=False)
+
+    op.create_table('collection_payee_balances',
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('payee_key', sa.String(length=40), nullable=False),
+    sa.Column('carried_fen', sa.BigInteger(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_payee_balances_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('tenant_id', 'payee_key', name=op.f('pk_collection_payee_balances'))
+    )
+    op.create_table('collection_reconciliation_comparisons',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('business_date', sa.Date(), nullable=False),
+    sa.Column('record_count', sa.BigInteger(), nullable=False),
+    sa.Column('agrees', sa.Boolean(), nullable=False),
+    sa.Column('differences', sa.JSON(), nullable=False),
+    sa.Column('created_by', sa.String(length=60), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_reconciliation_comparisons_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_collection_reconciliation_comparisons'))
+    )
+    with op.batch_alter_table('collection_reconciliation_comparisons', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_collection_reconciliation_comparisons_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('collection_settings',
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('clearing_account_id', sa.String(length=60), nullable=False),
+    sa.Column('clearing_account_ids', sa.JSON(), nullable=False),
+    sa.Column('wallet_pool_account_id', sa.String(length=60), nullable=False),
+    sa.Column('fee_account_id', sa.String(length=60), nullable=True),
+    sa.Column('cutoff', sa.String(length=5), nullable=False),
+    sa.Column('order_ttl_seconds', sa.BigInteger(), nullable=False),
+    sa.Column('settled_through', sa.Date(), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_settings_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('tenant_id', name=op.f('pk_collection_settings'))
+    )
+    op.create_table('collection_settlement_runs',
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('settlement_date', sa.Date(), nullable=False),
+    sa.Column('payee_count', sa.BigInteger(), nullable=False),
+    sa.Column('paid_fen', sa.BigInteger(), nullable=False),
+    sa.Column('carried_fen', sa.BigInteger(), nullable=False),
+    sa.Column('ran_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_settlement_runs_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('tenant_id', 'settlement_date', name=op.f('pk_collection_settlement_runs'))
+    )
+    op.create_table('collection_sub_merchants',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('uscc', sa.String(length=18), nullable=False),
+    sa.Column('settlement_account_id', sa.String(length=60), nullable=False),
+    sa.Column('fee_type', sa.String(length=12), nullable=False),
+    sa.Column('fee_rate', sa.String(length=24), nullable=False),
+    sa.Column('fee_fixed_fen', sa.BigInteger(), nullable=False),
+    sa.Column('fee_min_fen', sa.BigInteger(), nullable=False),
+    sa.Column('fee_max_fen', sa.BigInteger(), nullable=True),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('created_by', sa.String(length=60), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_sub_merchants_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_collection_sub_merchants')),
+    sa.UniqueConstraint('tenant_id', 'uscc', name=op.f('uq_collection_sub_merchants_tenant_id_uscc'))
+    )
+    with op.batch_alter_table('collection_sub_merchants', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_collection_sub_merchants_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('collection_virtual_accounts',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('ledger_account_id', sa.String(length=60), nullable=False),
+    sa.Column('account_number', sa.String(length=40), nullable=False),
+    sa.Column('label', sa.String(length=200), nullable=False),
+    sa.Column('owner_type', sa.String(length=16), nullable=False),
+    sa.Column('owner_id', sa.String(length=40), nullable=True),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('unapplied_fen', sa.BigInteger(), nullable=False),
+    sa.Column('created_by', sa.String(length=60), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_virtual_accounts_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_collection_virtual_accounts')),
+    sa.UniqueConstraint('account_number', name=op.f('uq_collection_virtual_accounts_account_number')),
+    sa.UniqueConstraint('ledger_account_id', name=op.f('uq_collection_virtual_accounts_ledger_account_id'))
+    )
+    with op.batch_alter_table('collection_virtual_accounts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_collection_virtual_accounts_owner_id'), ['owner_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_collection_virtual_accounts_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('egov_escrow_schemes',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('environment', sa.String(length=12), nullable=False),
+    sa.Column('kind', sa.String(length=20), nullable=False),
+    sa.Column('reference', sa.String(length=64), nullable=False),
+    sa.Column('name', sa.String(length=120), nullable=False),
+    sa.Column('regulator_partner_id', sa.String(length=40), nullable=False),
+    sa.Column('holder_name', sa.String(length=120), nullable=False),
+    sa.Column('beneficiary_account_id', sa.String(length=40), nullable=True),
+    sa.Column('escrow_account_id', sa.String(length=40), nullable=False),
+    sa.Column('policy', sa.JSON(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('awarded_sub_account_id', sa.String(length=40), nullable=True),
+    sa.Column('awarded_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_by', sa.String(length=80), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['regulator_partner_id'], ['partners.id'], name=op.f('fk_egov_escrow_schemes_regulator_partner_id_partners')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_egov_escrow_schemes_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_egov_escrow_schemes')),
+    sa.UniqueConstraint('escrow_account_id', name=op.f('uq_egov_escrow_schemes_escrow_account_id')),
+    sa.UniqueConstraint('tenant_id', 'reference', name=op.f('uq_egov_escrow_schemes_tenant_id_reference'))
+    )
+    with op.batch_alter_table('egov_escrow_schemes', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_egov_escrow_schemes_regulator_partner_id'), ['regulator_partner_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_egov_escrow_schemes_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('egov_payment_orders',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('portal_reference', sa.String(length=64), nullable=False),
+    sa.Column('item_code', sa.String(length=32), nullable=False),
+    sa.Column('item_name', sa.String(length=120), nullable=False),
+    sa.Column('payer_name', sa.Text(), nullable=False),
+    sa.Column('payer_name_masked', sa.String(length=80), nullable=False),
+    sa.Column('payer_id_type', sa.String(length=16), nullable=False),
+    sa.Column('payer_id_number', sa.Text(), nullable=False),
+    sa.Column('payer_id_masked', sa.String(length=32), nullable=False),
+    sa.Column('payer_id_digest', sa.String(length=64), nullable=False),
+    sa.Column('amount_fen', sa.BigInteger(), nullable=False),
+    sa.Column('description', sa.String(length=300), nullable=False),
+    sa.Column('return_url', sa.String(length=2000), nullable=False),
+    sa.Column('payee_name', sa.String(length=120), nullable=False),
+    sa.Column('payee_account_id', sa.String(length=40), nullable=False),
+    sa.Column('payment_code', sa.String(length=20), nullable=False),
+    sa.Column('checkout_token', sa.String(length=64), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('failed_attempts', sa.BigInteger(), nullable=False),
+    sa.Column('payment_method', sa.String(length=16), nullable=True),
+    sa.Column('payer_account_masked', sa.String(length=40), nullable=True),
+    sa.Column('transfer_id', sa.String(length=60), nullable=True),
+    sa.Column('journal_ref', sa.String(length=80), nullable=True),
+    sa.Column('receipt_number', sa.String(length=24), nullable=True),
+    sa.Column('verification_code', sa.String(length=40), nullable=True),
+    sa.Column('succeeded_event_id', sa.String(length=40), nullable=True),
+    sa.Column('created_by', sa.String(length=80), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('paid_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_egov_payment_orders_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_egov_payment_orders')),
+    sa.UniqueConstraint('checkout_token', name=op.f('uq_egov_payment_orders_checkout_token')),
+    sa.UniqueConstraint('payment_code', name=op.f('uq_egov_payment_orders_payment_code')),
+    sa.UniqueConstraint('receipt_number', name=op.f('uq_egov_payment_orders_receipt_number')),
+    sa.UniqueConstraint('tenant_id', 'portal_reference', name=op.f('uq_egov_payment_orders_tenant_id_portal_reference')),
+    sa.UniqueConstraint('verification_code', name=op.f('uq_egov_payment_orders_verification_code'))
+    )
+    with op.batch_alter_table('egov_payment_orders', schema=None) as batch_op:
+        batch_op.create_index('ix_egov_payment_orders_due', ['status', 'expires_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_egov_payment_orders_payer_id_digest'), ['payer_id_digest'], unique=False)
+        batch_op.create_index(batch_op.f('ix_egov_payment_orders_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('egov_portals',
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('name', sa.String(length=120), nullable=False),
+    sa.Column('payee_name', sa.String(length=120), nullable=False),
+    sa.Column('payee_account_id', sa.String(length=40), nullable=False),
+    sa.Column('origins', sa.JSON(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_egov_portals_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('tenant_id', name=op.f('pk_egov_portals'))
+    )
     op.create_table('events',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('tenant_id', sa.String(length=40), nullable=False),
@@ -440,6 +708,227 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_chain_risk_events_core_enterprise_id'), ['core_enterprise_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_chain_risk_events_tenant_id'), ['tenant_id'], unique=False)
 
+    op.create_table('collection_canteen_diners',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('employer_id', sa.String(length=40), nullable=False),
+    sa.Column('employee_no', sa.String(length=40), nullable=False),
+    sa.Column('name', sa.Text(), nullable=False),
+    sa.Column('name_masked', sa.String(length=80), nullable=False),
+    sa.Column('phone', sa.Text(), nullable=True),
+    sa.Column('phone_masked', sa.String(length=20), nullable=True),
+    sa.Column('funding_account_id', sa.String(length=60), nullable=True),
+    sa.Column('personal_balance_fen', sa.BigInteger(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['employer_id'], ['collection_canteen_employers.id'], name=op.f('fk_collection_canteen_diners_employer_id_collection_canteen_employers')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_canteen_diners_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_collection_canteen_diners')),
+    sa.UniqueConstraint('employer_id', 'employee_no', name=op.f('uq_collection_canteen_diners_employer_id_employee_no'))
+    )
+    with op.batch_alter_table('collection_canteen_diners', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_collection_canteen_diners_employer_id'), ['employer_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_collection_canteen_diners_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('collection_incoming_transfers',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('virtual_account_id', sa.String(length=40), nullable=False),
+    sa.Column('amount_fen', sa.BigInteger(), nullable=False),
+    sa.Column('applied_fen', sa.BigInteger(), nullable=False),
+    sa.Column('remitter_name_masked', sa.String(length=80), nullable=False),
+    sa.Column('remitter_account_masked', sa.String(length=40), nullable=False),
+    sa.Column('memo', sa.String(length=140), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('journal_ref', sa.String(length=120), nullable=False),
+    sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_incoming_transfers_tenant_id_tenants')),
+    sa.ForeignKeyConstraint(['virtual_account_id'], ['collection_virtual_accounts.id'], name=op.f('fk_collection_incoming_transfers_virtual_account_id_collection_virtual_accounts')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_collection_incoming_transfers')),
+    sa.UniqueConstraint('tenant_id', 'journal_ref', name=op.f('uq_collection_incoming_transfers_tenant_id_journal_ref'))
+    )
+    with op.batch_alter_table('collection_incoming_transfers', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_collection_incoming_transfers_tenant_id'), ['tenant_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_collection_incoming_transfers_virtual_account_id'), ['virtual_account_id'], unique=False)
+
+    op.create_table('collection_mandate_usage',
+    sa.Column('mandate_id', sa.String(length=40), nullable=False),
+    sa.Column('month', sa.String(length=7), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('debited_fen', sa.BigInteger(), nullable=False),
+    sa.Column('debit_count', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['mandate_id'], ['collection_mandates.id'], name=op.f('fk_collection_mandate_usage_mandate_id_collection_mandates')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_mandate_usage_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('mandate_id', 'month', name=op.f('pk_collection_mandate_usage'))
+    )
+    with op.batch_alter_table('collection_mandate_usage', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_collection_mandate_usage_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('collection_order_splits',
+    sa.Column('order_id', sa.String(length=40), nullable=False),
+    sa.Column('seq', sa.BigInteger(), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('sub_merchant_id', sa.String(length=40), nullable=True),
+    sa.Column('amount_fen', sa.BigInteger(), nullable=False),
+    sa.Column('fee_fen', sa.BigInteger(), nullable=False),
+    sa.Column('refunded_fen', sa.BigInteger(), nullable=False),
+    sa.Column('fee_refunded_fen', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['order_id'], ['collection_orders.id'], name=op.f('fk_collection_order_splits_order_id_collection_orders')),
+    sa.ForeignKeyConstraint(['sub_merchant_id'], ['collection_sub_merchants.id'], name=op.f('fk_collection_order_splits_sub_merchant_id_collection_sub_merchants')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_order_splits_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('order_id', 'seq', name=op.f('pk_collection_order_splits'))
+    )
+    with op.batch_alter_table('collection_order_splits', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_collection_order_splits_sub_merchant_id'), ['sub_merchant_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_collection_order_splits_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('collection_parks',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('sub_merchant_id', sa.String(length=40), nullable=False),
+    sa.Column('remind_before_days', sa.JSON(), nullable=False),
+    sa.Column('remind_on_due', sa.Boolean(), nullable=False),
+    sa.Column('remind_after_days', sa.JSON(), nullable=False),
+    sa.Column('late_fee_daily_rate', sa.String(length=24), nullable=False),
+    sa.Column('late_fee_cap_rate', sa.String(length=24), nullable=False),
+    sa.Column('created_by', sa.String(length=60), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['sub_merchant_id'], ['collection_sub_merchants.id'], name=op.f('fk_collection_parks_sub_merchant_id_collection_sub_merchants')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_parks_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_collection_parks'))
+    )
+    with op.batch_alter_table('collection_parks', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_collection_parks_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('collection_refunds',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('order_id', sa.String(length=40), nullable=False),
+    sa.Column('refund_reference', sa.String(length=64), nullable=False),
+    sa.Column('amount_fen', sa.BigInteger(), nullable=False),
+    sa.Column('reason', sa.String(length=140), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('subsidy_fen', sa.BigInteger(), nullable=False),
+    sa.Column('personal_fen', sa.BigInteger(), nullable=False),
+    sa.Column('employer_fen', sa.BigInteger(), nullable=False),
+    sa.Column('destination_account_id', sa.String(length=60), nullable=False),
+    sa.Column('journal_ref', sa.String(length=120), nullable=False),
+    sa.Column('created_by', sa.String(length=60), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('refund_date', sa.Date(), nullable=False),
+    sa.ForeignKeyConstraint(['order_id'], ['collection_orders.id'], name=op.f('fk_collection_refunds_order_id_collection_orders')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_refunds_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_collection_refunds')),
+    sa.UniqueConstraint('tenant_id', 'refund_reference', name=op.f('uq_collection_refunds_tenant_id_refund_reference'))
+    )
+    with op.batch_alter_table('collection_refunds', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_collection_refunds_order_id'), ['order_id'], unique=False)
+        batch_op.create_index('ix_collection_refunds_tenant_date', ['tenant_id', 'refund_date'], unique=False)
+
+    op.create_table('collection_settlements',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('settlement_date', sa.Date(), nullable=False),
+    sa.Column('payee_type', sa.String(length=12), nullable=False),
+    sa.Column('sub_merchant_id', sa.String(length=40), nullable=True),
+    sa.Column('payee_key', sa.String(length=40), nullable=False),
+    sa.Column('order_count', sa.BigInteger(), nullable=False),
+    sa.Column('refund_count', sa.BigInteger(), nullable=False),
+    sa.Column('gross_fen', sa.BigInteger(), nullable=False),
+    sa.Column('fee_fen', sa.BigInteger(), nullable=False),
+    sa.Column('refunded_fen', sa.BigInteger(), nullable=False),
+    sa.Column('carried_in_fen', sa.BigInteger(), nullable=False),
+    sa.Column('net_fen', sa.BigInteger(), nullable=False),
+    sa.Column('paid_fen', sa.BigInteger(), nullable=False),
+    sa.Column('carried_out_fen', sa.BigInteger(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('failure_code', sa.String(length=40), nullable=True),
+    sa.Column('destination_account_id', sa.String(length=60), nullable=True),
+    sa.Column('journal_ref', sa.String(length=120), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('paid_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('paid_date', sa.Date(), nullable=True),
+    sa.ForeignKeyConstraint(['sub_merchant_id'], ['collection_sub_merchants.id'], name=op.f('fk_collection_settlements_sub_merchant_id_collection_sub_merchants')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_settlements_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_collection_settlements')),
+    sa.UniqueConstraint('tenant_id', 'settlement_date', 'payee_key', name=op.f('uq_collection_settlements_tenant_id_settlement_date_payee_key'))
+    )
+    with op.batch_alter_table('collection_settlements', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_collection_settlements_sub_merchant_id'), ['sub_merchant_id'], unique=False)
+        batch_op.create_index('ix_collection_settlements_tenant_paid_date', ['tenant_id', 'paid_date'], unique=False)
+
+    op.create_table('collection_subsidy_grants',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('employer_id', sa.String(length=40), nullable=False),
+    sa.Column('reference', sa.String(length=64), nullable=False),
+    sa.Column('month', sa.String(length=7), nullable=False),
+    sa.Column('diner_count', sa.BigInteger(), nullable=False),
+    sa.Column('total_fen', sa.BigInteger(), nullable=False),
+    sa.Column('expired_fen', sa.BigInteger(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('journal_ref', sa.String(length=120), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_by', sa.String(length=60), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('expired_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['employer_id'], ['collection_canteen_employers.id'], name=op.f('fk_collection_subsidy_grants_employer_id_collection_canteen_employers')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_subsidy_grants_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_collection_subsidy_grants')),
+    sa.UniqueConstraint('employer_id', 'reference', name=op.f('uq_collection_subsidy_grants_employer_id_reference'))
+    )
+    with op.batch_alter_table('collection_subsidy_grants', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_collection_subsidy_grants_employer_id'), ['employer_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_collection_subsidy_grants_expires_at'), ['expires_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_collection_subsidy_grants_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('egov_escrow_sub_accounts',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('scheme_id', sa.String(length=40), nullable=False),
+    sa.Column('reference', sa.String(length=64), nullable=False),
+    sa.Column('holder_name', sa.Text(), nullable=False),
+    sa.Column('holder_name_masked', sa.String(length=120), nullable=False),
+    sa.Column('ledger_account_id', sa.String(length=40), nullable=False),
+    sa.Column('terms', sa.JSON(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('deposited_fen', sa.BigInteger(), nullable=False),
+    sa.Column('released_fen', sa.BigInteger(), nullable=False),
+    sa.Column('refunded_fen', sa.BigInteger(), nullable=False),
+    sa.Column('consumed_classes', sa.BigInteger(), nullable=False),
+    sa.Column('created_by', sa.String(length=80), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['scheme_id'], ['egov_escrow_schemes.id'], name=op.f('fk_egov_escrow_sub_accounts_scheme_id_egov_escrow_schemes')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_egov_escrow_sub_accounts_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_egov_escrow_sub_accounts')),
+    sa.UniqueConstraint('ledger_account_id', name=op.f('uq_egov_escrow_sub_accounts_ledger_account_id')),
+    sa.UniqueConstraint('scheme_id', 'reference', name=op.f('uq_egov_escrow_sub_accounts_scheme_id_reference'))
+    )
+    with op.batch_alter_table('egov_escrow_sub_accounts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_egov_escrow_sub_accounts_scheme_id'), ['scheme_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_egov_escrow_sub_accounts_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('egov_payment_attempts',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('order_id', sa.String(length=40), nullable=False),
+    sa.Column('method', sa.String(length=16), nullable=False),
+    sa.Column('outcome', sa.String(length=12), nullable=False),
+    sa.Column('failure_code', sa.String(length=40), nullable=True),
+    sa.Column('payer_account_masked', sa.String(length=40), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['order_id'], ['egov_payment_orders.id'], name=op.f('fk_egov_payment_attempts_order_id_egov_payment_orders')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_egov_payment_attempts_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_egov_payment_attempts'))
+    )
+    with op.batch_alter_table('egov_payment_attempts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_egov_payment_attempts_order_id'), ['order_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_egov_payment_attempts_tenant_id'), ['tenant_id'], unique=False)
+
     op.create_table('holds',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('tenant_id', sa.String(length=40), nullable=False),
@@ -496,6 +985,116 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_webhook_deliveries_endpoint_id'), ['endpoint_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_webhook_deliveries_event_id'), ['event_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_webhook_deliveries_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('collection_park_tenants',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('park_id', sa.String(length=40), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('uscc', sa.String(length=18), nullable=False),
+    sa.Column('unit', sa.String(length=60), nullable=False),
+    sa.Column('virtual_account_id', sa.String(length=40), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['park_id'], ['collection_parks.id'], name=op.f('fk_collection_park_tenants_park_id_collection_parks')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_park_tenants_tenant_id_tenants')),
+    sa.ForeignKeyConstraint(['virtual_account_id'], ['collection_virtual_accounts.id'], name=op.f('fk_collection_park_tenants_virtual_account_id_collection_virtual_accounts')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_collection_park_tenants')),
+    sa.UniqueConstraint('park_id', 'uscc', name=op.f('uq_collection_park_tenants_park_id_uscc'))
+    )
+    with op.batch_alter_table('collection_park_tenants', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_collection_park_tenants_park_id'), ['park_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_collection_park_tenants_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('collection_refund_splits',
+    sa.Column('refund_id', sa.String(length=40), nullable=False),
+    sa.Column('seq', sa.BigInteger(), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('sub_merchant_id', sa.String(length=40), nullable=True),
+    sa.Column('amount_fen', sa.BigInteger(), nullable=False),
+    sa.Column('fee_refund_fen', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['refund_id'], ['collection_refunds.id'], name=op.f('fk_collection_refund_splits_refund_id_collection_refunds')),
+    sa.ForeignKeyConstraint(['sub_merchant_id'], ['collection_sub_merchants.id'], name=op.f('fk_collection_refund_splits_sub_merchant_id_collection_sub_merchants')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_refund_splits_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('refund_id', 'seq', name=op.f('pk_collection_refund_splits'))
+    )
+    with op.batch_alter_table('collection_refund_splits', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_collection_refund_splits_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('collection_subsidy_lots',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('grant_id', sa.String(length=40), nullable=False),
+    sa.Column('diner_id', sa.String(length=40), nullable=False),
+    sa.Column('month', sa.String(length=7), nullable=False),
+    sa.Column('granted_fen', sa.BigInteger(), nullable=False),
+    sa.Column('spent_fen', sa.BigInteger(), nullable=False),
+    sa.Column('refunded_fen', sa.BigInteger(), nullable=False),
+    sa.Column('refunded_after_expiry_fen', sa.BigInteger(), nullable=False),
+    sa.Column('expired_fen', sa.BigInteger(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.ForeignKeyConstraint(['diner_id'], ['collection_canteen_diners.id'], name=op.f('fk_collection_subsidy_lots_diner_id_collection_canteen_diners')),
+    sa.ForeignKeyConstraint(['grant_id'], ['collection_subsidy_grants.id'], name=op.f('fk_collection_subsidy_lots_grant_id_collection_subsidy_grants')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_subsidy_lots_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_collection_subsidy_lots')),
+    sa.UniqueConstraint('grant_id', 'diner_id', name=op.f('uq_collection_subsidy_lots_grant_id_diner_id'))
+    )
+    with op.batch_alter_table('collection_subsidy_lots', schema=None) as batch_op:
+        batch_op.create_index('ix_collection_subsidy_lots_diner_month', ['diner_id', 'month'], unique=False)
+        batch_op.create_index(batch_op.f('ix_collection_subsidy_lots_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('egov_escrow_deposits',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('scheme_id', sa.String(length=40), nullable=False),
+    sa.Column('sub_account_id', sa.String(length=40), nullable=False),
+    sa.Column('from_account_id', sa.String(length=40), nullable=False),
+    sa.Column('amount_fen', sa.BigInteger(), nullable=False),
+    sa.Column('journal_ref', sa.String(length=80), nullable=False),
+    sa.Column('transfer_id', sa.String(length=60), nullable=False),
+    sa.Column('created_by', sa.String(length=80), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['scheme_id'], ['egov_escrow_schemes.id'], name=op.f('fk_egov_escrow_deposits_scheme_id_egov_escrow_schemes')),
+    sa.ForeignKeyConstraint(['sub_account_id'], ['egov_escrow_sub_accounts.id'], name=op.f('fk_egov_escrow_deposits_sub_account_id_egov_escrow_sub_accounts')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_egov_escrow_deposits_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_egov_escrow_deposits'))
+    )
+    with op.batch_alter_table('egov_escrow_deposits', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_egov_escrow_deposits_scheme_id'), ['scheme_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_egov_escrow_deposits_sub_account_id'), ['sub_account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_egov_escrow_deposits_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('egov_release_instructions',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('scheme_id', sa.String(length=40), nullable=False),
+    sa.Column('sub_account_id', sa.String(length=40), nullable=False),
+    sa.Column('kind', sa.String(length=12), nullable=False),
+    sa.Column('amount_fen', sa.BigInteger(), nullable=False),
+    sa.Column('destination_account_id', sa.String(length=40), nullable=False),
+    sa.Column('basis', sa.JSON(), nullable=False),
+    sa.Column('reason', sa.String(length=300), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('required_approvals', sa.BigInteger(), nullable=False),
+    sa.Column('approved_by_policy', sa.Boolean(), nullable=False),
+    sa.Column('due_by', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('journal_ref', sa.String(length=80), nullable=False),
+    sa.Column('transfer_id', sa.String(length=60), nullable=True),
+    sa.Column('failure', sa.String(length=200), nullable=True),
+    sa.Column('created_by', sa.String(length=80), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('decided_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('executed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['scheme_id'], ['egov_escrow_schemes.id'], name=op.f('fk_egov_release_instructions_scheme_id_egov_escrow_schemes')),
+    sa.ForeignKeyConstraint(['sub_account_id'], ['egov_escrow_sub_accounts.id'], name=op.f('fk_egov_release_instructions_sub_account_id_egov_escrow_sub_accounts')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_egov_release_instructions_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_egov_release_instructions')),
+    sa.UniqueConstraint('journal_ref', name=op.f('uq_egov_release_instructions_journal_ref'))
+    )
+    with op.batch_alter_table('egov_release_instructions', schema=None) as batch_op:
+        batch_op.create_index('ix_egov_release_due', ['status', 'due_by'], unique=False)
+        batch_op.create_index(batch_op.f('ix_egov_release_instructions_scheme_id'), ['scheme_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_egov_release_instructions_sub_account_id'), ['sub_account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_egov_release_instructions_tenant_id'), ['tenant_id'], unique=False)
 
     op.create_table('journal_entries',
     sa.Column('id', sa.String(length=40), nullable=False),
@@ -580,6 +1179,75 @@ def upgrade() -> None:
     with op.batch_alter_table('webhook_attempts', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_webhook_attempts_delivery_id'), ['delivery_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_webhook_attempts_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('collection_bills',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('park_id', sa.String(length=40), nullable=False),
+    sa.Column('park_tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('sub_merchant_id', sa.String(length=40), nullable=False),
+    sa.Column('reference', sa.String(length=64), nullable=False),
+    sa.Column('item', sa.String(length=16), nullable=False),
+    sa.Column('period', sa.String(length=20), nullable=False),
+    sa.Column('description', sa.String(length=140), nullable=False),
+    sa.Column('amount_fen', sa.BigInteger(), nullable=False),
+    sa.Column('paid_principal_fen', sa.BigInteger(), nullable=False),
+    sa.Column('late_fee_fen', sa.BigInteger(), nullable=False),
+    sa.Column('paid_late_fee_fen', sa.BigInteger(), nullable=False),
+    sa.Column('late_fee_through', sa.Date(), nullable=True),
+    sa.Column('due_date', sa.Date(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('last_notice', sa.BigInteger(), nullable=False),
+    sa.Column('dunning_due_on', sa.Date(), nullable=True),
+    sa.Column('created_by', sa.String(length=60), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('overdue_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('paid_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('cancelled_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['park_id'], ['collection_parks.id'], name=op.f('fk_collection_bills_park_id_collection_parks')),
+    sa.ForeignKeyConstraint(['park_tenant_id'], ['collection_park_tenants.id'], name=op.f('fk_collection_bills_park_tenant_id_collection_park_tenants')),
+    sa.ForeignKeyConstraint(['sub_merchant_id'], ['collection_sub_merchants.id'], name=op.f('fk_collection_bills_sub_merchant_id_collection_sub_merchants')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_bills_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_collection_bills')),
+    sa.UniqueConstraint('tenant_id', 'reference', name=op.f('uq_collection_bills_tenant_id_reference'))
+    )
+    with op.batch_alter_table('collection_bills', schema=None) as batch_op:
+        batch_op.create_index('ix_collection_bills_dunning', ['tenant_id', 'status', 'dunning_due_on'], unique=False)
+        batch_op.create_index(batch_op.f('ix_collection_bills_park_id'), ['park_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_collection_bills_park_tenant_id'), ['park_tenant_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_collection_bills_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('collection_meal_allocations',
+    sa.Column('order_id', sa.String(length=40), nullable=False),
+    sa.Column('lot_id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('amount_fen', sa.BigInteger(), nullable=False),
+    sa.Column('refunded_fen', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['lot_id'], ['collection_subsidy_lots.id'], name=op.f('fk_collection_meal_allocations_lot_id_collection_subsidy_lots')),
+    sa.ForeignKeyConstraint(['order_id'], ['collection_orders.id'], name=op.f('fk_collection_meal_allocations_order_id_collection_orders')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_meal_allocations_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('order_id', 'lot_id', name=op.f('pk_collection_meal_allocations'))
+    )
+    with op.batch_alter_table('collection_meal_allocations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_collection_meal_allocations_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('egov_release_approvals',
+    sa.Column('instruction_id', sa.String(length=40), nullable=False),
+    sa.Column('approver_id', sa.String(length=64), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('regulator_partner_id', sa.String(length=40), nullable=False),
+    sa.Column('client_id', sa.String(length=40), nullable=False),
+    sa.Column('approver_name', sa.String(length=80), nullable=False),
+    sa.Column('decision', sa.String(length=8), nullable=False),
+    sa.Column('comment', sa.String(length=300), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['instruction_id'], ['egov_release_instructions.id'], name=op.f('fk_egov_release_approvals_instruction_id_egov_release_instructions')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_egov_release_approvals_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('instruction_id', 'approver_id', name=op.f('pk_egov_release_approvals'))
+    )
+    with op.batch_alter_table('egov_release_approvals', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_egov_release_approvals_tenant_id'), ['tenant_id'], unique=False)
 
     op.create_table('payables_certificate_invoices',
     sa.Column('id', sa.String(length=40), nullable=False),
@@ -677,11 +1345,59 @@ def upgrade() -> None:
         batch_op.create_index('ix_transfers_tenant_id_id', ['tenant_id', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_transfers_to_account_id'), ['to_account_id'], unique=False)
 
+    op.create_table('collection_bill_notices',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('bill_id', sa.String(length=40), nullable=False),
+    sa.Column('kind', sa.String(length=12), nullable=False),
+    sa.Column('offset_days', sa.BigInteger(), nullable=False),
+    sa.Column('notice_date', sa.Date(), nullable=False),
+    sa.Column('outstanding_fen', sa.BigInteger(), nullable=False),
+    sa.Column('sent_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['bill_id'], ['collection_bills.id'], name=op.f('fk_collection_bill_notices_bill_id_collection_bills')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_bill_notices_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_collection_bill_notices')),
+    sa.UniqueConstraint('bill_id', 'kind', 'offset_days', name=op.f('uq_collection_bill_notices_bill_id_kind_offset_days'))
+    )
+    with op.batch_alter_table('collection_bill_notices', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_collection_bill_notices_bill_id'), ['bill_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_collection_bill_notices_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('collection_bill_payments',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('bill_id', sa.String(length=40), nullable=False),
+    sa.Column('order_id', sa.String(length=40), nullable=False),
+    sa.Column('incoming_transfer_id', sa.String(length=40), nullable=True),
+    sa.Column('source', sa.String(length=20), nullable=False),
+    sa.Column('principal_fen', sa.BigInteger(), nullable=False),
+    sa.Column('late_fee_fen', sa.BigInteger(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['bill_id'], ['collection_bills.id'], name=op.f('fk_collection_bill_payments_bill_id_collection_bills')),
+    sa.ForeignKeyConstraint(['incoming_transfer_id'], ['collection_incoming_transfers.id'], name=op.f('fk_collection_bill_payments_incoming_transfer_id_collection_incoming_transfers')),
+    sa.ForeignKeyConstraint(['order_id'], ['collection_orders.id'], name=op.f('fk_collection_bill_payments_order_id_collection_orders')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_collection_bill_payments_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_collection_bill_payments'))
+    )
+    with op.batch_alter_table('collection_bill_payments', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_collection_bill_payments_bill_id'), ['bill_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_collection_bill_payments_tenant_id'), ['tenant_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('collection_bill_payments', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_collection_bill_payments_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_collection_bill_payments_bill_id'))
+
+    op.drop_table('collection_bill_payments')
+    with op.batch_alter_table('collection_bill_notices', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_collection_bill_notices_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_collection_bill_notices_bill_id'))
+
+    op.drop_table('collection_bill_notices')
     with op.batch_alter_table('transfers', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_transfers_to_account_id'))
         batch_op.drop_index('ix_transfers_tenant_id_id')
@@ -707,6 +1423,21 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_payables_certificate_invoices_certificate_id'))
 
     op.drop_table('payables_certificate_invoices')
+    with op.batch_alter_table('egov_release_approvals', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_egov_release_approvals_tenant_id'))
+
+    op.drop_table('egov_release_approvals')
+    with op.batch_alter_table('collection_meal_allocations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_collection_meal_allocations_tenant_id'))
+
+    op.drop_table('collection_meal_allocations')
+    with op.batch_alter_table('collection_bills', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_collection_bills_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_collection_bills_park_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_collection_bills_park_id'))
+        batch_op.drop_index('ix_collection_bills_dunning')
+
+    op.drop_table('collection_bills')
     with op.batch_alter_table('webhook_attempts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_webhook_attempts_tenant_id'))
         batch_op.drop_index(batch_op.f('ix_webhook_attempts_delivery_id'))
@@ -726,6 +1457,33 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_journal_entries_hold_id'))
 
     op.drop_table('journal_entries')
+    with op.batch_alter_table('egov_release_instructions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_egov_release_instructions_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_egov_release_instructions_sub_account_id'))
+        batch_op.drop_index(batch_op.f('ix_egov_release_instructions_scheme_id'))
+        batch_op.drop_index('ix_egov_release_due')
+
+    op.drop_table('egov_release_instructions')
+    with op.batch_alter_table('egov_escrow_deposits', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_egov_escrow_deposits_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_egov_escrow_deposits_sub_account_id'))
+        batch_op.drop_index(batch_op.f('ix_egov_escrow_deposits_scheme_id'))
+
+    op.drop_table('egov_escrow_deposits')
+    with op.batch_alter_table('collection_subsidy_lots', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_collection_subsidy_lots_tenant_id'))
+        batch_op.drop_index('ix_collection_subsidy_lots_diner_month')
+
+    op.drop_table('collection_subsidy_lots')
+    with op.batch_alter_table('collection_refund_splits', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_collection_refund_splits_tenant_id'))
+
+    op.drop_table('collection_refund_splits')
+    with op.batch_alter_table('collection_park_tenants', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_collection_park_tenants_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_collection_park_tenants_park_id'))
+
+    op.drop_table('collection_park_tenants')
     with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_webhook_deliveries_tenant_id'))
         batch_op.drop_index(batch_op.f('ix_webhook_deliveries_event_id'))
@@ -738,6 +1496,55 @@ def downgrade() -> None:
         batch_op.drop_index('ix_holds_account_id_status')
 
     op.drop_table('holds')
+    with op.batch_alter_table('egov_payment_attempts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_egov_payment_attempts_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_egov_payment_attempts_order_id'))
+
+    op.drop_table('egov_payment_attempts')
+    with op.batch_alter_table('egov_escrow_sub_accounts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_egov_escrow_sub_accounts_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_egov_escrow_sub_accounts_scheme_id'))
+
+    op.drop_table('egov_escrow_sub_accounts')
+    with op.batch_alter_table('collection_subsidy_grants', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_collection_subsidy_grants_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_collection_subsidy_grants_expires_at'))
+        batch_op.drop_index(batch_op.f('ix_collection_subsidy_grants_employer_id'))
+
+    op.drop_table('collection_subsidy_grants')
+    with op.batch_alter_table('collection_settlements', schema=None) as batch_op:
+        batch_op.drop_index('ix_collection_settlements_tenant_paid_date')
+        batch_op.drop_index(batch_op.f('ix_collection_settlements_sub_merchant_id'))
+
+    op.drop_table('collection_settlements')
+    with op.batch_alter_table('collection_refunds', schema=None) as batch_op:
+        batch_op.drop_index('ix_collection_refunds_tenant_date')
+        batch_op.drop_index(batch_op.f('ix_collection_refunds_order_id'))
+
+    op.drop_table('collection_refunds')
+    with op.batch_alter_table('collection_parks', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_collection_parks_tenant_id'))
+
+    op.drop_table('collection_parks')
+    with op.batch_alter_table('collection_order_splits', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_collection_order_splits_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_collection_order_splits_sub_merchant_id'))
+
+    op.drop_table('collection_order_splits')
+    with op.batch_alter_table('collection_mandate_usage', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_collection_mandate_usage_tenant_id'))
+
+    op.drop_table('collection_mandate_usage')
+    with op.batch_alter_table('collection_incoming_transfers', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_collection_incoming_transfers_virtual_account_id'))
+        batch_op.drop_index(batch_op.f('ix_collection_incoming_transfers_tenant_id'))
+
+    op.drop_table('collection_incoming_transfers')
+    with op.batch_alter_table('collection_canteen_diners', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_collection_canteen_diners_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_collection_canteen_diners_employer_id'))
+
+    op.drop_table('collection_canteen_diners')
     with op.batch_alter_table('chain_risk_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_chain_risk_events_tenant_id'))
         batch_op.drop_index(batch_op.f('ix_chain_risk_events_core_enterprise_id'))
@@ -791,6 +1598,53 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_events_created_at'))
 
     op.drop_table('events')
+    op.drop_table('egov_portals')
+    with op.batch_alter_table('egov_payment_orders', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_egov_payment_orders_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_egov_payment_orders_payer_id_digest'))
+        batch_op.drop_index('ix_egov_payment_orders_due')
+
+    op.drop_table('egov_payment_orders')
+    with op.batch_alter_table('egov_escrow_schemes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_egov_escrow_schemes_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_egov_escrow_schemes_regulator_partner_id'))
+
+    op.drop_table('egov_escrow_schemes')
+    with op.batch_alter_table('collection_virtual_accounts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_collection_virtual_accounts_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_collection_virtual_accounts_owner_id'))
+
+    op.drop_table('collection_virtual_accounts')
+    with op.batch_alter_table('collection_sub_merchants', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_collection_sub_merchants_tenant_id'))
+
+    op.drop_table('collection_sub_merchants')
+    op.drop_table('collection_settlement_runs')
+    op.drop_table('collection_settings')
+    with op.batch_alter_table('collection_reconciliation_comparisons', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_collection_reconciliation_comparisons_tenant_id'))
+
+    op.drop_table('collection_reconciliation_comparisons')
+    op.drop_table('collection_payee_balances')
+    with op.batch_alter_table('collection_orders', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_collection_orders_virtual_account_id'))
+        batch_op.drop_index('ix_collection_orders_tenant_final_date')
+        batch_op.drop_index('ix_collection_orders_tenant_created_date')
+        batch_op.drop_index('ix_collection_orders_pending')
+        batch_op.drop_index(batch_op.f('ix_collection_orders_mandate_id'))
+        batch_op.drop_index(batch_op.f('ix_collection_orders_diner_id'))
+        batch_op.drop_index(batch_op.f('ix_collection_orders_bill_id'))
+
+    op.drop_table('collection_orders')
+    with op.batch_alter_table('collection_mandates', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_collection_mandates_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_collection_mandates_payer_account_id'))
+
+    op.drop_table('collection_mandates')
+    with op.batch_alter_table('collection_canteen_employers', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_collection_canteen_employers_tenant_id'))
+
+    op.drop_table('collection_canteen_employers')
     with op.batch_alter_table('chain_members', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_chain_members_tenant_id'))
         batch_op.drop_index(batch_op.f('ix_chain_members_chain_id'))
@@ -811,6 +1665,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_operator_sessions_operator_id'))
 
     op.drop_table('operator_sessions')
+    op.drop_table('egov_regulators')
     with op.batch_alter_table('used_nonces', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_used_nonces_expires_at'))
 

@@ -20,6 +20,7 @@ from gateway.errors import ValidationFailed
 from gateway.events import Event, publish
 from gateway.ids import new_id
 from gateway.oauth.jwks_fetch import validate_url_setting
+from gateway.pagination import page
 from gateway.tenancy import clock_for
 from partners.errors import (
     DeliveryNotFound,
@@ -28,7 +29,6 @@ from partners.errors import (
     EventNotFound,
     TooManyEndpoints,
 )
-from partners.pagination import page
 from partners.settings import get_partner_settings
 from partners.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from partners.webhooks.signing import new_secret

@@ -7,14 +7,12 @@ values read under the lock (on PostgreSQL a waiter sees the winner's committed c
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, select, text
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import Session
 
-from gateway.errors import ValidationFailed
+from gateway.pagination import decode_cursor, encode_cursor, page  # noqa: F401  (one pagination)
 from products.chain_credit.errors import (
     ApplicationNotFound,
     CertificateNotFound,
@@ -34,29 +32,6 @@ T = TypeVar("T")
 MAX_CURSOR = 60
 
 
-def encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValidationFailed("The cursor is not valid.", code="invalid_cursor") from None
-    if not value or len(value) > MAX_CURSOR or not value.isascii() or not value.isprintable():
-        raise ValidationFailed("The cursor is not valid.", code="invalid_cursor")
-    return value
-
-
-def page(session: Session, query: Select[Any], id_column: InstrumentedAttribute[str], *,
-         limit: int, cursor: str | None) -> tuple[list[Any], str | None]:
-    """One page of `query`, newest first by id, and the cursor of the next page (or None)."""
-    if cursor:
-        query = query.where(id_column < decode_cursor(cursor))
-    rows = list(session.scalars(query.order_by(id_column.desc()).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (encode_cursor(rows[-1].id) if more and rows else None)
 
 
 def _locked(stmt: Select[Any]) -> Select[Any]:

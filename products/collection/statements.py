@@ -1,0 +1,145 @@
+"""Collection's daily statement: its line sources for products.accounts.reconciliation, and
+the comparison of a partner's uploaded records.
+
+Lines of business date D (the window `[start, end)` of D at the tenant's cut-off):
+
+| kind | which | status | clearing effect |
+| --- | --- | --- | --- |
+| `order` | created or finalized in D | as of the window's end (`pending` if not final yet) | + amount if it succeeded in D |
+| `refund` | made in D | `succeeded` | - amount |
+| `settlement` | payouts made in D (usually of D - 1) | `paid` | - amount |
+
+Orders are matched with uploaded records by `merchant_order_no`, refunds by
+`refund_reference`, settlements by their id. The summary lists the settlement of D itself
+(run after D closed, so its payouts are lines of D + 1's statement).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from gateway.events import publish
+from gateway.ids import new_id
+from gateway.money import Money
+from products.accounts.reconciliation import (
+    Statement,
+    StatementContext,
+    StatementLine,
+    build_statement,
+    diff_records,
+    parse_records,
+)
+from products.collection import service
+from products.collection.models import (
+    Order,
+    ReconciliationComparison,
+    Refund,
+    Settlement,
+)
+
+DETAIL_COLUMNS = ["scene", "payer_method", "order_id", "settlement_date", "payee"]
+
+
+def order_lines(session: Session, ctx: StatementContext) -> Iterator[StatementLine]:
+    day = ctx.business_date
+    rows = session.execute(
+        select(Order.id, Order.merchant_order_no, Order.status, Order.amount_fen,
+               Order.created_at, Order.finalized_at, Order.final_date, Order.scene,
+               Order.payer_method, Order.mandate_id, Order.virtual_account_id, Order.diner_id)
+        .where(Order.tenant_id == ctx.tenant_id,
+               or_(Order.created_date == day, Order.final_date == day)))
+    for (order_id, number, status, amount, created_at, finalized_at, final_date, scene,
+         method, mandate_id, account_id, diner_id) in rows:
+        final = final_date == day and finalized_at is not None
+        yield StatementLine(
+            kind="order", id=order_id, reference=number, status=status if final else "pending",
+            amount_fen=amount,
+            clearing_effect_fen=amount if final and status == "succeeded" else 0,
+            occurred_at=finalized_at if final else created_at,
+            counterparty=mandate_id or account_id or diner_id,
+            detail={"scene": scene, "payer_method": method})
+
+
+def refund_lines(session: Session, ctx: StatementContext) -> Iterator[StatementLine]:
+    rows = session.execute(
+        select(Refund.id, Refund.refund_reference, Refund.status, Refund.amount_fen,
+               Refund.created_at, Refund.order_id, Order.merchant_order_no, Order.scene)
+        .join(Order, Order.id == Refund.order_id)
+        .where(Refund.tenant_id == ctx.tenant_id, Refund.refund_date == ctx.business_date))
+    for refund_id, reference, status, amount, created_at, order_id, number, scene in rows:
+        yield StatementLine(kind="refund", id=refund_id, reference=reference, status=status,
+                            amount_fen=amount, clearing_effect_fen=-amount,
+                            occurred_at=created_at, counterparty=number,
+                            detail={"scene": scene, "order_id": order_id})
+
+
+def settlement_lines(session: Session, ctx: StatementContext) -> Iterator[StatementLine]:
+    rows = session.execute(
+        select(Settlement.id, Settlement.paid_fen, Settlement.paid_at, Settlement.settlement_date,
+               Settlement.payee_key, Settlement.destination_account_id)
+        .where(Settlement.tenant_id == ctx.tenant_id, Settlement.paid_date == ctx.business_date,
+               Settlement.paid_fen > 0))
+    for settlement_id, paid, paid_at, settlement_date, payee, destination in rows:
+        yield StatementLine(kind="settlement", id=settlement_id, reference=settlement_id,
+                            status="paid", amount_fen=paid, clearing_effect_fen=-paid,
+                            occurred_at=paid_at, counterparty=destination,
+                            detail={"settlement_date": settlement_date.isoformat(),
+                                    "payee": payee})
+
+
+SOURCES = (order_lines, refund_lines, settlement_lines)
+
+
+def _settlement_summary(session: Session, tenant_id: str, day: date) -> dict[str, Any]:
+    rows = list(session.scalars(select(Settlement).where(Settlement.tenant_id == tenant_id,
+                                                         Settlement.settlement_date == day)
+                                .order_by(Settlement.payee_key)))
+    return {
+        "settlement_of_this_date": {
+            "run": bool(rows),
+            "payees": len(rows),
+            "paid": Money.of(sum(r.paid_fen for r in rows)).model_dump(),
+            "carried_forward": Money.of(sum(r.carried_out_fen for r in rows)).model_dump(),
+            "settlement_ids": [r.id for r in rows],
+        }
+    }
+
+
+def statement_for(session: Session, tenant_id: str, day: date) -> Statement:
+    """The tenant's statement of business date `day` (409 statement_not_ready before it closed)."""
+    settings = service.ensure_settings(session, tenant_id)
+    return build_statement(
+        session, tenant_id=tenant_id, business_date=day,
+        clearing_account_id=settings.clearing_account_ids, sources=SOURCES,
+        now=service.now_for(session, tenant_id), cutoff=service.cutoff_of(settings),
+        detail_columns=DETAIL_COLUMNS, summary=_settlement_summary(session, tenant_id, day))
+
+
+def compare(session: Session, tenant_id: str, actor: str, day: date, body: bytes,
+            content_type: str | None) -> ReconciliationComparison:
+    """Compare the partner's own records of `day` with the statement; keep and return the result."""
+    records = parse_records(body, content_type)
+    statement = statement_for(session, tenant_id, day)
+    differences = diff_records(statement, records)
+    now = service.now_for(session, tenant_id)
+    row = ReconciliationComparison(id=new_id("crec"), tenant_id=tenant_id, business_date=day,
+                                   record_count=len(records), agrees=differences.agrees,
+                                   differences=differences.as_dict(), created_by=actor,
+                                   created_at=now)
+    session.add(row)
+    session.flush()
+    publish(session, tenant_id=tenant_id, type="reconciliation.compared",
+            resource_type="reconciliation_comparison", resource_id=row.id,
+            data={"id": row.id, "business_date": day.isoformat(), "record_count": len(records),
+                  "agrees": differences.agrees, "matched": differences.matched,
+                  "missing_at_platform": len(differences.missing_at_platform),
+                  "missing_at_bank": len(differences.missing_at_bank),
+                  "amount_mismatches": len(differences.amount_mismatches),
+                  "status_mismatches": len(differences.status_mismatches)},
+            actor=actor, at=now)
+    return row

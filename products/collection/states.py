@@ -1,0 +1,81 @@
+"""Collection state machines: every allowed transition is listed here and nowhere else.
+
+Order:
+    pending -> succeeded      (money reached the clearing account)
+    pending -> failed         (the payer's account refused the debit)
+    pending -> expired        (a virtual-account order nobody paid before `expires_at`)
+    Orders paid by mandate or wallet are decided at once (pending is never visible).
+
+Debit mandate:
+    active -> revoked         (the payer withdrew it, or the platform cancelled it)
+    active -> expired         (its expiry date passed; found on use or by the worker)
+
+Bill (park):
+    open -> overdue           (the due date passed unpaid)
+    open | overdue -> paid    (principal and late fee fully paid)
+    open -> cancelled         (only while nothing has been paid)
+
+Subsidy grant and lot: funded/open -> expired (the month ended; the rest went back).
+"""
+
+from __future__ import annotations
+
+from gateway.errors import Conflict
+
+ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
+    "pending": frozenset({"succeeded", "failed", "expired"}),
+    "succeeded": frozenset(),
+    "failed": frozenset(),
+    "expired": frozenset(),
+}
+ORDER_STATES = tuple(ORDER_TRANSITIONS)
+ORDER_FINAL = frozenset({"succeeded", "failed", "expired"})
+
+MANDATE_TRANSITIONS: dict[str, frozenset[str]] = {
+    "active": frozenset({"revoked", "expired"}),
+    "revoked": frozenset(),
+    "expired": frozenset(),
+}
+MANDATE_STATES = tuple(MANDATE_TRANSITIONS)
+
+BILL_TRANSITIONS: dict[str, frozenset[str]] = {
+    "open": frozenset({"overdue", "paid", "cancelled"}),
+    "overdue": frozenset({"paid"}),
+    "paid": frozenset(),
+    "cancelled": frozenset(),
+}
+BILL_STATES = tuple(BILL_TRANSITIONS)
+BILL_UNPAID = frozenset({"open", "overdue"})
+
+GRANT_TRANSITIONS: dict[str, frozenset[str]] = {
+    "funded": frozenset({"expired"}),
+    "expired": frozenset(),
+}
+
+
+class InvalidTransition(Conflict):
+    code, title = "invalid_state", "Not allowed in the current state"
+
+
+def _check(table: dict[str, frozenset[str]], what: str, current: str, target: str,
+           action: str) -> None:
+    if target not in table.get(current, frozenset()):
+        raise InvalidTransition(f"A {what} that is {current} cannot be {action}.",
+                                extra={"current_status": current})
+
+
+def check_order(current: str, target: str, *, action: str) -> None:
+    """Refuse an order transition the table does not list (409 naming the current state)."""
+    _check(ORDER_TRANSITIONS, "collection order", current, target, action)
+
+
+def check_mandate(current: str, target: str, *, action: str) -> None:
+    _check(MANDATE_TRANSITIONS, "mandate", current, target, action)
+
+
+def check_bill(current: str, target: str, *, action: str) -> None:
+    _check(BILL_TRANSITIONS, "bill", current, target, action)
+
+
+def check_grant(current: str, target: str, *, action: str) -> None:
+    _check(GRANT_TRANSITIONS, "subsidy grant", current, target, action)

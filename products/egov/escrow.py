@@ -1,0 +1,918 @@
+"""Supervised escrow (资金监管): schemes, virtual sub-accounts, deposits, release instructions,
+regulators' approvals, and the debit guard that makes an approved release the only way out.
+
+Kinds and what their policy allows:
+
+- tuition (预收费): a sub-account per student; released for classes consumed (tuition x classes /
+  total); beyond the policy: more classes than were bought.
+- presale_housing (预售资金): a sub-account per building or pre-sale permit; released by milestone;
+  beyond the policy: a milestone's releases above its share of the supervised total.
+- bid_deposit (投标保证金): a sub-account per bidder; the winner's deposit released after the award;
+  beyond the policy: any release of a losing bidder's deposit.
+- court_funds (案款): a sub-account per case; released to whom a court order names; beyond the
+  policy: more than the case holds, or no court order.
+
+A release needs the scheme regulator's approval (two, by two different regulator users, when
+the policy says so). A refund goes back to an account that deposited the money (原路退回) and is
+approved by the policy itself, except for court funds, where every movement needs the court.
+On a bid award, every losing bidder gets such a refund, due within the policy's refund days;
+the `egov.escrow_refunds` job pays them.
+
+Each sub-account is a virtual ledger account restricted by `ledger.ESCROW_RESTRICTION`, as is
+the scheme's escrow account: the ledger refuses any debit of them, whichever product asks,
+unless `guard` accepts the instruction presented, and it accepts only an approved instruction
+for exactly that account, amount and payee.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway.clock import to_rfc3339
+from gateway.db import Database
+from gateway.errors import ValidationFailed
+from gateway.events import publish
+from gateway.ids import new_id
+from gateway.money import Money
+from gateway.pagination import page
+from gateway.pii import mask_name
+from gateway.tenancy import Partner, Principal, clock_for
+from products.accounts.guards import register_debit_guard
+from products.accounts.models import Account
+from products.accounts.port import DebitContext
+from products.egov import ledger
+from products.egov.errors import (
+    DepositRefused,
+    DuplicateApprover,
+    DuplicateSchemeReference,
+    DuplicateSubAccount,
+    EscrowDebitRefused,
+    EscrowSchemeNotFound,
+    EscrowSubAccountNotFound,
+    InsufficientEscrowBalance,
+    RegulatorNotRecognised,
+    ReleaseExceedsPolicy,
+    ReleaseInstructionNotFound,
+    ReleaseNotAllowed,
+    SchemeNotActive,
+)
+from products.egov.models import (
+    EscrowDeposit,
+    EscrowRegulator,
+    EscrowScheme,
+    EscrowSubAccount,
+    ReleaseApproval,
+    ReleaseInstruction,
+)
+from products.egov.schemas import DecisionIn, DepositIn, InstructionIn, RegulatorIn, SchemeIn, SubAccountIn
+from products.egov.states import (
+    INSTRUCTION_OUTSTANDING,
+    check_instruction,
+    check_sub_account,
+)
+
+PERSONAL_HOLDERS = frozenset({"tuition", "court_funds"})
+
+
+# --- regulators (bank operations) ---------------------------------------------------------
+
+def regulator_view(row: EscrowRegulator) -> dict[str, Any]:
+    return {"partner_id": row.partner_id, "name": row.name, "kinds": list(row.kinds),
+            "granted_by": row.granted_by, "created_at": to_rfc3339(row.created_at)}
+
+
+def register_regulator(session: Session, *, body: RegulatorIn, actor: str, now: datetime,
+                       tenant_id: str) -> EscrowRegulator:
+    """Recognise a government partner as a fund regulator for some scheme kinds (or update it)."""
+    if session.get(Partner, body.partner_id) is None:
+        raise RegulatorNotRecognised(f"No partner {body.partner_id}.", code="partner_not_found")
+    row = session.get(EscrowRegulator, body.partner_id, with_for_update=True, populate_existing=True)
+    if row is None:
+        row = EscrowRegulator(partner_id=body.partner_id, created_at=now)
+        session.add(row)
+    row.name = body.name
+    row.kinds = sorted(set(body.kinds))
+    row.granted_by = actor
+    session.flush()
+    publish(session, tenant_id=tenant_id, type="egov_regulator.registered",
+            resource_type="egov_regulator", resource_id=row.partner_id, data=regulator_view(row),
+            actor=actor, at=now)
+    return row
+
+
+def list_regulators(session: Session, *, limit: int,
+                    cursor: str | None) -> tuple[list[EscrowRegulator], str | None]:
+    from gateway.pagination import decode_cursor, encode_cursor
+
+    query = select(EscrowRegulator)
+    if cursor:
+        query = query.where(EscrowRegulator.partner_id > decode_cursor(cursor))
+    rows = list(session.scalars(query.order_by(EscrowRegulator.partner_id).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (encode_cursor(rows[-1].partner_id) if more and rows else None)
+
+
+# --- views --------------------------------------------------------------------------------
+
+def policy_view(policy: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in policy.items() if k != "deposit_fen"}
+    if "deposit_fen" in policy:
+        out["deposit"] = Money.of(policy["deposit_fen"]).model_dump()
+    return out
+
+
+def _sub_balance(sub: EscrowSubAccount) -> int:
+    return sub.deposited_fen - sub.released_fen - sub.refunded_fen
+
+
+def scheme_view(session: Session, scheme: EscrowScheme) -> dict[str, Any]:
+    total = session.scalar(select(func.coalesce(func.sum(
+        EscrowSubAccount.deposited_fen - EscrowSubAccount.released_fen - EscrowSubAccount.refunded_fen),
+        0)).where(EscrowSubAccount.scheme_id == scheme.id))
+    return {"id": scheme.id, "kind": scheme.kind, "reference": scheme.reference, "name": scheme.name,
+            "regulator_partner_id": scheme.regulator_partner_id, "holder_name": scheme.holder_name,
+            "beneficiary_account_id": scheme.beneficiary_account_id,
+            "escrow_account_id": scheme.escrow_account_id, "policy": policy_view(scheme.policy),
+            "status": scheme.status, "balance": Money.of(int(total or 0)).model_dump(),
+            "awarded_sub_account_id": scheme.awarded_sub_account_id,
+            "awarded_at": to_rfc3339(scheme.awarded_at) if scheme.awarded_at else None,
+            "created_at": to_rfc3339(scheme.created_at)}
+
+
+def _terms_view(terms: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in terms.items() if not k.endswith("_fen")}
+    for key, value in terms.items():
+        if key.endswith("_fen"):
+            out[key[:-4]] = Money.of(value).model_dump()
+    return out
+
+
+def sub_account_view(sub: EscrowSubAccount) -> dict[str, Any]:
+    return {"id": sub.id, "scheme_id": sub.scheme_id, "reference": sub.reference,
+            "holder_name": sub.holder_name_masked, "ledger_account_id": sub.ledger_account_id,
+            "terms": _terms_view(sub.terms), "status": sub.status,
+            "balance": Money.of(_sub_balance(sub)).model_dump(),
+            "deposited": Money.of(sub.deposited_fen).model_dump(),
+            "released": Money.of(sub.released_fen).model_dump(),
+            "refunded": Money.of(sub.refunded_fen).model_dump(),
+            "consumed_classes": sub.consumed_classes, "created_at": to_rfc3339(sub.created_at)}
+
+
+def deposit_view(dep: EscrowDeposit) -> dict[str, Any]:
+    return {"id": dep.id, "scheme_id": dep.scheme_id, "sub_account_id": dep.sub_account_id,
+            "from_account_id": dep.from_account_id, "amount": Money.of(dep.amount_fen).model_dump(),
+            "transfer_id": dep.transfer_id, "created_at": to_rfc3339(dep.created_at)}
+
+
+def _approvals(session: Session, instruction_id: str) -> list[ReleaseApproval]:
+    return list(session.scalars(select(ReleaseApproval)
+                                .where(ReleaseApproval.instruction_id == instruction_id)
+                                .order_by(ReleaseApproval.created_at, ReleaseApproval.approver_id)))
+
+
+def instruction_view(session: Session, ins: ReleaseInstruction) -> dict[str, Any]:
+    return {"id": ins.id, "scheme_id": ins.scheme_id, "sub_account_id": ins.sub_account_id,
+            "kind": ins.kind, "amount": Money.of(ins.amount_fen).model_dump(),
+            "destination_account_id": ins.destination_account_id, "basis": dict(ins.basis),
+            "reason": ins.reason, "status": ins.status, "required_approvals": ins.required_approvals,
+            "approved_by_policy": ins.approved_by_policy,
+            "approvals": [{"approver_id": a.approver_id, "approver_name": a.approver_name,
+                           "decision": a.decision, "comment": a.comment,
+                           "created_at": to_rfc3339(a.created_at)}
+                          for a in _approvals(session, ins.id)],
+            "due_by": to_rfc3339(ins.due_by) if ins.due_by else None,
+            "transfer_id": ins.transfer_id, "failure": ins.failure,
+            "created_at": to_rfc3339(ins.created_at),
+            "executed_at": to_rfc3339(ins.executed_at) if ins.executed_at else None}
+
+
+def _publish(session: Session, *, tenant_id: str, type_: str, resource_type: str, resource_id: str,
+             data: dict[str, Any], actor: str, at: datetime) -> None:
+    publish(session, tenant_id=tenant_id, type=type_, resource_type=resource_type,
+            resource_id=resource_id, data=data, actor=actor, at=at)
+
+
+def _publish_instruction(session: Session, ins: ReleaseInstruction, type_: str, actor: str,
+                         at: datetime) -> None:
+    _publish(session, tenant_id=ins.tenant_id, type_=type_, resource_type="release_instruction",
+             resource_id=ins.id, data=instruction_view(session, ins), actor=actor, at=at)
+
+
+def _publish_sub(session: Session, sub: EscrowSubAccount, type_: str, actor: str, at: datetime) -> None:
+    _publish(session, tenant_id=sub.tenant_id, type_=type_, resource_type="escrow_sub_account",
+             resource_id=sub.id, data=sub_account_view(sub), actor=actor, at=at)
+
+
+# --- schemes -----------------------------------------------------------------------------
+
+def _policy(body: SchemeIn) -> dict[str, Any]:
+    policy = body.policy
+    data: dict[str, Any] = {"kind": policy.kind, "required_approvals": policy.required_approvals}
+    if policy.kind == "tuition":
+        data["max_classes"] = policy.max_classes
+    elif policy.kind == "presale_housing":
+        data["milestones"] = [m.model_dump() for m in policy.milestones]
+    elif policy.kind == "bid_deposit":
+        data["deposit_fen"] = policy.deposit.fen
+        data["refund_days"] = policy.refund_days
+    return data
+
+
+def create_scheme(session: Session, *, tenant_id: str, environment: str, actor: str,
+                  body: SchemeIn) -> EscrowScheme:
+    """Open a scheme: its escrow account (restricted) and its release policy."""
+    kind = body.policy.kind
+    regulator = session.get(EscrowRegulator, body.regulator_partner_id)
+    if regulator is None or kind not in regulator.kinds:
+        raise RegulatorNotRecognised(f"Partner {body.regulator_partner_id} is not a recognised "
+                                     f"regulator of {kind} schemes.")
+    if kind != "court_funds" and body.beneficiary_account_id is None:
+        raise ValidationFailed("beneficiary_account_id is required for this kind of scheme.",
+                               code="beneficiary_required",
+                               errors=[{"field": "body.beneficiary_account_id", "message": "required"}])
+    if body.beneficiary_account_id is not None:
+        ledger.check_payee(session, tenant_id, body.beneficiary_account_id, "beneficiary_account_id")
+    taken = session.scalar(select(EscrowScheme.id).where(EscrowScheme.tenant_id == tenant_id,
+                                                         EscrowScheme.reference == body.reference))
+    if taken is not None:
+        raise DuplicateSchemeReference(f"Scheme {taken} already has reference {body.reference!r}.",
+                                       extra={"scheme_id": taken})
+    now = clock_for(session, tenant_id).now()
+    account = ledger.open_escrow_account(session, tenant_id, holder_name=body.holder_name,
+                                         holder_uscc=body.holder_uscc,
+                                         label=f"资金监管 {body.reference}", at=now)
+    scheme = EscrowScheme(
+        id=new_id("escrow"), tenant_id=tenant_id, environment=environment, kind=kind,
+        reference=body.reference, name=body.name, regulator_partner_id=body.regulator_partner_id,
+        holder_name=body.holder_name, beneficiary_account_id=body.beneficiary_account_id,
+        escrow_account_id=account.id, policy=_policy(body), status="active", created_by=actor,
+        created_at=now, updated_at=now)
+    session.add(scheme)
+    session.flush()
+    _publish(session, tenant_id=tenant_id, type_="escrow_scheme.created", resource_type="escrow_scheme",
+             resource_id=scheme.id, data=scheme_view(session, scheme), actor=actor, at=now)
+    return scheme
+
+
+def get_scheme(session: Session, tenant_id: str, scheme_id: str, *, lock: bool = False) -> EscrowScheme:
+    query = select(EscrowScheme).where(EscrowScheme.id == scheme_id, EscrowScheme.tenant_id == tenant_id)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    scheme = session.scalars(query).first()
+    if scheme is None:
+        raise EscrowSchemeNotFound(f"No escrow scheme {scheme_id}.")
+    return scheme
+
+
+def supervised_scheme(session: Session, principal: Principal, scheme_id: str) -> EscrowScheme:
+    """A scheme the calling regulator supervises, in its environment; 404 for any other."""
+    scheme = session.scalars(select(EscrowScheme).where(
+        EscrowScheme.id == scheme_id, EscrowScheme.regulator_partner_id == principal.partner_id,
+        EscrowScheme.environment == principal.environment)).first()
+    if scheme is None:
+        raise EscrowSchemeNotFound(f"No escrow scheme {scheme_id} under your supervision.")
+    return scheme
+
+
+def list_schemes(session: Session, *, tenant_id: str | None = None, regulator: Principal | None = None,
+                 limit: int, cursor: str | None,
+                 kind: str | None = None) -> tuple[list[EscrowScheme], str | None]:
+    query = select(EscrowScheme)
+    if tenant_id is not None:
+        query = query.where(EscrowScheme.tenant_id == tenant_id)
+    if regulator is not None:
+        query = query.where(EscrowScheme.regulator_partner_id == regulator.partner_id,
+                            EscrowScheme.environment == regulator.environment)
+    if kind:
+        query = query.where(EscrowScheme.kind == kind)
+    return page(session, query, EscrowScheme.id, limit=limit, cursor=cursor)
+
+
+def _active(scheme: EscrowScheme) -> None:
+    if scheme.status != "active":
+        raise SchemeNotActive(f"Escrow scheme {scheme.id} is {scheme.status}.")
+
+
+# --- sub-accounts -------------------------------------------------------------------------
+
+def open_sub_account(session: Session, scheme: EscrowScheme, body: SubAccountIn, *,
+                     actor: str) -> EscrowSubAccount:
+    """Open a virtual sub-account (a student, a building, a bidder, a case) under the scheme."""
+    _active(scheme)
+    terms: dict[str, Any] = {}
+    errors: list[dict[str, str]] = []
+
+    def forbid(*names: str) -> None:
+        for name in names:
+            if getattr(body, name) is not None:
+                errors.append({"field": f"body.{name}", "message": f"not used by {scheme.kind} schemes"})
+
+    if scheme.kind == "tuition":
+        if body.total_classes is None:
+            errors.append({"field": "body.total_classes", "message": "required for tuition"})
+        elif body.total_classes > scheme.policy["max_classes"]:
+            errors.append({"field": "body.total_classes",
+                           "message": f"at most {scheme.policy['max_classes']} classes may be prepaid"})
+        if body.tuition is None:
+            errors.append({"field": "body.tuition", "message": "required for tuition"})
+        forbid("supervised_total")
+        if not errors:
+            assert body.total_classes is not None and body.tuition is not None
+            terms = {"total_classes": body.total_classes, "tuition_fen": body.tuition.fen}
+    elif scheme.kind == "presale_housing":
+        if body.supervised_total is None:
+            errors.append({"field": "body.supervised_total", "message": "required for pre-sale housing"})
+        forbid("total_classes", "tuition")
+        if not errors:
+            assert body.supervised_total is not None
+            terms = {"supervised_total_fen": body.supervised_total.fen}
+    else:
+        forbid("total_classes", "tuition", "supervised_total")
+        if scheme.kind == "bid_deposit" and scheme.awarded_at is not None:
+            raise ReleaseNotAllowed("The tender is awarded: no new bidders.", code="tender_awarded")
+    if errors:
+        raise ValidationFailed(f"{len(errors)} field(s) are not valid.", errors=errors,
+                               code="invalid_terms")
+    taken = session.scalar(select(EscrowSubAccount.id).where(
+        EscrowSubAccount.scheme_id == scheme.id, EscrowSubAccount.reference == body.reference))
+    if taken is not None:
+        raise DuplicateSubAccount(f"Sub-account {taken} already has reference {body.reference!r}.",
+                                  extra={"sub_account_id": taken})
+    now = clock_for(session, scheme.tenant_id).now()
+    account = ledger.open_sub_account(session, scheme.tenant_id,
+                                      parent_account_id=scheme.escrow_account_id,
+                                      label=f"{scheme.reference}/{body.reference}", at=now)
+    masked = mask_name(body.holder_name) if scheme.kind in PERSONAL_HOLDERS else body.holder_name
+    sub = EscrowSubAccount(
+        id=new_id("esub"), tenant_id=scheme.tenant_id, scheme_id=scheme.id, reference=body.reference,
+        holder_name=body.holder_name, holder_name_masked=masked, ledger_account_id=account.id,
+        terms=terms, status="open", deposited_fen=0, released_fen=0, refunded_fen=0,
+        consumed_classes=0, created_by=actor, created_at=now, updated_at=now)
+    session.add(sub)
+    session.flush()
+    _publish_sub(session, sub, "escrow_sub_account.opened", actor, now)
+    return sub
+
+
+def get_sub_account(session: Session, scheme: EscrowScheme, sub_id: str, *,
+                    lock: bool = False) -> EscrowSubAccount:
+    query = select(EscrowSubAccount).where(EscrowSubAccount.id == sub_id,
+                                           EscrowSubAccount.scheme_id == scheme.id)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    sub = session.scalars(query).first()
+    if sub is None:
+        raise EscrowSubAccountNotFound(f"No sub-account {sub_id} in scheme {scheme.id}.")
+    return sub
+
+
+def list_sub_accounts(session: Session, scheme: EscrowScheme, *, limit: int,
+                      cursor: str | None) -> tuple[list[EscrowSubAccount], str | None]:
+    query = select(EscrowSubAccount).where(EscrowSubAccount.scheme_id == scheme.id)
+    return page(session, query, EscrowSubAccount.id, limit=limit, cursor=cursor, newest_first=False)
+
+
+# --- deposits -----------------------------------------------------------------------------
+
+def deposit(session: Session, scheme: EscrowScheme, body: DepositIn, sub_id: str, *,
+            actor: str) -> EscrowDeposit:
+    """Pay money into a sub-account from an account of the tenant."""
+    _active(scheme)
+    sub = get_sub_account(session, scheme, sub_id, lock=True)
+    if sub.status != "open":
+        raise DepositRefused(f"Sub-account {sub.id} is {sub.status}: it takes no more deposits.",
+                             code="sub_account_not_open")
+    amount = body.amount.fen
+    if scheme.kind == "tuition" and sub.deposited_fen + amount > sub.terms["tuition_fen"]:
+        raise DepositRefused("Deposits would exceed the tuition of the classes bought.",
+                             code="deposit_exceeds_terms")
+    if scheme.kind == "bid_deposit":
+        if scheme.awarded_at is not None:
+            raise DepositRefused("The tender is awarded: no more bid deposits.", code="tender_awarded")
+        if sub.deposited_fen or amount != scheme.policy["deposit_fen"]:
+            raise DepositRefused("A bidder pays the bid deposit once, in exactly the policy's amount.",
+                                 code="deposit_exceeds_terms")
+    source = ledger.get_account(session, scheme.tenant_id, body.from_account_id)
+    if source.id in (sub.ledger_account_id, scheme.escrow_account_id):
+        raise DepositRefused("A sub-account cannot fund itself.", code="same_account")
+    now = clock_for(session, scheme.tenant_id).now()
+    dep_id = new_id("edep")
+    entry = ledger.deposit_into(session, scheme.tenant_id, from_account_id=source.id,
+                                to_account_id=sub.ledger_account_id, amount_fen=amount,
+                                deposit_id=dep_id, at=now)
+    dep = EscrowDeposit(id=dep_id, tenant_id=scheme.tenant_id, scheme_id=scheme.id, sub_account_id=sub.id,
+                        from_account_id=source.id, amount_fen=amount, journal_ref=entry.journal_ref,
+                        transfer_id=entry.id, created_by=actor, created_at=now)
+    session.add(dep)
+    sub.deposited_fen += amount
+    sub.updated_at = now
+    session.flush()
+    _publish(session, tenant_id=scheme.tenant_id, type_="escrow_deposit.received",
+             resource_type="escrow_deposit", resource_id=dep.id, data=deposit_view(dep), actor=actor,
+             at=now)
+    return dep
+
+
+def list_deposits(session: Session, scheme: EscrowScheme, *, limit: int, cursor: str | None,
+                  sub_account_id: str | None = None) -> tuple[list[EscrowDeposit], str | None]:
+    query = select(EscrowDeposit).where(EscrowDeposit.scheme_id == scheme.id)
+    if sub_account_id:
+        query = query.where(EscrowDeposit.sub_account_id == sub_account_id)
+    return page(session, query, EscrowDeposit.id, limit=limit, cursor=cursor, newest_first=False)
+
+
+# --- release instructions ------------------------------------------------------------------
+
+def _outstanding(session: Session, sub: EscrowSubAccount) -> list[ReleaseInstruction]:
+    return list(session.scalars(select(ReleaseInstruction).where(
+        ReleaseInstruction.sub_account_id == sub.id,
+        ReleaseInstruction.status.in_(INSTRUCTION_OUTSTANDING))))
+
+
+def _available(session: Session, sub: EscrowSubAccount) -> int:
+    """What is not yet promised: the ledger balance minus outstanding instructions."""
+    balance = ledger.balance_fen(session, sub.tenant_id, sub.ledger_account_id)
+    return balance - sum(i.amount_fen for i in _outstanding(session, sub))
+
+
+def _refundable(session: Session, sub: EscrowSubAccount) -> dict[str, int]:
+    """Per depositing account: deposited minus refunded or promised back to it (原路退回)."""
+    net: dict[str, int] = {}
+    for account_id, amount in session.execute(
+            select(EscrowDeposit.from_account_id, func.sum(EscrowDeposit.amount_fen))
+            .where(EscrowDeposit.sub_account_id == sub.id).group_by(EscrowDeposit.from_account_id)):
+        net[account_id] = int(amount)
+    for account_id, amount in session.execute(
+            select(ReleaseInstruction.destination_account_id, func.sum(ReleaseInstruction.amount_fen))
+            .where(ReleaseInstruction.sub_account_id == sub.id, ReleaseInstruction.kind == "refund",
+                   ReleaseInstruction.status.in_(INSTRUCTION_OUTSTANDING | {"executed"}))
+            .group_by(ReleaseInstruction.destination_account_id)):
+        if account_id in net:
+            net[account_id] -= int(amount)
+    return {k: v for k, v in net.items() if v > 0}
+
+
+def _class_value(terms: dict[str, Any], classes: int) -> int:
+    """Tuition of the first `classes` classes, rounded down: the last class takes the remainder,
+    so the releases of all classes add up to exactly the tuition."""
+    return terms["tuition_fen"] * classes // terms["total_classes"]
+
+
+def _milestone_cap(terms: dict[str, Any], share_percent: str) -> int:
+    cap = Decimal(terms["supervised_total_fen"]) * Decimal(share_percent) / Decimal(100)
+    return int(cap.to_integral_value(rounding=ROUND_DOWN))
+
+
+@dataclass
+class _Plan:
+    amount_fen: int
+    destination: str
+    basis: dict[str, Any]
+    required: int
+    by_policy: bool
+
+
+def _plan_release(session: Session, scheme: EscrowScheme, sub: EscrowSubAccount,
+                  body: InstructionIn) -> _Plan:
+    policy = scheme.policy
+    required = int(policy["required_approvals"])
+    kind = scheme.kind
+    if kind == "tuition":
+        if body.classes is None:
+            raise ValidationFailed("A tuition release names the classes consumed.", code="classes_required",
+                                   errors=[{"field": "body.classes", "message": "required"}])
+        total = sub.terms["total_classes"]
+        pending = sum(int(i.basis.get("classes", 0)) for i in _outstanding(session, sub)
+                      if i.kind == "release")
+        done = sub.consumed_classes + pending
+        if done + body.classes > total:
+            raise ReleaseExceedsPolicy(
+                f"Only {total - done} of the {total} classes bought are not yet consumed (or "
+                f"awaiting approval); {body.classes} cannot be released.",
+                extra={"classes_remaining": total - done})
+        amount = _class_value(sub.terms, done + body.classes) - _class_value(sub.terms, done)
+        if body.amount is not None and body.amount.fen != amount:
+            raise ValidationFailed(f"{body.classes} class(es) are worth {Money.of(amount).amount}; "
+                                   "omit amount or send exactly that.", code="amount_mismatch")
+        assert scheme.beneficiary_account_id is not None
+        return _Plan(amount, scheme.beneficiary_account_id,
+                     {"classes": body.classes, "classes_after": done + body.classes}, required, False)
+    if body.amount is None:
+        raise ValidationFailed("amount is required.", code="amount_required",
+                               errors=[{"field": "body.amount", "message": "required"}])
+    amount = body.amount.fen
+    if kind == "presale_housing":
+        milestones = {m["code"]: m for m in policy["milestones"]}
+        if body.milestone is None or body.milestone not in milestones:
+            raise ValidationFailed("A pre-sale housing release names a milestone of the policy.",
+                                   code="milestone_required",
+                                   errors=[{"field": "body.milestone",
+                                            "message": f"one of {', '.join(milestones)}"}])
+        cap = _milestone_cap(sub.terms, milestones[body.milestone]["share_percent"])
+        released = sum(i.amount_fen for i in session.scalars(select(ReleaseInstruction).where(
+            ReleaseInstruction.sub_account_id == sub.id, ReleaseInstruction.kind == "release",
+            ReleaseInstruction.status.in_(INSTRUCTION_OUTSTANDING | {"executed"})))
+            if i.basis.get("milestone") == body.milestone)
+        if released + amount > cap:
+            raise ReleaseExceedsPolicy(
+                f"Milestone {body.milestone} may release at most {Money.of(cap).amount} "
+                f"({milestones[body.milestone]['share_percent']}% of the supervised total); "
+                f"{Money.of(released).amount} is already released or awaiting approval.",
+                extra={"milestone_cap": Money.of(cap).model_dump(),
+                       "milestone_released": Money.of(released).model_dump()})
+        assert scheme.beneficiary_account_id is not None
+        return _Plan(amount, scheme.beneficiary_account_id, {"milestone": body.milestone}, required,
+                     False)
+    if kind == "bid_deposit":
+        if scheme.awarded_sub_account_id is None:
+            raise ReleaseNotAllowed("A bid deposit is released only after the award.",
+                                    code="tender_not_awarded")
+        if sub.id != scheme.awarded_sub_account_id:
+            raise ReleaseExceedsPolicy("A losing bidder's deposit is only ever refunded to the "
+                                       "bidder, never released.")
+        assert scheme.beneficiary_account_id is not None
+        return _Plan(amount, scheme.beneficiary_account_id, {"award": scheme.awarded_sub_account_id},
+                     required, False)
+    # court funds
+    if body.court_order is None or body.destination_account_id is None:
+        raise ValidationFailed("A court-funds release carries the court order and its payee.",
+                               code="court_order_required",
+                               errors=[{"field": "body.court_order", "message": "required"},
+                                       {"field": "body.destination_account_id", "message": "required"}])
+    ledger.check_payee(session, scheme.tenant_id, body.destination_account_id, "destination_account_id")
+    return _Plan(amount, body.destination_account_id,
+                 {"court_order": {"number": body.court_order.number,
+                                  "issued_on": body.court_order.issued_on.isoformat()}},
+                 required, False)
+
+
+def _plan_refund(session: Session, scheme: EscrowScheme, sub: EscrowSubAccount,
+                 body: InstructionIn) -> _Plan:
+    if body.amount is None:
+        raise ValidationFailed("amount is required.", code="amount_required",
+                               errors=[{"field": "body.amount", "message": "required"}])
+    refundable = _refundable(session, sub)
+    destination = body.destination_account_id
+    if destination is None and len(refundable) == 1:
+        destination = next(iter(refundable))
+    if destination is None or destination not in refundable:
+        raise ReleaseExceedsPolicy("A refund goes back to an account that deposited the money "
+                                   "(原路退回).", extra={"refundable_accounts": sorted(refundable)})
+    if body.amount.fen > refundable[destination]:
+        raise ReleaseExceedsPolicy(f"At most {Money.of(refundable[destination]).amount} can be "
+                                   f"refunded to {destination}.")
+    basis: dict[str, Any] = {"refund_to_depositor": destination}
+    if scheme.kind == "tuition" and sub.status == "open":
+        # The unconsumed classes a refund gives up (the student leaves): it ends the enrolment.
+        basis["withdrawal"] = True
+    if scheme.kind == "court_funds":
+        if body.court_order is None:
+            raise ValidationFailed("Court funds move only by a court order.", code="court_order_required",
+                                   errors=[{"field": "body.court_order", "message": "required"}])
+        basis["court_order"] = {"number": body.court_order.number,
+                                "issued_on": body.court_order.issued_on.isoformat()}
+        return _Plan(body.amount.fen, destination, basis, int(scheme.policy["required_approvals"]), False)
+    return _Plan(body.amount.fen, destination, basis, 0, True)
+
+
+def create_instruction(session: Session, scheme: EscrowScheme, body: InstructionIn, *,
+                       actor: str) -> ReleaseInstruction:
+    """Ask to move money out of a sub-account. Checked against the policy now and again when it
+    executes; a refund to the depositor is approved by the policy and executes at once."""
+    _active(scheme)
+    sub = get_sub_account(session, scheme, body.sub_account_id, lock=True)
+    if sub.status not in ("open", "awarded", "lost"):
+        raise ReleaseNotAllowed(f"Sub-account {sub.id} is {sub.status}.", code="sub_account_closed")
+    plan = _plan_release(session, scheme, sub, body) if body.kind == "release" \
+        else _plan_refund(session, scheme, sub, body)
+    available = _available(session, sub)
+    if plan.amount_fen > available:
+        raise InsufficientEscrowBalance(
+            f"Sub-account {sub.id} has {Money.of(max(available, 0)).amount} not yet promised to "
+            f"other instructions; {Money.of(plan.amount_fen).amount} was asked.",
+            extra={"available": Money.of(max(available, 0)).model_dump()})
+    now = clock_for(session, scheme.tenant_id).now()
+    return _new_instruction(session, scheme, sub, plan, kind=body.kind, reason=body.reason, actor=actor,
+                            now=now, execute_now=True)
+
+
+def _new_instruction(session: Session, scheme: EscrowScheme, sub: EscrowSubAccount, plan: _Plan, *,
+                     kind: str, reason: str, actor: str, now: datetime, execute_now: bool,
+                     due_by: datetime | None = None) -> ReleaseInstruction:
+    ins_id = new_id("erel")
+    ins = ReleaseInstruction(
+        id=ins_id, tenant_id=scheme.tenant_id, scheme_id=scheme.id, sub_account_id=sub.id, kind=kind,
+        amount_fen=plan.amount_fen, destination_account_id=plan.destination, basis=plan.basis,
+        reason=reason, status="pending_approval", required_approvals=plan.required,
+        approved_by_policy=plan.by_policy, due_by=due_by, journal_ref=f"egov:release:{ins_id}",
+        created_by=actor, created_at=now)
+    session.add(ins)
+    session.flush()
+    _publish_instruction(session, ins, "release_instruction.created", actor, now)
+    if plan.by_policy:
+        check_instruction(ins.status, "approved", action="approved")
+        ins.status = "approved"
+        ins.decided_at = now
+        session.flush()
+        _publish_instruction(session, ins, "release_instruction.approved", "policy", now)
+        if execute_now:
+            _execute(session, scheme, sub, ins, actor="policy", now=now)
+    return ins
+
+
+def _execute(session: Session, scheme: EscrowScheme, sub: EscrowSubAccount, ins: ReleaseInstruction,
+             *, actor: str, now: datetime) -> None:
+    """Make the ledger transfer of an approved instruction (the guard checks it once more)."""
+    try:
+        entry = ledger.release_from(session, ins.tenant_id, from_account_id=sub.ledger_account_id,
+                                    to_account_id=ins.destination_account_id, amount_fen=ins.amount_fen,
+                                    instruction_id=ins.id, journal_ref=ins.journal_ref, at=now)
+    except ledger.PaymentRefused as exc:
+        check_instruction(ins.status, "failed", action="failed")
+        ins.status = "failed"
+        ins.failure = f"{exc.code}: {exc.detail or exc.title}"[:200]
+        session.flush()
+        _publish_instruction(session, ins, "release_instruction.failed", actor, now)
+        return
+    check_instruction(ins.status, "executed", action="executed")
+    ins.status = "executed"
+    ins.transfer_id = entry.id
+    ins.executed_at = entry.created_at
+    if ins.kind == "release":
+        sub.released_fen += ins.amount_fen
+        if "classes" in ins.basis:
+            sub.consumed_classes += int(ins.basis["classes"])
+    else:
+        sub.refunded_fen += ins.amount_fen
+    sub.updated_at = now
+    session.flush()
+    _publish_instruction(session, ins, "release_instruction.executed", actor, now)
+    _settle_sub_account(session, scheme, sub, ins, actor=actor, now=now)
+
+
+def _settle_sub_account(session: Session, scheme: EscrowScheme, sub: EscrowSubAccount,
+                        ins: ReleaseInstruction, *, actor: str, now: datetime) -> None:
+    """Move the sub-account on when an executed instruction finished it."""
+    target: str | None = None
+    empty = _sub_balance(sub) == 0 and not _outstanding(session, sub)
+    if scheme.kind == "tuition":
+        if ins.basis.get("withdrawal") and empty and sub.status == "open":
+            target = "withdrawn"
+        elif sub.consumed_classes >= sub.terms["total_classes"] and empty and sub.status == "open":
+            target = "completed"
+    elif scheme.kind == "bid_deposit" and empty:
+        if sub.status == "lost" or (sub.status == "awarded" and ins.kind == "refund"):
+            target = "refunded"
+        elif sub.status == "awarded":
+            target = "completed"
+    if target is not None:
+        check_sub_account(sub.status, target, action=target)
+        sub.status = target
+        session.flush()
+        _publish_sub(session, sub, f"escrow_sub_account.{target}", actor, now)
+
+
+def get_instruction(session: Session, scheme: EscrowScheme, instruction_id: str, *,
+                    lock: bool = False) -> ReleaseInstruction:
+    query = select(ReleaseInstruction).where(ReleaseInstruction.id == instruction_id,
+                                             ReleaseInstruction.scheme_id == scheme.id)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    ins = session.scalars(query).first()
+    if ins is None:
+        raise ReleaseInstructionNotFound(f"No release instruction {instruction_id} in scheme {scheme.id}.")
+    return ins
+
+
+def list_instructions(session: Session, *, scheme: EscrowScheme | None = None,
+                      regulator: Principal | None = None, status: str | None = None, limit: int,
+                      cursor: str | None) -> tuple[list[ReleaseInstruction], str | None]:
+    query = select(ReleaseInstruction)
+    if scheme is not None:
+        query = query.where(ReleaseInstruction.scheme_id == scheme.id)
+    if regulator is not None:
+        query = query.join(EscrowScheme, EscrowScheme.id == ReleaseInstruction.scheme_id).where(
+            EscrowScheme.regulator_partner_id == regulator.partner_id,
+            EscrowScheme.environment == regulator.environment)
+    if status:
+        query = query.where(ReleaseInstruction.status == status)
+    return page(session, query, ReleaseInstruction.id, limit=limit, cursor=cursor)
+
+
+def supervised_instruction(session: Session, principal: Principal,
+                           instruction_id: str) -> tuple[EscrowScheme, ReleaseInstruction]:
+    ins = session.scalars(select(ReleaseInstruction).where(ReleaseInstruction.id == instruction_id)).first()
+    if ins is None:
+        raise ReleaseInstructionNotFound(f"No release instruction {instruction_id} under your supervision.")
+    try:
+        scheme = supervised_scheme(session, principal, ins.scheme_id)
+    except EscrowSchemeNotFound:
+        raise ReleaseInstructionNotFound(
+            f"No release instruction {instruction_id} under your supervision.") from None
+    return scheme, ins
+
+
+def cancel_instruction(session: Session, scheme: EscrowScheme, instruction_id: str, *,
+                       actor: str) -> ReleaseInstruction:
+    ins = get_instruction(session, scheme, instruction_id, lock=True)
+    check_instruction(ins.status, "cancelled", action="cancelled")
+    now = clock_for(session, scheme.tenant_id).now()
+    ins.status = "cancelled"
+    ins.decided_at = now
+    session.flush()
+    _publish_instruction(session, ins, "release_instruction.cancelled", actor, now)
+    return ins
+
+
+def decide(session: Session, principal: Principal, instruction_id: str,
+           body: DecisionIn) -> ReleaseInstruction:
+    """A regulator user's approval or rejection; the last approval needed executes the release."""
+    scheme, ins = supervised_instruction(session, principal, instruction_id)
+    ins = get_instruction(session, scheme, instruction_id, lock=True)
+    if ins.status != "pending_approval":
+        check_instruction(ins.status, "approved", action="decided")
+    if session.get(ReleaseApproval, (ins.id, body.approver_id)) is not None:
+        raise DuplicateApprover(f"Regulator user {body.approver_id} has already decided on {ins.id}; "
+                                "a second approval must come from another user.")
+    now = clock_for(session, scheme.tenant_id).now()
+    actor = f"{principal.client_id}/{body.approver_id}"[:80]
+    session.add(ReleaseApproval(instruction_id=ins.id, approver_id=body.approver_id,
+                                tenant_id=ins.tenant_id, regulator_partner_id=principal.partner_id,
+                                client_id=principal.client_id, approver_name=body.approver_name,
+                                decision=body.decision, comment=body.comment, created_at=now))
+    session.flush()
+    _publish_instruction(session, ins, "release_instruction.decision_recorded", actor, now)
+    if body.decision == "reject":
+        check_instruction(ins.status, "rejected", action="rejected")
+        ins.status = "rejected"
+        ins.decided_at = now
+        session.flush()
+        _publish_instruction(session, ins, "release_instruction.rejected", actor, now)
+        return ins
+    approvals = session.scalar(select(func.count()).select_from(ReleaseApproval).where(
+        ReleaseApproval.instruction_id == ins.id, ReleaseApproval.decision == "approve"))
+    if int(approvals or 0) < ins.required_approvals:
+        return ins
+    sub = session.scalars(select(EscrowSubAccount).where(EscrowSubAccount.id == ins.sub_account_id)
+                          .with_for_update().execution_options(populate_existing=True)).one()
+    check_instruction(ins.status, "approved", action="approved")
+    ins.status = "approved"
+    ins.decided_at = now
+    session.flush()
+    _publish_instruction(session, ins, "release_instruction.approved", actor, now)
+    _execute(session, scheme, sub, ins, actor=actor, now=now)
+    return ins
+
+
+# --- bid award and automatic refunds -------------------------------------------------------
+
+def award(session: Session, scheme: EscrowScheme, winner_id: str, *, actor: str) -> EscrowScheme:
+    """Award a tender: the winner's deposit stays; every other bidder's refund is scheduled,
+    due within the policy's refund days (the `egov.escrow_refunds` job pays them)."""
+    if scheme.kind != "bid_deposit":
+        raise ReleaseNotAllowed("Only a bid-deposit scheme is awarded.", code="not_a_tender")
+    _active(scheme)
+    if scheme.awarded_at is not None:
+        raise ReleaseNotAllowed(f"The tender was already awarded to {scheme.awarded_sub_account_id}.",
+                                code="tender_awarded")
+    winner = get_sub_account(session, scheme, winner_id, lock=True)
+    if winner.status != "open" or winner.deposited_fen == 0:
+        raise ReleaseNotAllowed("The winner must be a bidder that paid its deposit.",
+                                code="winner_not_eligible")
+    now = clock_for(session, scheme.tenant_id).now()
+    due_by = now + timedelta(days=int(scheme.policy["refund_days"]))
+    scheme.awarded_sub_account_id = winner.id
+    scheme.awarded_at = now
+    scheme.updated_at = now
+    check_sub_account(winner.status, "awarded", action="awarded")
+    winner.status = "awarded"
+    session.flush()
+    _publish(session, tenant_id=scheme.tenant_id, type_="escrow_scheme.awarded",
+             resource_type="escrow_scheme", resource_id=scheme.id, data=scheme_view(session, scheme),
+             actor=actor, at=now)
+    _publish_sub(session, winner, "escrow_sub_account.awarded", actor, now)
+    losers = list(session.scalars(select(EscrowSubAccount).where(
+        EscrowSubAccount.scheme_id == scheme.id, EscrowSubAccount.id != winner.id,
+        EscrowSubAccount.status == "open").order_by(EscrowSubAccount.id)
+        .with_for_update().execution_options(populate_existing=True)))
+    for sub in losers:
+        check_sub_account(sub.status, "lost", action="lost")
+        sub.status = "lost"
+        session.flush()
+        _publish_sub(session, sub, "escrow_sub_account.lost", actor, now)
+        for destination, amount in sorted(_refundable(session, sub).items()):
+            _new_instruction(session, scheme, sub,
+                             _Plan(amount, destination, {"refund_to_depositor": destination,
+                                                         "award": winner.id}, 0, True),
+                             kind="refund", reason="未中标退还投标保证金 (losing bid refunded)",
+                             actor=actor, now=now, execute_now=False, due_by=due_by)
+    return scheme
+
+
+def withdraw(session: Session, scheme: EscrowScheme, sub_id: str, *, actor: str,
+             reason: str) -> EscrowSubAccount:
+    """A student leaves: the unconsumed tuition goes back to whoever paid it, at once."""
+    if scheme.kind != "tuition":
+        raise ReleaseNotAllowed("Only a tuition sub-account is withdrawn from.", code="not_tuition")
+    sub = get_sub_account(session, scheme, sub_id, lock=True)
+    check_sub_account(sub.status, "withdrawn", action="withdrawn")
+    if _outstanding(session, sub):
+        raise ReleaseNotAllowed("Instructions on this sub-account await approval: let the regulator "
+                                "decide or cancel them first.", code="instructions_outstanding")
+    now = clock_for(session, scheme.tenant_id).now()
+    refunds = sorted(_refundable(session, sub).items())
+    remaining = _sub_balance(sub)
+    for destination, amount in refunds:
+        part = min(amount, remaining)
+        if part <= 0:
+            break
+        remaining -= part
+        _new_instruction(session, scheme, sub,
+                         _Plan(part, destination, {"refund_to_depositor": destination, "withdrawal": True},
+                               0, True),
+                         kind="refund", reason=reason or "学员退学退费 (withdrawal refund)", actor=actor,
+                         now=now, execute_now=True)
+    if sub.status == "open":  # nothing to refund, or the last refund did not settle it
+        if _sub_balance(sub) == 0:
+            check_sub_account(sub.status, "withdrawn", action="withdrawn")
+            sub.status = "withdrawn"
+            session.flush()
+            _publish_sub(session, sub, "escrow_sub_account.withdrawn", actor, now)
+    return sub
+
+
+def run_due_refunds(database: Database, batch: int = 100) -> int:
+    """Job: pay policy-approved refunds (losing bids) that wait for execution."""
+    with database.transaction() as session:
+        ids = list(session.scalars(select(ReleaseInstruction.id).where(
+            ReleaseInstruction.status == "approved", ReleaseInstruction.due_by.is_not(None))
+            .order_by(ReleaseInstruction.due_by).limit(batch)))
+    done = 0
+    for ins_id in ids:
+        with database.transaction() as session:
+            ins = session.scalars(select(ReleaseInstruction).where(ReleaseInstruction.id == ins_id)
+                                  .with_for_update().execution_options(populate_existing=True)).first()
+            if ins is None or ins.status != "approved":
+                continue
+            scheme = session.get(EscrowScheme, ins.scheme_id)
+            sub = session.scalars(select(EscrowSubAccount).where(EscrowSubAccount.id == ins.sub_account_id)
+                                  .with_for_update().execution_options(populate_existing=True)).one()
+            assert scheme is not None
+            _execute(session, scheme, sub, ins, actor="system",
+                     now=clock_for(session, ins.tenant_id).now())
+            done += 1
+    return done
+
+
+# --- the debit guard -------------------------------------------------------------------------
+
+def guard(session: Session, account: Account, context: DebitContext) -> None:
+    """Accept a debit of an escrow account only for an approved instruction of that very
+    sub-account, amount and payee (called by the ledger under the account's lock)."""
+    auth = context.authorization
+    ins_id = auth.get("egov_release_instruction") if isinstance(auth, dict) else None
+    refused = EscrowDebitRefused(
+        f"Account {account.id} holds supervised escrow funds: they leave only through a release "
+        "instruction the regulator approved.", extra={"account_id": account.id})
+    if not isinstance(ins_id, str):
+        raise refused
+    ins = session.scalars(select(ReleaseInstruction).where(
+        ReleaseInstruction.id == ins_id, ReleaseInstruction.tenant_id == context.tenant_id)).first()
+    if ins is None or ins.status != "approved":
+        raise refused
+    sub_account_id = session.scalar(select(EscrowSubAccount.ledger_account_id)
+                                    .where(EscrowSubAccount.id == ins.sub_account_id))
+    if (sub_account_id != account.id or context.operation != "transfer"
+            or context.amount_fen != ins.amount_fen
+            or context.counterparty_account_id != ins.destination_account_id
+            or context.reference_type != ledger.REFERENCE_RELEASE or context.reference_id != ins.id):
+        raise refused
+
+
+def install() -> None:
+    """Register the debit guard and the bundle resolver (idempotent; app setup calls it)."""
+    from gateway.evidence.service import register_bundle_resolver
+
+    register_debit_guard(ledger.ESCROW_RESTRICTION, guard)
+    register_bundle_resolver(scheme_resources)
+
+
+def scheme_resources(session: Session, tenant_id: str, resource_id: str) -> list[str]:
+    """Evidence bundles of a scheme cover its sub-accounts, deposits and instructions."""
+    if not resource_id.startswith("escrow_"):
+        return []
+    scheme = session.scalars(select(EscrowScheme.id).where(EscrowScheme.id == resource_id,
+                                                           EscrowScheme.tenant_id == tenant_id)).first()
+    if scheme is None:
+        return []
+    out: list[str] = []
+    for model in (EscrowSubAccount, EscrowDeposit, ReleaseInstruction):
+        out += list(session.scalars(select(model.id).where(model.scheme_id == resource_id)))
+    return out

@@ -1,0 +1,57 @@
+"""Daily reconciliation of a portal's collection account: the collection product's reusable
+statement builder (products.accounts.reconciliation), fed with e-government payment orders.
+
+A line is an order closed in the business day: `paid` ones moved their amount into the
+collection account (clearing effect = amount), `expired`, `cancelled` and `failed` ones moved
+nothing (effect 0). An order's status cannot change after it closed, so a day's statement never
+changes once the day is over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.tenancy import clock_for
+from products.accounts.reconciliation import (
+    Statement,
+    StatementContext,
+    StatementLine,
+    build_statement,
+)
+from products.egov import ledger
+from products.egov.models import PaymentOrder
+from products.egov.service import get_portal
+
+KIND = "payment_order"
+DETAIL_COLUMNS = ["item_code", "payment_code"]
+
+
+def order_lines(session: Session, ctx: StatementContext) -> Iterator[StatementLine]:
+    """Orders of the tenant paid into this account, closed inside the day's window."""
+    rows = session.execute(
+        select(PaymentOrder.id, PaymentOrder.portal_reference, PaymentOrder.status,
+               PaymentOrder.amount_fen, PaymentOrder.closed_at, PaymentOrder.item_code,
+               PaymentOrder.payment_code, PaymentOrder.payer_account_masked)
+        .where(PaymentOrder.tenant_id == ctx.tenant_id,
+               PaymentOrder.payee_account_id == ctx.clearing_account_id,
+               PaymentOrder.closed_at >= ctx.window_start, PaymentOrder.closed_at < ctx.window_end))
+    for (order_id, reference, status, amount, closed_at, item_code, payment_code,
+         payer_account) in rows:
+        yield StatementLine(kind=KIND, id=order_id, reference=reference, status=status,
+                            amount_fen=amount, clearing_effect_fen=amount if status == "paid" else 0,
+                            occurred_at=closed_at, counterparty=payer_account,
+                            detail={"item_code": item_code, "payment_code": payment_code})
+
+
+def portal_statement(session: Session, tenant_id: str, business_date: date) -> Statement:
+    """The statement of one business day of the portal's collection account."""
+    portal = get_portal(session, tenant_id)
+    return build_statement(session, tenant_id=tenant_id, business_date=business_date,
+                           clearing_account_id=portal.payee_account_id, sources=[order_lines],
+                           now=clock_for(session, tenant_id).now(), detail_columns=DETAIL_COLUMNS,
+                           balance_reader=ledger.balance_before,
+                           summary={"portal": portal.name, "payee_name": portal.payee_name})

@@ -1,0 +1,169 @@
+"""Electronic receipts (JSON and PDF, with their evidence), the public verification page, and
+the portal's daily reconciliation."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import pypdfium2 as pdfium
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from gateway.evidence import merkle
+from gateway.evidence.note import parse_checkpoint, verify_note
+from products.egov.receipt_pdf import amount_in_words
+from tests.products.egov.helpers import advance, create_order, pay, setup_portal
+from tests.tools.api import new_partner_client, problem
+
+
+def _paid_order(app, http, partner, amount="1409.50"):
+    setup_portal(app, partner)
+    order = create_order(partner, amount={"amount": amount, "currency": "CNY"})
+    pay(http, order)
+    return order
+
+
+def test_receipt_json_carries_a_verifiable_evidence_entry(app, http, partner):
+    order = _paid_order(app, http, partner)
+    response = partner.get(f"/v1/egov/payment-orders/{order['id']}/receipt")
+    assert response.status_code == 200, response.text
+    receipt = response.json()
+    assert receipt["amount"] == {"amount": "1409.50", "currency": "CNY"}
+    assert receipt["amount_in_words"] == "壹仟肆佰零玖元伍角整"
+    assert receipt["payer"]["name"] == "张*" and "张三" not in response.text
+    evidence = receipt["evidence"]
+    # The verifier key comes from the log's public endpoint, not from the receipt.
+    key = http.get("/v1/evidence/public-key").text.strip()
+    checkpoint = parse_checkpoint(verify_note(evidence["checkpoint"], key))
+    leaf = base64.b64decode(evidence["leaf_hash"])
+    proof = [base64.b64decode(h) for h in evidence["inclusion_proof"]]
+    assert merkle.verify_inclusion(leaf, evidence["index"], checkpoint.size, proof, checkpoint.root)
+    entry = partner.get(f"/v1/evidence/entries/{evidence['entry_id']}").json()
+    fields = json.loads(base64.b64decode(entry["canonical"]))
+    assert fields["type"] == "egov_payment.succeeded" and fields["resource_id"] == order["id"]
+    assert fields["state_sha256"] == evidence["state_sha256"]
+    assert merkle.leaf_hash(base64.b64decode(entry["canonical"])) == leaf
+
+    page = http.get(receipt["verification_url"].replace("http://testserver", ""))
+    assert page.status_code == 200
+    assert receipt["receipt_number"] in page.text and "凭证真实有效" in page.text
+    assert "张三" not in page.text and evidence["entry_id"] in page.text
+    assert http.get("/checkout/receipts/forged-code").status_code == 404
+
+
+def test_no_receipt_before_payment(app, http, partner):
+    setup_portal(app, partner)
+    order = create_order(partner)
+    problem(partner.get(f"/v1/egov/payment-orders/{order['id']}/receipt"), 409, "receipt_not_available")
+    other = new_partner_client(app, http)
+    paid = _paid_order(app, http, other)
+    problem(partner.get(f"/v1/egov/payment-orders/{paid['id']}/receipt"), 404)
+
+
+def _dark_pixels(image: Image.Image, box: tuple[int, int, int, int]) -> int:
+    gray = image.convert("L").crop(box)
+    return sum(1 for value in gray.tobytes() if value < 128)
+
+
+def test_receipt_pdf_renders_chinese_text(app, http, partner, tmp_path):
+    order = _paid_order(app, http, partner)
+    response = partner.get(f"/v1/egov/payment-orders/{order['id']}/receipt",
+                           headers={"Accept": "application/pdf"})
+    assert response.status_code == 200 and response.headers["content-type"] == "application/pdf"
+    # The font travels inside the PDF: it renders on a machine with no CJK font installed.
+    assert response.content.startswith(b"%PDF") and b"FontFile2" in response.content
+    pdf = pdfium.PdfDocument(response.content)
+    try:
+        page = pdf[0]
+        width, height = page.get_size()  # points
+        scale = 2
+        image = page.render(scale=scale).to_pil()
+        page.close()
+    finally:
+        pdf.close()
+    image.save(tmp_path / "receipt.png")
+    def box(left: float, top: float, right: float, bottom: float) -> tuple[int, int, int, int]:
+        """A region in points measured from the page's top-left corner, in image pixels."""
+        return (int(left * scale), int(top * scale), int(right * scale), int(bottom * scale))
+
+    # The title 电子缴款凭证 (20 pt) has its baseline 72 pt below the top edge, at x = 56.
+    assert _dark_pixels(image, box(56, 54, 186, 76)) > 400, "the Chinese title did not render"
+    # The 缴款项目 row (second row, 11 pt): label and Chinese value.
+    assert _dark_pixels(image, box(56, 136, 400, 152)) > 300, "the item row did not render"
+    # A band below the content stays blank (the check measures ink, not noise).
+    assert _dark_pixels(image, box(56, height - 80, 300, height - 40)) == 0
+    assert width < height
+    qr = Image.open(io.BytesIO(http.get(f"/checkout/{order['checkout_url'].rsplit('/', 1)[1]}/qr.png")
+                               .content))
+    assert qr.size[0] > 100
+
+
+@given(st.integers(min_value=0, max_value=999_999_999_999_999))
+@settings(max_examples=200, deadline=None)
+def test_amount_in_words_is_well_formed(fen):
+    words = amount_in_words(fen)
+    assert words.endswith(("整", "分"))
+    assert "零零" not in words
+    assert not words.startswith("零") or words == "零元整"
+    assert set(words) <= set("零壹贰叁肆伍陆柒捌玖拾佰仟万亿元角分整")
+
+
+@pytest.mark.parametrize(("fen", "words"), [
+    (0, "零元整"), (5, "伍分"), (50, "伍角整"), (1000, "壹拾元整"), (140950, "壹仟肆佰零玖元伍角整"),
+    (600714, "陆仟零柒元壹角肆分"), (10700053, "壹拾万柒仟元伍角叁分"),
+    (100000000, "壹佰万元整"), (10000000100, "壹亿零壹元整"),
+    (100010000000, "壹拾亿零壹拾万元整"), (2500, "贰拾伍元整"), (100005, "壹仟元零伍分"),
+])
+def test_amount_in_words_examples(fen, words):
+    assert amount_in_words(fen) == words
+
+
+# --- reconciliation -----------------------------------------------------------------------
+
+def test_daily_reconciliation_of_the_portal(app, http, partner):
+    setup_portal(app, partner)
+    first = create_order(partner, amount={"amount": "25.00", "currency": "CNY"})
+    second = create_order(partner, amount={"amount": "100.00", "currency": "CNY"})
+    dropped = create_order(partner)
+    pay(http, first)
+    pay(http, second, method="qr")
+    partner.post(f"/v1/egov/payment-orders/{dropped['id']}/cancel", {})
+    created = first["created_at"]
+    from datetime import datetime
+
+    from gateway.clock import SHANGHAI
+
+    day = datetime.fromisoformat(created.replace("Z", "+00:00")).astimezone(SHANGHAI).date()
+    problem(partner.get(f"/v1/egov/reconciliation/{day}"), 409, "statement_not_ready")
+    advance(app, partner.tenant_id, 86400 + 60)
+    statement = partner.get(f"/v1/egov/reconciliation/{day}")
+    assert statement.status_code == 200, statement.text
+    body = statement.json()
+    assert body["ledger_agrees"] is True
+    assert body["net_clearing_effect"] == {"amount": "125.00", "currency": "CNY"}
+    assert body["closing_balance"]["amount"] == "125.00"
+    statuses = {line["reference"]: line["status"] for line in body["lines"]}
+    assert statuses == {first["portal_reference"]: "paid", second["portal_reference"]: "paid",
+                        dropped["portal_reference"]: "cancelled"}
+    csv_text = partner.get(f"/v1/egov/reconciliation/{day}?format=csv").text
+    assert csv_text.startswith("row_type,kind,id,reference") and first["portal_reference"] in csv_text
+
+    records = ("kind,reference,amount,status\r\n"
+               f"payment_order,{first['portal_reference']},25.00,paid\r\n"
+               f"payment_order,{second['portal_reference']},99.00,paid\r\n"
+               "payment_order,WB-UNKNOWN,1.00,paid\r\n")
+    diff = partner.post(f"/v1/egov/reconciliation/{day}/differences", content=records.encode(),
+                        headers={"Content-Type": "text/csv"})
+    assert diff.status_code == 200, diff.text
+    differences = diff.json()["differences"]
+    assert differences["agrees"] is False and differences["matched"] == 1
+    assert [m["reference"] for m in differences["amount_mismatches"]] == [second["portal_reference"]]
+    assert [m["reference"] for m in differences["missing_at_bank"]] == ["WB-UNKNOWN"]
+    assert [m["reference"] for m in differences["missing_at_platform"]] == [dropped["portal_reference"]]
+    bad = partner.post(f"/v1/egov/reconciliation/{day}/differences", content=b"nonsense",
+                       headers={"Content-Type": "text/csv"})
+    problem(bad, 422, "invalid_records")
