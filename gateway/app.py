@@ -30,6 +30,7 @@ MODEL_MODULES: list[str] = [
     "partners.models",
     "products.accounts.models",
     "products.chain_credit.models",
+    "products.payroll.models",
     "products.collection.models",
     "products.egov.models",
 ]
@@ -45,6 +46,7 @@ ROUTERS: list[str] = [
     "partners.router",
     "products.accounts.router",
     "products.chain_credit.router",
+    "products.payroll.router",
     "products.collection.router",
     "products.egov.router",
 ]

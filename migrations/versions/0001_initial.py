@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 10:08:36.019003
+Create Date: 2026-11-23 10:15:07.318902
 """
 from collections.abc import Sequence
 
@@ -147,6 +147,15 @@ def upgrade() -> None:
     with op.batch_alter_table('operator_sessions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_operator_sessions_operator_id'), ['operator_id'], unique=False)
 
+    op.create_table('payroll_regulator_regions',
+    sa.Column('partner_id', sa.String(length=40), nullable=False),
+    sa.Column('region_code', sa.String(length=6), nullable=False),
+    sa.Column('name', sa.String(length=120), nullable=False),
+    sa.Column('granted_by', sa.String(length=40), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['partner_id'], ['partners.id'], name=op.f('fk_payroll_regulator_regions_partner_id_partners')),
+    sa.PrimaryKeyConstraint('partner_id', 'region_code', name=op.f('pk_payroll_regulator_regions'))
+    )
     op.create_table('tenants',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('partner_id', sa.String(length=40), nullable=False),
@@ -604,6 +613,34 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_usage_daily_partner_id'), ['partner_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_usage_daily_tenant_id'), ['tenant_id'], unique=False)
 
+    op.create_table('wage_projects',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('project_code', sa.String(length=64), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('region_code', sa.String(length=6), nullable=False),
+    sa.Column('contractor_name', sa.String(length=200), nullable=False),
+    sa.Column('contractor_uscc', sa.String(length=18), nullable=False),
+    sa.Column('developer_name', sa.String(length=200), nullable=False),
+    sa.Column('developer_uscc', sa.String(length=18), nullable=False),
+    sa.Column('developer_account_id', sa.String(length=40), nullable=True),
+    sa.Column('wage_account_id', sa.String(length=40), nullable=False),
+    sa.Column('payday', sa.BigInteger(), nullable=False),
+    sa.Column('arrears_grace_days', sa.BigInteger(), nullable=False),
+    sa.Column('balance_check_days', sa.BigInteger(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('first_cycle', sa.String(length=7), nullable=False),
+    sa.Column('created_by', sa.String(length=40), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_wage_projects_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_wage_projects')),
+    sa.UniqueConstraint('tenant_id', 'project_code', name=op.f('uq_wage_projects_tenant_id_project_code')),
+    sa.UniqueConstraint('wage_account_id', name=op.f('uq_wage_projects_wage_account_id'))
+    )
+    with op.batch_alter_table('wage_projects', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_wage_projects_region_code'), ['region_code'], unique=False)
+        batch_op.create_index(batch_op.f('ix_wage_projects_tenant_id'), ['tenant_id'], unique=False)
+
     op.create_table('webhook_endpoints',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('tenant_id', sa.String(length=40), nullable=False),
@@ -957,6 +994,119 @@ def upgrade() -> None:
         batch_op.create_index('ix_holds_account_id_status', ['account_id', 'status'], unique=False)
         batch_op.create_index(batch_op.f('ix_holds_tenant_id'), ['tenant_id'], unique=False)
 
+    op.create_table('payroll_batches',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('created_by', sa.String(length=40), nullable=False),
+    sa.Column('payer_account_id', sa.String(length=40), nullable=False),
+    sa.Column('wage_project_id', sa.String(length=40), nullable=True),
+    sa.Column('purpose', sa.String(length=20), nullable=False),
+    sa.Column('value_date', sa.Date(), nullable=False),
+    sa.Column('wage_month', sa.String(length=7), nullable=True),
+    sa.Column('external_reference', sa.String(length=64), nullable=False),
+    sa.Column('active_reference', sa.String(length=64), nullable=True),
+    sa.Column('declared_count', sa.BigInteger(), nullable=False),
+    sa.Column('declared_total_fen', sa.BigInteger(), nullable=False),
+    sa.Column('item_count', sa.BigInteger(), nullable=False),
+    sa.Column('total_fen', sa.BigInteger(), nullable=False),
+    sa.Column('source', sa.String(length=8), nullable=False),
+    sa.Column('charset', sa.String(length=8), nullable=False),
+    sa.Column('status', sa.String(length=24), nullable=False),
+    sa.Column('hold_id', sa.String(length=60), nullable=True),
+    sa.Column('held_fen', sa.BigInteger(), nullable=False),
+    sa.Column('processed', sa.BigInteger(), nullable=False),
+    sa.Column('succeeded', sa.BigInteger(), nullable=False),
+    sa.Column('failed', sa.BigInteger(), nullable=False),
+    sa.Column('returned', sa.BigInteger(), nullable=False),
+    sa.Column('succeeded_fen', sa.BigInteger(), nullable=False),
+    sa.Column('failed_fen', sa.BigInteger(), nullable=False),
+    sa.Column('returned_fen', sa.BigInteger(), nullable=False),
+    sa.Column('error_count', sa.BigInteger(), nullable=False),
+    sa.Column('warning_count', sa.BigInteger(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('validated_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('confirmed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('cancelled_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_payroll_batches_tenant_id_tenants')),
+    sa.ForeignKeyConstraint(['wage_project_id'], ['wage_projects.id'], name=op.f('fk_payroll_batches_wage_project_id_wage_projects')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_payroll_batches')),
+    sa.UniqueConstraint('tenant_id', 'active_reference', name=op.f('uq_payroll_batches_tenant_id_active_reference'))
+    )
+    with op.batch_alter_table('payroll_batches', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_payroll_batches_payer_account_id'), ['payer_account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_payroll_batches_status'), ['status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_payroll_batches_tenant_id'), ['tenant_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_payroll_batches_wage_project_id'), ['wage_project_id'], unique=False)
+
+    op.create_table('wage_checks',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('project_id', sa.String(length=40), nullable=False),
+    sa.Column('cycle', sa.String(length=7), nullable=False),
+    sa.Column('kind', sa.String(length=24), nullable=False),
+    sa.Column('warned', sa.Boolean(), nullable=False),
+    sa.Column('details', sa.JSON(), nullable=False),
+    sa.Column('business_date', sa.Date(), nullable=False),
+    sa.Column('checked_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['project_id'], ['wage_projects.id'], name=op.f('fk_wage_checks_project_id_wage_projects')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_wage_checks_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_wage_checks')),
+    sa.UniqueConstraint('project_id', 'cycle', 'kind', name=op.f('uq_wage_checks_project_id_cycle_kind'))
+    )
+    with op.batch_alter_table('wage_checks', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_wage_checks_project_id'), ['project_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_wage_checks_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('wage_fundings',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('project_id', sa.String(length=40), nullable=False),
+    sa.Column('from_account_id', sa.String(length=40), nullable=False),
+    sa.Column('amount_fen', sa.BigInteger(), nullable=False),
+    sa.Column('journal_ref', sa.String(length=80), nullable=False),
+    sa.Column('entry_id', sa.String(length=60), nullable=True),
+    sa.Column('memo', sa.String(length=140), nullable=False),
+    sa.Column('created_by', sa.String(length=40), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['project_id'], ['wage_projects.id'], name=op.f('fk_wage_fundings_project_id_wage_projects')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_wage_fundings_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_wage_fundings'))
+    )
+    with op.batch_alter_table('wage_fundings', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_wage_fundings_project_id'), ['project_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_wage_fundings_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('wage_workers',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('project_id', sa.String(length=40), nullable=False),
+    sa.Column('name', sa.Text(), nullable=False),
+    sa.Column('name_masked', sa.String(length=80), nullable=False),
+    sa.Column('name_digest', sa.String(length=64), nullable=False),
+    sa.Column('id_number', sa.Text(), nullable=False),
+    sa.Column('id_digest', sa.String(length=64), nullable=False),
+    sa.Column('id_masked', sa.String(length=24), nullable=False),
+    sa.Column('card_number', sa.Text(), nullable=False),
+    sa.Column('card_digest', sa.String(length=64), nullable=False),
+    sa.Column('card_masked', sa.String(length=32), nullable=False),
+    sa.Column('team', sa.String(length=60), nullable=False),
+    sa.Column('contract_start', sa.Date(), nullable=False),
+    sa.Column('contract_end', sa.Date(), nullable=True),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['project_id'], ['wage_projects.id'], name=op.f('fk_wage_workers_project_id_wage_projects')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_wage_workers_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_wage_workers')),
+    sa.UniqueConstraint('project_id', 'id_digest', name=op.f('uq_wage_workers_project_id_id_digest'))
+    )
+    with op.batch_alter_table('wage_workers', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_wage_workers_project_id'), ['project_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_wage_workers_tenant_id'), ['tenant_id'], unique=False)
+
     op.create_table('webhook_deliveries',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('tenant_id', sa.String(length=40), nullable=False),
@@ -1156,6 +1306,63 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_payables_certificates_root_id'), ['root_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_payables_certificates_tenant_id'), ['tenant_id'], unique=False)
         batch_op.create_index('ix_payables_certificates_tenant_status_maturity', ['tenant_id', 'status', 'maturity_date'], unique=False)
+
+    op.create_table('payroll_findings',
+    sa.Column('batch_id', sa.String(length=40), nullable=False),
+    sa.Column('seq', sa.BigInteger(), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('severity', sa.String(length=8), nullable=False),
+    sa.Column('line', sa.BigInteger(), nullable=False),
+    sa.Column('item_reference', sa.String(length=64), nullable=True),
+    sa.Column('field', sa.String(length=40), nullable=False),
+    sa.Column('code', sa.String(length=40), nullable=False),
+    sa.Column('message', sa.String(length=300), nullable=False),
+    sa.ForeignKeyConstraint(['batch_id'], ['payroll_batches.id'], name=op.f('fk_payroll_findings_batch_id_payroll_batches')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_payroll_findings_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('batch_id', 'seq', name=op.f('pk_payroll_findings'))
+    )
+    with op.batch_alter_table('payroll_findings', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_payroll_findings_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('payroll_items',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant_id', sa.String(length=40), nullable=False),
+    sa.Column('batch_id', sa.String(length=40), nullable=False),
+    sa.Column('seq', sa.BigInteger(), nullable=False),
+    sa.Column('line', sa.BigInteger(), nullable=False),
+    sa.Column('item_reference', sa.String(length=64), nullable=False),
+    sa.Column('employee_name', sa.Text(), nullable=False),
+    sa.Column('name_masked', sa.String(length=80), nullable=False),
+    sa.Column('id_number', sa.Text(), nullable=False),
+    sa.Column('id_digest', sa.String(length=64), nullable=False),
+    sa.Column('id_masked', sa.String(length=24), nullable=False),
+    sa.Column('account_number', sa.Text(), nullable=False),
+    sa.Column('account_digest', sa.String(length=64), nullable=False),
+    sa.Column('account_masked', sa.String(length=32), nullable=False),
+    sa.Column('amount_fen', sa.BigInteger(), nullable=False),
+    sa.Column('memo', sa.String(length=140), nullable=False),
+    sa.Column('worker_id', sa.String(length=40), nullable=True),
+    sa.Column('precheck_code', sa.String(length=40), nullable=True),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('reason_code', sa.String(length=40), nullable=True),
+    sa.Column('reason', sa.String(length=200), nullable=True),
+    sa.Column('journal_ref', sa.String(length=80), nullable=True),
+    sa.Column('entry_id', sa.String(length=60), nullable=True),
+    sa.Column('payee_account_id', sa.String(length=40), nullable=True),
+    sa.Column('return_journal_ref', sa.String(length=80), nullable=True),
+    sa.Column('return_due_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('return_code', sa.String(length=40), nullable=True),
+    sa.Column('settled_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('returned_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['batch_id'], ['payroll_batches.id'], name=op.f('fk_payroll_items_batch_id_payroll_batches')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_payroll_items_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_payroll_items')),
+    sa.UniqueConstraint('batch_id', 'item_reference', name=op.f('uq_payroll_items_batch_id_item_reference')),
+    sa.UniqueConstraint('batch_id', 'seq', name=op.f('uq_payroll_items_batch_id_seq'))
+    )
+    with op.batch_alter_table('payroll_items', schema=None) as batch_op:
+        batch_op.create_index('ix_payroll_items_batch_status_seq', ['batch_id', 'status', 'seq'], unique=False)
+        batch_op.create_index('ix_payroll_items_return_due_at', ['return_due_at'], unique=False, postgresql_where=sa.text('return_due_at IS NOT NULL'), sqlite_where=sa.text('return_due_at IS NOT NULL'))
 
     op.create_table('webhook_attempts',
     sa.Column('id', sa.String(length=40), nullable=False),
@@ -1443,6 +1650,15 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_webhook_attempts_delivery_id'))
 
     op.drop_table('webhook_attempts')
+    with op.batch_alter_table('payroll_items', schema=None) as batch_op:
+        batch_op.drop_index('ix_payroll_items_return_due_at', postgresql_where=sa.text('return_due_at IS NOT NULL'), sqlite_where=sa.text('return_due_at IS NOT NULL'))
+        batch_op.drop_index('ix_payroll_items_batch_status_seq')
+
+    op.drop_table('payroll_items')
+    with op.batch_alter_table('payroll_findings', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_payroll_findings_tenant_id'))
+
+    op.drop_table('payroll_findings')
     with op.batch_alter_table('payables_certificates', schema=None) as batch_op:
         batch_op.drop_index('ix_payables_certificates_tenant_status_maturity')
         batch_op.drop_index(batch_op.f('ix_payables_certificates_tenant_id'))
@@ -1491,6 +1707,28 @@ def downgrade() -> None:
         batch_op.drop_index('ix_webhook_deliveries_due')
 
     op.drop_table('webhook_deliveries')
+    with op.batch_alter_table('wage_workers', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_wage_workers_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_wage_workers_project_id'))
+
+    op.drop_table('wage_workers')
+    with op.batch_alter_table('wage_fundings', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_wage_fundings_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_wage_fundings_project_id'))
+
+    op.drop_table('wage_fundings')
+    with op.batch_alter_table('wage_checks', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_wage_checks_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_wage_checks_project_id'))
+
+    op.drop_table('wage_checks')
+    with op.batch_alter_table('payroll_batches', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_payroll_batches_wage_project_id'))
+        batch_op.drop_index(batch_op.f('ix_payroll_batches_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_payroll_batches_status'))
+        batch_op.drop_index(batch_op.f('ix_payroll_batches_payer_account_id'))
+
+    op.drop_table('payroll_batches')
     with op.batch_alter_table('holds', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_holds_tenant_id'))
         batch_op.drop_index('ix_holds_account_id_status')
@@ -1567,6 +1805,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_webhook_endpoints_partner_id'))
 
     op.drop_table('webhook_endpoints')
+    with op.batch_alter_table('wage_projects', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_wage_projects_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_wage_projects_region_code'))
+
+    op.drop_table('wage_projects')
     with op.batch_alter_table('usage_daily', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_usage_daily_tenant_id'))
         batch_op.drop_index(batch_op.f('ix_usage_daily_partner_id'))
@@ -1661,6 +1904,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_tenants_partner_id'))
 
     op.drop_table('tenants')
+    op.drop_table('payroll_regulator_regions')
     with op.batch_alter_table('operator_sessions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_operator_sessions_operator_id'))
 

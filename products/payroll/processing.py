@@ -1,0 +1,276 @@
+"""Paying batches: the worker's jobs.
+
+Each chunk of items is paid in one short transaction that holds the ledger postings, the items'
+new states and the batch's counters together, and every item's posting carries its own journal
+reference (`payroll:<item id>`, unique per tenant in the ledger). A crash at any point (kill -9
+in the middle of a chunk) therefore rolls the whole chunk back, and the restarted worker pays it
+again from the start: no item is paid twice (the transaction never committed, and were a posting
+ever to survive, its journal reference would refuse or return the first one) and none is lost
+(the items are still pending).
+
+Several workers may run at once: a chunk locks its batch row first (FOR UPDATE SKIP LOCKED on
+PostgreSQL, so another worker takes another batch; SQLite serializes writers).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from gateway.clock import business_date
+from gateway.db import Database
+from gateway.events import publish
+from gateway.tenancy import Tenant, clock_for
+from products.payroll import ledger, receiving
+from products.payroll.models import PayrollBatch, PayrollItem
+from products.payroll.service import _money, batch_event_data
+from products.payroll.settings import payroll_settings
+from products.payroll.states import check_batch, settled_status
+
+log = logging.getLogger("quanlian.payroll")
+
+WORKER_ACTOR = "payroll-worker"
+
+
+def journal_ref(item_id: str) -> str:
+    return f"payroll:{item_id}"
+
+
+def return_journal_ref(item_id: str) -> str:
+    return f"payroll-return:{item_id}"
+
+
+def _item_event(item: PayrollItem) -> dict[str, Any]:
+    return {"id": item.id, "batch_id": item.batch_id, "item_reference": item.item_reference,
+            "line": item.line, "employee_name": item.name_masked, "id_number": item.id_masked,
+            "account_number": item.account_masked, "amount": _money(item.amount_fen),
+            "status": item.status, "reason_code": item.reason_code, "reason": item.reason}
+
+
+def _tenant_now(session: Session, tenant_id: str, cache: dict[str, datetime]) -> datetime:
+    if tenant_id not in cache:
+        cache[tenant_id] = clock_for(session, tenant_id).now()
+    return cache[tenant_id]
+
+
+# --- scheduled -> processing ---------------------------------------------------------------
+
+def start_due_batches(database: Database) -> int:
+    """Move scheduled batches whose value date has come (on their tenant's clock) to processing."""
+    with database.transaction() as session:
+        rows = session.execute(select(PayrollBatch.id, PayrollBatch.tenant_id,
+                                      PayrollBatch.value_date)
+                               .where(PayrollBatch.status == "scheduled")).all()
+    started = 0
+    for batch_id, tenant_id, value_date in rows:
+        with database.transaction() as session:
+            now = clock_for(session, tenant_id).now()
+            if value_date > business_date(now):
+                continue
+            batch = session.scalars(select(PayrollBatch).where(
+                PayrollBatch.id == batch_id, PayrollBatch.status == "scheduled")
+                .with_for_update(skip_locked=True)).first()
+            if batch is None:
+                continue
+            check_batch(batch.status, "processing", action="started")
+            batch.status = "processing"
+            batch.started_at = now
+            batch.updated_at = now
+            session.flush()
+            publish(session, tenant_id=tenant_id, type="payroll_batch.processing",
+                    resource_type="payroll_batch", resource_id=batch.id,
+                    data=batch_event_data(batch), actor=WORKER_ACTOR, at=now)
+            started += 1
+    return started
+
+
+# --- paying ----------------------------------------------------------------------------------
+
+def process_chunk(session: Session, batch_id: str, limit: int = 500) -> int:
+    """Pay up to `limit` pending items of a processing batch; settle the batch when none is left.
+
+    Returns how many items were handled (1 for settling alone, 0 when the batch is being paid
+    by another worker or is not processing).
+    """
+    batch = session.scalars(select(PayrollBatch).where(
+        PayrollBatch.id == batch_id, PayrollBatch.status == "processing")
+        .with_for_update(skip_locked=True)).first()
+    if batch is None:
+        return 0
+    tenant = session.get(Tenant, batch.tenant_id)
+    sandbox = tenant is not None and tenant.environment == "sandbox"
+    now = clock_for(session, batch.tenant_id).now()
+    items = list(session.scalars(
+        select(PayrollItem).where(PayrollItem.batch_id == batch.id,
+                                  PayrollItem.status == "pending")
+        .order_by(PayrollItem.seq).limit(limit)))
+    if not items:
+        _settle(session, batch, now)
+        return 1  # settling is work done too
+
+    payees = ledger.payees(session, batch.tenant_id, [i.account_digest for i in items])
+    to_pay: list[PayrollItem] = []
+    failures: list[tuple[PayrollItem, str]] = []
+    returns: dict[str, str] = {}
+    for item in items:
+        payee = payees.get(item.account_digest)
+        verdict = receiving.check(card_number=item.account_number, name=item.employee_name,
+                                  amount_fen=item.amount_fen, sandbox=sandbox, payee=payee)
+        if verdict.code:
+            failures.append((item, verdict.code))
+        else:
+            to_pay.append(item)
+            if verdict.return_code:
+                returns[item.id] = verdict.return_code
+
+    outcomes = ledger.pay_items(session, batch.tenant_id, hold_id=batch.hold_id or "",
+                                batch_id=batch.id, payments=[
+                                    ledger.Payment(
+                                        item_id=i.id, journal_ref=journal_ref(i.id),
+                                        amount_fen=i.amount_fen,
+                                        payee_account_id=(payees[i.account_digest].account_id
+                                                          if i.account_digest in payees else None),
+                                        memo=f"{batch.purpose} {i.memo}".strip())
+                                    for i in to_pay])
+    paid_rows: list[dict[str, Any]] = []
+    paid_fen = 0
+    for item in to_pay:
+        outcome = outcomes[item.id]
+        if outcome.failure:
+            failures.append((item, outcome.failure))
+            continue
+        paid_fen += item.amount_fen
+        payee = payees.get(item.account_digest)
+        due = returns.get(item.id)
+        paid_rows.append({"b_id": item.id, "b_ref": journal_ref(item.id),
+                          "b_entry": outcome.entry_id,
+                          "b_payee": payee.account_id if payee else None,
+                          "b_due": now + receiving.RETURN_AFTER if due else None,
+                          "b_code": due})
+    if paid_rows:
+        items_table = PayrollItem.__table__
+        session.execute(
+            update(items_table).where(items_table.c.id == bindparam("b_id"))
+            .values(status="succeeded", journal_ref=bindparam("b_ref"),
+                    entry_id=bindparam("b_entry"), payee_account_id=bindparam("b_payee"),
+                    return_due_at=bindparam("b_due"), return_code=bindparam("b_code"),
+                    settled_at=now),
+            paid_rows)
+
+    failed_fen = 0
+    for item, code in failures:
+        item.status = "failed"
+        item.reason_code = code
+        item.reason = receiving.reason_text(code)
+        item.settled_at = now
+        failed_fen += item.amount_fen
+    if failed_fen and batch.hold_id:
+        ledger.release(session, batch.tenant_id, batch.hold_id, failed_fen)
+    batch.held_fen -= paid_fen + failed_fen
+    batch.processed += len(items)
+    batch.succeeded += len(paid_rows)
+    batch.failed += len(failures)
+    batch.succeeded_fen += paid_fen
+    batch.failed_fen += failed_fen
+    batch.updated_at = now
+    session.flush()
+    for item, _ in failures:
+        publish(session, tenant_id=batch.tenant_id, type="payroll_item.failed",
+                resource_type="payroll_item", resource_id=item.id, data=_item_event(item),
+                actor=WORKER_ACTOR, at=now)
+    if len(items) < limit:
+        _settle(session, batch, now)
+    return len(items)
+
+
+def _settle(session: Session, batch: PayrollBatch, now: datetime) -> None:
+    """No item is pending any more: the final status, the rest of the hold released, the event."""
+    final = settled_status(batch.succeeded, batch.failed)
+    check_batch(batch.status, final, action="settled")
+    if batch.hold_id and batch.held_fen > 0:
+        ledger.release(session, batch.tenant_id, batch.hold_id, batch.held_fen)
+    batch.held_fen = 0
+    batch.status = final
+    batch.finished_at = now
+    batch.updated_at = now
+    session.flush()
+    publish(session, tenant_id=batch.tenant_id, type="payroll_batch.completed",
+            resource_type="payroll_batch", resource_id=batch.id, data=batch_event_data(batch),
+            actor=WORKER_ACTOR, at=now)
+
+
+def pay_batches(database: Database) -> int:
+    """Pay processing batches chunk by chunk, one transaction per chunk, within a time budget."""
+    settings = payroll_settings()
+    chunk = settings.chunk_size
+    deadline = time.monotonic() + settings.time_budget_seconds
+    with database.transaction() as session:
+        batch_ids = list(session.scalars(select(PayrollBatch.id)
+                                         .where(PayrollBatch.status == "processing")
+                                         .order_by(PayrollBatch.started_at, PayrollBatch.id)))
+    handled = 0
+    for batch_id in batch_ids:
+        while time.monotonic() < deadline:
+            with database.transaction() as session:
+                done = process_chunk(session, batch_id, chunk)
+            handled += done
+            if done < chunk:  # settled, or being paid by another worker
+                break
+        if time.monotonic() >= deadline:
+            break
+    return handled
+
+
+# --- returns (退票) ---------------------------------------------------------------------------
+
+def return_item(session: Session, item: PayrollItem, *, now: datetime, actor: str) -> None:
+    """The receiving bank sent a paid item back: the money goes back to the payer."""
+    batch = session.scalars(select(PayrollBatch).where(PayrollBatch.id == item.batch_id)
+                            .with_for_update()).one()
+    if item.status != "succeeded":
+        return
+    ref = return_journal_ref(item.id)
+    ledger.refund(session, item.tenant_id, payer_account_id=batch.payer_account_id,
+                  amount_fen=item.amount_fen, journal_ref=ref, item_id=item.id,
+                  memo=f"退票 {item.item_reference}")
+    item.status = "returned"
+    item.return_journal_ref = ref
+    item.returned_at = now
+    item.return_due_at = None
+    item.reason_code = item.return_code or "other"
+    item.reason = receiving.reason_text(item.reason_code)
+    batch.returned += 1
+    batch.returned_fen += item.amount_fen
+    batch.updated_at = now
+    session.flush()
+    publish(session, tenant_id=item.tenant_id, type="payroll_item.returned",
+            resource_type="payroll_item", resource_id=item.id, data=_item_event(item),
+            actor=actor, at=now)
+
+
+def process_returns(database: Database) -> int:
+    """Returns whose time has come on their tenant's clock."""
+    with database.transaction() as session:
+        tenants = list(session.scalars(select(PayrollItem.tenant_id).where(
+            PayrollItem.return_due_at.is_not(None), PayrollItem.status == "succeeded").distinct()))
+    handled = 0
+    for tenant_id in tenants:
+        with database.transaction() as session:
+            now = clock_for(session, tenant_id).now()
+            due = list(session.scalars(select(PayrollItem).where(
+                PayrollItem.tenant_id == tenant_id, PayrollItem.status == "succeeded",
+                PayrollItem.return_due_at <= now).order_by(PayrollItem.return_due_at).limit(200)))
+            for item in due:
+                return_item(session, item, now=now, actor=WORKER_ACTOR)
+                handled += 1
+    return handled
+
+
+def run(database: Database) -> int:
+    """The registered job: start due batches, pay, and process due returns."""
+    return start_due_batches(database) + pay_batches(database) + process_returns(database)

@@ -1,0 +1,573 @@
+"""Payroll batches: accept and validate, confirm (hold the total), cancel, read, result file.
+
+Services take a Session and flush, never commit; the request (or the worker's short
+transaction) is the unit of work. Money moves only through `products.payroll.ledger`, the thin
+adapter over the core-banking port of `products.accounts`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Iterator
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from gateway.clock import business_date, to_rfc3339
+from gateway.errors import ValidationFailed
+from gateway.events import publish
+from gateway.ids import new_id
+from gateway.money import format_fen
+from gateway.pii import mask_account_number, mask_id_number, mask_name, pii_digest
+from gateway.tenancy import Principal, clock_for, get_tenant
+from products.payroll import ledger, receiving
+from products.payroll.errors import (
+    BatchNotFound,
+    BatchTooLarge,
+    DuplicateBatch,
+    ItemNotFound,
+    PayrollProblem,
+    SandboxOnly,
+)
+from products.payroll.models import PayrollBatch, PayrollFinding, PayrollItem, WageProject, WageWorker
+from products.payroll.schemas import BatchHeaderIn, BatchIn
+from products.payroll.states import CANCELLABLE, check_batch, check_item
+from products.payroll.validation import MAX_ITEMS
+from products.payroll.validation import check_item as check_item_fields
+
+INSERT_CHUNK = 2000
+FINDINGS_SHOWN = 100
+MAX_VALUE_DATE_AHEAD = timedelta(days=90)
+
+
+def _now(session: Session, tenant_id: str) -> datetime:
+    return clock_for(session, tenant_id).now()
+
+
+def _is_sandbox(session: Session, tenant_id: str) -> bool:
+    return get_tenant(session, tenant_id).environment == "sandbox"
+
+
+# --- public representations (the same shape in responses and events) ---------------------
+
+def _money(fen: int) -> dict[str, str]:
+    return {"amount": format_fen(fen), "currency": "CNY"}
+
+
+def _ts(value: datetime | None) -> str | None:
+    return to_rfc3339(value) if value is not None else None
+
+
+def finding_view(f: PayrollFinding) -> dict[str, Any]:
+    return {"line": f.line, "item_reference": f.item_reference, "field": f.field, "code": f.code,
+            "message": f.message}
+
+
+def batch_view(session: Session, batch: PayrollBatch, *, with_findings: bool = True) -> dict[str, Any]:
+    """The batch as partners see it (responses and event data)."""
+    errors: list[dict[str, Any]] = []
+    warnings: list[dict[str, Any]] = []
+    if with_findings and (batch.error_count or batch.warning_count):
+        for severity, target in (("error", errors), ("warning", warnings)):
+            rows = session.scalars(
+                select(PayrollFinding)
+                .where(PayrollFinding.batch_id == batch.id, PayrollFinding.severity == severity)
+                .order_by(PayrollFinding.seq).limit(FINDINGS_SHOWN))
+            target.extend(finding_view(f) for f in rows)
+    pending = max(batch.item_count - batch.processed, 0) if batch.status not in (
+        "rejected", "cancelled") else 0
+    return {
+        "id": batch.id, "status": batch.status, "payer_account_id": batch.payer_account_id,
+        "wage_project_id": batch.wage_project_id, "purpose": batch.purpose,
+        "value_date": batch.value_date.isoformat(), "wage_month": batch.wage_month,
+        "external_reference": batch.external_reference, "declared_count": batch.declared_count,
+        "declared_total": _money(batch.declared_total_fen), "item_count": batch.item_count,
+        "total": _money(batch.total_fen), "held": _money(batch.held_fen), "source": batch.source,
+        "charset": batch.charset,
+        "progress": {
+            "processed": batch.processed, "succeeded": batch.succeeded, "failed": batch.failed,
+            "returned": batch.returned, "pending": pending,
+            "succeeded_amount": _money(batch.succeeded_fen),
+            "failed_amount": _money(batch.failed_fen),
+            "returned_amount": _money(batch.returned_fen),
+        },
+        "validation": {"errors": errors, "error_count": batch.error_count, "warnings": warnings,
+                       "warning_count": batch.warning_count},
+        "created_at": _ts(batch.created_at), "validated_at": _ts(batch.validated_at),
+        "confirmed_at": _ts(batch.confirmed_at), "started_at": _ts(batch.started_at),
+        "finished_at": _ts(batch.finished_at), "cancelled_at": _ts(batch.cancelled_at),
+    }
+
+
+def batch_event_data(batch: PayrollBatch) -> dict[str, Any]:
+    """Event payload: the batch without its findings (they can be long); no personal data."""
+    return {
+        "id": batch.id, "status": batch.status, "external_reference": batch.external_reference,
+        "payer_account_id": batch.payer_account_id, "wage_project_id": batch.wage_project_id,
+        "purpose": batch.purpose, "value_date": batch.value_date.isoformat(),
+        "item_count": batch.item_count, "total": _money(batch.total_fen),
+        "succeeded": batch.succeeded, "failed": batch.failed, "returned": batch.returned,
+        "succeeded_amount": _money(batch.succeeded_fen), "failed_amount": _money(batch.failed_fen),
+        "returned_amount": _money(batch.returned_fen), "error_count": batch.error_count,
+        "warning_count": batch.warning_count,
+    }
+
+
+def item_view(item: PayrollItem) -> dict[str, Any]:
+    return {
+        "id": item.id, "batch_id": item.batch_id, "line": item.line,
+        "item_reference": item.item_reference, "employee_name": item.name_masked,
+        "id_number": item.id_masked, "account_number": item.account_masked,
+        "amount": _money(item.amount_fen), "memo": item.memo, "status": item.status,
+        "reason_code": item.reason_code, "reason": item.reason,
+        "precheck_code": item.precheck_code, "journal_ref": item.journal_ref,
+        "paid_to": "this_bank" if item.payee_account_id else (
+            "other_bank" if item.entry_id else None),
+        "settled_at": _ts(item.settled_at), "returned_at": _ts(item.returned_at),
+    }
+
+
+# --- accepting a batch ----------------------------------------------------------------------
+
+class BatchBuilder:
+    """Accepts a batch item by item in chunks: validates, stores, then decides.
+
+    Items are checked and inserted `INSERT_CHUNK` at a time, so a 100,000-item upload never
+    holds more than a chunk of parsed rows. Every problem is recorded as a finding; once one
+    error is found no more items are stored (the batch will be rejected), but checking goes on
+    so the partner learns every problem of the file at once.
+    """
+
+    def __init__(self, session: Session, *, principal: Principal, header: BatchHeaderIn,
+                 source: str, charset: str = "utf-8", header_line: int = 0) -> None:
+        self.session = session
+        self.tenant_id = principal.tenant_id
+        self.actor = principal.client_id
+        self.now = _now(session, self.tenant_id)
+        self.today = business_date(self.now)
+        self.sandbox = _is_sandbox(session, self.tenant_id)
+        self.header_line = header_line
+        if header.value_date < self.today:
+            raise ValidationFailed(
+                f"The value date {header.value_date} is before today ({self.today}, Asia/Shanghai).",
+                code="value_date_in_past",
+                errors=[{"field": "header.value_date", "message": "must be today or later"}])
+        if header.value_date > self.today + MAX_VALUE_DATE_AHEAD:
+            raise ValidationFailed("The value date is more than 90 days ahead.",
+                                   code="value_date_too_far",
+                                   errors=[{"field": "header.value_date",
+                                            "message": "must be within 90 days"}])
+        ledger.payer_account(session, self.tenant_id, header.payer_account_id)
+        self.project = session.scalars(select(WageProject).where(
+            WageProject.tenant_id == self.tenant_id,
+            WageProject.wage_account_id == header.payer_account_id)).first()
+        if self.project is not None and header.purpose != "wages":
+            raise ValidationFailed("A supervised wage account pays wages only.",
+                                   code="purpose_not_allowed",
+                                   errors=[{"field": "header.purpose", "message": "must be wages"}])
+        existing = session.scalars(select(PayrollBatch.id).where(
+            PayrollBatch.tenant_id == self.tenant_id,
+            PayrollBatch.active_reference == header.external_reference)).first()
+        if existing is not None:
+            raise DuplicateBatch(
+                f"Batch {existing} already has the external reference "
+                f"{header.external_reference!r}; a rejected or cancelled batch frees its reference.",
+                extra={"batch_id": existing})
+        self.batch = PayrollBatch(
+            id=new_id("pbatch"), tenant_id=self.tenant_id, created_by=self.actor,
+            payer_account_id=header.payer_account_id,
+            wage_project_id=self.project.id if self.project else None, purpose=header.purpose,
+            value_date=header.value_date,
+            wage_month=header.wage_month or header.value_date.strftime("%Y-%m"),
+            external_reference=header.external_reference,
+            active_reference=header.external_reference, declared_count=header.declared_count,
+            declared_total_fen=header.declared_total.fen, item_count=0, total_fen=0,
+            source=source, charset=charset, status="received", created_at=self.now,
+            updated_at=self.now)
+        session.add(self.batch)
+        session.flush()
+        self.workers: dict[str, WageWorker] = {}
+        if self.project is not None:
+            self.workers = {w.id_digest: w for w in session.scalars(
+                select(WageWorker).where(WageWorker.project_id == self.project.id))}
+        self.seen: set[str] = set()
+        self.count = 0
+        self.total = 0
+        self.errors = 0
+        self.warnings = 0
+        self._finding_seq = 0
+        self._rows: list[dict[str, Any]] = []
+        self._findings: list[dict[str, Any]] = []
+        self._items = PayrollItem.__table__
+        self._finding_table = PayrollFinding.__table__
+
+    def _finding(self, severity: str, line: int, ref: str | None, field: str, code: str,
+                 message: str) -> None:
+        self._finding_seq += 1
+        if severity == "error":
+            self.errors += 1
+        else:
+            self.warnings += 1
+        self._findings.append({"batch_id": self.batch.id, "seq": self._finding_seq,
+                               "tenant_id": self.tenant_id, "severity": severity, "line": line,
+                               "item_reference": ref, "field": field, "code": code,
+                               "message": message[:300]})
+
+    def add(self, *, line: int, employee_name: str, id_number: str, account_number: str,
+            amount: str, memo: str, item_reference: str) -> None:
+        """Check one item and queue it for insertion (flushed every INSERT_CHUNK items)."""
+        self.count += 1
+        if self.count > MAX_ITEMS:
+            raise BatchTooLarge(f"A batch holds at most {MAX_ITEMS:,} items; split the file.")
+        item = check_item_fields(line=line, employee_name=employee_name, id_number=id_number,
+                                 account_number=account_number, amount=amount, memo=memo,
+                                 item_reference=item_reference, today=self.today)
+        self.total += item.amount_fen
+        ref = item.item_reference or None
+        errors = item.errors
+        if ref:
+            if ref in self.seen:
+                errors.append(("item_reference", "duplicate_item_reference",
+                               f"Another item of this batch has the reference {ref!r}."))
+            else:
+                self.seen.add(ref)
+        worker_id = None
+        id_digest = pii_digest(item.id_number)
+        card_digest = pii_digest(item.account_number)
+        if self.project is not None and not any(f == "id_number" for f, _, _ in errors):
+            worker = self.workers.get(id_digest)
+            if worker is None:
+                errors.append(("id_number", "worker_not_registered",
+                               "This person is not a registered worker of the wage project."))
+            else:
+                worker_id = worker.id
+                if worker.status != "active":
+                    errors.append(("id_number", "worker_not_active",
+                                   "The registered worker has left the project."))
+                if worker.name_digest != pii_digest(item.employee_name):
+                    errors.append(("employee_name", "worker_name_mismatch",
+                                   "The name differs from the worker's real-name registration."))
+                if worker.card_digest != card_digest:
+                    errors.append(("account_number", "card_not_registered",
+                                   "Wages from a wage account go only to the worker's "
+                                   "registered card."))
+        for field, code, message in errors:
+            self._finding("error", line, ref, field, code, message)
+        if self.errors == 0:
+            self._rows.append({
+                "id": new_id("pitem"), "tenant_id": self.tenant_id, "batch_id": self.batch.id,
+                "seq": self.count, "line": line, "item_reference": item.item_reference,
+                "employee_name": item.employee_name, "name_masked": mask_name(item.employee_name),
+                "id_number": item.id_number, "id_digest": id_digest,
+                "id_masked": mask_id_number(item.id_number),
+                "account_number": item.account_number, "account_digest": card_digest,
+                "account_masked": mask_account_number(item.account_number),
+                "amount_fen": item.amount_fen, "memo": item.memo, "worker_id": worker_id,
+                "precheck_code": None, "status": "pending",
+            })
+        else:
+            self._rows.clear()
+        if len(self._rows) >= INSERT_CHUNK or len(self._findings) >= INSERT_CHUNK:
+            self.flush()
+
+    def add_malformed(self, line: int, code: str, message: str) -> None:
+        """An item line that could not even be split into its fields (counts as an item)."""
+        self.count += 1
+        if self.count > MAX_ITEMS:
+            raise BatchTooLarge(f"A batch holds at most {MAX_ITEMS:,} items; split the file.")
+        self._finding("error", line, None, "line", code, message)
+        self._rows.clear()
+        if len(self._findings) >= INSERT_CHUNK:
+            self.flush()
+
+    def _precheck(self) -> None:
+        """Ask the receiving side about the queued items (one payee look-up per chunk)."""
+        payees = ledger.payees(self.session, self.tenant_id,
+                               [r["account_digest"] for r in self._rows])
+        for row in self._rows:
+            verdict = receiving.check(card_number=row["account_number"],
+                                      name=row["employee_name"], amount_fen=row["amount_fen"],
+                                      sandbox=self.sandbox, payee=payees.get(row["account_digest"]))
+            if verdict.code:
+                row["precheck_code"] = verdict.code
+                field = {"name_mismatch": "employee_name", "insufficient_funds": "amount",
+                         "processing_failed": "amount"}.get(verdict.code, "account_number")
+                self._finding("warning", row["line"], row["item_reference"], field, verdict.code,
+                              receiving.reason_text(verdict.code) + " (pre-check: the item will "
+                              "fail when paid and its money go back to the payer)")
+
+    def flush(self) -> None:
+        """Insert the queued rows (items only while the batch has no error) and findings."""
+        if self._rows and self.errors == 0:
+            self._precheck()
+            self.session.execute(insert(self._items), self._rows)
+        self._rows = []
+        if self._findings:
+            self.session.execute(insert(self._finding_table), self._findings)
+            self._findings = []
+
+    def finish(self) -> PayrollBatch:
+        """Compare the control totals, then validated or rejected; publish the event."""
+        batch = self.batch
+        line = self.header_line
+        if self.count != batch.declared_count:
+            self._finding("error", line, None, "declared_count", "count_mismatch",
+                          f"The header declares {batch.declared_count} items; the batch has "
+                          f"{self.count}.")
+        if self.total != batch.declared_total_fen:
+            self._finding("error", line, None, "declared_total", "total_mismatch",
+                          f"The header declares {format_fen(batch.declared_total_fen)}; the items "
+                          f"add up to {format_fen(self.total)}.")
+        self.flush()
+        batch.item_count = self.count
+        batch.total_fen = self.total
+        batch.error_count = self.errors
+        batch.warning_count = self.warnings
+        batch.updated_at = self.now
+        if self.errors:
+            self.session.execute(delete(PayrollItem).where(PayrollItem.batch_id == batch.id))
+            check_batch(batch.status, "rejected", action="rejected")
+            batch.status = "rejected"
+            batch.active_reference = None
+            event = "payroll_batch.rejected"
+        else:
+            check_batch(batch.status, "validated", action="validated")
+            batch.status = "validated"
+            batch.validated_at = self.now
+            event = "payroll_batch.validated"
+        self.session.flush()
+        publish(self.session, tenant_id=self.tenant_id, type=event, resource_type="payroll_batch",
+                resource_id=batch.id, data=batch_event_data(batch), actor=self.actor, at=self.now)
+        return batch
+
+
+def create_batch(session: Session, principal: Principal, body: BatchIn) -> PayrollBatch:
+    """Accept a JSON batch: validate every item, store it validated, or rejected with findings."""
+    builder = BatchBuilder(session, principal=principal, header=body.header, source="json")
+    for position, item in enumerate(body.items, start=1):
+        builder.add(line=position, employee_name=item.employee_name, id_number=item.id_number,
+                    account_number=item.account_number, amount=item.amount.amount,
+                    memo=item.memo, item_reference=item.item_reference)
+    return builder.finish()
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+def get_batch(session: Session, tenant_id: str, batch_id: str, *, lock: bool = False) -> PayrollBatch:
+    """A batch of the caller's tenant; another tenant's batch is not found (404)."""
+    query = select(PayrollBatch).where(PayrollBatch.id == batch_id,
+                                       PayrollBatch.tenant_id == tenant_id)
+    if lock:
+        query = query.with_for_update()
+    batch = session.scalars(query).first()
+    if batch is None:
+        raise BatchNotFound(f"No payroll batch {batch_id}.")
+    return batch
+
+
+def _encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValidationFailed("The cursor is not valid.", code="invalid_cursor") from None
+    if not value or len(value) > 60 or not value.isascii():
+        raise ValidationFailed("The cursor is not valid.", code="invalid_cursor")
+    return value
+
+
+def _int_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    value = _decode_cursor(cursor)
+    if not value.isdigit():
+        raise ValidationFailed("The cursor is not valid.", code="invalid_cursor")
+    return int(value)
+
+
+def list_batches(session: Session, tenant_id: str, *, limit: int, cursor: str | None,
+                 status: str | None = None) -> tuple[list[PayrollBatch], str | None]:
+    """Newest first."""
+    query = select(PayrollBatch).where(PayrollBatch.tenant_id == tenant_id)
+    if status:
+        query = query.where(PayrollBatch.status == status)
+    if cursor:
+        query = query.where(PayrollBatch.id < _decode_cursor(cursor))
+    rows = list(session.scalars(query.order_by(PayrollBatch.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (_encode_cursor(rows[-1].id) if more and rows else None)
+
+
+def list_items(session: Session, tenant_id: str, batch_id: str, *, limit: int,
+               cursor: str | None, status: str | None = None) -> tuple[list[PayrollItem], str | None]:
+    """Items in file order, optionally of one status."""
+    get_batch(session, tenant_id, batch_id)
+    after = _int_cursor(cursor)
+    query = select(PayrollItem).where(PayrollItem.batch_id == batch_id, PayrollItem.seq > after)
+    if status:
+        query = query.where(PayrollItem.status == status)
+    rows = list(session.scalars(query.order_by(PayrollItem.seq).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (_encode_cursor(str(rows[-1].seq)) if more and rows else None)
+
+
+def get_item(session: Session, tenant_id: str, batch_id: str, item_id: str) -> PayrollItem:
+    get_batch(session, tenant_id, batch_id)
+    item = session.scalars(select(PayrollItem).where(PayrollItem.id == item_id,
+                                                     PayrollItem.batch_id == batch_id)).first()
+    if item is None:
+        raise ItemNotFound(f"No item {item_id} in batch {batch_id}.")
+    return item
+
+
+def list_findings(session: Session, tenant_id: str, batch_id: str, *, limit: int,
+                  cursor: str | None, severity: str | None = None
+                  ) -> tuple[list[PayrollFinding], str | None]:
+    get_batch(session, tenant_id, batch_id)
+    after = _int_cursor(cursor)
+    query = select(PayrollFinding).where(PayrollFinding.batch_id == batch_id,
+                                         PayrollFinding.seq > after)
+    if severity:
+        query = query.where(PayrollFinding.severity == severity)
+    rows = list(session.scalars(query.order_by(PayrollFinding.seq).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (_encode_cursor(str(rows[-1].seq)) if more and rows else None)
+
+
+RESULT_PAGE = 2000
+
+
+def result_lines(session: Session, batch: PayrollBatch) -> Iterator[str]:
+    """The result file: the header line as uploaded, then each item with status and reason.
+
+    Personal data is masked here too; the HR system matches lines by item reference. Items are
+    read in pages of masked columns only (nothing is decrypted).
+    """
+    from products.payroll.csvfile import csv_line
+
+    yield csv_line([batch.payer_account_id, batch.purpose, batch.value_date.isoformat(),
+                    str(batch.declared_count), format_fen(batch.declared_total_fen),
+                    batch.external_reference, batch.wage_month or ""])
+    cols = (PayrollItem.seq, PayrollItem.name_masked, PayrollItem.id_masked,
+            PayrollItem.account_masked, PayrollItem.amount_fen, PayrollItem.memo,
+            PayrollItem.item_reference, PayrollItem.status, PayrollItem.reason_code)
+    after = 0
+    while True:
+        rows = session.execute(select(*cols).where(PayrollItem.batch_id == batch.id,
+                                                   PayrollItem.seq > after)
+                               .order_by(PayrollItem.seq).limit(RESULT_PAGE)).all()
+        if not rows:
+            return
+        for seq, name, id_masked, account, fen, memo, ref, status, reason in rows:
+            yield csv_line([name, id_masked, account, format_fen(fen), memo, ref, status,
+                            reason or ""])
+            after = seq
+
+
+# --- confirming and cancelling ---------------------------------------------------------------
+
+def confirm_batch(session: Session, principal: Principal, batch_id: str) -> PayrollBatch:
+    """Hold the batch total on the payer account; scheduled, or processing from its value date.
+
+    An account that cannot fund the total refuses the hold: the batch stays validated, nothing
+    is held, and the problem says by how much it falls short.
+    """
+    batch = get_batch(session, principal.tenant_id, batch_id, lock=True)
+    now = _now(session, principal.tenant_id)
+    today = business_date(now)
+    target = "scheduled" if batch.value_date > today else "processing"
+    check_batch(batch.status, target, action="confirmed")
+    if batch.value_date < today:
+        raise PayrollProblem(
+            f"The value date {batch.value_date} has passed; cancel the batch and submit it again "
+            "with a new value date.", status=409, code="value_date_passed")
+    batch.hold_id = ledger.hold(session, principal.tenant_id, account_id=batch.payer_account_id,
+                                amount_fen=batch.total_fen, batch_id=batch.id,
+                                memo=f"代发工资 {batch.external_reference}")
+    batch.held_fen = batch.total_fen
+    batch.status = target
+    batch.confirmed_at = now
+    if target == "processing":
+        batch.started_at = now
+    batch.updated_at = now
+    session.flush()
+    publish(session, tenant_id=principal.tenant_id, type="payroll_batch.confirmed",
+            resource_type="payroll_batch", resource_id=batch.id, data=batch_event_data(batch),
+            actor=principal.client_id, at=now)
+    return batch
+
+
+def cancel_batch(session: Session, principal: Principal, batch_id: str) -> PayrollBatch:
+    """Cancel a batch that is not processing yet; its hold is released in full."""
+    batch = get_batch(session, principal.tenant_id, batch_id, lock=True)
+    if batch.status not in CANCELLABLE:
+        check_batch(batch.status, "cancelled", action="cancelled")
+    now = _now(session, principal.tenant_id)
+    if batch.hold_id and batch.held_fen:
+        ledger.release(session, principal.tenant_id, batch.hold_id, batch.held_fen)
+    batch.held_fen = 0
+    session.execute(update(PayrollItem).where(PayrollItem.batch_id == batch.id,
+                                              PayrollItem.status == "pending")
+                    .values(status="cancelled", reason_code="batch_cancelled",
+                            reason=receiving.reason_text("batch_cancelled"), settled_at=now))
+    batch.status = "cancelled"
+    batch.active_reference = None
+    batch.cancelled_at = now
+    batch.updated_at = now
+    session.flush()
+    publish(session, tenant_id=principal.tenant_id, type="payroll_batch.cancelled",
+            resource_type="payroll_batch", resource_id=batch.id, data=batch_event_data(batch),
+            actor=principal.client_id, at=now)
+    return batch
+
+
+def simulate_return(session: Session, principal: Principal, batch_id: str, item_id: str, *,
+                    reason_code: str, after_seconds: int) -> PayrollItem:
+    """Sandbox only: have the receiving bank return a paid item (退票), now or later."""
+    if not _is_sandbox(session, principal.tenant_id):
+        raise SandboxOnly("Returns are simulated in the sandbox only.")
+    item = get_item(session, principal.tenant_id, batch_id, item_id)
+    check_item(item.status, "returned", action="returned")
+    if item.payee_account_id is not None:
+        raise PayrollProblem("This item was credited to an account at this bank; only payments "
+                             "to other banks' cards come back as returns.", status=409,
+                             code="not_returnable")
+    now = _now(session, principal.tenant_id)
+    item.return_due_at = now + timedelta(seconds=after_seconds)
+    item.return_code = reason_code
+    session.flush()
+    if after_seconds == 0:
+        from products.payroll.processing import return_item
+
+        return_item(session, item, now=now, actor=principal.client_id)
+    return item
+
+
+def counts_by_status(session: Session, batch_id: str) -> dict[str, int]:
+    rows = session.execute(select(PayrollItem.status, func.count()).where(
+        PayrollItem.batch_id == batch_id).group_by(PayrollItem.status)).all()
+    return {status: int(n) for status, n in rows}
+
+
+def iter_chunks(values: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for value in values:
+        chunk.append(value)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def business_today(session: Session, tenant_id: str) -> date:
+    return business_date(_now(session, tenant_id))

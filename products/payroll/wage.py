@@ -1,0 +1,761 @@
+"""Supervised migrant-worker wage accounts (农民工工资专户).
+
+A wage project is a construction project with a special wage account opened for it. The
+developer (建设单位) funds the account with labour costs (人工费用拨付); the general contractor's
+labour platform registers the workers by real name (实名制) and pays them from the account in
+payroll batches, each worker only to the registered card. No other debit leaves the account:
+the ledger's debit guard (`wage_account_guard`) refuses anything that is not the payment of a
+validated item of a batch of that project.
+
+A labour regulator (a partner holding `payroll:supervise` and region grants) sees the projects
+of its regions, their balances and every registered worker's monthly payment status, and is
+warned (`wage_project.arrears_warning`, 欠薪预警) when registered workers are still unpaid
+`arrears_grace_days` after payday, or when, `balance_check_days` before payday, the balance
+cannot cover last month's payroll. Pay cycles are calendar months (`YYYY-MM`): a batch belongs
+to the cycle in its `wage_month` (by default its value date's month), due on that month's payday.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from gateway.clock import business_date, to_rfc3339
+from gateway.errors import ValidationFailed
+from gateway.events import publish
+from gateway.identifiers import IdentifierError, validate_bank_card, validate_resident_id, validate_uscc
+from gateway.ids import new_id
+from gateway.pii import mask_account_number, mask_id_number, mask_name, pii_digest
+from gateway.tenancy import Partner, Principal, Tenant, clock_for
+from products.accounts.models import Account
+from products.accounts.port import DebitContext
+from products.payroll import ledger
+from products.payroll.errors import (
+    DuplicateWageProject,
+    DuplicateWorker,
+    InvalidWorkerFile,
+    RegionNotGranted,
+    WageAccountRestricted,
+    WageProjectNotFound,
+    WageWorkerNotFound,
+    WorkerValidationFailed,
+)
+from products.payroll.models import (
+    PayrollBatch,
+    PayrollItem,
+    RegulatorRegion,
+    WageCheck,
+    WageFunding,
+    WageProject,
+    WageWorker,
+)
+from products.payroll.schemas import FundingIn, RegulatorGrantIn, WageProjectIn, WorkerIn, WorkerPatch
+from products.payroll.service import _decode_cursor, _encode_cursor, _money, _ts
+
+MAX_WORKER_FILE_LINES = 20_000
+FUNDED_STATES = ("scheduled", "processing", "completed", "partially_completed")
+
+
+def _now(session: Session, tenant_id: str) -> datetime:
+    return clock_for(session, tenant_id).now()
+
+
+def _cycle(day: date) -> str:
+    return day.strftime("%Y-%m")
+
+
+def _cycle_due(cycle: str, payday: int) -> date:
+    year, month = (int(p) for p in cycle.split("-"))
+    return date(year, month, payday)
+
+
+def _previous_cycle(cycle: str) -> str:
+    year, month = (int(p) for p in cycle.split("-"))
+    return f"{year - 1}-12" if month == 1 else f"{year}-{month - 1:02d}"
+
+
+def _next_cycle(cycle: str) -> str:
+    year, month = (int(p) for p in cycle.split("-"))
+    return f"{year + 1}-01" if month == 12 else f"{year}-{month + 1:02d}"
+
+
+# --- views ---------------------------------------------------------------------------------
+
+def project_view(p: WageProject) -> dict[str, Any]:
+    return {"id": p.id, "project_code": p.project_code, "name": p.name,
+            "region_code": p.region_code, "contractor_name": p.contractor_name,
+            "contractor_uscc": p.contractor_uscc, "developer_name": p.developer_name,
+            "developer_uscc": p.developer_uscc, "developer_account_id": p.developer_account_id,
+            "wage_account_id": p.wage_account_id, "payday": p.payday,
+            "arrears_grace_days": p.arrears_grace_days,
+            "balance_check_days": p.balance_check_days, "status": p.status,
+            "created_at": to_rfc3339(p.created_at)}
+
+
+def worker_view(w: WageWorker) -> dict[str, Any]:
+    return {"id": w.id, "project_id": w.project_id, "name": w.name_masked,
+            "id_number": w.id_masked, "card_number": w.card_masked, "team": w.team,
+            "contract_start": w.contract_start.isoformat(),
+            "contract_end": w.contract_end.isoformat() if w.contract_end else None,
+            "status": w.status, "created_at": to_rfc3339(w.created_at)}
+
+
+def funding_view(f: WageFunding) -> dict[str, Any]:
+    return {"id": f.id, "project_id": f.project_id, "from_account_id": f.from_account_id,
+            "amount": _money(f.amount_fen), "journal_ref": f.journal_ref, "memo": f.memo,
+            "created_at": to_rfc3339(f.created_at)}
+
+
+def check_view(c: WageCheck) -> dict[str, Any]:
+    return {"id": c.id, "project_id": c.project_id, "cycle": c.cycle, "kind": c.kind,
+            "business_date": c.business_date.isoformat(), "details": c.details,
+            "checked_at": to_rfc3339(c.checked_at)}
+
+
+def _page(rows: list[Any], limit: int, key: Any) -> tuple[list[Any], str | None]:
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (_encode_cursor(key(rows[-1])) if more and rows else None)
+
+
+# --- projects --------------------------------------------------------------------------------
+
+def _uscc(value: str, field: str) -> str:
+    try:
+        return validate_uscc(value)
+    except IdentifierError as exc:
+        raise ValidationFailed(f"The {field.replace('_', ' ')} is not valid: {exc}.",
+                               code="invalid_uscc",
+                               errors=[{"field": f"body.{field}", "message": str(exc)}]) from None
+
+
+def create_project(session: Session, principal: Principal, body: WageProjectIn) -> WageProject:
+    """Register a wage project and open its special wage account in the ledger."""
+    tenant_id = principal.tenant_id
+    contractor_uscc = _uscc(body.contractor_uscc, "contractor_uscc")
+    developer_uscc = _uscc(body.developer_uscc, "developer_uscc")
+    if body.region_code[:2] == "00":
+        raise ValidationFailed("The region code is not an administrative division code.",
+                               code="invalid_region_code")
+    if session.scalars(select(WageProject.id).where(
+            WageProject.tenant_id == tenant_id,
+            WageProject.project_code == body.project_code)).first():
+        raise DuplicateWageProject(f"A wage project with code {body.project_code!r} exists.")
+    if body.developer_account_id:
+        ledger.payer_account(session, tenant_id, body.developer_account_id)
+    now = _now(session, tenant_id)
+    today = business_date(now)
+    first_cycle = _cycle(today) if today.day <= body.payday else _next_cycle(_cycle(today))
+    project_id = new_id("wproj")
+    account_id = ledger.open_wage_account(session, tenant_id, project_code=body.project_code,
+                                          owner_name=body.contractor_name,
+                                          owner_uscc=contractor_uscc)
+    project = WageProject(
+        id=project_id, tenant_id=tenant_id, project_code=body.project_code, name=body.name,
+        region_code=body.region_code, contractor_name=body.contractor_name,
+        contractor_uscc=contractor_uscc, developer_name=body.developer_name,
+        developer_uscc=developer_uscc, developer_account_id=body.developer_account_id,
+        wage_account_id=account_id, payday=body.payday,
+        arrears_grace_days=body.arrears_grace_days, balance_check_days=body.balance_check_days,
+        status="active", first_cycle=first_cycle, created_by=principal.client_id, created_at=now)
+    session.add(project)
+    session.flush()
+    publish(session, tenant_id=tenant_id, type="wage_project.created", resource_type="wage_project",
+            resource_id=project.id, data=project_view(project), actor=principal.client_id, at=now)
+    return project
+
+
+def get_project(session: Session, tenant_id: str, project_id: str) -> WageProject:
+    project = session.scalars(select(WageProject).where(
+        WageProject.id == project_id, WageProject.tenant_id == tenant_id)).first()
+    if project is None:
+        raise WageProjectNotFound(f"No wage project {project_id}.")
+    return project
+
+
+def list_projects(session: Session, tenant_id: str, *, limit: int, cursor: str | None
+                  ) -> tuple[list[WageProject], str | None]:
+    query = select(WageProject).where(WageProject.tenant_id == tenant_id)
+    if cursor:
+        query = query.where(WageProject.id < _decode_cursor(cursor))
+    rows = list(session.scalars(query.order_by(WageProject.id.desc()).limit(limit + 1)))
+    return _page(rows, limit, lambda p: p.id)
+
+
+def project_for_account(session: Session, account_id: str) -> WageProject | None:
+    return session.scalars(select(WageProject).where(
+        WageProject.wage_account_id == account_id)).first()
+
+
+# --- workers ---------------------------------------------------------------------------------
+
+def _check_worker(*, name: str, id_number: str, card_number: str, team: str,
+                  contract_start: date, contract_end: date | None, today: date,
+                  prefix: str) -> tuple[dict[str, str], list[dict[str, str]]]:
+    errors: list[dict[str, str]] = []
+    values = {"name": name.strip(), "team": team.strip()}
+    if not values["name"] or len(values["name"]) > 60:
+        errors.append({"field": f"{prefix}name", "message": "1 to 60 characters",
+                       "code": "invalid_name"})
+    if not values["team"] or len(values["team"]) > 60:
+        errors.append({"field": f"{prefix}team", "message": "1 to 60 characters",
+                       "code": "invalid_team"})
+    try:
+        values["id_number"] = validate_resident_id(id_number, today=today)
+    except IdentifierError as exc:
+        errors.append({"field": f"{prefix}id_number", "message": str(exc),
+                       "code": "invalid_id_number"})
+    try:
+        values["card_number"] = validate_bank_card(card_number)
+    except IdentifierError as exc:
+        errors.append({"field": f"{prefix}card_number", "message": str(exc),
+                       "code": "invalid_account_number"})
+    if contract_end is not None and contract_end < contract_start:
+        errors.append({"field": f"{prefix}contract_end", "message": "before the contract start",
+                       "code": "invalid_contract_dates"})
+    return values, errors
+
+
+def _new_worker(session: Session, project: WageProject, values: dict[str, str], *,
+                contract_start: date, contract_end: date | None, now: datetime) -> WageWorker:
+    return WageWorker(
+        id=new_id("wworker"), tenant_id=project.tenant_id, project_id=project.id,
+        name=values["name"], name_masked=mask_name(values["name"]),
+        name_digest=pii_digest(values["name"]), id_number=values["id_number"],
+        id_digest=pii_digest(values["id_number"]), id_masked=mask_id_number(values["id_number"]),
+        card_number=values["card_number"], card_digest=pii_digest(values["card_number"]),
+        card_masked=mask_account_number(values["card_number"]), team=values["team"],
+        contract_start=contract_start, contract_end=contract_end, status="active",
+        created_at=now, updated_at=now)
+
+
+def register_worker(session: Session, principal: Principal, project_id: str,
+                    body: WorkerIn) -> WageWorker:
+    """Register one worker by real name on a project (its contractor's platform only)."""
+    project = get_project(session, principal.tenant_id, project_id)
+    now = _now(session, principal.tenant_id)
+    values, errors = _check_worker(name=body.name, id_number=body.id_number,
+                                   card_number=body.card_number, team=body.team,
+                                   contract_start=body.contract_start,
+                                   contract_end=body.contract_end, today=business_date(now),
+                                   prefix="body.")
+    if errors:
+        raise WorkerValidationFailed(f"{len(errors)} field(s) are not valid.", errors=errors)
+    if session.scalars(select(WageWorker.id).where(
+            WageWorker.project_id == project.id,
+            WageWorker.id_digest == pii_digest(values["id_number"]))).first():
+        raise DuplicateWorker("This person is already registered on the project.")
+    worker = _new_worker(session, project, values, contract_start=body.contract_start,
+                         contract_end=body.contract_end, now=now)
+    session.add(worker)
+    session.flush()
+    publish(session, tenant_id=project.tenant_id, type="wage_worker.registered",
+            resource_type="wage_worker", resource_id=worker.id, data=worker_view(worker),
+            actor=principal.client_id, at=now)
+    return worker
+
+
+WORKER_COLUMNS = ("name", "id_number", "card_number", "team", "contract_start", "contract_end")
+_TITLES = {"name", "姓名"}
+
+
+def import_workers(session: Session, principal: Principal, project_id: str,
+                   lines: Iterator[tuple[int, list[str]]]) -> list[WageWorker]:
+    """Register workers from CSV records (name,id_number,card_number,team,contract_start,
+    contract_end); all or nothing: any bad line refuses the file with every problem listed."""
+    project = get_project(session, principal.tenant_id, project_id)
+    now = _now(session, principal.tenant_id)
+    today = business_date(now)
+    known = set(session.scalars(select(WageWorker.id_digest).where(
+        WageWorker.project_id == project.id)))
+    errors: list[dict[str, Any]] = []
+    workers: list[WageWorker] = []
+    seen: set[str] = set()
+    for line_no, fields in lines:
+        if not any(fields):
+            continue
+        if line_no == 1 and fields[0].lstrip("\ufeff").strip().lower() in _TITLES:
+            continue
+        if line_no > MAX_WORKER_FILE_LINES:
+            raise InvalidWorkerFile(f"A worker file holds at most {MAX_WORKER_FILE_LINES} lines.")
+        where = f"line {line_no}."
+        if len(fields) not in (5, 6):
+            errors.append({"field": f"line {line_no}", "line": line_no, "code": "malformed_csv",
+                           "message": "expected " + ",".join(WORKER_COLUMNS)})
+            continue
+        start_text, end_text = fields[4], fields[5] if len(fields) == 6 else ""
+        try:
+            start = date.fromisoformat(start_text)
+            end = date.fromisoformat(end_text) if end_text else None
+        except ValueError:
+            errors.append({"field": where + "contract_start", "line": line_no,
+                           "code": "invalid_date", "message": "dates are YYYY-MM-DD"})
+            continue
+        values, problems = _check_worker(name=fields[0], id_number=fields[1],
+                                         card_number=fields[2], team=fields[3],
+                                         contract_start=start, contract_end=end, today=today,
+                                         prefix=where)
+        for p in problems:
+            p["line"] = line_no  # type: ignore[assignment]
+        errors.extend(problems)
+        if problems:
+            continue
+        digest = pii_digest(values["id_number"])
+        if digest in known or digest in seen:
+            errors.append({"field": where + "id_number", "line": line_no,
+                           "code": "worker_already_registered",
+                           "message": "this person is already registered on the project"})
+            continue
+        seen.add(digest)
+        workers.append(_new_worker(session, project, values, contract_start=start,
+                                   contract_end=end, now=now))
+    if errors:
+        raise InvalidWorkerFile(f"{len(errors)} problem(s) in the worker file; nothing was "
+                                "registered.", errors=errors[:1000])
+    if not workers:
+        raise InvalidWorkerFile("The worker file has no workers.")
+    session.add_all(workers)
+    session.flush()
+    for worker in workers:
+        publish(session, tenant_id=project.tenant_id, type="wage_worker.registered",
+                resource_type="wage_worker", resource_id=worker.id, data=worker_view(worker),
+                actor=principal.client_id, at=now)
+    return workers
+
+
+def get_worker(session: Session, tenant_id: str, project_id: str, worker_id: str) -> WageWorker:
+    get_project(session, tenant_id, project_id)
+    worker = session.scalars(select(WageWorker).where(
+        WageWorker.id == worker_id, WageWorker.project_id == project_id)).first()
+    if worker is None:
+        raise WageWorkerNotFound(f"No registered worker {worker_id} on project {project_id}.")
+    return worker
+
+
+def update_worker(session: Session, principal: Principal, project_id: str, worker_id: str,
+                  patch: WorkerPatch) -> WageWorker:
+    """A worker leaves (or returns), a contract end date, or a new registered card."""
+    worker = get_worker(session, principal.tenant_id, project_id, worker_id)
+    now = _now(session, principal.tenant_id)
+    if patch.card_number is not None:
+        try:
+            card = validate_bank_card(patch.card_number)
+        except IdentifierError as exc:
+            raise WorkerValidationFailed("The card number is not valid.", errors=[
+                {"field": "body.card_number", "message": str(exc),
+                 "code": "invalid_account_number"}]) from None
+        worker.card_number = card
+        worker.card_digest = pii_digest(card)
+        worker.card_masked = mask_account_number(card)
+    if patch.contract_end is not None:
+        if patch.contract_end < worker.contract_start:
+            raise WorkerValidationFailed("The contract end is before its start.", errors=[
+                {"field": "body.contract_end", "message": "before the contract start",
+                 "code": "invalid_contract_dates"}])
+        worker.contract_end = patch.contract_end
+    if patch.status is not None:
+        worker.status = patch.status
+    worker.updated_at = now
+    session.flush()
+    publish(session, tenant_id=worker.tenant_id, type="wage_worker.updated",
+            resource_type="wage_worker", resource_id=worker.id, data=worker_view(worker),
+            actor=principal.client_id, at=now)
+    return worker
+
+
+def list_workers(session: Session, tenant_id: str, project_id: str, *, limit: int,
+                 cursor: str | None, status: str | None = None) -> tuple[list[WageWorker], str | None]:
+    get_project(session, tenant_id, project_id)
+    query = select(WageWorker).where(WageWorker.project_id == project_id)
+    if status:
+        query = query.where(WageWorker.status == status)
+    if cursor:
+        query = query.where(WageWorker.id > _decode_cursor(cursor))
+    rows = list(session.scalars(query.order_by(WageWorker.id).limit(limit + 1)))
+    return _page(rows, limit, lambda w: w.id)
+
+
+# --- funding ---------------------------------------------------------------------------------
+
+def fund_project(session: Session, principal: Principal, project_id: str,
+                 body: FundingIn) -> WageFunding:
+    """The developer transfers labour costs into the wage account (人工费用拨付)."""
+    project = get_project(session, principal.tenant_id, project_id)
+    source = body.from_account_id or project.developer_account_id
+    if not source:
+        raise ValidationFailed("Name the account to fund from: the project has no developer "
+                               "account.", code="funding_account_required",
+                               errors=[{"field": "body.from_account_id", "message": "required"}])
+    if source == project.wage_account_id:
+        raise ValidationFailed("A wage account cannot fund itself.", code="invalid_funding_account")
+    now = _now(session, principal.tenant_id)
+    funding_id = new_id("wfund")
+    ref = f"wage-funding:{funding_id}"
+    entry_id = ledger.fund(session, principal.tenant_id, from_account_id=source,
+                           to_account_id=project.wage_account_id, amount_fen=body.amount.fen,
+                           journal_ref=ref, funding_id=funding_id,
+                           memo=body.memo or "人工费用拨付")
+    funding = WageFunding(id=funding_id, tenant_id=principal.tenant_id, project_id=project.id,
+                          from_account_id=source, amount_fen=body.amount.fen, journal_ref=ref,
+                          entry_id=entry_id, memo=body.memo, created_by=principal.client_id,
+                          created_at=now)
+    session.add(funding)
+    session.flush()
+    publish(session, tenant_id=principal.tenant_id, type="wage_project.funded",
+            resource_type="wage_project", resource_id=project.id, data=funding_view(funding),
+            actor=principal.client_id, at=now)
+    return funding
+
+
+def list_fundings(session: Session, tenant_id: str, project_id: str, *, limit: int,
+                  cursor: str | None) -> tuple[list[WageFunding], str | None]:
+    get_project(session, tenant_id, project_id)
+    query = select(WageFunding).where(WageFunding.project_id == project_id)
+    if cursor:
+        query = query.where(WageFunding.id < _decode_cursor(cursor))
+    rows = list(session.scalars(query.order_by(WageFunding.id.desc()).limit(limit + 1)))
+    return _page(rows, limit, lambda f: f.id)
+
+
+# --- the debit guard ------------------------------------------------------------------------
+
+def wage_account_guard(session: Session, account: Account, context: DebitContext) -> None:
+    """The ledger's debit guard of wage accounts (restriction `wage_account`).
+
+    Accepts only what payroll presents for a batch of the account's own project: the hold of
+    the batch's total when it is confirmed, and the capture of each of its items, for the
+    item's amount, while the item's worker is still registered, active and paid to the
+    registered card. Everything else (a transfer, another product's debit, a batch of
+    another project) is refused with `wage_account_restricted`. Reads only.
+    """
+    project = project_for_account(session, account.id)
+    if project is None or project.tenant_id != context.tenant_id:
+        raise WageAccountRestricted(f"Account {account.id} is a wage account of no registered "
+                                    "wage project: it cannot be debited.")
+    auth = context.authorization
+    refused = (f"Account {account.id} is the supervised wage account (农民工工资专户) of project "
+               f"{project.project_code}: only wages paid by payroll to its registered workers "
+               "may leave it.")
+    if not isinstance(auth, ledger.PayrollDebit) or context.operation == "transfer":
+        raise WageAccountRestricted(refused)
+    batch = session.get(PayrollBatch, auth.batch_id)
+    if batch is None or batch.tenant_id != context.tenant_id or batch.wage_project_id != project.id:
+        raise WageAccountRestricted(refused)
+    if context.operation == "hold":
+        if batch.status != "validated" or context.amount_fen != batch.total_fen:
+            raise WageAccountRestricted(refused)
+        return
+    item = session.get(PayrollItem, auth.item_id) if auth.item_id else None
+    if (item is None or item.batch_id != batch.id or item.status != "pending"
+            or batch.status != "processing" or context.hold_id != batch.hold_id
+            or context.amount_fen != item.amount_fen or item.worker_id is None):
+        raise WageAccountRestricted(refused)
+    worker = session.get(WageWorker, item.worker_id)
+    if worker is None or worker.project_id != project.id or worker.status != "active":
+        raise WageAccountRestricted("The worker is no longer an active registered worker of the "
+                                    "project.", code="worker_not_active")
+    if worker.card_digest != item.account_digest:
+        raise WageAccountRestricted("Wages go only to the worker's registered card.",
+                                    code="card_not_registered")
+
+
+# --- regulators ------------------------------------------------------------------------------
+
+def _prefix(region_code: str) -> str:
+    code = region_code
+    while len(code) > 2 and code.endswith("00"):
+        code = code[:-2]
+    return code
+
+
+def grant_region(session: Session, actor: str, body: RegulatorGrantIn) -> RegulatorRegion:
+    """Bank operations: let a regulator's partner supervise the projects of a region."""
+    partner = session.get(Partner, body.partner_id)
+    if partner is None:
+        raise ValidationFailed(f"No partner {body.partner_id}.", code="partner_not_found",
+                               errors=[{"field": "body.partner_id", "message": "unknown"}])
+    grant = session.get(RegulatorRegion, (body.partner_id, body.region_code))
+    now = _now_base()
+    if grant is None:
+        grant = RegulatorRegion(partner_id=body.partner_id, region_code=body.region_code,
+                                name=body.name, granted_by=actor, created_at=now)
+        session.add(grant)
+    else:
+        grant.name = body.name or grant.name
+    session.flush()
+    tenants = list(session.scalars(select(Tenant.id).where(Tenant.partner_id == partner.id)))
+    for tenant_id in tenants:
+        publish(session, tenant_id=tenant_id, type="payroll_regulator.region_granted",
+                resource_type="payroll_regulator", resource_id=partner.id,
+                data=grant_view(grant), actor=actor, at=now)
+    return grant
+
+
+def revoke_region(session: Session, actor: str, partner_id: str, region_code: str) -> None:
+    grant = session.get(RegulatorRegion, (partner_id, region_code))
+    if grant is None:
+        raise RegionNotGranted(f"Partner {partner_id} has no grant for region {region_code}.",
+                               status=404, code="grant_not_found", title="Not found")
+    data = grant_view(grant)
+    session.delete(grant)
+    session.flush()
+    now = _now_base()
+    for tenant_id in session.scalars(select(Tenant.id).where(Tenant.partner_id == partner_id)):
+        publish(session, tenant_id=tenant_id, type="payroll_regulator.region_revoked",
+                resource_type="payroll_regulator", resource_id=partner_id, data=data,
+                actor=actor, at=now)
+
+
+def list_grants(session: Session, *, partner_id: str | None, limit: int, cursor: str | None
+                ) -> tuple[list[RegulatorRegion], str | None]:
+    query = select(RegulatorRegion)
+    if partner_id:
+        query = query.where(RegulatorRegion.partner_id == partner_id)
+    if cursor:
+        pid, _, code = _decode_cursor(cursor).partition("/")
+        query = query.where(or_(RegulatorRegion.partner_id > pid,
+                                (RegulatorRegion.partner_id == pid)
+                                & (RegulatorRegion.region_code > code)))
+    rows = list(session.scalars(query.order_by(RegulatorRegion.partner_id,
+                                               RegulatorRegion.region_code).limit(limit + 1)))
+    return _page(rows, limit, lambda g: f"{g.partner_id}/{g.region_code}")
+
+
+def grant_view(g: RegulatorRegion) -> dict[str, Any]:
+    return {"partner_id": g.partner_id, "region_code": g.region_code, "name": g.name,
+            "granted_by": g.granted_by, "created_at": to_rfc3339(g.created_at)}
+
+
+def _now_base() -> datetime:
+    from gateway.clock import utcnow
+
+    return utcnow()
+
+
+def _regions(session: Session, partner_id: str) -> list[str]:
+    return [_prefix(code) for code in session.scalars(select(RegulatorRegion.region_code).where(
+        RegulatorRegion.partner_id == partner_id))]
+
+
+def _supervised(session: Session, principal: Principal) -> Any:
+    """The projects a regulator may see: its regions, its environment."""
+    prefixes = _regions(session, principal.partner_id)
+    if not prefixes:
+        raise RegionNotGranted("This regulator has no supervision region granted; ask the bank.")
+    query = (select(WageProject).join(Tenant, Tenant.id == WageProject.tenant_id)
+             .where(Tenant.environment == principal.environment,
+                    or_(*[WageProject.region_code.startswith(p) for p in prefixes])))
+    return query
+
+
+def supervised_projects(session: Session, principal: Principal, *, limit: int,
+                        cursor: str | None, region_code: str | None = None
+                        ) -> tuple[list[WageProject], str | None]:
+    query = _supervised(session, principal)
+    if region_code:
+        query = query.where(WageProject.region_code.startswith(_prefix(region_code)))
+    if cursor:
+        query = query.where(WageProject.id < _decode_cursor(cursor))
+    rows = list(session.scalars(query.order_by(WageProject.id.desc()).limit(limit + 1)))
+    return _page(rows, limit, lambda p: p.id)
+
+
+def supervised_project(session: Session, principal: Principal, project_id: str) -> WageProject:
+    """A project in the regulator's regions; any other is not found (404)."""
+    project = session.scalars(_supervised(session, principal).where(
+        WageProject.id == project_id)).first()
+    if project is None:
+        raise WageProjectNotFound(f"No wage project {project_id} in your supervision regions.")
+    return project
+
+
+def supervised_view(session: Session, project: WageProject) -> dict[str, Any]:
+    view = project_view(project)
+    view.pop("developer_account_id", None)
+    view.pop("arrears_grace_days", None)
+    view.pop("balance_check_days", None)
+    view.pop("status", None)
+    view.pop("created_at", None)
+    counts = dict(session.execute(select(WageWorker.status, func.count()).where(
+        WageWorker.project_id == project.id).group_by(WageWorker.status)).all())
+    last = session.scalar(select(func.max(WageCheck.checked_at)).where(
+        WageCheck.project_id == project.id, WageCheck.warned.is_(True)))
+    view.update({
+        "balance": _money(ledger.balance(session, project.tenant_id,
+                                         project.wage_account_id).ledger_fen),
+        "registered_workers": int(sum(counts.values())),
+        "active_workers": int(counts.get("active", 0)),
+        "last_warning_at": _ts(last),
+    })
+    return view
+
+
+def _paid_in_cycle(session: Session, project_id: str, cycle: str) -> dict[str, dict[str, Any]]:
+    """worker id -> {paid fen, payments, returned, last value date} for a pay cycle."""
+    rows = session.execute(
+        select(PayrollItem.worker_id, PayrollItem.status, PayrollItem.amount_fen,
+               PayrollBatch.value_date)
+        .join(PayrollBatch, PayrollBatch.id == PayrollItem.batch_id)
+        .where(PayrollBatch.wage_project_id == project_id, PayrollBatch.wage_month == cycle,
+               PayrollItem.status.in_(("succeeded", "returned")))).all()
+    out: dict[str, dict[str, Any]] = {}
+    for worker_id, status, fen, value_date in rows:
+        entry = out.setdefault(worker_id, {"fen": 0, "payments": 0, "returned": 0, "last": None})
+        if status == "succeeded":
+            entry["fen"] += fen
+            entry["payments"] += 1
+            entry["last"] = max(entry["last"] or value_date, value_date)
+        else:
+            entry["returned"] += 1
+    return out
+
+
+def monthly_status(session: Session, principal: Principal, project_id: str, month: str, *,
+                   limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """Every registered worker's payment status for one pay cycle (the regulator's view)."""
+    project = supervised_project(session, principal, project_id)
+    today = business_date(_now(session, project.tenant_id))
+    due = _cycle_due(month, project.payday)
+    paid = _paid_in_cycle(session, project.id, month)
+    query = select(WageWorker).where(WageWorker.project_id == project.id)
+    if cursor:
+        query = query.where(WageWorker.id > _decode_cursor(cursor))
+    workers = list(session.scalars(query.order_by(WageWorker.id).limit(limit + 1)))
+    workers, next_cursor = _page(workers, limit, lambda w: w.id)
+    data = []
+    for w in workers:
+        entry = paid.get(w.id)
+        if entry and entry["payments"]:
+            status = "paid"
+        elif entry and entry["returned"]:
+            status = "returned"
+        elif today < due:
+            status = "not_due"
+        else:
+            status = "unpaid"
+        data.append({"worker_id": w.id, "name": w.name_masked, "id_number": w.id_masked,
+                     "team": w.team, "status": w.status, "month": month,
+                     "payment_status": status, "paid_amount": _money(entry["fen"] if entry else 0),
+                     "payments": entry["payments"] if entry else 0,
+                     "last_paid_on": entry["last"].isoformat() if entry and entry["last"] else None})
+    return data, next_cursor
+
+
+def supervised_warnings(session: Session, principal: Principal, project_id: str, *, limit: int,
+                        cursor: str | None) -> tuple[list[WageCheck], str | None]:
+    project = supervised_project(session, principal, project_id)
+    query = select(WageCheck).where(WageCheck.project_id == project.id,
+                                    WageCheck.warned.is_(True))
+    if cursor:
+        query = query.where(WageCheck.id < _decode_cursor(cursor))
+    rows = list(session.scalars(query.order_by(WageCheck.id.desc()).limit(limit + 1)))
+    return _page(rows, limit, lambda c: c.id)
+
+
+# --- arrears checks (欠薪预警) ---------------------------------------------------------------
+
+def _regulator_tenants(session: Session, project: WageProject, environment: str) -> list[str]:
+    """The tenants (in the project's environment) of regulators whose regions cover it."""
+    grants = session.execute(select(RegulatorRegion.partner_id, RegulatorRegion.region_code)).all()
+    partners = {pid for pid, code in grants if project.region_code.startswith(_prefix(code))}
+    if not partners:
+        return []
+    return list(session.scalars(select(Tenant.id).where(Tenant.partner_id.in_(partners),
+                                                        Tenant.environment == environment)))
+
+
+def _warn(session: Session, project: WageProject, check: WageCheck, environment: str,
+          now: datetime) -> None:
+    data = {"project_id": project.id, "project_code": project.project_code,
+            "project_name": project.name, "region_code": project.region_code,
+            "contractor_name": project.contractor_name,
+            "contractor_uscc": project.contractor_uscc, "wage_account_id": project.wage_account_id,
+            "check_id": check.id, "cycle": check.cycle, "kind": check.kind,
+            "business_date": check.business_date.isoformat(), **check.details}
+    # The regulators of the region are warned; so is the project's own platform, whose
+    # contractor must pay (it sees the warning, never the regulator's view).
+    for tenant_id in [*_regulator_tenants(session, project, environment), project.tenant_id]:
+        publish(session, tenant_id=tenant_id, type="wage_project.arrears_warning",
+                resource_type="wage_project", resource_id=project.id, data=data,
+                actor="payroll-arrears-check", at=now)
+
+
+def check_project(session: Session, project: WageProject, now: datetime, environment: str) -> int:
+    """Run the due checks of one project on its tenant's business date; each check runs once."""
+    today = business_date(now)
+    done = 0
+    current = _cycle(today)
+    for cycle in (_previous_cycle(current), current):
+        if cycle < project.first_cycle:
+            continue
+        due = _cycle_due(cycle, project.payday)
+        checks = {kind for (kind,) in session.execute(select(WageCheck.kind).where(
+            WageCheck.project_id == project.id, WageCheck.cycle == cycle)).all()}
+        if "unpaid_wages" not in checks and today >= due + timedelta(days=project.arrears_grace_days):
+            paid = _paid_in_cycle(session, project.id, cycle)
+            expected = list(session.scalars(select(WageWorker).where(
+                WageWorker.project_id == project.id, WageWorker.status == "active",
+                WageWorker.contract_start <= due,
+                or_(WageWorker.contract_end.is_(None),
+                    WageWorker.contract_end >= due.replace(day=1)))))
+            unpaid = [w for w in expected
+                      if business_date(w.created_at) <= due and not paid.get(w.id, {}).get("payments")]
+            details = {"due_date": due.isoformat(), "grace_days": project.arrears_grace_days,
+                       "expected_workers": len(expected), "unpaid_workers": len(unpaid),
+                       "unpaid": [{"worker_id": w.id, "name": w.name_masked,
+                                   "id_number": w.id_masked, "team": w.team}
+                                  for w in unpaid[:200]]}
+            done += _record(session, project, cycle, "unpaid_wages", bool(unpaid), details, today,
+                            now, environment)
+        balance_day = due - timedelta(days=project.balance_check_days)
+        if "insufficient_balance" not in checks and today >= balance_day:
+            funded = session.scalar(select(func.count()).select_from(PayrollBatch).where(
+                PayrollBatch.wage_project_id == project.id, PayrollBatch.wage_month == cycle,
+                PayrollBatch.status.in_(FUNDED_STATES)))
+            last = sum(e["fen"] for e in _paid_in_cycle(session, project.id,
+                                                         _previous_cycle(cycle)).values())
+            balance = ledger.balance(session, project.tenant_id,
+                                     project.wage_account_id).available_fen
+            short = not funded and last > 0 and balance < last
+            details = {"due_date": due.isoformat(), "balance": _money(balance),
+                       "last_month_payroll": _money(last),
+                       "shortfall": _money(max(last - balance, 0)),
+                       "cycle_already_funded": bool(funded)}
+            done += _record(session, project, cycle, "insufficient_balance", short, details, today,
+                            now, environment)
+    return done
+
+
+def _record(session: Session, project: WageProject, cycle: str, kind: str, warned: bool,
+            details: dict[str, Any], today: date, now: datetime, environment: str) -> int:
+    check = WageCheck(id=new_id("wcheck"), tenant_id=project.tenant_id, project_id=project.id,
+                      cycle=cycle, kind=kind, warned=warned, details=details,
+                      business_date=today, checked_at=now)
+    session.add(check)
+    session.flush()
+    if warned:
+        _warn(session, project, check, environment, now)
+    return 1
+
+
+def check_arrears(database: Any) -> int:
+    """The registered job: every active project's due checks, each in its own transaction."""
+    with database.transaction() as session:
+        projects = session.execute(select(WageProject.id, WageProject.tenant_id,
+                                          Tenant.environment)
+                                   .join(Tenant, Tenant.id == WageProject.tenant_id)
+                                   .where(WageProject.status == "active")).all()
+    handled = 0
+    for project_id, tenant_id, environment in projects:
+        with database.transaction() as session:
+            project = session.scalars(select(WageProject).where(WageProject.id == project_id)
+                                      .with_for_update(skip_locked=True)).first()
+            if project is None:
+                continue
+            handled += check_project(session, project, clock_for(session, tenant_id).now(),
+                                     environment)
+    return handled

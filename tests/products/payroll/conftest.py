@@ -1,0 +1,5 @@
+"""Fixtures of the payroll tests (the helpers live in support.py)."""
+
+from tests.products.payroll.support import clock, employer
+
+__all__ = ["clock", "employer"]

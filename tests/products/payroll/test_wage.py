@@ -1,0 +1,331 @@
+"""Supervised migrant-worker wage accounts: real-name workers, restricted debits, the
+regulator's view and arrears warnings on the test clock."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import date
+
+import pytest
+
+from gateway.identifiers import generate_uscc
+from gateway.jobs import run_all_once
+from products.accounts import service as accounts
+from products.accounts.errors import DebitRestricted, PaymentRefused
+from products.payroll.ledger import PayrollDebit
+from tests.products.payroll.support import (
+    TODAY,
+    Person,
+    advance_days,
+    balance,
+    batch_body,
+    events,
+    items_for,
+    open_account,
+    people,
+    run_payroll,
+)
+from tests.tools.api import PartnerClient, new_partner_client, problem
+
+RNG = random.Random(3)
+
+
+@dataclass
+class Project:
+    client: PartnerClient
+    id: str
+    wage_account: str
+    developer_account: str
+    workers: list[Person]
+    worker_ids: list[str]
+
+
+def _worker_body(p: Person, team: str = "钢筋班") -> dict[str, str]:
+    return {"name": p.name, "id_number": p.id_number, "card_number": p.card, "team": team,
+            "contract_start": "2026-10-01"}
+
+
+def make_project(app, client: PartnerClient, *, code: str = "P-2026-001", region: str = "310115",
+                 fund_fen: int = 100_000_00, workers: int = 3, seed: int = 40) -> Project:
+    developer = open_account(app, client.tenant_id, fen=10_000_000_00,
+                             name="上海浦江房地产开发有限公司", uscc=generate_uscc(RNG))
+    r = client.post("/v1/payroll/wage-projects", {
+        "project_code": code, "name": "浦江镇保障房二期", "region_code": region,
+        "contractor_name": "上海恒达建设工程有限公司", "contractor_uscc": generate_uscc(RNG),
+        "developer_name": "上海浦江房地产开发有限公司", "developer_uscc": generate_uscc(RNG),
+        "developer_account_id": developer, "payday": 10, "arrears_grace_days": 3,
+        "balance_check_days": 3})
+    assert r.status_code == 201, r.text
+    project = r.json()
+    staff = people(workers, seed=seed)
+    ids = []
+    for p in staff:
+        w = client.post(f"/v1/payroll/wage-projects/{project['id']}/workers", _worker_body(p))
+        assert w.status_code == 201, w.text
+        ids.append(w.json()["id"])
+    if fund_fen:
+        f = client.post(f"/v1/payroll/wage-projects/{project['id']}/fundings",
+                        {"amount": {"amount": f"{fund_fen // 100}.{fund_fen % 100:02d}",
+                                    "currency": "CNY"}})
+        assert f.status_code == 201, f.text
+    return Project(client, project["id"], project["wage_account_id"], developer, staff, ids)
+
+
+@pytest.fixture
+def contractor(app, http, clock) -> PartnerClient:
+    return new_partner_client(app, http, name="建筑劳务实名制平台")
+
+
+def test_project_opens_a_restricted_wage_account_funded_by_the_developer(app, contractor):
+    project = make_project(app, contractor)
+    assert balance(app, contractor.tenant_id, project.wage_account) == (100_000_00, 0)
+    with app.state.database.transaction() as session:
+        account = accounts.get_account(session, contractor.tenant_id, project.wage_account)
+        assert (account.kind, account.debit_restriction) == ("wage", "wage_account")
+    got = contractor.get(f"/v1/payroll/wage-projects/{project.id}").json()
+    assert got["payday"] == 10 and got["wage_account_id"] == project.wage_account
+    fundings = contractor.get(f"/v1/payroll/wage-projects/{project.id}/fundings").json()["data"]
+    assert [f["amount"]["amount"] for f in fundings] == ["100000.00"]
+    assert events(app, contractor.tenant_id, "wage_project.funded")
+    problem(contractor.post("/v1/payroll/wage-projects", {
+        "project_code": "P-2026-001", "name": "x", "region_code": "310115",
+        "contractor_name": "x", "contractor_uscc": generate_uscc(RNG), "developer_name": "y",
+        "developer_uscc": generate_uscc(RNG), "payday": 10}), 409, "duplicate_project_code")
+    problem(contractor.post("/v1/payroll/wage-projects", {
+        "project_code": "P-2", "name": "x", "region_code": "310115", "contractor_name": "x",
+        "contractor_uscc": "91310000000000000X", "developer_name": "y",
+        "developer_uscc": generate_uscc(RNG), "payday": 10}), 422, "invalid_uscc")
+    problem(contractor.post("/v1/payroll/wage-projects", {
+        "project_code": "P-3", "name": "x", "region_code": "310115", "contractor_name": "x",
+        "contractor_uscc": generate_uscc(RNG), "developer_name": "y",
+        "developer_uscc": generate_uscc(RNG), "payday": 31}), 422, "validation_failed")
+    # A funding the developer cannot afford is refused and moves nothing.
+    poor = open_account(app, contractor.tenant_id, fen=10_00)
+    problem(contractor.post(f"/v1/payroll/wage-projects/{project.id}/fundings",
+                            {"amount": {"amount": "50.00", "currency": "CNY"},
+                             "from_account_id": poor}), 409, "insufficient_funds")
+    assert balance(app, contractor.tenant_id, project.wage_account) == (100_000_00, 0)
+
+
+def test_worker_registration_rules_and_csv_import(app, contractor):
+    project = make_project(app, contractor, workers=1)
+    other = people(4, seed=77)
+    bad = _worker_body(other[0])
+    bad["id_number"] = "110101199003071234"
+    bad["card_number"] = "6222000000000000001"
+    body = problem(contractor.post(f"/v1/payroll/wage-projects/{project.id}/workers", bad), 422,
+                   "worker_validation_failed")
+    assert {e["code"] for e in body["errors"]} == {"invalid_id_number", "invalid_account_number"}
+    problem(contractor.post(f"/v1/payroll/wage-projects/{project.id}/workers",
+                            _worker_body(project.workers[0])), 409, "worker_already_registered")
+
+    lines = ["姓名,身份证号,银行卡号,班组,合同开始,合同结束"]
+    lines += [f"{p.name},{p.id_number},{p.card},木工班,2026-10-01," for p in other[1:]]
+    r = contractor.request("POST", f"/v1/payroll/wage-projects/{project.id}/workers/csv",
+                           content="\r\n".join(lines).encode("gbk"),
+                           headers={"Content-Type": "text/csv"})
+    assert r.status_code == 201, r.text
+    assert r.json()["registered"] == 3 and r.json()["data"][0]["team"] == "木工班"
+    # All or nothing: one bad line refuses the file with its line number.
+    more = people(6, seed=78)[4:]
+    lines = [f"{p.name},{p.id_number},{p.card},木工班,2026-10-01," for p in more]
+    lines.append(f"{more[0].name},123,{more[0].card},木工班,2026-10-01,")
+    body = problem(contractor.request(
+        "POST", f"/v1/payroll/wage-projects/{project.id}/workers/csv",
+        content="\n".join(lines).encode(), headers={"Content-Type": "text/csv"}), 422)
+    assert {e["line"] for e in body["errors"]} == {3}
+    listed = contractor.get(f"/v1/payroll/wage-projects/{project.id}/workers?limit=100").json()
+    assert len(listed["data"]) == 4
+    assert all("*" in w["id_number"] and "*" in w["card_number"] for w in listed["data"])
+
+
+def test_a_wage_batch_pays_only_registered_active_workers_to_their_cards(app, contractor):
+    project = make_project(app, contractor, workers=4)
+    a, b, c, d = project.workers
+    contractor.request("PATCH", f"/v1/payroll/wage-projects/{project.id}/workers/"
+                       f"{project.worker_ids[3]}", json={"status": "left"})
+    stranger = people(1, seed=500)[0]
+    other_card = people(1, seed=501)[0].card
+    items = items_for([a, stranger, Person(b.name, b.id_number, other_card), d,
+                       Person("王某某", c.id_number, c.card)])
+    batch = contractor.post("/v1/payroll/batches", batch_body(project.wage_account, items)).json()
+    assert batch["status"] == "rejected" and batch["wage_project_id"] == project.id
+    found = {(e["line"], e["code"]) for e in batch["validation"]["errors"]}
+    assert found == {(2, "worker_not_registered"), (3, "card_not_registered"),
+                     (4, "worker_not_active"), (5, "worker_name_mismatch")}
+    problem(contractor.post("/v1/payroll/batches", batch_body(
+        project.wage_account, items_for([a]), purpose="bonus")), 422, "purpose_not_allowed")
+
+    good = contractor.post("/v1/payroll/batches", batch_body(
+        project.wage_account, items_for([a, b, c], [4000_00, 4100_00, 4200_00]))).json()
+    assert good["status"] == "validated", good["validation"]
+    assert contractor.post(f"/v1/payroll/batches/{good['id']}/confirm").status_code == 200
+    run_payroll(app)
+    assert contractor.get(f"/v1/payroll/batches/{good['id']}").json()["status"] == "completed"
+    assert balance(app, contractor.tenant_id, project.wage_account) == (100_000_00 - 12300_00, 0)
+
+
+def test_no_other_debit_leaves_a_wage_account(app, contractor):
+    project = make_project(app, contractor)
+    tenant = contractor.tenant_id
+    elsewhere = open_account(app, tenant)
+    core = accounts.get_core_banking()
+    # Through the public transfers API, as any partner would try it: recorded as failed.
+    r = contractor.post("/v1/transfers", {"from_account_id": project.wage_account,
+                                          "to_account_id": elsewhere,
+                                          "amount": {"amount": "100.00", "currency": "CNY"}})
+    assert r.status_code == 201, r.text
+    assert (r.json()["status"], r.json()["failure_code"]) == ("failed", "debit_restricted")
+    with app.state.database.transaction() as session:
+        refused = accounts.create_transfer(session, tenant, from_account_id=project.wage_account,
+                                           to_account_id=elsewhere, amount_fen=100_00,
+                                           actor="someone")
+        assert (refused.status, refused.failure_code) == ("failed", "debit_restricted")
+        refused = accounts.create_transfer(session, tenant, from_account_id=project.wage_account,
+                                           to_account_id=elsewhere, amount_fen=100_00,
+                                           actor="someone", authorization="please")
+        assert (refused.status, refused.failure_code) == ("failed", "wage_account_restricted")
+    with app.state.database.transaction() as session, pytest.raises(PaymentRefused) as exc:
+        core.transfer(session, tenant, from_account_id=project.wage_account,
+                      to_account_id=elsewhere, amount_fen=1, journal_ref="steal-1",
+                      reference_type="x", reference_id="x",
+                      authorization=PayrollDebit("pbatch_none"))
+    assert exc.value.code == "wage_account_restricted"
+    with app.state.database.transaction() as session, pytest.raises(DebitRestricted):
+        core.place_hold(session, tenant, account_id=project.wage_account, amount_fen=1,
+                        hold_ref="h-1", reference_type="x", reference_id="x")
+    # A batch of another payer cannot be used as an authorization for this account either.
+    normal = open_account(app, tenant, fen=1000_00)
+    batch = contractor.post("/v1/payroll/batches", batch_body(
+        normal, items_for(project.workers[:1]))).json()
+    with app.state.database.transaction() as session, pytest.raises(PaymentRefused):
+        core.place_hold(session, tenant, account_id=project.wage_account, amount_fen=1000_00,
+                        hold_ref="h-2", reference_type="x", reference_id="x",
+                        authorization=PayrollDebit(batch["id"]))
+    assert balance(app, tenant, project.wage_account) == (100_000_00, 0)
+
+
+def test_a_worker_who_leaves_after_confirmation_is_not_paid(app, contractor):
+    project = make_project(app, contractor)
+    batch = contractor.post("/v1/payroll/batches", batch_body(
+        project.wage_account, items_for(project.workers))).json()
+    contractor.post(f"/v1/payroll/batches/{batch['id']}/confirm")
+    r = contractor.request("PATCH", f"/v1/payroll/wage-projects/{project.id}/workers/"
+                           f"{project.worker_ids[1]}", json={"status": "left"})
+    assert r.status_code == 200 and r.json()["status"] == "left"
+    run_payroll(app)
+    items = contractor.get(f"/v1/payroll/batches/{batch['id']}/items").json()["data"]
+    assert [(i["status"], i["reason_code"]) for i in items] == [
+        ("succeeded", None), ("failed", "worker_not_active"), ("succeeded", None)]
+    paid = 1000_00 + 1000_02
+    assert balance(app, contractor.tenant_id, project.wage_account) == (100_000_00 - paid, 0)
+
+
+@pytest.fixture
+def operations(app, http) -> PartnerClient:
+    return new_partner_client(app, http, scopes=["operations:read", "operations:write"],
+                              operations=True)
+
+
+def test_the_regulator_sees_its_regions_and_the_contractor_never_does(app, http, contractor,
+                                                                      operations):
+    project = make_project(app, contractor)
+    beijing_platform = new_partner_client(app, http)
+    make_project(app, beijing_platform, code="BJ-1", region="110105", seed=90)
+    regulator = new_partner_client(app, http, scopes=["payroll:supervise"], name="上海市人社局")
+    problem(regulator.get("/v1/payroll/supervision/projects"), 403, "region_not_granted")
+    r = operations.post("/v1/operations/payroll/regulators",
+                        {"partner_id": regulator.partner_id, "region_code": "310000",
+                         "name": "上海市"})
+    assert r.status_code == 201, r.text
+    problem(contractor.post("/v1/operations/payroll/regulators",
+                            {"partner_id": contractor.partner_id, "region_code": "310000"}), 403)
+
+    listed = regulator.get("/v1/payroll/supervision/projects").json()["data"]
+    assert [p["id"] for p in listed] == [project.id]
+    seen = regulator.get(f"/v1/payroll/supervision/projects/{project.id}").json()
+    assert seen["balance"]["amount"] == "100000.00" and seen["active_workers"] == 3
+
+    batch = contractor.post("/v1/payroll/batches", batch_body(
+        project.wage_account, items_for(project.workers[:2]))).json()
+    contractor.post(f"/v1/payroll/batches/{batch['id']}/confirm")
+    run_payroll(app)
+    month = regulator.get(f"/v1/payroll/supervision/projects/{project.id}/workers"
+                          "?month=2026-11").json()["data"]
+    assert sorted(w["payment_status"] for w in month) == ["not_due", "paid", "paid"]
+    assert all("*" in w["id_number"] for w in month)
+    problem(regulator.get(f"/v1/payroll/supervision/projects/{project.id}/workers?month=11"), 422)
+
+    # The contractor holds every partner scope but never the supervisor's view.
+    for path in ("/v1/payroll/supervision/projects",
+                 f"/v1/payroll/supervision/projects/{project.id}",
+                 f"/v1/payroll/supervision/projects/{project.id}/workers?month=2026-11"):
+        problem(contractor.get(path), 403, "insufficient_scope")
+    # Another region's regulator does not find the project.
+    beijing = new_partner_client(app, http, scopes=["payroll:supervise"])
+    operations.post("/v1/operations/payroll/regulators",
+                    {"partner_id": beijing.partner_id, "region_code": "110000"})
+    problem(beijing.get(f"/v1/payroll/supervision/projects/{project.id}"), 404,
+            "wage_project_not_found")
+    assert len(beijing.get("/v1/payroll/supervision/projects").json()["data"]) == 1
+    grants = operations.get("/v1/operations/payroll/regulators").json()["data"]
+    assert {(g["partner_id"], g["region_code"]) for g in grants} == {
+        (regulator.partner_id, "310000"), (beijing.partner_id, "110000")}
+    r = operations.request("DELETE", f"/v1/operations/payroll/regulators/{regulator.partner_id}"
+                                     "/regions/310000")
+    assert r.status_code == 204
+    problem(regulator.get("/v1/payroll/supervision/projects"), 403, "region_not_granted")
+
+
+def _arrears(app) -> None:
+    while sum(run_all_once(app.state.database, only=["payroll.arrears"]).values()):
+        pass
+
+
+def test_arrears_warning_fires_on_the_right_day_and_not_before(app, http, contractor, operations):
+    regulator = new_partner_client(app, http, scopes=["payroll:supervise"])
+    operations.post("/v1/operations/payroll/regulators",
+                    {"partner_id": regulator.partner_id, "region_code": "310100"})
+    project = make_project(app, contractor, fund_fen=5000_00)
+    a = project.workers[0]
+    batch = contractor.post("/v1/payroll/batches", batch_body(
+        project.wage_account, items_for([a], [4000_00]))).json()
+    contractor.post(f"/v1/payroll/batches/{batch['id']}/confirm")
+    run_payroll(app)
+
+    def warnings(tenant_id: str) -> list:
+        return events(app, tenant_id, "wage_project.arrears_warning")
+
+    assert date(2026, 11, 2) == TODAY
+    advance_days(app, contractor.tenant_id, 10)  # 11-12: payday (10th) + 2 days
+    _arrears(app)
+    assert warnings(regulator.tenant_id) == []
+    advance_days(app, contractor.tenant_id, 1)  # 11-13: payday + 3 days
+    _arrears(app)
+    fired = warnings(regulator.tenant_id)
+    assert len(fired) == 1
+    data = fired[0].data
+    assert (data["kind"], data["cycle"], data["business_date"]) == ("unpaid_wages", "2026-11",
+                                                                   "2026-11-13")
+    assert data["unpaid_workers"] == 2 and data["expected_workers"] == 3
+    assert {w["worker_id"] for w in data["unpaid"]} == set(project.worker_ids[1:])
+    assert not any(p.id_number in str(data) for p in project.workers)
+    assert len(warnings(contractor.tenant_id)) == 1  # the contractor is told to pay
+    _arrears(app)
+    assert len(warnings(regulator.tenant_id)) == 1  # once per cycle
+
+    # Next cycle: 3 days before payday the balance (1,000.00) cannot cover last month (4,000.00).
+    advance_days(app, contractor.tenant_id, 23)  # 12-06
+    _arrears(app)
+    assert len(warnings(regulator.tenant_id)) == 1
+    advance_days(app, contractor.tenant_id, 1)  # 12-07
+    _arrears(app)
+    fired = warnings(regulator.tenant_id)
+    assert len(fired) == 2 and fired[1].data["kind"] == "insufficient_balance"
+    assert fired[1].data["balance"]["amount"] == "1000.00"
+    assert fired[1].data["last_month_payroll"]["amount"] == "4000.00"
+    listed = regulator.get(f"/v1/payroll/supervision/projects/{project.id}/warnings").json()
+    assert [w["kind"] for w in listed["data"]] == ["insufficient_balance", "unpaid_wages"]
+    # An unrelated regulator hears nothing.
+    assert events(app, new_partner_client(app, http).tenant_id) == []
