@@ -20,7 +20,7 @@ Subsidy grant and lot: funded/open -> expired (the month ended; the rest went ba
 
 from __future__ import annotations
 
-from gateway.errors import Conflict
+from gateway.states import InvalidTransition, check_transition  # noqa: F401
 
 ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
     "pending": frozenset({"succeeded", "failed", "expired"}),
@@ -53,29 +53,18 @@ GRANT_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
-class InvalidTransition(Conflict):
-    code, title = "invalid_state", "Not allowed in the current state"
-
-
-def _check(table: dict[str, frozenset[str]], what: str, current: str, target: str,
-           action: str) -> None:
-    if target not in table.get(current, frozenset()):
-        raise InvalidTransition(f"A {what} that is {current} cannot be {action}.",
-                                extra={"current_status": current})
-
-
 def check_order(current: str, target: str, *, action: str) -> None:
     """Refuse an order transition the table does not list (409 naming the current state)."""
-    _check(ORDER_TRANSITIONS, "collection order", current, target, action)
+    check_transition(ORDER_TRANSITIONS, "collection order", current, target, action)
 
 
 def check_mandate(current: str, target: str, *, action: str) -> None:
-    _check(MANDATE_TRANSITIONS, "mandate", current, target, action)
+    check_transition(MANDATE_TRANSITIONS, "mandate", current, target, action)
 
 
 def check_bill(current: str, target: str, *, action: str) -> None:
-    _check(BILL_TRANSITIONS, "bill", current, target, action)
+    check_transition(BILL_TRANSITIONS, "bill", current, target, action)
 
 
 def check_grant(current: str, target: str, *, action: str) -> None:
-    _check(GRANT_TRANSITIONS, "subsidy grant", current, target, action)
+    check_transition(GRANT_TRANSITIONS, "subsidy grant", current, target, action)

@@ -24,7 +24,7 @@ Escrow sub-account:
 
 from __future__ import annotations
 
-from gateway.errors import Conflict
+from gateway.states import InvalidTransition, check_transition  # noqa: F401
 
 ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
     "open": frozenset({"paid", "cancelled", "expired", "failed"}),
@@ -59,26 +59,14 @@ SUB_ACCOUNT_TRANSITIONS: dict[str, frozenset[str]] = {
 SUB_ACCOUNT_STATES = tuple(SUB_ACCOUNT_TRANSITIONS)
 
 
-class InvalidTransition(Conflict):
-    code = "invalid_state"
-    title = "Not allowed in the current state"
-
-
-def _check(table: dict[str, frozenset[str]], what: str, current: str, target: str,
-           action: str) -> None:
-    if target not in table.get(current, frozenset()):
-        raise InvalidTransition(f"A {what} that is {current} cannot be {action}.",
-                                extra={"current_status": current})
-
-
 def check_order(current: str, target: str, *, action: str) -> None:
     """Refuse an order transition the table does not list (a 409 naming the current state)."""
-    _check(ORDER_TRANSITIONS, "payment order", current, target, action)
+    check_transition(ORDER_TRANSITIONS, "payment order", current, target, action)
 
 
 def check_instruction(current: str, target: str, *, action: str) -> None:
-    _check(INSTRUCTION_TRANSITIONS, "release instruction", current, target, action)
+    check_transition(INSTRUCTION_TRANSITIONS, "release instruction", current, target, action)
 
 
 def check_sub_account(current: str, target: str, *, action: str) -> None:
-    _check(SUB_ACCOUNT_TRANSITIONS, "sub-account", current, target, action)
+    check_transition(SUB_ACCOUNT_TRANSITIONS, "sub-account", current, target, action)

@@ -16,7 +16,7 @@ Item:
 
 from __future__ import annotations
 
-from gateway.errors import Conflict
+from gateway.states import InvalidTransition, check_transition  # noqa: F401
 
 BATCH_TRANSITIONS: dict[str, frozenset[str]] = {
     "received": frozenset({"validated", "rejected"}),
@@ -43,22 +43,13 @@ ITEM_TRANSITIONS: dict[str, frozenset[str]] = {
 ITEM_STATES = tuple(ITEM_TRANSITIONS)
 
 
-class InvalidTransition(Conflict):
-    code = "invalid_state"
-    title = "Not allowed in the current state"
-
-
 def check_batch(current: str, target: str, *, action: str) -> None:
     """Refuse a batch transition the table does not list (a 409 naming the current state)."""
-    if target not in BATCH_TRANSITIONS.get(current, frozenset()):
-        raise InvalidTransition(f"A batch that is {current} cannot be {action}.",
-                                extra={"current_status": current})
+    check_transition(BATCH_TRANSITIONS, "batch", current, target, action)
 
 
 def check_item(current: str, target: str, *, action: str) -> None:
-    if target not in ITEM_TRANSITIONS.get(current, frozenset()):
-        raise InvalidTransition(f"An item that is {current} cannot be {action}.",
-                                extra={"current_status": current})
+    check_transition(ITEM_TRANSITIONS, "item", current, target, action)
 
 
 def settled_status(succeeded: int, failed: int) -> str:
