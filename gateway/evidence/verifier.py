@@ -113,39 +113,54 @@ def verify_stream(entries: Iterator[dict[str, Any]], checkpoints: list[str], ver
     sizes, problem = verify_checkpoints(checkpoints, verifier_key)
     if problem is not None:
         return Report(0, len(sizes), problem)
+    # Leaves are appended in one batch per checkpoint (the tree's root is only needed there).
     builder = merkle.TreeBuilder()
     target = 0
     expected = 0
-    count = 0
-    for item in entries:
-        index = item["index"]
-        if index != expected:
-            return Report(count, len(sizes), Problem(expected, f"entry {expected} is missing"
-                                                      if index > expected else "entry out of order"))
-        canonical = base64.b64decode(item["canonical"])
-        leaf = merkle.leaf_hash(canonical)
-        if base64.b64encode(leaf).decode() != item["leaf_hash"]:
-            return Report(count, len(sizes), Problem(index, "entry content does not match its leaf hash"))
-        stored = item.get("merkle_leaf")
-        if stored is not None and stored != item["leaf_hash"]:
-            return Report(count, len(sizes), Problem(index, "entry is not the one integrated at this index"))
-        builder.append([leaf])
-        expected += 1
-        count += 1
+    pending: list[bytes] = []
+
+    def flush_to_checkpoints() -> Problem | None:
+        nonlocal target
+        if pending:
+            builder.append(pending)
+            pending.clear()
         while target < len(sizes) and sizes[target][0] == builder.tree_size:
             if builder.root != sizes[target][1]:
                 start = sizes[target - 1][0] if target else 0
-                return Report(count, len(sizes), Problem(
-                    start, f"entries [{start}, {sizes[target][0]}) do not match the signed root"))
+                return Problem(start, f"entries [{start}, {sizes[target][0]}) do not match the "
+                                      "signed root")
             target += 1
-        if progress is not None and count % 10_000 == 0:
-            progress(count)
+        return None
+
+    for item in entries:
+        index = item["index"]
+        if index != expected:
+            return Report(expected, len(sizes), Problem(
+                expected, f"entry {expected} is missing" if index > expected else "entry out of order"))
+        leaf_b64 = item["leaf_hash"]
+        leaf = merkle.leaf_hash(base64.b64decode(item["canonical"]))
+        if base64.b64encode(leaf).decode() != leaf_b64:
+            return Report(expected, len(sizes), Problem(index, "entry content does not match its leaf hash"))
+        stored = item.get("merkle_leaf")
+        if stored is not None and stored != leaf_b64:
+            return Report(expected, len(sizes), Problem(index, "entry is not the one integrated at this index"))
+        pending.append(leaf)
+        expected += 1
+        if target < len(sizes) and expected == sizes[target][0]:
+            problem = flush_to_checkpoints()
+            if problem is not None:
+                return Report(expected, len(sizes), problem)
+        if progress is not None and expected % 10_000 == 0:
+            progress(expected)
+    problem = flush_to_checkpoints()
+    if problem is not None:
+        return Report(expected, len(sizes), problem)
     if target < len(sizes):
-        return Report(count, len(sizes), Problem(expected, f"entry {expected} is missing "
-                                                 f"(checkpoint covers {sizes[target][0]})"))
+        return Report(expected, len(sizes), Problem(expected, f"entry {expected} is missing "
+                                                    f"(checkpoint covers {sizes[target][0]})"))
     if progress is not None:
-        progress(count)
-    return Report(count, len(sizes), None)
+        progress(expected)
+    return Report(expected, len(sizes), None)
 
 
 def verify_directory(path: Path, verifier_key: str | None = None,

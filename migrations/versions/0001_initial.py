@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 10:20:20.674596
+Create Date: 2026-11-23 10:35:31.114925
 """
 from collections.abc import Sequence
 
