@@ -123,3 +123,17 @@ def advance_clock(session: Session, tenant_id: str, seconds: float) -> clock_mod
     tenant.clock_offset_seconds = float(tenant.clock_offset_seconds) + float(seconds)
     session.flush()
     return clock_for(session, tenant_id)
+
+
+def advance_clock_to(session: Session, tenant_id: str, when: datetime) -> clock_module.Clock:
+    """Move a sandbox tenant's test clock to an instant (refused if that is in its past)."""
+    seconds = (when - clock_for(session, tenant_id).now()).total_seconds()
+    if seconds < 0:
+        raise ValidationFailed("The test clock never moves backwards.", code="clock_backwards")
+    return advance_clock(session, tenant_id, seconds)
+
+
+def reset_clock(session: Session, tenant_id: str) -> None:
+    """Put a sandbox tenant's test clock back on real time (used by the sandbox reset)."""
+    get_tenant(session, tenant_id).clock_offset_seconds = 0.0
+    session.flush()

@@ -8,10 +8,14 @@ partner, clients and webhook configuration are kept.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Table, delete, select
 from sqlalchemy.orm import Session
 
 from gateway.db import Base
+from gateway.tenancy import reset_clock
+from sandbox.seed import seed_tenant
 
 KEEP = {"tenants", "partners", "oauth_clients", "events", "evidence_entries", "evidence_nodes",
         "evidence_checkpoints", "evidence_state", "idempotency_keys", "revoked_tokens",
@@ -41,3 +45,10 @@ def clear_tenant(session: Session, tenant_id: str) -> int:
                 deleted += int(getattr(result, "rowcount", 0) or 0)
     session.flush()
     return deleted
+
+
+def reset_sandbox(session: Session, tenant_id: str) -> tuple[int, dict[str, Any]]:
+    """Clear a tenant's business data, put its clock back on real time and seed it again."""
+    deleted = clear_tenant(session, tenant_id)
+    reset_clock(session, tenant_id)
+    return deleted, seed_tenant(session, tenant_id)

@@ -18,10 +18,9 @@ from gateway.events import publish
 from gateway.idempotency import idempotency
 from gateway.ids import new_id
 from gateway.ratelimit import rate_limit_public
-from gateway.tenancy import Principal, advance_clock, clock_for, create_partner
+from gateway.tenancy import Principal, advance_clock, advance_clock_to, clock_for, create_partner
 from sandbox.provision import provision_sandbox
-from sandbox.reset import clear_tenant
-from sandbox.seed import seed_tenant
+from sandbox.reset import reset_sandbox
 
 router = APIRouter(prefix="/sandbox/v1", tags=["sandbox"],
                    responses=error_responses(400, 401, 403, 422, 429))
@@ -113,13 +112,9 @@ def sandbox_clock_advance(body: AdvanceIn, principal: Principal = Depends(sandbo
     """Due work (maturities, settlements, scheduled batches, webhook retries) runs on the
     worker's next tick, within about a second."""
     if body.to is not None:
-        now = clock_for(session, principal.tenant_id).now()
-        seconds = (body.to - now).total_seconds()
-        if seconds < 0:
-            raise ValidationFailed("The test clock never moves backwards.", code="clock_backwards")
+        advance_clock_to(session, principal.tenant_id, body.to)
     else:
-        seconds = float(body.seconds or 0)
-    advance_clock(session, principal.tenant_id, seconds)
+        advance_clock(session, principal.tenant_id, float(body.seconds or 0))
     return _clock_out(session, principal.tenant_id)
 
 
@@ -153,9 +148,5 @@ class ResetOut(BaseModel):
              dependencies=[Depends(idempotency())])
 def sandbox_reset(principal: Principal = Depends(sandbox_principal),
                   session: Session = Depends(get_session)) -> ResetOut:
-    deleted = clear_tenant(session, principal.tenant_id)
-    from gateway.tenancy import get_tenant
-
-    get_tenant(session, principal.tenant_id).clock_offset_seconds = 0.0
-    seeded = seed_tenant(session, principal.tenant_id)
+    deleted, seeded = reset_sandbox(session, principal.tenant_id)
     return ResetOut(deleted_rows=deleted, seeded=seeded)
