@@ -11,6 +11,10 @@ PostgreSQL uses READ COMMITTED with explicit row locks where money moves.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +25,15 @@ from sqlalchemy import BigInteger, DateTime, MetaData, TypeDecorator, create_eng
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from starlette.requests import Request
+
+_PARAM = re.compile(r":(\w+)")
+
+
+
+@functools.lru_cache(maxsize=64)
+def _pyformat(sql: str) -> str:
+    return _PARAM.sub(r"%(\1)s", sql)
+
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -57,7 +70,76 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), int: BigInteger()}
 
 
+class _WriterQueue:
+    """One writer at a time within this process, queued on a lock.
+
+    SQLite allows one writer; a second `BEGIN IMMEDIATE` waits in SQLite's busy handler, which
+    sleeps with a growing back-off (up to 100 ms a try) instead of waking when the lock is
+    free: under concurrent writes that makes for seconds-long tails and idle CPU. Writers of
+    this process therefore queue here first, and each is woken as soon as the previous one
+    commits or rolls back; the busy handler still arbitrates between processes. The wait is
+    bounded (busy_timeout) so that a connection that begins a second write on the same
+    thread fails as it would without the queue, never hangs. Never taken on an event-loop
+    thread: the holder may need that loop to reach its commit.
+    """
+
+    TIMEOUT = 30.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holder: int | None = None
+
+    def acquire(self, conn: Any) -> None:
+        if asyncio_running_here():
+            return
+        if self._lock.acquire(timeout=self.TIMEOUT):
+            self._holder = _raw_id(conn)
+
+    def release(self, conn: Any) -> None:
+        if self._holder is not None and self._holder == _raw_id(conn):
+            self._holder = None
+            self._lock.release()
+
+
+def _raw_id(conn: Any) -> int:
+    """The DBAPI connection's identity, whether given it or the pool's proxy around it."""
+    return id(getattr(conn, "dbapi_connection", None) or conn)
+
+
+def asyncio_running_here() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def _sqlite_setup(engine: Engine) -> None:
+    writers = _WriterQueue()
+    dialect = engine.dialect
+    do_commit, do_rollback, do_close = dialect.do_commit, dialect.do_rollback, dialect.do_close
+
+    def commit(dbapi_conn: Any) -> None:
+        try:
+            do_commit(dbapi_conn)
+        finally:
+            writers.release(dbapi_conn)
+
+    def rollback(dbapi_conn: Any) -> None:
+        try:
+            do_rollback(dbapi_conn)
+        finally:
+            writers.release(dbapi_conn)
+
+    def close(dbapi_conn: Any) -> None:
+        writers.release(dbapi_conn)
+        do_close(dbapi_conn)
+
+    # Instance attributes on this engine's dialect: every commit and rollback, including the
+    # pool's reset when a connection is returned, ends the write (and wakes the next writer).
+    dialect.do_commit, dialect.do_rollback, dialect.do_close = commit, rollback, close  # type: ignore[method-assign]
+    dialect.writer_queue = writers  # type: ignore[attr-defined]
+
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
@@ -73,8 +155,14 @@ def _sqlite_setup(engine: Engine) -> None:
         # Read-only checks ask for a deferred transaction so they never queue behind writers.
         if conn.get_execution_options().get("sqlite_read_only"):
             conn.exec_driver_sql("BEGIN")
-        else:
+            return
+        dbapi_conn = conn.connection.dbapi_connection
+        writers.acquire(dbapi_conn)
+        try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            writers.release(dbapi_conn)
+            raise
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -82,13 +170,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
-            pool_size=8,
-            max_overflow=16,
+            # As many connections as worker threads (40), so that a thread never waits for a
+            # connection; a queued writer holds its connection while it waits its turn.
+            pool_size=16,
+            max_overflow=32,
             **kwargs,
         )
         _sqlite_setup(engine)
         return engine
-    return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True, **kwargs)
+    # A bounded connect: the per-call status read runs on the event loop (Database.read_one).
+    connect_args = {"connect_timeout": 10} if url.startswith("postgresql") else {}
+    return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True,
+                         connect_args=connect_args, **kwargs)
 
 
 class Database:
@@ -100,6 +193,8 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
         self.is_sqlite = url.startswith("sqlite")
         self._lock = threading.Lock()
+        self._direct: Any = None
+        self._direct_lock = threading.Lock()
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -114,7 +209,46 @@ class Database:
         finally:
             session.close()
 
+    def read_one(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """One row, read on this process's own autocommit connection.
+
+        For the few reads every call makes (the caller's status): no pool checkout, no
+        transaction, no thread hand-off, so it can run on the event loop. Each statement sees
+        the latest committed data, and readers never wait for writers (WAL on SQLite, MVCC on
+        PostgreSQL). `sql` uses `:name` parameters."""
+        if not self.is_sqlite:
+            sql = _pyformat(sql)
+        with self._direct_lock:
+            for attempt in (1, 2):
+                if self._direct is None:
+                    proxied = self.engine.raw_connection()
+                    proxied.detach()
+                    if not self.is_sqlite:
+                        proxied.dbapi_connection.autocommit = True
+                    self._direct = proxied
+                try:
+                    cursor = self._direct.dbapi_connection.cursor()
+                    try:
+                        cursor.execute(sql, params)
+                        return cursor.fetchone()
+                    finally:
+                        cursor.close()
+                except self.engine.dialect.loaded_dbapi.OperationalError:
+                    # A dropped connection (a database restart): reconnect once.
+                    self._close_direct()
+                    if attempt == 2:
+                        raise
+        return None
+
+    def _close_direct(self) -> None:
+        direct, self._direct = self._direct, None
+        if direct is not None:
+            with contextlib.suppress(Exception):  # closing a broken connection
+                direct.close()
+
     def dispose(self) -> None:
+        with self._direct_lock:
+            self._close_direct()
         self.engine.dispose()
 
 
@@ -127,7 +261,7 @@ def get_database(request: Request) -> Database:
     return request.app.state.database
 
 
-def get_session(request: Request) -> Session:
+def request_session(request: Request) -> Session:
     """The request's Session, opened on first use; committed or rolled back by the middleware."""
     state = request.scope.setdefault("state", {})
     session = state.get("db_session")
@@ -135,6 +269,13 @@ def get_session(request: Request) -> Session:
         session = request.app.state.database.sessions()
         state["db_session"] = session
     return session
+
+
+async def get_session(request: Request) -> Session:
+    """The route dependency for `request_session`. Async because making a Session touches no
+    database (it connects on first use, in the route's worker thread): as a plain function
+    FastAPI would spend a thread hand-off on it."""
+    return request_session(request)
 
 
 def for_update(dialect_name: str) -> dict[str, Any]:

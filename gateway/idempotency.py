@@ -5,7 +5,8 @@
 - A second request while the first is still running is a 409 problem.
 - Keys expire after 24 hours. Routes that move money require a key (400 without).
 
-The key is claimed in its own committed transaction before the route runs (so concurrent
+The key is claimed in its own committed transaction (one INSERT .. ON CONFLICT DO NOTHING)
+before the route runs (so concurrent
 duplicates see it), and completed inside the route's transaction, so the stored response
 commits atomically with the change it describes. A failure that changed nothing and may
 succeed on retry (409, 429, 5xx) releases the key.
@@ -17,11 +18,13 @@ import hashlib
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import anyio
 from fastapi import Request
 from sqlalchemy import String, Text, delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from starlette.responses import Response
 
@@ -54,7 +57,7 @@ class IdempotencyRecord(Base):
 class IdempotentReplay(Exception):
     """Raised before the route runs: answer with the stored response."""
 
-    def __init__(self, record: IdempotencyRecord) -> None:
+    def __init__(self, record: Any) -> None:
         # Copied out: the claiming transaction is rolled back as this propagates.
         self.status = record.status_code or 200
         self.body = record.body or ""
@@ -67,61 +70,68 @@ def replay_response(exc: IdempotentReplay) -> Response:
 
 
 def _claim(database: Database, client_id: str, key: str, request_hash: str) -> None:
+    """Claim the key in its own committed transaction, in Core (this runs before every
+    keyed POST): one INSERT that does nothing on a conflict, and only then a read of the
+    record that holds the key."""
     now = clock.utcnow()
-    with database.transaction() as session:
-        record = session.get(IdempotencyRecord, (client_id, key))
+    table = IdempotencyRecord.__table__
+    values = {"client_id": client_id, "key": key, "request_hash": request_hash,
+              "state": "in_progress", "created_at": now, "expires_at": now + TTL}
+    where = (table.c.client_id == client_id, table.c.key == key)
+    with database.engine.begin() as conn:
+        insert = ((sqlite_insert if database.is_sqlite else postgresql_insert)(table)
+                  .values(**values).on_conflict_do_nothing().returning(table.c.key))
+        if conn.execute(insert).first() is not None:
+            return
+        record = conn.execute(select(table).where(*where)).one_or_none()
         if record is not None:
             stale = record.expires_at <= now or (
                 record.state == "in_progress" and record.created_at <= now - ABANDONED_AFTER)
             if stale:
-                session.delete(record)
-                session.flush()
+                conn.execute(delete(table).where(*where))
                 record = None
-        if record is not None:
-            if record.request_hash != request_hash:
-                raise ValidationFailed(
-                    "This Idempotency-Key was used with a different request.",
-                    code="idempotency_key_reused")
-            if record.state == "in_progress":
-                raise Conflict("A request with this Idempotency-Key is still being processed.",
-                               code="idempotency_key_in_progress",
-                               headers={"Retry-After": "1"})
-            raise IdempotentReplay(record)
-        session.add(IdempotencyRecord(client_id=client_id, key=key, request_hash=request_hash,
-                                      state="in_progress", created_at=now,
-                                      expires_at=now + TTL))
-        try:
-            session.flush()
-        except IntegrityError:
+        if record is None:
+            # Expired or abandoned (or released between the two statements): claim afresh.
+            if conn.execute(insert).first() is not None:
+                return
+            raise Conflict("A request with this Idempotency-Key is still being processed.",
+                           code="idempotency_key_in_progress", headers={"Retry-After": "1"})
+        if record.request_hash != request_hash:
+            raise ValidationFailed(
+                "This Idempotency-Key was used with a different request.",
+                code="idempotency_key_reused")
+        if record.state == "in_progress":
             raise Conflict("A request with this Idempotency-Key is still being processed.",
                            code="idempotency_key_in_progress",
-                           headers={"Retry-After": "1"}) from None
+                           headers={"Retry-After": "1"})
+        raise IdempotentReplay(record)
 
 
 def _complete(client_id: str, key: str, content_type: str) -> Callable[[Session, int, bytes], None]:
+    # Core statements on the table: an ORM-enabled UPDATE would first look for matching
+    # objects in the session to synchronize, which costs more than the statement.
+    table = IdempotencyRecord.__table__
+    where = (table.c.client_id == client_id, table.c.key == key)
+
     def finalize(session: Session, status: int, body: bytes) -> None:
-        session.execute(update(IdempotencyRecord)
-                        .where(IdempotencyRecord.client_id == client_id,
-                               IdempotencyRecord.key == key)
-                        .values(state="completed", status_code=status, body=body.decode(),
-                                content_type=content_type))
+        session.execute(update(table).where(*where).values(
+            state="completed", status_code=status, body=body.decode(), content_type=content_type))
     return finalize
 
 
 def _after_failure(database: Database, client_id: str, key: str) -> Callable[[int, bytes, str], None]:
+    table = IdempotencyRecord.__table__
+    where = (table.c.client_id == client_id, table.c.key == key)
+
     def record(status: int, body: bytes, content_type: str) -> None:
-        with database.transaction() as session:
+        with database.engine.begin() as conn:
             if status >= 500 or status in RETRYABLE:
-                session.execute(delete(IdempotencyRecord).where(
-                    IdempotencyRecord.client_id == client_id, IdempotencyRecord.key == key))
+                conn.execute(delete(table).where(*where))
             else:
                 # A refused request is answered the same way again (Stripe's rule).
-                session.execute(update(IdempotencyRecord)
-                                .where(IdempotencyRecord.client_id == client_id,
-                                       IdempotencyRecord.key == key)
-                                .values(state="completed", status_code=status,
-                                        body=body.decode(errors="replace"),
-                                        content_type=content_type))
+                conn.execute(update(table).where(*where).values(
+                    state="completed", status_code=status, body=body.decode(errors="replace"),
+                    content_type=content_type))
     return record
 
 
@@ -138,7 +148,7 @@ def idempotency(required: bool = False) -> Callable[[Request], Awaitable[None]]:
         if not _KEY.match(raw):
             raise BadRequest("Idempotency-Key must be 1-255 visible ASCII characters.",
                              code="invalid_idempotency_key")
-        principal = await anyio.to_thread.run_sync(authenticate, request)
+        principal = await authenticate(request)
         body = await request.body()
         digest = hashlib.sha256()
         digest.update(request.method.encode() + b" " + request.url.path.encode() + b"?"

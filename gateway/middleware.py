@@ -42,6 +42,12 @@ _API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'n
 _FRAME_DENY = (b"x-frame-options", b"DENY")
 
 
+# Commits and rollbacks run on threads of their own. Every other thread may be waiting for the
+# database's write lock (SQLite has one writer; a request holds it from its first write to its
+# commit), and the holder's commit must never wait for one of those threads to come free.
+_FINISHING = anyio.CapacityLimiter(16)
+
+
 class _TooLarge(Exception):
     pass
 
@@ -185,7 +191,7 @@ class EdgeMiddleware:
                     finally:
                         session.close()
                 try:
-                    await anyio.to_thread.run_sync(commit)
+                    await anyio.to_thread.run_sync(commit, limiter=_FINISHING)
                     st["db_session"] = None
                     return entry.receipt if entry is not None else None
                 except (IntegrityError, OperationalError, DBAPIError) as exc:
@@ -228,7 +234,7 @@ class EdgeMiddleware:
             finally:
                 session.close()
 
-        await anyio.to_thread.run_sync(rollback)
+        await anyio.to_thread.run_sync(rollback, limiter=_FINISHING)
 
     async def _send_problem(self, scope: Scope, send: Send, problem: Problem,
                             request_id: str, started: float) -> None:
@@ -265,6 +271,8 @@ class EdgeMiddleware:
                     observe(record)
                 except Exception:
                     errlog.exception("call observer failed")
+        if not log.isEnabledFor(logging.INFO):
+            return
         principal = state(scope).get("principal")
         log.info(json.dumps({
             "request_id": request_id, "method": scope["method"], "route": route,

@@ -10,15 +10,34 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from limits import RateLimitItem, parse_many
 from limits.limits import RateLimitItemPerDay, RateLimitItemPerSecond
+from limits.storage import MemoryStorage
 from slowapi import Limiter
 from slowapi.util import get_remote_address
 
 from gateway.errors import TooManyRequests
 from gateway.tenancy import Principal
+
+PURGE_EVERY = 10.0
+
+
+def _quiet_memory_storage(storage: object) -> Callable[[], None] | None:
+    """limits' in-memory storage re-arms a 10 ms timer thread on every hit, only to drop
+    expired counters; a fixed window already resets an expired counter when it reads it. On
+    the hot path that thread start costs more than the count, so the timer is switched off
+    and the same purge runs every PURGE_EVERY seconds from `_hit`. Returns the purge, or None
+    for other storages (Redis expires keys itself)."""
+    if not isinstance(storage, MemoryStorage):
+        return None
+    purge = getattr(storage, "_MemoryStorage__expire_events", None)
+    if purge is None or not hasattr(storage, "_MemoryStorage__schedule_expiry"):
+        return None  # a limits release with other internals: keep its own timer
+    storage._MemoryStorage__schedule_expiry = lambda: None  # type: ignore[attr-defined]
+    return purge
 
 
 class RateLimiter:
@@ -31,8 +50,13 @@ class RateLimiter:
         self.public_limits = parse_many(public_limits)
         self._plans = {name: (RateLimitItemPerSecond(per_s), RateLimitItemPerDay(per_day))
                        for name, (per_s, per_day) in plans.items()}
+        self._purge_memory = _quiet_memory_storage(self.strategy.storage)
+        self._next_purge = time.monotonic() + PURGE_EVERY
 
     def _hit(self, items: list[RateLimitItem] | tuple[RateLimitItem, ...], *identity: str) -> None:
+        if self._purge_memory is not None and time.monotonic() >= self._next_purge:
+            self._next_purge = time.monotonic() + PURGE_EVERY
+            self._purge_memory()
         for item in items:
             if not self.strategy.hit(item, *identity):
                 stats = self.strategy.get_window_stats(item, *identity)

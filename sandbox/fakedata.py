@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TypedDict
 
 from gateway.identifiers import generate_bank_card, generate_resident_id, generate_uscc
+from products.accounts.magic import MAGIC_ACCOUNT_SUFFIXES
 
 __all__ = ["Enterprise", "FakeData", "Person"]
 
@@ -247,11 +248,15 @@ class FakeData:
         return self._unique(lambda: generate_resident_id(self.rng))
 
     def card_number(self) -> str:
-        """A distinct valid UnionPay debit card number."""
+        """A distinct valid UnionPay debit card number, never ending in a sandbox magic suffix
+        (those make an account closed or frozen; a seeded diner must be able to pay)."""
 
         def make() -> str:
-            bin_, length = self.rng.choice(_CARD_BINS)
-            return generate_bank_card(self.rng, bin_, length)
+            while True:
+                bin_, length = self.rng.choice(_CARD_BINS)
+                number = generate_bank_card(self.rng, bin_, length)
+                if number[-4:] not in MAGIC_ACCOUNT_SUFFIXES:
+                    return number
 
         return self._unique(make)
 

@@ -101,10 +101,10 @@ def evidence_public_key(request: Request) -> PlainTextResponse:
     return PlainTextResponse(request.app.state.evidence_log.verifier_key + "\n")
 
 
-def _optional_principal(request: Request) -> Principal | None:
+async def _optional_principal(request: Request) -> Principal | None:
     if not request.headers.get("authorization"):
         return None
-    return authenticate(request)
+    return await authenticate(request)
 
 
 @router.get("/entries/{ref}", summary="An entry by id or log index", response_model=EntryOut,

@@ -28,7 +28,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from gateway.clock import SHANGHAI, to_rfc3339
-from gateway.db import get_session, read_only
+from gateway.db import get_session, read_only, request_session
 from gateway.errors import Problem
 from gateway.money import format_fen
 from gateway.ratelimit import rate_limit_public
@@ -200,7 +200,7 @@ def checkout_page(token: str, request: Request, lang: str | None = None,
         if not (order.status == "open" and order.expires_at <= now):
             return _page(request, reader, order, tenant, portal, lang, error)
     # The order's expiry has passed: record it (a write, in the request's transaction).
-    session = get_session(request)
+    session = request_session(request)
     order, tenant, portal = service.checkout_by_token(session, token, lock=True)
     service.expire_if_due(session, order, clock_for(session, tenant.id).now(), _issuer(request))
     return _page(request, session, order, tenant, portal, lang, error)

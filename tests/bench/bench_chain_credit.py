@@ -32,7 +32,7 @@ from gateway.tenancy import clock_for, create_partner, ensure_tenant
 from products.accounts import service as accounts
 from products.chain_credit import service
 from products.chain_credit.models import PayablesCertificate
-from tests.bench.load import env_for, http_request, report, run_load, server
+from tests.bench.load import Result, env_for, http_request, report, run_load, server
 from tests.tools.api import make_settings
 from tests.tools.databases import empty_database_url
 from tests.tools.live import free_port
@@ -46,14 +46,24 @@ DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 class Timing:
-    def __init__(self, name: str, latencies: list[float], seconds: float) -> None:
+    def __init__(self, name: str, latencies: list[float], seconds: float, *,
+                 count: int | None = None, percentiles: dict[float, float] | None = None) -> None:
         self.name, self.latencies, self.seconds = name, latencies, seconds
+        self.count = len(latencies) if count is None else count
+        self.percentiles = percentiles  # from wrk, which keeps no raw samples
+
+    @classmethod
+    def of(cls, name: str, result: Result) -> Timing:
+        return cls(name, result.latencies, result.seconds, count=result.requests,
+                   percentiles=result.percentiles_ms)
 
     @property
     def rps(self) -> float:
-        return len(self.latencies) / self.seconds if self.seconds else 0.0
+        return self.count / self.seconds if self.seconds else 0.0
 
     def pct(self, q: float) -> float:
+        if self.percentiles is not None:
+            return self.percentiles[q]
         data = sorted(self.latencies)
         return data[min(len(data) - 1, int(q * len(data)))] * 1000 if data else 0.0
 
@@ -199,9 +209,8 @@ def main() -> None:
                 "POST", f"/v1/chain-credit/payables-certificates/{service_leaves[i % len(service_leaves)]}/accept",
                 dict(auth, **{"Idempotency-Key": uuid.uuid4().hex}), accept_body),
                 connections=CONNECTIONS, seconds=max(2.0, SECONDS / 2), ok={409}, warmup=0.5)
-        http = Timing(f"HTTP split/transfer, 1 worker, {CONNECTIONS} conns", result.latencies,
-                      result.seconds)
-        gateway_floor = Timing(f"HTTP POST refused (409), {CONNECTIONS} conns", floor.latencies, floor.seconds)
+        http = Timing.of(f"HTTP split/transfer, 1 worker, {CONNECTIONS} conns", result)
+        gateway_floor = Timing.of(f"HTTP POST refused (409), {CONNECTIONS} conns", floor)
         lines = [raw.line(), svc.line(raw), http.line(raw) + f"  errors {result.errors}",
                  gateway_floor.line(raw) + f"  errors {floor.errors}",
                  f"split/transfer over HTTP at {http.rps / gateway_floor.rps:.2f} of the gateway's POST floor"]

@@ -79,15 +79,13 @@ def _render_phase(port: int, paths: list[str], connections: int,
                   pid: int | None) -> tuple[Result, tuple[float, int]]:
     """GET the checkout pages round-robin; returns the result and (server CPU s, requests)."""
     cpu = _cpu_seconds(pid)
-    rendered = [0]
 
     def page(i: int) -> bytes:
-        rendered[0] += 1
         return http_request("GET", paths[i % len(paths)])
 
     result = run_load(f"GET /checkout/{{token}} ({connections} conns)", port, page,
                       connections=connections, seconds=SECONDS)
-    return result, (_cpu_seconds(pid) - cpu, rendered[0])
+    return result, (_cpu_seconds(pid) - cpu, result.requests)
 
 
 def _setup(url: str, data: Path) -> tuple[str, str, str]:
@@ -153,21 +151,17 @@ def main() -> None:
                                     {**auth, "Idempotency-Key": f"{run}-{n}"}, body)
 
             cpu = _cpu_seconds(pid)
-            calls = [0]
-
             def who(i: int) -> bytes:
-                calls[0] += 1
                 return http_request("GET", "/v1/me", auth)
 
             me = run_load("GET /v1/me (platform floor)", port, who, connections=CONNECTIONS,
-                          seconds=SECONDS)
-            me_cpu = (_cpu_seconds(pid) - cpu, calls[0])
+                          seconds=SECONDS, warmup=0.0)
+            me_cpu = (_cpu_seconds(pid) - cpu, me.requests)
             lines.append(me.line(bare))
             cpu = _cpu_seconds(pid)
-            done = next(counter)
             created = run_load("POST /v1/egov/payment-orders", port, create, connections=CONNECTIONS,
                                seconds=SECONDS, ok={201})
-            create_cpu = (_cpu_seconds(pid) - cpu, next(counter) - done - 1)
+            create_cpu = (_cpu_seconds(pid) - cpu, created.requests)
             lines.append(created.line(bare))
 
             listed = httpx.get(issuer + "/v1/egov/payment-orders?limit=100&status=open", headers=auth).json()
@@ -179,9 +173,9 @@ def main() -> None:
                 lines.append(bare_render[n].line())
                 lines.append(renders[n].line(bare_render[n]))
             if pid is not None:
-                lines.append(_cpu_line("  /v1/me (incl. warm-up)", *me_cpu))
-                lines.append(_cpu_line("  create (incl. warm-up)", *create_cpu))
-                lines.append(_cpu_line("  render (incl. warm-up)", *render_cpu))
+                lines.append(_cpu_line("  /v1/me", *me_cpu))
+                lines.append(_cpu_line("  create", *create_cpu))
+                lines.append(_cpu_line("  render", *render_cpu))
         report(f"egov ({'PostgreSQL' if base_url else 'SQLite'}, 1 worker, {CONNECTIONS} connections "
                f"for create)", lines)
         verdict = [

@@ -69,3 +69,13 @@ def test_any_seed_gives_valid_data(seed: int) -> None:
     validate_resident_id(person["id_number"], today=TODAY)
     validate_bank_card(person["card_number"])
     validate_uscc(enterprise["uscc"])
+
+
+def test_card_numbers_never_end_in_a_magic_suffix() -> None:
+    """A seeded person's card must behave as an ordinary account: a number ending in 0002/0003
+    would make it closed/frozen and fail the seed's own top-ups (1 in 5,000 numbers would)."""
+    from products.accounts.magic import MAGIC_ACCOUNT_SUFFIXES
+
+    fake = FakeData(20261123)
+    endings = {fake.card_number()[-4:] for _ in range(30_000)}
+    assert not endings & set(MAGIC_ACCOUNT_SUFFIXES)
