@@ -17,7 +17,7 @@ from gateway.db import Base
 from gateway.tenancy import reset_clock
 from sandbox.seed import seed_tenant
 
-KEEP = {"tenants", "partners", "oauth_clients", "events", "evidence_entries", "evidence_nodes",
+KEEP = {"tenants", "partners", "oauth_clients", "events", "evidence_entries", "evidence_tiles",
         "evidence_checkpoints", "evidence_state", "idempotency_keys", "revoked_tokens",
         "used_nonces"}
 KEEP_PREFIXES = ("webhook_", "partner_", "operator", "usage_", "console_")

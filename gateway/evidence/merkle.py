@@ -367,11 +367,13 @@ class TreeBuilder:
             value = node_hash(left, value)
         return value
 
-    def append(self, leaf_hashes: Iterable[bytes]) -> AppendResult:
+    def append(self, leaf_hashes: Iterable[bytes], *, keep_nodes: bool = True) -> AppendResult:
         """Append a batch of leaf hashes (not entries: hash them with ``leaf_hash`` first).
 
-        Returns the nodes the batch completed, the new frontier and the new root. The batch is
-        all or nothing: a malformed hash raises ``ValueError`` before anything changes.
+        Returns the nodes the batch completed (none with ``keep_nodes=False``, for a caller
+        that only wants the root, such as the verifier), the new frontier and the new root.
+        The batch is all or nothing: a malformed hash raises ``ValueError`` before anything
+        changes.
         """
         batch: list[bytes] = []
         for h in leaf_hashes:
@@ -383,12 +385,14 @@ class TreeBuilder:
         size = self._size
         for value in batch:
             level, index = 0, size
-            nodes[(0, index)] = value
+            if keep_nodes:
+                nodes[(0, index)] = value
             while stack and stack[-1][0] == level:
                 _, left_index, left = stack.pop()
                 value = node_hash(left, value)
                 level, index = level + 1, left_index >> 1
-                nodes[(level, index)] = value
+                if keep_nodes:
+                    nodes[(level, index)] = value
             stack.append((level, index, value))
             size += 1
         self._size = size

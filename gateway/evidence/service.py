@@ -3,54 +3,71 @@
 Exactly one integrator runs at a time, in any number of processes: it locks the single
 `evidence_state` row (SELECT ... FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already
 serializes writers). It numbers the waiting entries in arrival order with no gaps, stores the
-perfect-subtree hashes they complete (so a proof reads O(log n) stored nodes and never
-recomputes the tree), and signs a checkpoint whose `prev` line chains it to the previous one.
+perfect-subtree hashes they complete in tiles (`gateway.evidence.tiles`: a proof reads
+O(log n / 8) rows and never recomputes the tree), and signs a checkpoint whose `prev` line
+chains it to the previous one.
+
+Integration is set-based, because it is the hot loop: one read of the waiting queue, one
+UPDATE per run of consecutive sequence numbers (`idx = seq + offset`, usually a single
+statement per batch), one write per changed tile (a batch of 5,000 entries changes about 20).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import Select, and_, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway import clock
 from gateway.db import Database
 from gateway.errors import NotFound, ValidationFailed
-from gateway.evidence import merkle
-from gateway.evidence.models import EvidenceCheckpoint, EvidenceEntry, EvidenceNode, EvidenceState
+from gateway.evidence import merkle, tiles
+from gateway.evidence.models import EvidenceCheckpoint, EvidenceEntry, EvidenceState, EvidenceTile
 from gateway.evidence.note import format_checkpoint, prev_extension, sign_note, verifier_key
 
 BATCH = 20_000
 
 
-class DatabaseNodes(merkle.NodeReader):
-    """Stored perfect-subtree hashes, read in one query per proof."""
+@functools.cache
+def _tiles_query(levels: int) -> Select[Any]:
+    """Tiles at `levels` distinct tile levels: `level = ? AND index IN (...)` per level, so that
+    both databases use the primary key (a row-value IN is a full scan on SQLite). One statement
+    object per shape, so that a proof pays no statement construction."""
+    table = EvidenceTile.__table__
+    return select(table.c.level, table.c.index, table.c.hashes).where(or_(*[
+        and_(table.c.level == bindparam(f"level_{slot}"),
+             table.c.index.in_(bindparam(f"indexes_{slot}", expanding=True)))
+        for slot in range(levels)]))
+
+
+class DatabaseTiles(merkle.NodeReader):
+    """Stored perfect-subtree hashes, read from their tiles in one query per proof."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def get_nodes(self, keys: list[merkle.Key]) -> dict[merkle.Key, bytes]:
-        # Grouped by level (`level = ? AND index IN (...)`) so that both databases use the
-        # primary key; a row-value IN is a full scan on SQLite.
+    def read_tiles(self, wanted: list[tiles.TileKey]) -> dict[tiles.TileKey, bytes]:
         by_level: dict[int, list[int]] = {}
-        for level, index in keys:
+        for level, index in wanted:
             by_level.setdefault(level, []).append(index)
-        found: dict[merkle.Key, bytes] = {}
-        clauses = [and_(EvidenceNode.level == level, EvidenceNode.index.in_(indexes))
-                   for level, indexes in by_level.items()]
-        for i in range(0, len(clauses), 64):
-            rows = self.session.execute(
-                select(EvidenceNode.level, EvidenceNode.index, EvidenceNode.hash)
-                .where(or_(*clauses[i:i + 64])))
-            for level, index, value in rows:
-                found[(level, index)] = bytes(value)
-        return found
+        if not by_level:
+            return {}
+        params: dict[str, Any] = {}
+        for slot, (level, indexes) in enumerate(by_level.items()):
+            params[f"level_{slot}"] = level
+            params[f"indexes_{slot}"] = indexes
+        rows = self.session.connection().execute(_tiles_query(len(by_level)), params)
+        return {(level, index): bytes(value) for level, index, value in rows}
+
+    def get_nodes(self, keys: list[merkle.Key]) -> dict[merkle.Key, bytes]:
+        return tiles.nodes_from_tiles(keys, self.read_tiles(tiles.tiles_of(keys)))
 
 
 @dataclass
@@ -93,22 +110,42 @@ def integrate(database: Database, log: Log, batch: int = BATCH) -> int:
 
 def _integrate_batch(session: Session, log: Log, batch: int) -> int:
     state = _state(session, lock=True)
-    waiting = session.execute(
-        select(EvidenceEntry.seq, EvidenceEntry.leaf_hash)
-        .where(EvidenceEntry.idx.is_(None)).order_by(EvidenceEntry.seq).limit(batch)).all()
+    conn = session.connection()
+    entries, tile_table = EvidenceEntry.__table__, EvidenceTile.__table__
+    waiting = conn.execute(
+        select(entries.c.seq, entries.c.leaf_hash)
+        .where(entries.c.idx.is_(None)).order_by(entries.c.seq).limit(batch)).all()
     if not waiting:
         return 0
     size = state.tree_size
-    builder = merkle.TreeBuilder.resume(size, DatabaseNodes(session))
-    result = builder.append(bytes(leaf) for _, leaf in waiting)
-    # Core statements (executemany), not the ORM's bulk paths: integration is the hot loop.
-    conn = session.connection()
-    entries, nodes = EvidenceEntry.__table__, EvidenceNode.__table__
-    conn.execute(update(entries).where(entries.c.seq == bindparam("b_seq"))
-                 .values(idx=bindparam("b_idx")),
-                 [{"b_seq": seq, "b_idx": size + i} for i, (seq, _) in enumerate(waiting)])
-    conn.execute(insert(nodes), [{"level": lv, "index": ix, "hash": h}
-                                 for (lv, ix), h in result.nodes.items()])
+    edge = DatabaseTiles(session).read_tiles(list(tiles.right_edge(size)))
+    result = tiles.append_leaves(size, edge, [bytes(leaf) for _, leaf in waiting])
+
+    # Number the entries: idx = seq + offset over each run of consecutive sequence numbers.
+    # A run covers every seq in its range, so no other row can match (seq is the key).
+    runs: list[dict[str, int]] = []
+    for position, (seq, _) in enumerate(waiting):
+        if runs and seq == runs[-1]["b_hi"] + 1:
+            runs[-1]["b_hi"] = seq
+        else:
+            runs.append({"b_offset": size + position - seq, "b_lo": seq, "b_hi": seq})
+    numbered = conn.execute(
+        update(entries).where(entries.c.seq >= bindparam("b_lo"), entries.c.seq <= bindparam("b_hi"),
+                              entries.c.idx.is_(None))
+        .values(idx=entries.c.seq + bindparam("b_offset")), runs if len(runs) > 1 else runs[0])
+    if numbered.rowcount not in (-1, len(waiting)):
+        raise RuntimeError(f"numbered {numbered.rowcount} entries, expected {len(waiting)}")
+
+    new = [{"level": t[0], "index": t[1], "hashes": v} for t, v in result.tiles.items()
+           if t not in edge]
+    grown = [{"b_level": t[0], "b_index": t[1], "hashes": v} for t, v in result.tiles.items()
+             if t in edge]
+    if new:
+        conn.execute(insert(tile_table), new)
+    if grown:
+        conn.execute(update(tile_table).where(tile_table.c.level == bindparam("b_level"),
+                                              tile_table.c.index == bindparam("b_index")), grown)
+
     extensions = [prev_extension(state.last_note)] if state.last_note else []
     text = format_checkpoint(log.origin, result.tree_size, result.root, extensions)
     note = sign_note(text, log.origin, log.key)
@@ -145,7 +182,7 @@ def inclusion(session: Session, index: int, tree_size: int) -> list[bytes]:
                                code="invalid_tree_size")
     if not 0 <= index < tree_size:
         raise ValidationFailed("index must be below tree_size.", code="invalid_index")
-    return merkle.inclusion_proof(index, tree_size, DatabaseNodes(session))
+    return merkle.inclusion_proof(index, tree_size, DatabaseTiles(session))
 
 
 def consistency(session: Session, first: int, second: int) -> list[bytes]:
@@ -153,7 +190,7 @@ def consistency(session: Session, first: int, second: int) -> list[bytes]:
     if not 1 <= first <= second <= _integrated_size(session):
         raise ValidationFailed("Need 1 <= first <= second <= the integrated size.",
                                code="invalid_tree_size")
-    return merkle.consistency_proof(first, second, DatabaseNodes(session))
+    return merkle.consistency_proof(first, second, DatabaseTiles(session))
 
 
 def find_entry(session: Session, ref: str) -> EvidenceEntry:
@@ -200,7 +237,7 @@ def bundle(session: Session, tenant_id: str, resource_id: str, log: Log) -> dict
                                code="evidence_not_integrated", status=409)
     cp = latest_checkpoint(session)
     assert cp is not None
-    reader = DatabaseNodes(session)
+    reader = DatabaseTiles(session)
     return {
         "format": "quanlian-evidence-bundle/1",
         "resource_id": resource_id,

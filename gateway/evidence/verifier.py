@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.evidence import merkle
-from gateway.evidence.models import EvidenceCheckpoint, EvidenceEntry, EvidenceNode
+from gateway.evidence import merkle, tiles
+from gateway.evidence.models import EvidenceCheckpoint, EvidenceEntry, EvidenceTile
 from gateway.evidence.note import NoteError, note_digest, parse_checkpoint, verify_note
 
 ENTRIES = "entries.jsonl"
@@ -58,18 +58,27 @@ def export(session: Session, out: Path, verifier_key: str, chunk: int = 20_000) 
             f.write(json.dumps({"tree_size": cp.tree_size, "note": cp.note}) + "\n")
             n_cp += 1
     n = 0
+    height = tiles.HEIGHT
+    tile_table = EvidenceTile.__table__
     with (out / ENTRIES).open("w") as f:
         last = -1
         while True:
             rows = session.execute(
                 select(EvidenceEntry.idx, EvidenceEntry.id, EvidenceEntry.canonical,
-                       EvidenceEntry.leaf_hash, EvidenceNode.hash)
-                .join(EvidenceNode, (EvidenceNode.level == 0) & (EvidenceNode.index == EvidenceEntry.idx),
-                      isouter=True)
+                       EvidenceEntry.leaf_hash)
                 .where(EvidenceEntry.idx > last).order_by(EvidenceEntry.idx).limit(chunk)).all()
             if not rows:
                 break
-            for idx, entry_id, canonical, leaf, node in rows:
+            # The leaves as integrated, from the level-0 tiles covering this chunk.
+            first_tile, last_tile = rows[0][0] >> height, rows[-1][0] >> height
+            leaf_tiles = dict(session.execute(
+                select(tile_table.c.index, tile_table.c.hashes)
+                .where(tile_table.c.level == 0, tile_table.c.index >= first_tile,
+                       tile_table.c.index <= last_tile)).all())
+            for idx, entry_id, canonical, leaf in rows:
+                content = leaf_tiles.get(idx >> height, b"")
+                found = tiles.leaf_hashes(content, idx & ((1 << height) - 1), 1)
+                node = found[0] if found else None
                 f.write(json.dumps({
                     "index": idx, "id": entry_id,
                     "canonical": base64.b64encode(canonical).decode(),
@@ -122,7 +131,7 @@ def verify_stream(entries: Iterator[dict[str, Any]], checkpoints: list[str], ver
     def flush_to_checkpoints() -> Problem | None:
         nonlocal target
         if pending:
-            builder.append(pending)
+            builder.append(pending, keep_nodes=False)
             pending.clear()
         while target < len(sizes) and sizes[target][0] == builder.tree_size:
             if builder.root != sizes[target][1]:

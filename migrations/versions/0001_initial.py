@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 10:35:31.114925
+Create Date: 2026-11-23 13:53:17.013282
 """
 from collections.abc import Sequence
 
@@ -38,25 +38,25 @@ def upgrade() -> None:
     sa.Column('idx', sa.BigInteger(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('seq', name=op.f('pk_evidence_entries')),
-    sa.UniqueConstraint('id', name=op.f('uq_evidence_entries_id')),
-    sa.UniqueConstraint('idx', name=op.f('uq_evidence_entries_idx'))
+    sa.UniqueConstraint('id', name=op.f('uq_evidence_entries_id'))
     )
     with op.batch_alter_table('evidence_entries', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_evidence_entries_request_id'), ['request_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_evidence_entries_resource_id'), ['resource_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_evidence_entries_tenant_id'), ['tenant_id'], unique=False)
+        batch_op.create_index('ix_evidence_entries_request_id', ['request_id'], unique=False, sqlite_where=sa.text('request_id IS NOT NULL'), postgresql_where=sa.text('request_id IS NOT NULL'))
+        batch_op.create_index('ix_evidence_entries_resource_id', ['resource_id', 'tenant_id'], unique=False, sqlite_where=sa.text('resource_id IS NOT NULL'), postgresql_where=sa.text('resource_id IS NOT NULL'))
+        batch_op.create_index('ix_evidence_entries_waiting', ['seq'], unique=False, sqlite_where=sa.text('idx IS NULL'), postgresql_where=sa.text('idx IS NULL'))
+        batch_op.create_index('uq_evidence_entries_idx', ['idx'], unique=True, sqlite_where=sa.text('idx IS NOT NULL'), postgresql_where=sa.text('idx IS NOT NULL'))
 
-    op.create_table('evidence_nodes',
-    sa.Column('level', sa.Integer(), autoincrement=False, nullable=False),
-    sa.Column('index', sa.BigInteger(), autoincrement=False, nullable=False),
-    sa.Column('hash', sa.LargeBinary(length=32), nullable=False),
-    sa.PrimaryKeyConstraint('level', 'index', name=op.f('pk_evidence_nodes'))
-    )
     op.create_table('evidence_state',
     sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('tree_size', sa.BigInteger(), nullable=False),
     sa.Column('last_note', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_evidence_state'))
+    )
+    op.create_table('evidence_tiles',
+    sa.Column('level', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('index', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('hashes', sa.LargeBinary(), nullable=False),
+    sa.PrimaryKeyConstraint('level', 'index', name=op.f('pk_evidence_tiles'))
     )
     op.create_table('idempotency_keys',
     sa.Column('client_id', sa.String(length=40), nullable=False),
@@ -1927,12 +1927,13 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_idempotency_keys_expires_at'))
 
     op.drop_table('idempotency_keys')
+    op.drop_table('evidence_tiles')
     op.drop_table('evidence_state')
-    op.drop_table('evidence_nodes')
     with op.batch_alter_table('evidence_entries', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_evidence_entries_tenant_id'))
-        batch_op.drop_index(batch_op.f('ix_evidence_entries_resource_id'))
-        batch_op.drop_index(batch_op.f('ix_evidence_entries_request_id'))
+        batch_op.drop_index('uq_evidence_entries_idx', sqlite_where=sa.text('idx IS NOT NULL'), postgresql_where=sa.text('idx IS NOT NULL'))
+        batch_op.drop_index('ix_evidence_entries_waiting', sqlite_where=sa.text('idx IS NULL'), postgresql_where=sa.text('idx IS NULL'))
+        batch_op.drop_index('ix_evidence_entries_resource_id', sqlite_where=sa.text('resource_id IS NOT NULL'), postgresql_where=sa.text('resource_id IS NOT NULL'))
+        batch_op.drop_index('ix_evidence_entries_request_id', sqlite_where=sa.text('request_id IS NOT NULL'), postgresql_where=sa.text('request_id IS NOT NULL'))
 
     op.drop_table('evidence_entries')
     op.drop_table('evidence_checkpoints')
