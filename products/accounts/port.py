@@ -20,6 +20,9 @@ The contract every implementation keeps:
   account, a restricted account whose guard does not accept the authorization) are raised
   before anything is written.
 - `available = ledger - held` never falls below `-overdraft_limit`, whatever the concurrency.
+
+An adapter may also offer `BulkCapture` (many captures of one hold in one step, each still its
+own entry with its own `journal_ref`); payroll pays its chunks with it when it is there.
 """
 
 from __future__ import annotations
@@ -116,6 +119,32 @@ class HoldRecord:
 class CaptureResult:
     hold: HoldRecord
     entry: EntryRecord
+
+
+@dataclass(frozen=True)
+class Capture:
+    """One part of a hold to pay with `BulkCapture.capture_hold_many`: its own journal entry.
+
+    `reference_type` / `reference_id` default to the hold's, as in `capture_hold`."""
+
+    journal_ref: str
+    to_account_id: str
+    amount_fen: int
+    reference_type: str | None = None
+    reference_id: str | None = None
+    memo: str | None = None
+    authorization: Any = None
+
+
+@dataclass(frozen=True)
+class CaptureOutcome:
+    """What became of one capture: paid (`entry_id`; `replayed` when it had been paid
+    already), or refused (`refusal`, the `PaymentRefused` code; nothing was written for it)."""
+
+    journal_ref: str
+    entry_id: str | None
+    refusal: str | None = None
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -220,4 +249,23 @@ class CoreBanking(Protocol):
     def statement(self, session: Session, tenant_id: str, account_id: str, start: datetime,
                   end: datetime) -> Statement:
         """The account's postings in [start, end) with the opening and closing balances."""
+        ...
+
+
+@runtime_checkable
+class BulkCapture(Protocol):
+    """An optional capability of a `CoreBanking` adapter: many captures of one hold at once.
+
+    The ledger implements it; products check for it (`isinstance(core, BulkCapture)`) and
+    otherwise call `capture_hold` once per part, with the same outcome.
+    """
+
+    def capture_hold_many(self, session: Session, tenant_id: str, hold_id: str,
+                          captures: Sequence[Capture], *, purpose: str | None = None,
+                          at: datetime | None = None) -> list[CaptureOutcome]:
+        """Capture each part as `capture_hold` would, in order, with one outcome per part.
+
+        Known journal refs replay (or raise `JournalRefConflict`), refusals are reported in
+        the outcome and write nothing, and anything else raises before anything is written.
+        """
         ...

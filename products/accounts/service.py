@@ -31,7 +31,11 @@ themselves).
 Holds: a capture pays part or all of a hold's remainder to one account in one journal entry.
 A partial capture keeps the rest held until it is captured or released (payroll captures item
 by item out of one hold and releases what failed); pass `final=True` to release the rest in
-the same step.
+the same step. `capture_hold_many` makes many captures of one hold at once (a payroll chunk):
+each is still its own entry under its own journal_ref, checked and replayed as one capture is,
+but the accounts are locked once, entries and postings are written in bulk (`gateway.bulk`)
+and each account's balances and the hold change once. `_Positions` numbers postings and runs
+balances for both paths.
 
 Services flush, never commit; time comes from `at` or the tenant's clock.
 """
@@ -54,6 +58,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gateway.bulk import insert_rows, row_writer
 from gateway.errors import ValidationFailed
 from gateway.events import publish
 from gateway.identifiers import (
@@ -102,6 +107,8 @@ from products.accounts.guards import (
 from products.accounts.models import Account, Hold, JournalEntry, Posting, Transfer
 from products.accounts.port import (
     Balance,
+    Capture,
+    CaptureOutcome,
     CaptureResult,
     CoreBanking,
     DebitContext,
@@ -134,6 +141,7 @@ __all__ = [
     "audit",
     "balance",
     "capture_hold",
+    "capture_hold_many",
     "close_account",
     "create_account",
     "create_transfer",
@@ -292,17 +300,25 @@ def get_account(session: Session, tenant_id: str, account_id: str, *,
 
 
 def _lock_accounts(session: Session, tenant_id: str, account_ids: Iterable[str]) -> dict[str, Account]:
-    """Lock the accounts in sorted id order (the one global order: no deadlocks)."""
-    locked: dict[str, Account] = {}
-    for account_id in sorted(set(account_ids)):
+    """Lock the accounts in sorted id order (the one global order: no deadlocks).
+
+    One statement per `_IN_CHUNK` ids: PostgreSQL locks the rows of `... ORDER BY id FOR
+    UPDATE` in that order, so a bulk capture over many payees keeps the order of a transfer.
+    """
+    ids = sorted(set(account_ids))
+    for account_id in ids:
         if not isinstance(account_id, str) or len(account_id) > 60:
             raise AccountNotFound(f"No account {account_id!s:.60} in this environment.")
-        account = session.scalars(
-            select(Account).where(Account.id == account_id, Account.tenant_id == tenant_id)
-            .with_for_update().execution_options(populate_existing=True)).one_or_none()
-        if account is None:
+    locked: dict[str, Account] = {}
+    for chunk in _chunks(ids):
+        for account in session.scalars(
+                select(Account).where(Account.tenant_id == tenant_id, Account.id.in_(chunk))
+                .order_by(Account.id).with_for_update()
+                .execution_options(populate_existing=True)):
+            locked[account.id] = account
+    for account_id in ids:
+        if account_id not in locked:
             raise AccountNotFound(f"No account {account_id} in this environment.")
-        locked[account_id] = account
     return locked
 
 
@@ -409,44 +425,89 @@ def _validate_legs(legs: Sequence[Leg]) -> list[Leg]:
     return legs
 
 
+class _Positions:
+    """The running positions of locked accounts while entries are planned: the one place where
+    postings are numbered, balances run and entry times are kept in order.
+
+    An entry is never earlier than the last posting of any account it touches, so running
+    balances stay in `(created_at, seq)` order. `store()` puts the positions back on the
+    accounts (once, however many entries were planned).
+    """
+
+    def __init__(self, accounts: dict[str, Account]) -> None:
+        self.accounts = accounts
+        self.seq = {i: a.posting_seq for i, a in accounts.items()}
+        self.ledger = {i: a.ledger_fen for i, a in accounts.items()}
+        self.last = {i: a.last_posted_at for i, a in accounts.items()}
+        self.touched: set[str] = set()
+
+    def entry(self, tenant_id: str, legs: Sequence[Leg], *, kind: str, purpose: str,
+              journal_ref: str, reference_type: str, reference_id: str, memo: str | None,
+              hold_id: str | None, fingerprint: str,
+              at: datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The rows of one entry whose checks passed: the entry and its postings."""
+        if sum(leg.amount_fen for leg in legs) != 0:  # the one path to postings checks it again
+            raise UnbalancedEntry("The postings of a journal entry must sum to zero.")
+        last = self.last
+        for leg in legs:
+            previous = last[leg.account_id]
+            if previous is not None and previous > at:
+                at = previous
+        entry_id = new_id("jnl")
+        entry = {"id": entry_id, "tenant_id": tenant_id, "journal_ref": journal_ref,
+                 "kind": kind, "purpose": purpose, "reference_type": reference_type,
+                 "reference_id": reference_id, "hold_id": hold_id, "memo": memo,
+                 "fingerprint": fingerprint,
+                 "total_fen": sum(leg.amount_fen for leg in legs if leg.amount_fen > 0),
+                 "created_at": at}
+        postings = []
+        for leg in legs:
+            account_id = leg.account_id
+            seq = self.seq[account_id] + 1
+            balance_after = self.ledger[account_id] + leg.amount_fen
+            self.seq[account_id] = seq
+            self.ledger[account_id] = balance_after
+            last[account_id] = at
+            self.touched.add(account_id)
+            postings.append({"id": new_id("pst"), "tenant_id": tenant_id, "entry_id": entry_id,
+                             "account_id": account_id, "seq": seq, "amount_fen": leg.amount_fen,
+                             "balance_after_fen": balance_after, "created_at": at})
+        return entry, postings
+
+    def store(self) -> None:
+        for account_id in self.touched:
+            account = self.accounts[account_id]
+            account.posting_seq = self.seq[account_id]
+            account.ledger_fen = self.ledger[account_id]
+            account.last_posted_at = self.last[account_id]
+            account.updated_at = self.last[account_id]
+
+
+def _ref_conflict(exc: IntegrityError, what: str) -> None:
+    if "journal_ref" in str(exc.orig):
+        raise JournalRefConflict(
+            f"journal_ref {what} was posted concurrently by another movement.") from None
+
+
 def _write_entry(session: Session, tenant_id: str, accounts: dict[str, Account],
                  legs: Sequence[Leg], *, kind: str, purpose: str, journal_ref: str,
                  reference_type: str, reference_id: str, memo: str | None,
                  hold_id: str | None, fingerprint: str, at: datetime) -> EntryRecord:
     """Write an entry whose checks passed; the accounts are locked by the caller."""
-    if sum(leg.amount_fen for leg in legs) != 0:  # the one path to postings checks it again
-        raise UnbalancedEntry("The postings of a journal entry must sum to zero.")
-    # Never before the last posting of an account it touches: running balances stay in order.
-    for leg in legs:
-        last = accounts[leg.account_id].last_posted_at
-        if last is not None and last > at:
-            at = last
-    entry = JournalEntry(
-        id=new_id("jnl"), tenant_id=tenant_id, journal_ref=journal_ref, kind=kind,
-        purpose=purpose, reference_type=reference_type, reference_id=reference_id,
-        hold_id=hold_id, memo=memo, fingerprint=fingerprint,
-        total_fen=sum(leg.amount_fen for leg in legs if leg.amount_fen > 0), created_at=at)
+    positions = _Positions(accounts)
+    entry_row, posting_rows = positions.entry(
+        tenant_id, legs, kind=kind, purpose=purpose, journal_ref=journal_ref,
+        reference_type=reference_type, reference_id=reference_id, memo=memo, hold_id=hold_id,
+        fingerprint=fingerprint, at=at)
+    positions.store()
+    entry = JournalEntry(**entry_row)
     session.add(entry)
-    postings = []
-    for leg in legs:
-        account = accounts[leg.account_id]
-        account.posting_seq += 1
-        account.ledger_fen += leg.amount_fen
-        account.last_posted_at = at
-        account.updated_at = at
-        posting = Posting(id=new_id("pst"), tenant_id=tenant_id, entry_id=entry.id,
-                          account_id=account.id, seq=account.posting_seq,
-                          amount_fen=leg.amount_fen, balance_after_fen=account.ledger_fen,
-                          created_at=at)
-        session.add(posting)
-        postings.append(posting)
+    postings = [Posting(**row) for row in posting_rows]
+    session.add_all(postings)
     try:
         session.flush()
     except IntegrityError as exc:
-        if "journal_ref" in str(exc.orig):
-            raise JournalRefConflict(
-                f"journal_ref {journal_ref!r} was posted concurrently by another movement."
-            ) from None
+        _ref_conflict(exc, repr(journal_ref))
         raise
     return _entry_record(session, entry, postings=postings)
 
@@ -578,6 +639,50 @@ def _settle_hold_status(hold: Hold) -> None:
         hold.status = "captured" if hold.captured_fen else "released"
 
 
+@dataclass(frozen=True)
+class _Posted:
+    """What a posted capture's journal_ref stands for (its replay must ask for the same)."""
+
+    entry_id: str
+    hold_id: str | None
+    credited: list[str]
+    total_fen: int
+
+
+def _check_capture_replay(journal_ref: str, posted: _Posted, *, hold_id: str,
+                          to_account_id: str, amount_fen: int | None) -> None:
+    if (posted.hold_id != hold_id or posted.credited != [to_account_id]
+            or (amount_fen is not None and posted.total_fen != amount_fen)):
+        raise JournalRefConflict(
+            f"journal_ref {journal_ref!r} was already used for a different movement.")
+
+
+def _capture_fingerprint(hold_id: str, legs: Sequence[Leg], reference_type: str,
+                         reference_id: str) -> str:
+    return _fingerprint(kind="capture", hold=hold_id,
+                        legs=sorted((leg.account_id, leg.amount_fen) for leg in legs),
+                        reference=[reference_type, reference_id])
+
+
+def _posted_by_ref(session: Session, tenant_id: str, refs: Sequence[str]) -> dict[str, _Posted]:
+    """The entries already posted under any of these journal refs (two queries per 500)."""
+    found: dict[str, tuple[str, str | None, int]] = {}
+    for chunk in _chunks(sorted(set(refs))):
+        for ref, entry_id, hold_id, total in session.execute(
+                select(JournalEntry.journal_ref, JournalEntry.id, JournalEntry.hold_id,
+                       JournalEntry.total_fen)
+                .where(JournalEntry.tenant_id == tenant_id, JournalEntry.journal_ref.in_(chunk))):
+            found[ref] = (entry_id, hold_id, total)
+    credited: dict[str, list[str]] = {}
+    for chunk in _chunks([entry_id for entry_id, _, _ in found.values()]):
+        for entry_id, account_id in session.execute(
+                select(Posting.entry_id, Posting.account_id)
+                .where(Posting.entry_id.in_(chunk), Posting.amount_fen > 0).order_by(Posting.id)):
+            credited.setdefault(entry_id, []).append(account_id)
+    return {ref: _Posted(entry_id, hold_id, credited.get(entry_id, []), total)
+            for ref, (entry_id, hold_id, total) in found.items()}
+
+
 def capture_hold(session: Session, tenant_id: str, hold_id: str, *, to_account_id: str,
                  journal_ref: str, amount_fen: int | None = None, final: bool = False,
                  purpose: str | None = None, memo: str | None = None, authorization: Any = None,
@@ -605,11 +710,9 @@ def capture_hold(session: Session, tenant_id: str, hold_id: str, *, to_account_i
         if entry is None:
             return None
         record = _entry_record(session, entry, replayed=True)
-        credited = [p.account_id for p in record.postings if p.amount_fen > 0]
-        if (entry.hold_id != hold_id or credited != [to_account_id]
-                or (amount_fen is not None and record.total_fen != amount_fen)):
-            raise JournalRefConflict(
-                f"journal_ref {journal_ref!r} was already used for a different movement.")
+        _check_capture_replay(journal_ref, _Posted(
+            entry.id, entry.hold_id, [p.account_id for p in record.postings if p.amount_fen > 0],
+            record.total_fen), hold_id=hold_id, to_account_id=to_account_id, amount_fen=amount_fen)
         return CaptureResult(hold=_hold_record(_find_hold(session, tenant_id, hold_id)),
                              entry=record)
 
@@ -643,14 +746,151 @@ def capture_hold(session: Session, tenant_id: str, hold_id: str, *, to_account_i
     hold.released_fen += rest
     _settle_hold_status(hold)
     hold.updated_at = when
-    fingerprint = _fingerprint(kind="capture", hold=hold.id,
-                               legs=sorted((leg.account_id, leg.amount_fen) for leg in legs),
-                               reference=[reference_type, reference_id])
     entry = _write_entry(session, tenant_id, accounts, legs, kind="capture", purpose=purpose,
                          journal_ref=journal_ref, reference_type=reference_type,
                          reference_id=reference_id, memo=memo, hold_id=hold.id,
-                         fingerprint=fingerprint, at=when)
+                         fingerprint=_capture_fingerprint(hold.id, legs, reference_type,
+                                                          reference_id), at=when)
     return CaptureResult(hold=_hold_record(hold), entry=entry)
+
+
+def capture_hold_many(session: Session, tenant_id: str, hold_id: str,
+                      captures: Sequence[Capture], *, purpose: str | None = None,
+                      at: datetime | None = None) -> list[CaptureOutcome]:
+    """Pay many parts of one hold, each to its own account as its own journal entry, at once.
+
+    The outcome is that of calling `capture_hold` for each capture in order (with its
+    journal_ref, amount, destination, reference, memo and authorization; never `final`), but
+    the accounts are locked once, the entries and postings are written in bulk, and each
+    account's balances and the hold change once. One outcome per capture, in order:
+
+    - a known journal_ref replays its capture (`replayed=True`, nothing moves), or raises
+      `JournalRefConflict` if it was used for a different movement; so a call repeated after a
+      crash or a rollback pays nothing twice;
+    - a refused capture (a `PaymentRefused`: frozen or closed account, a debit guard's refusal)
+      is reported with the problem's code in `refusal` and writes nothing;
+    - anything else raises before anything is written: a bad capture (amount, text, the hold's
+      own account), an unknown account, a hold that is not active or holds too little
+      (`HoldNotActive`, `HoldAmountExceeded`).
+    """
+    captures = list(captures)
+    if not captures:
+        return []
+    hold = _find_hold(session, tenant_id, hold_id)
+    purpose = purpose or hold.purpose
+    _check_text(purpose, "purpose", 40)
+    source_id, reference_type, reference_id = hold.account_id, hold.reference_type, hold.reference_id
+    for capture in captures:
+        _check_amount(capture.amount_fen)
+        _check_reference(capture.journal_ref, capture.reference_type or reference_type,
+                         capture.reference_id or reference_id, capture.memo)
+        if capture.to_account_id == source_id:
+            raise SameAccount("A hold is captured into another account.")
+    when = _when(session, tenant_id, at)
+    accounts = _lock_accounts(session, tenant_id,
+                              {hold.account_id, *(c.to_account_id for c in captures)})
+    hold = _find_hold(session, tenant_id, hold_id, lock=True)
+    # A journal_ref is unique in the tenant, so a ref posted before (a replay, or a conflict)
+    # makes the insert fail, and captures made before may have used the hold up: only then are
+    # the refs looked up. Replays are rare, and looking every ref up first would cost an index
+    # probe per capture on every call (and a scan while a new tenant's statistics are stale).
+    try:
+        with session.begin_nested():
+            return _capture_many(session, tenant_id, hold, accounts, captures, purpose=purpose,
+                                 when=when, posted={})
+    except IntegrityError as exc:
+        if "journal_ref" not in str(exc.orig):
+            raise
+    except (HoldNotActive, HoldAmountExceeded):
+        pass  # raised again below unless known refs replay
+    # The savepoint's rollback expired the hold and the accounts; they are still locked.
+    posted = _posted_by_ref(session, tenant_id, [c.journal_ref for c in captures])
+    try:
+        return _capture_many(session, tenant_id, hold, accounts, captures, purpose=purpose,
+                             when=when, posted=posted)
+    except IntegrityError as exc:
+        _ref_conflict(exc, f"of a capture of hold {hold.id}")
+        raise
+
+
+def _capture_many(session: Session, tenant_id: str, hold: Hold, accounts: dict[str, Account],
+                  captures: Sequence[Capture], *, purpose: str, when: datetime,
+                  posted: dict[str, _Posted]) -> list[CaptureOutcome]:
+    """`capture_hold_many` under its locks, with the refs known to be posted already.
+
+    First every capture is checked (a debit guard may read the database), then the entries
+    are made and streamed to the database, which inserts them while the next ones are made.
+    """
+    source_id, hold_id, status = hold.account_id, hold.id, hold.status
+    hold_reference = (hold.reference_type, hold.reference_id)
+    remaining = hold.remaining_fen
+    outcomes: list[CaptureOutcome | None] = []
+    accepted: list[tuple[int, Capture, list[Leg], str, str]] = []
+    posting_here: dict[str, int] = {}  # ref -> the capture of this call that posts it
+    replays_here: list[tuple[int, int]] = []  # (capture, the earlier capture it replays)
+    for capture in captures:
+        ref, amount, to_account_id = capture.journal_ref, capture.amount_fen, capture.to_account_id
+        known = posted.get(ref)
+        if known is not None:
+            _check_capture_replay(ref, known, hold_id=hold_id, to_account_id=to_account_id,
+                                  amount_fen=amount)
+            if ref in posting_here:
+                replays_here.append((len(outcomes), posting_here[ref]))
+                outcomes.append(None)
+            else:
+                outcomes.append(CaptureOutcome(ref, known.entry_id, replayed=True))
+            continue
+        if status != "active" or remaining == 0:
+            raise HoldNotActive(f"Hold {hold_id} is "
+                                f"{status if status != 'active' else 'captured'}.")
+        if amount > remaining:
+            raise HoldAmountExceeded(
+                f"Hold {hold_id} still holds {format_fen(remaining)}; "
+                f"{format_fen(amount)} cannot be captured.")
+        reference_type = capture.reference_type or hold_reference[0]
+        reference_id = capture.reference_id or hold_reference[1]
+        legs = [Leg(source_id, -amount), Leg(to_account_id, amount)]
+        try:
+            _check_legs(session, tenant_id, accounts, legs, operation="capture",
+                        purpose=purpose, authorization=capture.authorization,
+                        reference_type=reference_type, reference_id=reference_id,
+                        held_change={source_id: -amount}, hold_id=hold_id)
+        except PaymentRefused as exc:
+            outcomes.append(CaptureOutcome(ref, None, refusal=exc.code))
+            continue
+        remaining -= amount
+        # A ref given twice in one call replays its first capture (whose entry is made below).
+        posted[ref] = _Posted("", hold_id, [to_account_id], amount)
+        posting_here[ref] = len(outcomes)
+        accepted.append((len(outcomes), capture, legs, reference_type, reference_id))
+        outcomes.append(None)
+    if accepted:
+        positions = _Positions(accounts)
+        postings: list[dict[str, Any]] = []
+        captured = 0
+        with row_writer(session, JournalEntry.__table__) as write_entry:
+            for index, capture, legs, reference_type, reference_id in accepted:
+                entry, rows = positions.entry(
+                    tenant_id, legs, kind="capture", purpose=purpose,
+                    journal_ref=capture.journal_ref, reference_type=reference_type,
+                    reference_id=reference_id, memo=capture.memo, hold_id=hold_id,
+                    fingerprint=_capture_fingerprint(hold_id, legs, reference_type, reference_id),
+                    at=when)
+                write_entry(entry)
+                postings.extend(rows)
+                captured += capture.amount_fen
+                outcomes[index] = CaptureOutcome(capture.journal_ref, entry["id"])
+        positions.store()
+        accounts[source_id].held_fen -= captured
+        hold.captured_fen += captured
+        _settle_hold_status(hold)
+        hold.updated_at = when
+        insert_rows(session, Posting.__table__, postings)  # flushes the balances and the hold
+    for index, first in replays_here:
+        made = outcomes[first]
+        assert made is not None
+        outcomes[index] = CaptureOutcome(made.journal_ref, made.entry_id, replayed=True)
+    return [o for o in outcomes if o is not None]
 
 
 def release_hold(session: Session, tenant_id: str, hold_id: str, *, amount_fen: int | None = None,
@@ -802,6 +1042,11 @@ class LedgerCoreBanking:
                             journal_ref=journal_ref, amount_fen=amount_fen, final=final,
                             purpose=purpose, memo=memo, authorization=authorization,
                             reference_type=reference_type, reference_id=reference_id, at=at)
+
+    def capture_hold_many(self, session: Session, tenant_id: str, hold_id: str,
+                          captures: Sequence[Capture], *, purpose: str | None = None,
+                          at: datetime | None = None) -> list[CaptureOutcome]:
+        return capture_hold_many(session, tenant_id, hold_id, captures, purpose=purpose, at=at)
 
     def release_hold(self, session: Session, tenant_id: str, hold_id: str, *,
                      amount_fen: int | None = None, at: datetime | None = None) -> HoldRecord:

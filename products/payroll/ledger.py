@@ -4,7 +4,7 @@ payroll moves money.
 | movement | how | journal / hold reference |
 | --- | --- | --- |
 | confirm a batch | hold the total on the payer account | `payroll:<batch id>` (hold_ref) |
-| pay an item | capture the item's amount out of the hold, to the employee's account at this bank or to the bank's clearing account (another bank's card) | `payroll:<item id>` |
+| pay an item | capture the item's amount out of the hold, to the employee's account at this bank or to the bank's clearing account (another bank's card); a chunk of items in one bulk capture | `payroll:<item id>` |
 | an item fails | release its amount from the hold | - |
 | batch settled / cancelled | release what the hold still holds | - |
 | an item is returned (退票) | clearing account -> payer account | `payroll-return:<item id>` |
@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway.bulk import one_of
 from gateway.errors import Problem, ValidationFailed
 from products.accounts import service as accounts
 from products.accounts.errors import AccountNotFound, InsufficientFunds, PaymentRefused
 from products.accounts.models import Account
-from products.accounts.port import Balance
+from products.accounts.port import Balance, BulkCapture, Capture
 from products.payroll.errors import PayerAccountNotFound, PayerAccountUnavailable
 from products.payroll.receiving import Payee
 
@@ -90,7 +91,8 @@ def payees(session: Session, tenant_id: str, digests: Sequence[str]) -> dict[str
         rows = session.execute(select(Account.account_number_digest, Account.id, Account.status,
                                       Account.owner_name, Account.kind)
                                .where(Account.tenant_id == tenant_id,
-                                      Account.account_number_digest.in_(unique[start:start + 500])))
+                                      one_of(session, Account.account_number_digest,
+                                             unique[start:start + 500])))
         for digest, account_id, status, owner_name, kind in rows:
             if kind != "internal":
                 found[digest] = Payee(account_id=account_id, status=status, owner_name=owner_name)
@@ -130,11 +132,24 @@ def pay_items(session: Session, tenant_id: str, *, hold_id: str, batch_id: str,
     """Capture each item out of the batch's hold under its own journal reference.
 
     A refusal of one item (the ledger writes nothing for it) fails that item only. A journal
-    reference already posted replays the first capture: the item was paid, once.
+    reference already posted replays the first capture: the item was paid, once. With the
+    ledger (or any adapter offering `BulkCapture`) the chunk is one bulk capture; otherwise
+    one `capture_hold` per item, with the same outcome.
     """
+    if not payments:
+        return {}
     clearing = clearing_account(session, tenant_id) if any(
         p.payee_account_id is None for p in payments) else ""
     bank = core()
+    if isinstance(bank, BulkCapture):
+        outcomes = bank.capture_hold_many(session, tenant_id, hold_id, [
+            Capture(journal_ref=p.journal_ref, to_account_id=p.payee_account_id or clearing,
+                    amount_fen=p.amount_fen, reference_type="payroll_item",
+                    reference_id=p.item_id, memo=p.memo[:200] or None,
+                    authorization=PayrollDebit(batch_id, p.item_id))
+            for p in payments], purpose=PURPOSE)
+        return {p.item_id: Outcome(o.entry_id, o.refusal)
+                for p, o in zip(payments, outcomes, strict=True)}
     out: dict[str, Outcome] = {}
     for p in payments:
         try:

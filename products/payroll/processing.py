@@ -2,11 +2,15 @@
 
 Each chunk of items is paid in one short transaction that holds the ledger postings, the items'
 new states and the batch's counters together, and every item's posting carries its own journal
-reference (`payroll:<item id>`, unique per tenant in the ledger). A crash at any point (kill -9
-in the middle of a chunk) therefore rolls the whole chunk back, and the restarted worker pays it
-again from the start: no item is paid twice (the transaction never committed, and were a posting
-ever to survive, its journal reference would refuse or return the first one) and none is lost
-(the items are still pending).
+reference (`payroll:<item id>`, unique per tenant in the ledger). A chunk is set-based: one read
+of its items, one bulk capture of the batch's hold (an entry per item; the accounts locked and
+their balances changed once), one UPDATE for its paid items and one for its failed ones.
+
+A crash at any point (kill -9 in the middle of a chunk) therefore rolls the whole chunk back,
+and the restarted worker pays it again from the start: no item is paid twice (the transaction
+never committed, and were a posting ever to survive, as with a core-banking adapter that
+commits on its own, its journal reference replays it: the item is marked paid with that entry
+and nothing moves again) and none is lost (the items are still pending).
 
 Several workers may run at once: a chunk locks its batch row first (FOR UPDATE SKIP LOCKED on
 PostgreSQL, so another worker takes another batch; SQLite serializes writers).
@@ -19,9 +23,10 @@ import time
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
+from gateway.bulk import update_rows
 from gateway.clock import business_date
 from gateway.db import Database
 from gateway.events import publish
@@ -45,11 +50,13 @@ def return_journal_ref(item_id: str) -> str:
     return f"payroll-return:{item_id}"
 
 
-def _item_event(item: PayrollItem) -> dict[str, Any]:
-    return {"id": item.id, "batch_id": item.batch_id, "item_reference": item.item_reference,
+def _item_event(item: PayrollItem | Row[Any], batch_id: str, *, status: str,
+                reason_code: str | None, reason: str | None, **_: Any) -> dict[str, Any]:
+    """Event data of an item in its new status (masked personal data only)."""
+    return {"id": item.id, "batch_id": batch_id, "item_reference": item.item_reference,
             "line": item.line, "employee_name": item.name_masked, "id_number": item.id_masked,
             "account_number": item.account_masked, "amount": _money(item.amount_fen),
-            "status": item.status, "reason_code": item.reason_code, "reason": item.reason}
+            "status": status, "reason_code": reason_code, "reason": reason}
 
 
 def _tenant_now(session: Session, tenant_id: str, cache: dict[str, datetime]) -> datetime:
@@ -91,8 +98,17 @@ def start_due_batches(database: Database) -> int:
 
 # --- paying ----------------------------------------------------------------------------------
 
+_CHUNK_COLUMNS = ("id", "line", "item_reference", "employee_name", "account_number",
+                  "account_digest", "amount_fen", "memo", "name_masked", "id_masked",
+                  "account_masked")
+
+
 def process_chunk(session: Session, batch_id: str, limit: int = 500) -> int:
     """Pay up to `limit` pending items of a processing batch; settle the batch when none is left.
+
+    Set-based: the items are read in one query (the columns payment needs), paid in one bulk
+    capture of the batch's hold (an entry per item under the item's own journal reference)
+    and marked paid, or failed, in one statement each, all in the caller's transaction.
 
     Returns how many items were handled (1 for settling alone, 0 when the batch is being paid
     by another worker or is not processing).
@@ -105,22 +121,27 @@ def process_chunk(session: Session, batch_id: str, limit: int = 500) -> int:
     tenant = session.get(Tenant, batch.tenant_id)
     sandbox = tenant is not None and tenant.environment == "sandbox"
     now = clock_for(session, batch.tenant_id).now()
-    items = list(session.scalars(
-        select(PayrollItem).where(PayrollItem.batch_id == batch.id,
-                                  PayrollItem.status == "pending")
-        .order_by(PayrollItem.seq).limit(limit)))
+    table = PayrollItem.__table__
+    items = session.execute(
+        select(*(table.c[name] for name in _CHUNK_COLUMNS))
+        .where(table.c.batch_id == batch.id, table.c.status == "pending")
+        .order_by(table.c.seq).limit(limit)).all()
     if not items:
         _settle(session, batch, now)
         return 1  # settling is work done too
+    if batch.wage_project_id is not None:
+        # The wage account's debit guard reads each item it authorizes: load them at once.
+        session.scalars(select(PayrollItem).where(
+            PayrollItem.id.in_([item.id for item in items]))).all()
 
     payees = ledger.payees(session, batch.tenant_id, [i.account_digest for i in items])
-    to_pay: list[PayrollItem] = []
-    failures: list[tuple[PayrollItem, str]] = []
+    to_pay: list[Row[Any]] = []
+    failures: list[tuple[Row[Any], str]] = []
     returns: dict[str, str] = {}
     for item in items:
-        payee = payees.get(item.account_digest)
         verdict = receiving.check(card_number=item.account_number, name=item.employee_name,
-                                  amount_fen=item.amount_fen, sandbox=sandbox, payee=payee)
+                                  amount_fen=item.amount_fen, sandbox=sandbox,
+                                  payee=payees.get(item.account_digest))
         if verdict.code:
             failures.append((item, verdict.code))
         else:
@@ -137,7 +158,7 @@ def process_chunk(session: Session, batch_id: str, limit: int = 500) -> int:
                                                           if i.account_digest in payees else None),
                                         memo=f"{batch.purpose} {i.memo}".strip())
                                     for i in to_pay])
-    paid_rows: list[dict[str, Any]] = []
+    paid: list[dict[str, Any]] = []
     paid_fen = 0
     for item in to_pay:
         outcome = outcomes[item.id]
@@ -147,42 +168,32 @@ def process_chunk(session: Session, batch_id: str, limit: int = 500) -> int:
         paid_fen += item.amount_fen
         payee = payees.get(item.account_digest)
         due = returns.get(item.id)
-        paid_rows.append({"b_id": item.id, "b_ref": journal_ref(item.id),
-                          "b_entry": outcome.entry_id,
-                          "b_payee": payee.account_id if payee else None,
-                          "b_due": now + receiving.RETURN_AFTER if due else None,
-                          "b_code": due})
-    if paid_rows:
-        items_table = PayrollItem.__table__
-        session.execute(
-            update(items_table).where(items_table.c.id == bindparam("b_id"))
-            .values(status="succeeded", journal_ref=bindparam("b_ref"),
-                    entry_id=bindparam("b_entry"), payee_account_id=bindparam("b_payee"),
-                    return_due_at=bindparam("b_due"), return_code=bindparam("b_code"),
-                    settled_at=now),
-            paid_rows)
+        paid.append({"id": item.id, "status": "succeeded", "journal_ref": journal_ref(item.id),
+                     "entry_id": outcome.entry_id,
+                     "payee_account_id": payee.account_id if payee else None,
+                     "return_due_at": now + receiving.RETURN_AFTER if due else None,
+                     "return_code": due, "settled_at": now})
+    update_rows(session, table, "id", paid)
+    failed = [{"id": item.id, "status": "failed", "reason_code": code,
+               "reason": receiving.reason_text(code), "settled_at": now}
+              for item, code in failures]
+    update_rows(session, table, "id", failed)
 
-    failed_fen = 0
-    for item, code in failures:
-        item.status = "failed"
-        item.reason_code = code
-        item.reason = receiving.reason_text(code)
-        item.settled_at = now
-        failed_fen += item.amount_fen
+    failed_fen = sum(item.amount_fen for item, _ in failures)
     if failed_fen and batch.hold_id:
         ledger.release(session, batch.tenant_id, batch.hold_id, failed_fen)
     batch.held_fen -= paid_fen + failed_fen
     batch.processed += len(items)
-    batch.succeeded += len(paid_rows)
+    batch.succeeded += len(paid)
     batch.failed += len(failures)
     batch.succeeded_fen += paid_fen
     batch.failed_fen += failed_fen
     batch.updated_at = now
     session.flush()
-    for item, _ in failures:
+    for (item, _), row in zip(failures, failed, strict=True):
         publish(session, tenant_id=batch.tenant_id, type="payroll_item.failed",
-                resource_type="payroll_item", resource_id=item.id, data=_item_event(item),
-                actor=WORKER_ACTOR, at=now)
+                resource_type="payroll_item", resource_id=item.id,
+                data=_item_event(item, batch.id, **row), actor=WORKER_ACTOR, at=now)
     if len(items) < limit:
         _settle(session, batch, now)
     return len(items)
@@ -249,7 +260,9 @@ def return_item(session: Session, item: PayrollItem, *, now: datetime, actor: st
     batch.updated_at = now
     session.flush()
     publish(session, tenant_id=item.tenant_id, type="payroll_item.returned",
-            resource_type="payroll_item", resource_id=item.id, data=_item_event(item),
+            resource_type="payroll_item", resource_id=item.id,
+            data=_item_event(item, item.batch_id, status=item.status,
+                             reason_code=item.reason_code, reason=item.reason),
             actor=actor, at=now)
 
 

@@ -13,9 +13,10 @@ from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from gateway.bulk import insert_rows
 from gateway.clock import business_date, to_rfc3339
 from gateway.errors import ValidationFailed
 from gateway.events import publish
@@ -135,10 +136,11 @@ def item_view(item: PayrollItem) -> dict[str, Any]:
 class BatchBuilder:
     """Accepts a batch item by item in chunks: validates, stores, then decides.
 
-    Items are checked and inserted `INSERT_CHUNK` at a time, so a 100,000-item upload never
-    holds more than a chunk of parsed rows. Every problem is recorded as a finding; once one
-    error is found no more items are stored (the batch will be rejected), but checking goes on
-    so the partner learns every problem of the file at once.
+    Items are checked and inserted `INSERT_CHUNK` at a time (`gateway.bulk.insert_rows`: COPY
+    on PostgreSQL), so a 100,000-item upload never holds more than a chunk of parsed rows.
+    Every problem is recorded as a finding; once one error is found no more items are stored
+    (the batch will be rejected), but checking goes on so the partner learns every problem of
+    the file at once.
     """
 
     def __init__(self, session: Session, *, principal: Principal, header: BatchHeaderIn,
@@ -303,10 +305,10 @@ class BatchBuilder:
         """Insert the queued rows (items only while the batch has no error) and findings."""
         if self._rows and self.errors == 0:
             self._precheck()
-            self.session.execute(insert(self._items), self._rows)
+            insert_rows(self.session, self._items, self._rows)
         self._rows = []
         if self._findings:
-            self.session.execute(insert(self._finding_table), self._findings)
+            insert_rows(self.session, self._finding_table, self._findings)
             self._findings = []
 
     def finish(self) -> PayrollBatch:
