@@ -14,12 +14,17 @@ _last_rand = 0
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 
 
-def _encode(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+# Two characters per 10 bits: a ULID's 26 characters in 13 look-ups instead of 26 shifts.
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+_SHIFTS = tuple(range(120, -1, -10))
+
+
+def _encode_ulid(ms: int, rand: int) -> str:
+    """The 26 Crockford base32 characters of a ULID (48-bit time, then 80 bits of randomness),
+    most significant first; 13 look-ups rather than 26 shifts, as ids are made several times
+    per request."""
+    value = (ms << 80) | rand
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 def new_id(prefix: str) -> str:
@@ -35,7 +40,7 @@ def new_id(prefix: str) -> str:
         else:
             rand = int.from_bytes(os.urandom(10), "big") >> 1  # leave room to increment
         _last_ms, _last_rand = ms, rand
-    return f"{prefix}_{_encode(ms, 10)}{_encode(rand, 16)}"
+    return f"{prefix}_{_encode_ulid(ms, rand)}"
 
 
 def has_prefix(value: str, prefix: str) -> bool:

@@ -7,6 +7,8 @@ import threading
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gateway.ids
 from gateway.ids import has_prefix, new_id
@@ -84,3 +86,11 @@ def test_has_prefix() -> None:
     assert not has_prefix("pcert-" + value[6:], "pcert")
     assert not has_prefix(None, "pcert")  # type: ignore[arg-type]
     assert not has_prefix(12345, "pcert")  # type: ignore[arg-type]
+
+
+@settings(max_examples=2000)
+@given(st.integers(0, 2**48 - 1), st.integers(0, 2**80 - 1))
+def test_ulid_encoding_is_crockford_base32_of_time_then_randomness(ms: int, rand: int) -> None:
+    value = (ms << 80) | rand
+    naive = "".join(CROCKFORD[(value >> (5 * i)) & 31] for i in reversed(range(26)))
+    assert gateway.ids._encode_ulid(ms, rand) == naive
