@@ -302,6 +302,11 @@ def get_account(session: Session, tenant_id: str, account_id: str, *,
 def _lock_accounts(session: Session, tenant_id: str, account_ids: Iterable[str]) -> dict[str, Account]:
     """Lock the accounts in sorted id order (the one global order: no deadlocks).
 
+    The lock is `FOR NO KEY UPDATE` (what an UPDATE of the balances needs, no more): a row that
+    refers to an account (a transfer, an order, a hold) takes `FOR KEY SHARE` on it through its
+    foreign key, and a plain `FOR UPDATE` would wait for every such writer, so two transfers
+    from one account that each wrote their own row first would deadlock on each other.
+
     One statement per `_IN_CHUNK` ids: PostgreSQL locks the rows of `... ORDER BY id FOR
     UPDATE` in that order, so a bulk capture over many payees keeps the order of a transfer.
     """
@@ -313,7 +318,7 @@ def _lock_accounts(session: Session, tenant_id: str, account_ids: Iterable[str])
     for chunk in _chunks(ids):
         for account in session.scalars(
                 select(Account).where(Account.tenant_id == tenant_id, Account.id.in_(chunk))
-                .order_by(Account.id).with_for_update()
+                .order_by(Account.id).with_for_update(key_share=True)
                 .execution_options(populate_existing=True)):
             locked[account.id] = account
     for account_id in ids:
@@ -327,7 +332,7 @@ def _find_hold(session: Session, tenant_id: str, hold_id: object, *, lock: bool 
         raise HoldNotFound(f"No hold {hold_id!s:.60} in this environment.")
     query = select(Hold).where(Hold.id == hold_id, Hold.tenant_id == tenant_id)
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)  # see _lock_accounts
     hold = session.scalars(query.execution_options(populate_existing=True)).one_or_none()
     if hold is None:
         raise HoldNotFound(f"No hold {hold_id} in this environment.")

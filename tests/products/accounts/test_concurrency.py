@@ -130,3 +130,26 @@ def test_crossing_transfers_never_deadlock_and_conserve_money(database: Database
         assert total == 15_000
         assert all(service.balance(s, tenant, a).available_fen >= 0 for a in accounts)
         assert service.audit(s, tenant) == []
+
+
+@pytest.mark.timeout(240)
+def test_concurrent_transfer_orders_from_one_account_never_deadlock(database: Database) -> None:
+    """`create_transfer` writes its transfer row (whose foreign keys share-lock both accounts)
+    before the ledger locks the accounts: those locks must not wait for each other."""
+    with database.transaction() as s:
+        tenant = new_tenant(s)
+        payer = funded_account(s, tenant, 1_000_000).id
+        payee = enterprise_account(s, tenant).id
+
+    def worker(_: int) -> None:
+        for _ in range(10):
+            with database.transaction() as s:
+                made = service.create_transfer(s, tenant, from_account_id=payer,
+                                               to_account_id=payee, amount_fen=100, actor="t")
+                assert made.status == "completed"
+
+    _run(worker)
+    with database.transaction() as s:
+        assert service.get_account(s, tenant, payer).ledger_fen == 1_000_000 - THREADS * 10 * 100
+        assert service.get_account(s, tenant, payee).ledger_fen == THREADS * 10 * 100
+        assert service.audit(s, tenant) == []
