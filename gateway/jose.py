@@ -7,6 +7,7 @@ to Ed25519; both names are accepted). RS256, HS* and `none` are refused outright
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 from typing import Any
@@ -58,19 +59,41 @@ def unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return header, claims
 
 
-def import_public_jwk(data: dict[str, Any]) -> ECKey | RSAKey | OKPKey:
+# Keys are parsed once: a DPoP proof carries its key in every request, and a client's JWKS is
+# read at every token request; parsing a point or a modulus costs as much as the signature
+# check. Keyed by the canonical JSON of the key, so a changed key is a new entry.
+def _canonical(data: dict[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def public_jwk_thumbprint(data: dict[str, Any]) -> tuple[ECKey | RSAKey | OKPKey, str]:
+    """The key and its RFC 7638 thumbprint."""
+    return _public_jwk(_canonical(data))
+
+
+@functools.lru_cache(maxsize=4096)
+def _public_jwk(text: str) -> tuple[ECKey | RSAKey | OKPKey, str]:
+    data = json.loads(text)
     kty = data.get("kty")
+    key: ECKey | RSAKey | OKPKey
     if kty == "EC":
-        return ECKey.import_key(data)
-    if kty == "RSA":
-        return RSAKey.import_key(data)
-    if kty == "OKP":
-        return OKPKey.import_key(data)
-    raise ValueError(f"unsupported key type {kty!r}")
+        key = ECKey.import_key(data)
+    elif kty == "RSA":
+        key = RSAKey.import_key(data)
+    elif kty == "OKP":
+        key = OKPKey.import_key(data)
+    else:
+        raise ValueError(f"unsupported key type {kty!r}")
+    return key, key.thumbprint()
 
 
 def import_key_set(jwks: dict[str, Any]) -> KeySet:
-    return KeySet.import_key_set(jwks)
+    return _key_set(_canonical(jwks))
+
+
+@functools.lru_cache(maxsize=1024)
+def _key_set(text: str) -> KeySet:
+    return KeySet.import_key_set(json.loads(text))
 
 
 __all__ = ["jws", "CLIENT_REGISTRY", "PLATFORM_REGISTRY"]

@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,10 @@ class PlatformKeys:
         raw = _load_or_create(self._signing_path, lambda: json.dumps(
             {"keys": [self._new_signing_key()]}).encode())
         self._signing = json.loads(raw)
+        self._signing_file = str(self._signing_path)
+        self._signing_mtime = self._signing_path.stat().st_mtime_ns
+        self._signing_checked = time.monotonic()
+        self._active: tuple[dict[str, Any], ECKey] | None = None
         seed = _load_or_create(self.dir / "evidence-ed25519.key",
                                lambda: base64.b64encode(os.urandom(32)))
         self.evidence_key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(seed))
@@ -70,26 +75,56 @@ class PlatformKeys:
                                                       "use": "sig"}, private=True)
         return key.as_dict(private=True)
 
+    def _current_signing(self, *, fresh: bool = False) -> dict[str, Any]:
+        """The signing key set, re-read when the file changed (`quanlian keys rotate` in
+        another process), so that every server process signs with the newest key and accepts
+        tokens signed with it. Looked at no more than once a second unless `fresh` (a token
+        with an unknown `kid` asks at once)."""
+        now = time.monotonic()
+        if not fresh and now - self._signing_checked < 1.0:
+            return self._signing
+        self._signing_checked = now
+        try:
+            mtime = os.stat(self._signing_file).st_mtime_ns
+        except FileNotFoundError:
+            return self._signing
+        if mtime != self._signing_mtime:
+            with self._lock:
+                if mtime != self._signing_mtime:
+                    self._signing = json.loads(self._signing_path.read_bytes())
+                    self._active = None
+                    self._signing_mtime = mtime
+        return self._signing
+
     @property
     def signing_keys(self) -> KeySet:
-        return KeySet.import_key_set(self._signing)
+        return KeySet.import_key_set(self._current_signing(fresh=True))
 
     @property
     def active_signing_key(self) -> ECKey:
-        return ECKey.import_key(self._signing["keys"][-1])
+        # Parsed once per key set: importing a private key costs as much as a signature.
+        signing = self._current_signing()
+        active = self._active
+        if active is None or active[0] is not signing:
+            active = (signing, ECKey.import_key(signing["keys"][-1]))
+            self._active = active
+        return active[1]
 
     def public_jwks(self) -> dict[str, Any]:
         return {"keys": [ECKey.import_key(k).as_dict(private=False) | {"alg": "ES256",
                                                                       "use": "sig"}
-                         for k in self._signing["keys"]]}
+                         for k in self._current_signing()["keys"]]}
 
     def rotate_signing_key(self, keep: int = 3) -> str:
         """Add a new active key; keep the last `keep` keys published."""
         with self._lock:
-            self._signing["keys"] = (self._signing["keys"] + [self._new_signing_key()])[-keep:]
+            current = json.loads(self._signing_path.read_bytes())
+            self._signing = {"keys": (current["keys"] + [self._new_signing_key()])[-keep:]}
+            self._active = None
             tmp = self._signing_path.with_suffix(".tmp")
             if tmp.exists():
                 tmp.unlink()
             _write_secret(tmp, json.dumps(self._signing).encode())
             tmp.replace(self._signing_path)
+            self._signing_mtime = self._signing_path.stat().st_mtime_ns
             return str(self._signing["keys"][-1]["kid"])

@@ -73,8 +73,8 @@ class GroupCommitWriter:
             self._flushing.discard(key)
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
-        with self.database.transaction() as session:
-            session.connection().execute(insert(EvidenceEntry.__table__), rows)
+        with self.database.engine.begin() as conn:
+            conn.execute(insert(EvidenceEntry.__table__), rows)
 
 
 class CallRecorder:

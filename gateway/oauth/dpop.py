@@ -7,9 +7,8 @@ from typing import Any
 
 from joserfc import jws
 from joserfc.errors import JoseError
-from sqlalchemy.orm import Session
 
-from gateway.jose import CLIENT_REGISTRY, import_public_jwk, sha256_b64url, unverified_parts
+from gateway.jose import CLIENT_REGISTRY, public_jwk_thumbprint, sha256_b64url, unverified_parts
 from gateway.oauth.replay import ReplayGuard
 
 PROOF_MAX_AGE = 300
@@ -26,8 +25,7 @@ class DPoPVerifier:
     def __init__(self, replay: ReplayGuard) -> None:
         self.replay = replay
 
-    def verify(self, proof: str, *, method: str, url: str, access_token: str | None = None,
-               session: Session | None = None) -> str:
+    def verify(self, proof: str, *, method: str, url: str, access_token: str | None = None) -> str:
         """Check a proof for this request; returns the JWK thumbprint (`jkt`) it proves."""
         try:
             header, claims = unverified_parts(proof)
@@ -43,15 +41,13 @@ class DPoPVerifier:
         if _PRIVATE_MEMBERS & set(jwk_data):
             raise DPoPInvalid("The DPoP proof's 'jwk' must not contain a private key.")
         try:
-            key = import_public_jwk(jwk_data)
+            key, jkt = public_jwk_thumbprint(jwk_data)
             jws.deserialize_compact(proof, key, registry=CLIENT_REGISTRY)
         except (JoseError, ValueError, TypeError) as exc:
             raise DPoPInvalid(f"The DPoP proof signature is not valid ({exc.__class__.__name__}).") from None
         self._check_claims(claims, method=method, url=url, access_token=access_token)
-        jkt = key.thumbprint()
         if not self.replay.first_use(f"dpop:{jkt}:{claims['jti']}",
-                                     int(time.time()) + PROOF_MAX_AGE + PROOF_MAX_FUTURE,
-                                     session=session):
+                                     int(time.time()) + PROOF_MAX_AGE + PROOF_MAX_FUTURE):
             raise DPoPInvalid("The DPoP proof 'jti' was used before.")
         return jkt
 

@@ -1,19 +1,28 @@
 """Atomic single-use checks that hold across processes.
 
-With Redis configured: `SET key NX EX ttl`. Otherwise: an INSERT into `used_nonces` in its
-own committed transaction, where the primary key makes the second insert fail.
+With Redis configured: `SET key NX EX ttl`. Otherwise: an INSERT into `used_nonces`, where
+the primary key makes the second insert of a key do nothing. Concurrent checks share one
+transaction (group commit): one `INSERT .. ON CONFLICT DO NOTHING RETURNING key` for all of
+them, so that a busy token endpoint or a stream of DPoP proofs costs one commit per batch
+rather than one per request, and on SQLite never queues every request behind the writer.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gateway.batching import GroupCommit
 from gateway.db import Database
 from gateway.oauth.models import UsedNonce
+
+PURGE_EVERY = 1000
 
 
 class ReplayGuard:
@@ -21,12 +30,16 @@ class ReplayGuard:
         self.database = database
         self.redis = redis_client
         self._inserts = 0
+        self._batches: GroupCommit[tuple[str, int], bool] = GroupCommit(self._first_uses)
+        table = UsedNonce.__table__
+        self._insert = ((sqlite_insert if database.is_sqlite else postgresql_insert)(table)
+                        .on_conflict_do_nothing().returning(table.c.key))
 
     def first_use(self, key: str, expires_at: int, session: Session | None = None) -> bool:
         """True exactly once per key, in every process, until `expires_at` (epoch seconds).
 
-        Given the request's session, the insert joins its transaction (SQLite allows one
-        writer, so a second connection would wait on the request itself); a concurrent
+        Given a session that already writes (SQLite allows one writer, so a second connection
+        would wait on the request itself), the insert joins its transaction; a concurrent
         duplicate then blocks on the primary key until the first commits, and fails.
         """
         ttl = max(1, int(expires_at - time.time()) + 1)
@@ -39,15 +52,28 @@ class ReplayGuard:
             except IntegrityError:
                 return False
             return True
-        try:
-            with self.database.engine.begin() as conn:
-                conn.execute(insert(UsedNonce).values(key=key, expires_at=expires_at))
-        except IntegrityError:
-            return False
-        self._inserts += 1
-        if self._inserts % 1000 == 0:
+        return self._batches.submit((key, expires_at))
+
+    def _first_uses(self, items: list[tuple[str, int]]) -> Sequence[bool]:
+        """One transaction for a batch: True for each key stored by it (the first of equal
+        keys within the batch), False for a key already used."""
+        rows: dict[str, int] = {}
+        for key, expires_at in items:
+            rows.setdefault(key, expires_at)
+        with self.database.engine.begin() as conn:
+            # executemany with RETURNING: SQLAlchemy sends it as multi-row INSERTs from one
+            # cached compiled statement, whatever the batch size.
+            stored = set(conn.execute(self._insert, [{"key": k, "expires_at": e}
+                                                     for k, e in rows.items()]).scalars())
+        results = []
+        for key, _ in items:
+            results.append(key in stored)
+            stored.discard(key)  # a second equal key in the same batch is a replay
+        self._inserts += len(rows)
+        if self._inserts >= PURGE_EVERY:
+            self._inserts = 0
             self.purge()
-        return True
+        return results
 
     def purge(self) -> None:
         with self.database.engine.begin() as conn:

@@ -43,7 +43,7 @@ def setup(app: FastAPI) -> None:
     app.state.replay = replay
     app.state.tokens = tokens
     app.state.oauth = QuanlianAuthorizationServer(
-        issuer=settings.issuer, tokens=tokens, replay=replay,
+        database=app.state.database, issuer=settings.issuer, tokens=tokens, replay=replay,
         jwks_cache=JWKSCache(allow_private=settings.webhook_allow_loopback))
 
 
@@ -163,7 +163,7 @@ _FORM_BODY = {
 @router.post(TOKEN_PATH, summary="Token endpoint (client credentials)",
              response_model=TokenResponse, openapi_extra=_FORM_BODY,
              responses=error_responses(400, 401, 415, 429))
-async def token(request: Request, session: Session = Depends(get_session)) -> Response:
+async def token(request: Request) -> Response:
     request.app.state.rate_limiter.check_token_endpoint(request)
     oauth_request = await _form_request(request)
     proofs = request.headers.getlist("dpop")
@@ -171,7 +171,7 @@ async def token(request: Request, session: Session = Depends(get_session)) -> Re
         raise BadRequest("Send one DPoP header.", code="invalid_dpop_proof")
     server: QuanlianAuthorizationServer = request.app.state.oauth
     status, body, headers = await anyio.to_thread.run_sync(
-        server.token, session, oauth_request, proofs[0] if proofs else None,
+        server.token, oauth_request, proofs[0] if proofs else None,
         _url(request, TOKEN_PATH))
     return _oauth_response(status, body, headers)
 

@@ -9,6 +9,7 @@ a worker thread, never on the event loop.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -26,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gateway.db import Database
 from gateway.oauth.client_auth import PrivateKeyJWT
 from gateway.oauth.dpop import DPoPInvalid, DPoPVerifier
 from gateway.oauth.jwks_fetch import JWKSCache
@@ -34,7 +36,7 @@ from gateway.oauth.replay import ReplayGuard
 from gateway.oauth.scopes import ALL_SCOPES
 from gateway.oauth.session import bind_session, current_session, unbind_session
 from gateway.oauth.tokens import TokenInvalid, TokenService
-from gateway.tenancy import PRODUCTION_STATES, TOKEN_STATES, Partner
+from gateway.tenancy import PRODUCTION_STATES, TOKEN_STATES
 
 AUTH_METHODS = ["private_key_jwt", "client_secret_basic"]
 
@@ -144,10 +146,18 @@ class Revocation(RevocationEndpoint):
         self.server.tokens.forget(token.token)
 
 
+_CLIENT_COLUMNS = ("id", "partner_id", "tenant_id", "environment", "name", "auth_method",
+                   "secret_sha256", "jwks", "jwks_uri", "scopes", "require_dpop", "rate_plan",
+                   "status")
+_CLIENT_SQL = ("SELECT " + ", ".join("c." + c for c in _CLIENT_COLUMNS) + ", p.status "
+               "FROM oauth_clients c JOIN partners p ON p.id = c.partner_id WHERE c.id = :cid")
+
+
 class QuanlianAuthorizationServer(AuthorizationServer):
-    def __init__(self, *, issuer: str, tokens: TokenService, replay: ReplayGuard,
-                 jwks_cache: JWKSCache) -> None:
+    def __init__(self, *, database: Database, issuer: str, tokens: TokenService,
+                 replay: ReplayGuard, jwks_cache: JWKSCache) -> None:
         super().__init__(scopes_supported=list(ALL_SCOPES))
+        self.database = database
         self.issuer = issuer
         self.tokens = tokens
         self.dpop = DPoPVerifier(replay)
@@ -161,13 +171,18 @@ class QuanlianAuthorizationServer(AuthorizationServer):
     def query_client(self, client_id: str) -> OAuthClient | None:
         if not isinstance(client_id, str) or len(client_id) > 64:
             return None
-        session = current_session()
-        client = session.get(OAuthClient, client_id)
-        if client is None or not client.is_active:
+        # One statement on the process's autocommit connection (no transaction, no pool
+        # checkout): the token endpoint runs this for every token it issues.
+        row = self.database.read_one(_CLIENT_SQL, {"cid": client_id})
+        if row is None:
             return None
-        partner = session.get(Partner, client.partner_id)
+        values = dict(zip(_CLIENT_COLUMNS, row[:-1], strict=True))
+        if isinstance(values["jwks"], str):  # SQLite hands JSON back as text
+            values["jwks"] = json.loads(values["jwks"])
+        values["require_dpop"] = bool(values["require_dpop"])
+        client = OAuthClient(**values)
         states = PRODUCTION_STATES if client.environment == "production" else TOKEN_STATES
-        if partner is None or partner.status not in states:
+        if not client.is_active or row[-1] not in states:
             return None
         return client
 
@@ -184,19 +199,17 @@ class QuanlianAuthorizationServer(AuthorizationServer):
         return status, body, headers
 
     # -- entry points used by the router (sync; run in a worker thread) -------------
-    def token(self, session: Session, request: OAuth2Request, dpop_proof: str | None,
+    def token(self, request: OAuth2Request, dpop_proof: str | None,
               url: str) -> tuple[int, Any, Any]:
-        token = bind_session(session)
-        try:
-            if dpop_proof is not None:
-                try:
-                    request.dpop_jkt = self.dpop.verify(dpop_proof, method="POST", url=url,
-                                                        session=session)  # type: ignore[attr-defined]
-                except DPoPInvalid as exc:
-                    return 400, {"error": "invalid_dpop_proof", "error_description": str(exc)}, []
-            return self.create_token_response(request)
-        finally:
-            unbind_session(token)
+        """The token endpoint only reads (the client, its partner); its single-use checks
+        commit on their own, in groups (gateway.oauth.replay)."""
+        if dpop_proof is not None:
+            try:
+                request.dpop_jkt = self.dpop.verify(  # type: ignore[attr-defined]
+                    dpop_proof, method="POST", url=url)
+            except DPoPInvalid as exc:
+                return 400, {"error": "invalid_dpop_proof", "error_description": str(exc)}, []
+        return self.create_token_response(request)
 
     def endpoint(self, name: str, session: Session, request: OAuth2Request) -> tuple[int, Any, Any]:
         token = bind_session(session)

@@ -1,4 +1,11 @@
-"""The database session of the OAuth request being handled (authlib's hooks take none)."""
+"""The database session of the OAuth request being handled (authlib's hooks take none).
+
+The introspection and revocation endpoints bind the request's session (a revocation is
+written in the request's transaction, and single-use checks join it). The token endpoint
+binds none: it only reads, and its one write (the assertion's single-use `jti`) goes
+through the replay guard's group commit, so that on SQLite no token request holds the
+writer's place while a signature is being checked.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +13,25 @@ import contextvars
 
 from sqlalchemy.orm import Session
 
-_session: contextvars.ContextVar[Session] = contextvars.ContextVar("oauth_session")
+_session: contextvars.ContextVar[Session | None] = contextvars.ContextVar("oauth_session",
+                                                                       default=None)
 
 
 def current_session() -> Session:
+    session = _session.get()
+    if session is None:
+        raise RuntimeError("no session is bound to this OAuth request")
+    return session
+
+
+def writing_session() -> Session | None:
+    """The request's session if one is bound (single-use checks join its transaction)."""
     return _session.get()
 
 
-def bind_session(session: Session) -> contextvars.Token[Session]:
+def bind_session(session: Session) -> contextvars.Token[Session | None]:
     return _session.set(session)
 
 
-def unbind_session(token: contextvars.Token[Session]) -> None:
+def unbind_session(token: contextvars.Token[Session | None]) -> None:
     _session.reset(token)

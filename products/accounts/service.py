@@ -52,9 +52,10 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any, Final, Generic, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -261,8 +262,9 @@ def _hold_record(hold: Hold, replayed: bool = False) -> HoldRecord:
         created_at=hold.created_at, updated_at=hold.updated_at, replayed=replayed)
 
 
-def _entry_record(session: Session, entry: JournalEntry, *, replayed: bool = False,
-                  postings: Sequence[Posting] | None = None) -> EntryRecord:
+def _entry_record(session: Session, entry: Any, *, replayed: bool = False,
+                  postings: Sequence[Any] | None = None) -> EntryRecord:
+    """The record of an entry (a JournalEntry, or the row just inserted, by attribute)."""
     if postings is None:
         postings = list(session.scalars(
             select(Posting).where(Posting.entry_id == entry.id).order_by(Posting.id)))
@@ -505,16 +507,16 @@ def _write_entry(session: Session, tenant_id: str, accounts: dict[str, Account],
         reference_type=reference_type, reference_id=reference_id, memo=memo, hold_id=hold_id,
         fingerprint=fingerprint, at=at)
     positions.store()
-    entry = JournalEntry(**entry_row)
-    session.add(entry)
-    postings = [Posting(**row) for row in posting_rows]
-    session.add_all(postings)
+    # Core INSERTs of the rows made above: nothing reads these rows back as objects in the
+    # request, and the unit of work would cost more than the two statements.
     try:
-        session.flush()
+        session.execute(insert(JournalEntry.__table__), entry_row)
+        session.execute(insert(Posting.__table__), posting_rows)
     except IntegrityError as exc:
         _ref_conflict(exc, repr(journal_ref))
         raise
-    return _entry_record(session, entry, postings=postings)
+    return _entry_record(session, SimpleNamespace(**entry_row),
+                         postings=[SimpleNamespace(**row) for row in posting_rows])
 
 
 def _replay_entry(session: Session, tenant_id: str, journal_ref: str,
@@ -537,12 +539,10 @@ def _post(session: Session, tenant_id: str, legs: Sequence[Leg], *, kind: str, p
     fingerprint = _fingerprint(
         kind=kind, legs=sorted((leg.account_id, leg.amount_fen) for leg in legs),
         reference=[reference_type, reference_id])
-    replay = _replay_entry(session, tenant_id, journal_ref, fingerprint)
-    if replay is not None:
-        return replay
     when = _when(session, tenant_id, at)
     accounts = _lock_accounts(session, tenant_id, (leg.account_id for leg in legs))
-    # A concurrent call with the same ref may have committed while we waited for the locks.
+    # Looked up once the accounts are locked: a concurrent call with the same ref has then
+    # committed (or not begun), so this one read sees it either way.
     replay = _replay_entry(session, tenant_id, journal_ref, fingerprint)
     if replay is not None:
         return replay

@@ -254,3 +254,26 @@ def test_ec_key_fixture_is_public_only():
     key = new_ec_key()
     assert "d" not in key.as_dict(private=False)
     assert isinstance(key, ECKey)
+
+
+def test_a_key_rotated_by_another_process_is_used_and_accepted(app, http, partner):
+    """`quanlian keys rotate` runs in a process of its own: a server picks the new key up,
+    accepting tokens signed with it at once and signing with it within a second."""
+    from gateway.keys import PlatformKeys
+    from gateway.oauth.tokens import TokenService
+
+    def kid(token: str) -> str:
+        return json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["kid"]
+
+    old = partner.token
+    elsewhere = PlatformKeys(app.state.keys.dir.parent)
+    new_kid = elsewhere.rotate_signing_key()
+    signed_elsewhere = TokenService(elsewhere, ISSUER).issue(
+        client_id=partner.client_id, scope="accounts:read")["access_token"]
+    assert kid(signed_elsewhere) == new_kid
+    assert call(http, signed_elsewhere).status_code == 200
+    assert call(http, old).status_code == 200
+    time.sleep(1.1)
+    partner._token = None
+    assert kid(partner.token) == new_kid
+    assert new_kid in {k["kid"] for k in http.get("/oauth/jwks").json()["keys"]}
