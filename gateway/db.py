@@ -252,13 +252,9 @@ class Database:
         self.engine.dispose()
 
 
-READ_ONLY = {"sqlite_read_only": True}
-
-
 def read_only(conn: Any) -> Any:
-    """Mark a connection's transactions read-only (a deferred BEGIN on SQLite). For a Session:
-    `session.connection(execution_options=READ_ONLY)` before its first statement."""
-    return conn.execution_options(**READ_ONLY)
+    """Mark a connection's transactions read-only (a deferred BEGIN on SQLite)."""
+    return conn.execution_options(sqlite_read_only=True)
 
 
 def get_database(request: Request) -> Database:

@@ -20,7 +20,7 @@ from joserfc.errors import JoseError
 from gateway.jose import CLIENT_REGISTRY, import_key_set, unverified_parts
 from gateway.oauth.jwks_fetch import JWKSCache, UnsafeURL
 from gateway.oauth.replay import ReplayGuard
-from gateway.oauth.session import writing_session
+from gateway.oauth.session import bound_session
 
 MAX_ASSERTION_LIFETIME = 3600
 MAX_FUTURE_SKEW = 10
@@ -105,7 +105,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         if not isinstance(jti, str) or not jti or len(jti) > 128:
             raise InvalidClientError(description="Missing claim 'jti'.")
         if not self.replay.first_use(f"ca:{claims['sub']}:{jti}", int(exp),
-                                     session=writing_session()):
+                                     session=bound_session()):
             raise InvalidClientError(description="The client assertion 'jti' was used before.")
 
     def authenticate_client(self, client: Any) -> Any:

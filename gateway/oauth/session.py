@@ -24,7 +24,7 @@ def current_session() -> Session:
     return session
 
 
-def writing_session() -> Session | None:
+def bound_session() -> Session | None:
     """The request's session if one is bound (single-use checks join its transaction)."""
     return _session.get()
 
