@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
+from gateway import admission, pii
 from gateway import clock as clock_module
-from gateway import pii
 from gateway.db import Database
 from gateway.errors import ProblemDetails, install_error_handlers
 from gateway.keys import PlatformKeys
@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        admission.configure(app.state, settings.worker_threads)
         started = []
         if start_background:
             for name in LIFECYCLE:
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         version="1.0.0",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(admission.admit)],
         generate_unique_id_function=_operation_id,
         docs_url="/docs",
         redoc_url=None,

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
                                  "premium": (1000, 50_000_000),
                                  "unlimited": (1_000_000, 10_000_000_000)},
         description="Client rate plans: name -> [requests per second, requests per day] (JSON)")
+    worker_threads: int = Field(
+        40, ge=2, description="Threads for synchronous routes; a fifth of them (at least two) "
+        "are kept free of requests (see gateway/admission.py)")
     log_level: str = Field("INFO")
     seed_demo: bool = Field(False, description="Seed a demo sandbox tenant on serve")
 
