@@ -11,8 +11,9 @@ PostgreSQL (where nothing times out), and 2 orders in 6 s on SQLite.
 
 So a request is admitted to the routes only while fewer than `worker_threads - reserve`
 requests are at work. Each admitted request holds at most one worker thread at a time, so a
-thread is always free for a lock holder's next hop. The reserve also covers the threads used
-outside requests (the evidence writer). Requests waiting for admission wait on the event
+thread is always free for a lock holder's next hop. The reserve also covers the one thread
+the evidence writer uses. What runs after a request has left the gate has threads of its own
+(gateway/middleware.py): commits and rollbacks, and the after-failure writes. Requests waiting for admission wait on the event
 loop, holding neither a thread nor a connection, and are admitted in arrival order.
 
 The gate is an application-wide dependency. FastAPI reads a JSON or form body before it

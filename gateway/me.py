@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from pydantic import BaseModel
 
 from gateway.auth import authenticate
 from gateway.errors import error_responses
+from gateway.routing import Router
 from gateway.tenancy import Principal
 
-router = APIRouter(prefix="/v1", tags=["me"], responses=error_responses(400, 401, 429))
+router = Router(prefix="/v1", tags=["me"], responses=error_responses(400, 401, 429))
 
 
 class Me(BaseModel):

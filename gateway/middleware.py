@@ -46,6 +46,11 @@ _FRAME_DENY = (b"x-frame-options", b"DENY")
 # database's write lock (SQLite has one writer; a request holds it from its first write to its
 # commit), and the holder's commit must never wait for one of those threads to come free.
 _FINISHING = anyio.CapacityLimiter(16)
+# After-failure hooks (releasing or completing an idempotency key) are writes in their own
+# transaction, after the request has left admission (gateway/admission.py): on SQLite they wait
+# for the writer. On the worker pool they could take the threads kept free for lock holders,
+# and among the commits they could take the threads of the commit they wait for.
+_AFTER_FAILURE = anyio.CapacityLimiter(4)
 
 
 class _TooLarge(Exception):
@@ -218,7 +223,8 @@ class EdgeMiddleware:
             return
         for hook in hooks:
             try:
-                await anyio.to_thread.run_sync(hook, status, body, "application/problem+json")
+                await anyio.to_thread.run_sync(hook, status, body, "application/problem+json",
+                                               limiter=_AFTER_FAILURE)
             except Exception:
                 errlog.exception("after-failure hook failed")
 

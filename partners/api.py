@@ -5,18 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session
 
 from gateway.auth import authenticate
 from gateway.db import get_session
 from gateway.errors import error_responses
 from gateway.ratelimit import rate_limit_public
+from gateway.routing import Router
 from gateway.tenancy import Principal
 from partners import applications
 from partners.schemas import ApplicationIn, ApplicationOut, PartnerProfile
 
-router = APIRouter(prefix="/v1", tags=["partners"], responses=error_responses(400, 429))
+router = Router(prefix="/v1", tags=["partners"], responses=error_responses(400, 429))
 
 
 def application_body(applied: applications.Applied, issuer: str) -> dict[str, Any]:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from gateway.jobs import register_job
+from gateway.routing import Router
 from partners import usage
 from partners.api import router as api_router
 from partners.console.router import router as console_router
@@ -23,7 +24,7 @@ from partners.webhooks import delivery
 from partners.webhooks.router import events_router
 from partners.webhooks.router import router as webhooks_router
 
-router = APIRouter()
+router = Router()
 router.include_router(api_router)
 router.include_router(webhooks_router)
 router.include_router(events_router)

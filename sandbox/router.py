@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.orm import Session
 
@@ -18,11 +18,12 @@ from gateway.events import publish
 from gateway.idempotency import idempotency
 from gateway.ids import new_id
 from gateway.ratelimit import rate_limit_public
+from gateway.routing import Router
 from gateway.tenancy import Principal, advance_clock, advance_clock_to, clock_for, create_partner
 from sandbox.provision import provision_sandbox
 from sandbox.reset import reset_sandbox
 
-router = APIRouter(prefix="/sandbox/v1", tags=["sandbox"],
+router = Router(prefix="/sandbox/v1", tags=["sandbox"],
                    responses=error_responses(400, 401, 403, 422, 429))
 
 _EVENT_TYPE = re.compile(r"^[a-z][a-z_]{1,40}\.[a-z][a-z_]{1,40}$")

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -21,9 +21,10 @@ from gateway.evidence import service
 from gateway.evidence.models import EvidenceCheckpoint, EvidenceEntry
 from gateway.evidence.recorder import CallRecorder
 from gateway.jobs import register_job
+from gateway.routing import Router
 from gateway.tenancy import Principal
 
-router = APIRouter(prefix="/v1/evidence", tags=["evidence"],
+router = Router(prefix="/v1/evidence", tags=["evidence"],
                    responses=error_responses(400, 404, 422, 429))
 
 

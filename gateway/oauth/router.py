@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 import anyio
 from authlib.oauth2 import OAuth2Request
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
@@ -24,8 +24,9 @@ from gateway.oauth.scopes import ALL_SCOPES
 from gateway.oauth.server import QuanlianAuthorizationServer
 from gateway.oauth.tokens import TokenService
 from gateway.redis import redis_client
+from gateway.routing import Router
 
-router = APIRouter(tags=["oauth"])
+router = Router(tags=["oauth"])
 
 TOKEN_PATH = "/oauth/token"
 INTROSPECT_PATH = "/oauth/introspect"

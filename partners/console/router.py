@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import or_, select
@@ -28,6 +28,7 @@ from gateway.events import Event
 from gateway.oauth.clients import partner_clients
 from gateway.oauth.models import OAuthClient
 from gateway.ratelimit import rate_limit_public
+from gateway.routing import Router
 from partners import applications, credentials, operators, workflow
 from partners.api import application_body
 from partners.console.session import (
@@ -52,7 +53,7 @@ from partners.usage import usage_rows
 from partners.webhooks import service as webhooks
 from partners.webhooks.models import WebhookDelivery, WebhookEndpoint
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 
 DONE_MESSAGES = {
     "review": "Review recorded: the application now waits for an approver.",

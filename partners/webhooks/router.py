@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from gateway.auth import require_scope
 from gateway.db import get_session
 from gateway.errors import error_responses
 from gateway.idempotency import idempotency
+from gateway.routing import Router
 from gateway.tenancy import Principal
 from partners.webhooks import service
 from partners.webhooks.delivery import payload
@@ -29,7 +30,7 @@ from partners.webhooks.schemas import (
     EventOut,
 )
 
-router = APIRouter(prefix="/v1", tags=["webhooks"],
+router = Router(prefix="/v1", tags=["webhooks"],
                    responses=error_responses(400, 401, 403, 429))
 manage = require_scope("webhooks:manage")
 LIMIT = Query(20, ge=1, le=100, description="Page size (1-100)")
@@ -153,7 +154,7 @@ def retry_webhook_delivery(endpoint_id: str, delivery_id: str,
                                             delivery_id))
 
 
-events_router = APIRouter(prefix="/v1", tags=["events"],
+events_router = Router(prefix="/v1", tags=["events"],
                           responses=error_responses(400, 401, 403, 429))
 
 

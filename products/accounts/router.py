@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,7 @@ from gateway.db import get_session
 from gateway.errors import error_responses
 from gateway.idempotency import idempotency
 from gateway.money import format_fen
+from gateway.routing import Router
 from gateway.tenancy import Principal
 from products.accounts import jobs as _jobs  # noqa: F401  (registers the ledger's jobs)
 from products.accounts import service
@@ -53,9 +54,9 @@ Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1-100)")]
 Cursor = Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")]
 MAX_STATEMENT_DAYS = 366
 
-router = APIRouter(prefix="/v1", responses=error_responses(400, 401, 403, 422, 429))
-accounts = APIRouter(prefix="/accounts", tags=["accounts"])
-transfers = APIRouter(prefix="/transfers", tags=["transfers"])
+router = Router(prefix="/v1", responses=error_responses(400, 401, 403, 422, 429))
+accounts = Router(prefix="/accounts", tags=["accounts"])
+transfers = Router(prefix="/transfers", tags=["transfers"])
 
 
 def _visible(session: Session, principal: Principal, account_id: str) -> Account:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi import Depends, FastAPI, Query
 from sqlalchemy.orm import Session
 
 from gateway.auth import require_operations, require_scope
@@ -19,6 +19,7 @@ from gateway.db import get_session
 from gateway.errors import error_responses
 from gateway.idempotency import idempotency
 from gateway.money import Money
+from gateway.routing import Router
 from gateway.tenancy import Principal, get_tenant
 from products.chain_credit import schemas, service, views
 from products.chain_credit.schemas import CertificateStatus
@@ -33,9 +34,9 @@ ONCE = [Depends(idempotency())]
 LIMIT = Query(20, ge=1, le=100, description="Page size (1-100)")
 CURSOR = Query(None, max_length=200, description="`next_cursor` of the previous page")
 
-partner = APIRouter(prefix="/chain-credit", tags=["chain-credit"])
-operations = APIRouter(prefix="/operations/chain-credit", tags=["chain-credit-operations"])
-router = APIRouter(prefix="/v1", responses=error_responses(400, 401, 403, 422, 429))
+partner = Router(prefix="/chain-credit", tags=["chain-credit"])
+operations = Router(prefix="/operations/chain-credit", tags=["chain-credit-operations"])
+router = Router(prefix="/v1", responses=error_responses(400, 401, 403, 422, 429))
 
 
 def setup(app: FastAPI) -> None:

@@ -11,7 +11,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,6 +22,7 @@ from gateway.db import get_session
 from gateway.errors import error_responses
 from gateway.idempotency import idempotency
 from gateway.money import Money
+from gateway.routing import Router
 from gateway.tenancy import Principal
 from products.accounts.reconciliation import statement_csv, statement_json
 from products.collection import (
@@ -67,7 +68,7 @@ from products.collection.models import (
     VirtualAccount,
 )
 
-router = APIRouter(prefix="/v1/collection", tags=["collection"],
+router = Router(prefix="/v1/collection", tags=["collection"],
                    responses=error_responses(400, 401, 403, 422, 429))
 
 Read = Annotated[Principal, Depends(require_scope("collection:read"))]

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -32,6 +32,7 @@ from gateway.db import get_session, read_only, request_session
 from gateway.errors import Problem
 from gateway.money import format_fen
 from gateway.ratelimit import rate_limit_public
+from gateway.routing import Router
 from gateway.tenancy import Tenant, clock_for
 from products.egov import receipts, service
 from products.egov.errors import CheckoutNotFound, PayerLoginUnavailable
@@ -39,7 +40,7 @@ from products.egov.models import EgovPortal, PaymentOrder
 from products.egov.receipt_pdf import qr_png
 from products.egov.signing import sign_result
 
-router = APIRouter(prefix="/checkout", include_in_schema=False)
+router = Router(prefix="/checkout", include_in_schema=False)
 
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                           autoescape=jinja2.select_autoescape(["html"]), auto_reload=False)

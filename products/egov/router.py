@@ -12,7 +12,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,7 @@ from gateway.db import get_session
 from gateway.errors import error_responses
 from gateway.evidence import service as evidence_service
 from gateway.idempotency import idempotency
+from gateway.routing import Router
 from gateway.tenancy import Principal, clock_for
 from products.accounts.reconciliation import diff_records, parse_records, statement_csv, statement_json
 from products.egov import escrow, receipts, reconciliation, service
@@ -66,11 +67,11 @@ Supervisor = Annotated[Principal, Depends(require_scope("egov:supervise"))]
 Operator = Annotated[Principal, Depends(require_operations(write=False))]
 OperatorWrite = Annotated[Principal, Depends(require_operations(write=True))]
 
-router = APIRouter(prefix="/v1", responses=error_responses(400, 401, 403, 429))
-payments = APIRouter(prefix="/egov", tags=["egov"])
-schemes = APIRouter(prefix="/egov/escrow-schemes", tags=["egov-escrow"])
-supervision = APIRouter(prefix="/egov/supervision", tags=["egov-supervision"])
-operations = APIRouter(prefix="/operations/egov", tags=["egov-operations"])
+router = Router(prefix="/v1", responses=error_responses(400, 401, 403, 429))
+payments = Router(prefix="/egov", tags=["egov"])
+schemes = Router(prefix="/egov/escrow-schemes", tags=["egov-escrow"])
+supervision = Router(prefix="/egov/supervision", tags=["egov-supervision"])
+operations = Router(prefix="/operations/egov", tags=["egov-operations"])
 
 PDF_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}, "application/pdf": {}},

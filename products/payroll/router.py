@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
@@ -16,6 +16,7 @@ from gateway.auth import require_operations, require_scope
 from gateway.db import get_session
 from gateway.errors import error_responses
 from gateway.idempotency import idempotency
+from gateway.routing import Router
 from gateway.tenancy import Principal
 from products.payroll import service, wage
 from products.payroll.csvfile import CsvFileError, charset_from_content_type, encode_lines
@@ -61,11 +62,11 @@ Operator = Annotated[Principal, Depends(require_operations(write=False))]
 OperatorWrite = Annotated[Principal, Depends(require_operations(write=True))]
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
 
-router = APIRouter(prefix="/v1", responses=error_responses(400, 401, 403, 429))
-batches = APIRouter(prefix="/payroll/batches", tags=["payroll"])
-projects = APIRouter(prefix="/payroll/wage-projects", tags=["payroll-wage-projects"])
-supervision = APIRouter(prefix="/payroll/supervision", tags=["payroll-supervision"])
-operations = APIRouter(prefix="/operations/payroll", tags=["payroll-operations"])
+router = Router(prefix="/v1", responses=error_responses(400, 401, 403, 429))
+batches = Router(prefix="/payroll/batches", tags=["payroll"])
+projects = Router(prefix="/payroll/wage-projects", tags=["payroll-wage-projects"])
+supervision = Router(prefix="/payroll/supervision", tags=["payroll-supervision"])
+operations = Router(prefix="/operations/payroll", tags=["payroll-operations"])
 
 CSV_BODY = {"requestBody": {"required": True, "content": {"text/csv": {"schema": {
     "type": "string", "description": "UTF-8 (optionally with BOM) or GBK; `charset` parameter "
