@@ -16,18 +16,23 @@ the evidence writer uses. What runs after a request has left the gate has thread
 (gateway/middleware.py): commits and rollbacks, and the after-failure writes. Requests waiting for admission wait on the event
 loop, holding neither a thread nor a connection, and are admitted in arrival order.
 
-The gate is an application-wide dependency. FastAPI reads a JSON or form body before it
+The gate is taken by an application-wide dependency and given back by the edge middleware once
+the route is done. FastAPI reads a JSON or form body before it
 solves dependencies, so a slow client sending one holds no place; a route that streams its
 body itself (the CSV batch upload) holds its place while it reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import anyio.to_thread
 from fastapi import Request
+
+from gateway.context import state
+
+_PLACE = "admission_place"
 
 
 def admitted_at_once(worker_threads: int) -> int:
@@ -36,24 +41,34 @@ def admitted_at_once(worker_threads: int) -> int:
     return max(1, worker_threads - reserve)
 
 
-def configure(state: object, worker_threads: int) -> None:
+def configure(app_state: object, worker_threads: int) -> None:
     """Size the worker pool of the running event loop and open the gate (at app start-up)."""
     if worker_threads < 2:
         raise ValueError("worker_threads must be at least 2")
     anyio.to_thread.current_default_thread_limiter().total_tokens = worker_threads
-    state.admission = anyio.CapacityLimiter(admitted_at_once(worker_threads))  # type: ignore[attr-defined]
+    app_state.admission = anyio.CapacityLimiter(admitted_at_once(worker_threads))  # type: ignore[attr-defined]
 
 
-async def admit(request: Request) -> AsyncIterator[None]:
-    """The dependency every route has: hold a place until the response has been sent."""
+async def admit(request: Request) -> None:
+    """The dependency every route has: take a place for the request. The edge middleware gives
+    it back (`leave`) once the response is built. A plain dependency, not one that yields:
+    FastAPI's exit-stack machinery for those cost more than the gate itself."""
     gate: anyio.CapacityLimiter | None = getattr(request.app.state, "admission", None)
     if gate is None:  # the app was not started (no lifespan): nothing to size
-        yield
         return
-    # On behalf of the request, not of the task: FastAPI may close dependencies elsewhere.
+    st = state(request)
+    if _PLACE in st:  # already admitted (a route that runs the dependency twice)
+        return
+    # On behalf of the request, not of the task: the middleware gives the place back.
     place = object()
     await gate.acquire_on_behalf_of(place)
-    try:
-        yield
-    finally:
+    st[_PLACE] = (gate, place)
+
+
+def leave(st: dict[str, Any]) -> None:
+    """Give back the request's place, if it took one (the edge middleware, once the route is
+    done; before the commit, which has threads of its own)."""
+    held = st.pop(_PLACE, None)
+    if held is not None:
+        gate, place = held
         gate.release_on_behalf_of(place)

@@ -20,7 +20,7 @@ import anyio
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import clock
+from gateway import admission, clock
 from gateway.context import CallRecord, state
 from gateway.errors import Conflict, InternalError, PayloadTooLarge, Problem, ServiceUnavailable
 from gateway.ids import new_id
@@ -123,7 +123,10 @@ class EdgeMiddleware:
                 chunks.append(message.get("body", b""))
 
         try:
-            await self.app(scope, limited_receive, buffered_send)
+            try:
+                await self.app(scope, limited_receive, buffered_send)
+            finally:
+                admission.leave(st)
         except Problem as exc:  # raised while reading the body
             start_message, chunks = None, []
             await self._rollback(st)
