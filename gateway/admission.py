@@ -42,9 +42,8 @@ def admitted_at_once(worker_threads: int) -> int:
 
 
 def configure(app_state: object, worker_threads: int) -> None:
-    """Size the worker pool of the running event loop and open the gate (at app start-up)."""
-    if worker_threads < 2:
-        raise ValueError("worker_threads must be at least 2")
+    """Size the worker pool of the running event loop and open the gate (at app start-up).
+    `worker_threads` is at least 2 (the setting is validated so)."""
     anyio.to_thread.current_default_thread_limiter().total_tokens = worker_threads
     app_state.admission = anyio.CapacityLimiter(admitted_at_once(worker_threads))  # type: ignore[attr-defined]
 

@@ -1,0 +1,104 @@
+"""Client CPU per statement, by the way it is sent: the floor under every POST.
+
+One indexed SELECT by primary key and one INSERT, each sent N times on one connection in one
+transaction: raw through the driver (the baseline), as a SQLAlchemy `text()`, as a Core
+statement built anew per call (as the services build theirs), and through the ORM
+(`Session.get`, and `add` + `flush`). Client CPU is the process's own time; the database's
+is not counted.
+
+Run: `python -m tests.bench.bench_statements` (PostgreSQL when QUANLIAN_BENCH_DATABASE_URL is
+set; BENCH_STATEMENTS, default 2000).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, String, create_engine, insert, select, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from tests.bench.load import report
+from tests.tools.databases import empty_database_url
+
+N = int(os.environ.get("BENCH_STATEMENTS", "2000"))
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class Row(_Base):
+    __tablename__ = "bench_rows"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    memo: Mapped[str] = mapped_column(String(40))
+
+
+def _cpu_us(work: Callable[[], None]) -> float:
+    start = time.process_time()
+    work()
+    return (time.process_time() - start) / N * 1e6
+
+
+def main() -> None:
+    base_url = os.environ.get("QUANLIAN_BENCH_DATABASE_URL")
+    table = Row.__table__
+    with empty_database_url(base_url) as url:
+        engine = create_engine(url)
+        _Base.metadata.create_all(engine)
+        mark = "%s" if engine.dialect.paramstyle in ("format", "pyformat") else "?"
+        with Session(engine) as session:
+            conn = session.connection()
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            cursor = raw.cursor()
+            figures: dict[str, float] = {}
+
+            def raw_insert() -> None:
+                for i in range(N):
+                    cursor.execute(f"INSERT INTO bench_rows (id, amount, memo) VALUES "
+                                   f"({mark}, {mark}, {mark})", (f"r{i}", i, "m"))
+            figures["raw driver INSERT"] = _cpu_us(raw_insert)
+
+            def raw_select() -> None:
+                for i in range(N):
+                    cursor.execute(f"SELECT amount FROM bench_rows WHERE id = {mark}", (f"r{i}",))
+                    cursor.fetchone()
+            figures["raw driver SELECT"] = _cpu_us(raw_select)
+
+            by_text = text("SELECT amount FROM bench_rows WHERE id = :id")
+            figures["text() SELECT"] = _cpu_us(
+                lambda: [conn.execute(by_text, {"id": f"r{i}"}).first() for i in range(N)])
+            figures["Core INSERT built per call"] = _cpu_us(
+                lambda: [conn.execute(insert(table).values(id=f"c{i}", amount=i, memo="m"))
+                         for i in range(N)])
+            figures["Core SELECT built per call"] = _cpu_us(
+                lambda: [conn.execute(select(table.c.amount).where(table.c.id == f"c{i}")).first()
+                         for i in range(N)])
+
+            def orm_insert() -> None:
+                for i in range(N):
+                    session.add(Row(id=f"o{i}", amount=i, memo="m"))
+                    session.flush()
+            figures["ORM add + flush"] = _cpu_us(orm_insert)
+            session.expunge_all()
+            figures["ORM Session.get"] = _cpu_us(
+                lambda: [session.get(Row, f"c{i}") for i in range(N)])
+            session.rollback()
+        engine.dispose()
+    base = {"INSERT": figures["raw driver INSERT"], "SELECT": figures["raw driver SELECT"]}
+    lines = []
+    for name, us in figures.items():
+        kind = "INSERT" if ("INSERT" in name or "flush" in name) else "SELECT"
+        lines.append(f"{name:<30} {us:7.1f} µs client CPU   ratio {us / base[kind]:5.2f} "
+                     f"of the raw driver {kind}")
+    backend = "PostgreSQL" if base_url else "SQLite"
+    when = datetime.now(UTC).strftime("%Y-%m-%d")
+    report(f"client CPU per statement on {backend}, {N} of each, {when}", lines)
+
+
+if __name__ == "__main__":
+    main()
