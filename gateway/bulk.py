@@ -28,6 +28,7 @@ Constraints are checked as for an INSERT; a violation is raised as the usual SQL
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -37,6 +38,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+
+from gateway.db import Database
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -130,6 +133,38 @@ def update_rows(session: Session, table: Table, key: str,
         {name: values.c[name] if name in keyed else bindparam(None, rows[0][name],
                                                               type_=table.c[name].type)
          for name in names}))
+
+
+def driver_insert(database: Database, cursor: Any, table: Table,
+                  rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert `rows` (all with the same keys) on a driver cursor from
+    `Database.driver_transaction`, each value passed through its column type's bind processor
+    as in `row_writer`: one executemany of one compiled statement, with none of SQLAlchemy's
+    per-statement and per-row work."""
+    if not rows:
+        return
+    sql, names, converters, positional = _driver_statement(database.engine.dialect, table,
+                                                           tuple(rows[0]))
+    values: list[Any] = []
+    for row in rows:
+        line = [row[n] for n in names]
+        for i, process in converters:
+            line[i] = process(line[i])
+        values.append(line if positional else dict(zip(names, line, strict=True)))
+    cursor.executemany(sql, values)
+
+
+@functools.lru_cache(maxsize=64)
+def _driver_statement(dialect: Dialect, table: Table, keys: tuple[str, ...]
+                      ) -> tuple[str, tuple[str, ...], list[tuple[int, Callable[[Any], Any]]], bool]:
+    # inline: no RETURNING of a generated key, which nothing here would read
+    compiled = insert(table).inline().compile(dialect=dialect, column_keys=list(keys))
+    names = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.binds)
+    if set(names) != set(keys):  # a column default would need SQLAlchemy to fill it in
+        raise ValueError(f"{table.name}: give every inserted column a value ({sorted(keys)})")
+    converters = [(i, p) for i, p in enumerate(_processor(table, n, dialect) for n in names)
+                  if p is not None]
+    return compiled.string, names, converters, compiled.positional
 
 
 def _uniform(rows: Sequence[Mapping[str, Any]], name: str) -> bool:

@@ -242,6 +242,39 @@ class Database:
                         raise
         return None
 
+    @contextmanager
+    def driver_transaction(self) -> Iterator[Any]:
+        """A write transaction straight on the driver: yields a DBAPI cursor; commits on
+        success, else rolls back. For the hot batched writes every call makes (evidence entries
+        of reads, single-use proof ids), where SQLAlchemy's statement machinery cost more than
+        the database did. SQLite's writer queue is kept: the commit and rollback are the
+        dialect's, which give the writer's turn back. Statements use the driver's own
+        parameter style (`Database.placeholder`)."""
+        proxied = self.engine.raw_connection()
+        dbapi = proxied.dbapi_connection
+        dialect = self.engine.dialect
+        try:
+            cursor = dbapi.cursor()
+            try:
+                if self.is_sqlite:
+                    dialect.writer_queue.acquire(dbapi)  # type: ignore[attr-defined]
+                    cursor.execute("BEGIN IMMEDIATE")
+                yield cursor
+            except BaseException:
+                dialect.do_rollback(dbapi)
+                raise
+            else:
+                dialect.do_commit(dbapi)
+            finally:
+                cursor.close()
+        finally:
+            proxied.close()
+
+    @property
+    def placeholder(self) -> str:
+        """The driver's positional parameter marker."""
+        return "?" if self.is_sqlite else "%s"
+
     def _close_direct(self) -> None:
         direct, self._direct = self._direct, None
         if direct is not None:

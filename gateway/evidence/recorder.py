@@ -16,6 +16,7 @@ import anyio
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from gateway.bulk import driver_insert
 from gateway.context import CallRecord
 from gateway.db import Database
 from gateway.events import Event, add_sink
@@ -73,8 +74,10 @@ class GroupCommitWriter:
             self._flushing.discard(key)
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
-        with self.database.engine.begin() as conn:
-            conn.execute(insert(EvidenceEntry.__table__), rows)
+        # On the driver: SQLAlchemy's Core executemany cost about 43 us of CPU per row here,
+        # about as much as the rest of a GET's evidence.
+        with self.database.driver_transaction() as cursor:
+            driver_insert(self.database, cursor, EvidenceEntry.__table__, rows)
 
 
 class CallRecorder:

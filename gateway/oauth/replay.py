@@ -2,8 +2,10 @@
 
 With Redis configured: `SET key NX EX ttl`. Otherwise: an INSERT into `used_nonces`, where
 the primary key makes the second insert of a key do nothing. Concurrent checks share one
-transaction (group commit): one `INSERT .. ON CONFLICT DO NOTHING RETURNING key` for all of
-them, so that a busy token endpoint or a stream of DPoP proofs costs one commit per batch
+transaction (group commit), written on the driver: on PostgreSQL one
+`INSERT .. SELECT FROM unnest(..) ON CONFLICT DO NOTHING RETURNING key` for all of them; on
+SQLite, which holds its one writer for the transaction, one `INSERT .. ON CONFLICT DO NOTHING`
+per key, its row count telling whether it was new. So that a busy token endpoint or a stream of DPoP proofs costs one commit per batch
 rather than one per request, and on SQLite never queues every request behind the writer.
 """
 
@@ -13,8 +15,6 @@ import time
 from collections.abc import Sequence
 
 from sqlalchemy import delete
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,11 @@ from gateway.db import Database
 from gateway.oauth.models import UsedNonce
 
 PURGE_EVERY = 1000
+_SQLITE_INSERT = "INSERT INTO used_nonces (key, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING"
+# One statement for the whole batch, the keys stored by it returned.
+_POSTGRESQL_INSERT = ("INSERT INTO used_nonces (key, expires_at) "
+                      "SELECT * FROM unnest(%s::varchar[], %s::bigint[]) "
+                      "ON CONFLICT DO NOTHING RETURNING key")
 
 
 class ReplayGuard:
@@ -31,9 +36,6 @@ class ReplayGuard:
         self.redis = redis_client
         self._inserts = 0
         self._batches: GroupCommit[tuple[str, int], bool] = GroupCommit(self._first_uses)
-        table = UsedNonce.__table__
-        self._insert = ((sqlite_insert if database.is_sqlite else postgresql_insert)(table)
-                        .on_conflict_do_nothing().returning(table.c.key))
 
     def first_use(self, key: str, expires_at: int, session: Session | None = None) -> bool:
         """True exactly once per key, in every process, until `expires_at` (epoch seconds).
@@ -60,11 +62,19 @@ class ReplayGuard:
         rows: dict[str, int] = {}
         for key, expires_at in items:
             rows.setdefault(key, expires_at)
-        with self.database.engine.begin() as conn:
-            # executemany with RETURNING: SQLAlchemy sends it as multi-row INSERTs from one
-            # cached compiled statement, whatever the batch size.
-            stored = set(conn.execute(self._insert, [{"key": k, "expires_at": e}
-                                                     for k, e in rows.items()]).scalars())
+        # On the driver: a token or a DPoP call makes one of these, and SQLAlchemy's statement
+        # machinery cost more than the database's work.
+        with self.database.driver_transaction() as cursor:
+            if self.database.is_sqlite:
+                # The transaction holds SQLite's one writer: each row's count says if it was new.
+                stored = set()
+                for key, expires_at in rows.items():
+                    cursor.execute(_SQLITE_INSERT, (key, expires_at))
+                    if cursor.rowcount == 1:
+                        stored.add(key)
+            else:
+                cursor.execute(_POSTGRESQL_INSERT, (list(rows), list(rows.values())))
+                stored = {key for (key,) in cursor.fetchall()}
         results = []
         for key, _ in items:
             results.append(key in stored)
