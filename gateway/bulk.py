@@ -35,11 +35,11 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Table, any_, bindparam, func, insert, update
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-
-from gateway.db import Database
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -135,30 +135,67 @@ def update_rows(session: Session, table: Table, key: str,
          for name in names}))
 
 
-def driver_insert(database: Database, cursor: Any, table: Table,
-                  rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert `rows` (all with the same keys) on a driver cursor from
-    `Database.driver_transaction`, each value passed through its column type's bind processor
-    as in `row_writer`: one executemany of one compiled statement, with none of SQLAlchemy's
-    per-statement and per-row work."""
+def driver_insert(dialect: Dialect, cursor: Any, table: Table,
+                  rows: Sequence[Mapping[str, Any]], *, skip_conflicts: bool = False) -> int:
+    """Insert `rows` (all with the same keys) on a driver cursor (from
+    `Database.driver_transaction`, or `session_insert`), each value passed through its column type's bind processor
+    as in `row_writer`: one compiled statement, with none of SQLAlchemy's per-statement and
+    per-row work. `skip_conflicts`: a row that breaks a unique key is left out (ON CONFLICT DO
+    NOTHING). Returns the number of rows inserted (for one row: 1 or 0)."""
     if not rows:
-        return
-    sql, names, converters, positional = _driver_statement(database.engine.dialect, table,
-                                                           tuple(rows[0]))
+        return 0
+    sql, names, converters, positional = _driver_statement(
+        dialect, table, tuple(rows[0]), skip_conflicts)
     values: list[Any] = []
     for row in rows:
         line = [row[n] for n in names]
         for i, process in converters:
             line[i] = process(line[i])
         values.append(line if positional else dict(zip(names, line, strict=True)))
-    cursor.executemany(sql, values)
+    if len(values) == 1:
+        cursor.execute(sql, values[0])
+    else:
+        cursor.executemany(sql, values)
+    return int(cursor.rowcount)
+
+
+@contextmanager
+def session_cursor(session: Session) -> Iterator[tuple[Any, Dialect]]:
+    """A driver cursor in the session's own transaction, and its dialect, for the few
+    statements every call makes; pending ORM changes are not flushed first. Driver errors are
+    raised as SQLAlchemy's, as from any other statement."""
+    connection = session.connection()
+    dialect = connection.dialect
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None
+    cursor = dbapi_connection.cursor()
+    try:
+        yield cursor, dialect
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance("(driver statement)", None, exc, dialect.loaded_dbapi.Error,
+                                  dialect=dialect) from exc
+    finally:
+        cursor.close()
+
+
+def session_insert(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """`driver_insert` in the session's own transaction, for rows nothing reads back as objects
+    in it (evidence entries), and that refer to no pending ORM object."""
+    with session_cursor(session) as (cursor, dialect):
+        driver_insert(dialect, cursor, table, rows)
 
 
 @functools.lru_cache(maxsize=64)
-def _driver_statement(dialect: Dialect, table: Table, keys: tuple[str, ...]
+def _driver_statement(dialect: Dialect, table: Table, keys: tuple[str, ...],
+                      skip_conflicts: bool = False,
                       ) -> tuple[str, tuple[str, ...], list[tuple[int, Callable[[Any], Any]]], bool]:
+    if skip_conflicts:
+        statement: Any = (postgresql_insert(table) if dialect.name == "postgresql"
+                          else sqlite_insert(table)).on_conflict_do_nothing()
+    else:
+        statement = insert(table)
     # inline: no RETURNING of a generated key, which nothing here would read
-    compiled = insert(table).inline().compile(dialect=dialect, column_keys=list(keys))
+    compiled = statement.inline().compile(dialect=dialect, column_keys=list(keys))
     names = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.binds)
     if set(names) != set(keys):  # a column default would need SQLAlchemy to fill it in
         raise ValueError(f"{table.name}: give every inserted column a value ({sorted(keys)})")

@@ -30,6 +30,7 @@ from starlette.responses import Response
 
 from gateway import clock
 from gateway.auth import authenticate
+from gateway.bulk import driver_insert, session_cursor
 from gateway.context import add_finalizer, state
 from gateway.db import Base, Database
 from gateway.errors import BadRequest, Conflict, Problem, ValidationFailed
@@ -70,19 +71,20 @@ def replay_response(exc: IdempotentReplay) -> Response:
 
 
 def _claim(database: Database, client_id: str, key: str, request_hash: str) -> None:
-    """Claim the key in its own committed transaction, in Core (this runs before every
-    keyed POST): one INSERT that does nothing on a conflict, and only then a read of the
-    record that holds the key."""
+    """Claim the key in its own committed transaction (this runs before every keyed POST):
+    one INSERT that does nothing on a conflict, on the driver; only when the key is held
+    already, a read of the record that holds it."""
     now = clock.utcnow()
     table = IdempotencyRecord.__table__
     values = {"client_id": client_id, "key": key, "request_hash": request_hash,
               "state": "in_progress", "created_at": now, "expires_at": now + TTL}
+    with database.driver_transaction() as cursor:
+        if driver_insert(database.engine.dialect, cursor, table, [values], skip_conflicts=True):
+            return
     where = (table.c.client_id == client_id, table.c.key == key)
     with database.engine.begin() as conn:
         insert = ((sqlite_insert if database.is_sqlite else postgresql_insert)(table)
                   .values(**values).on_conflict_do_nothing().returning(table.c.key))
-        if conn.execute(insert).first() is not None:
-            return
         record = conn.execute(select(table).where(*where)).one_or_none()
         if record is not None:
             stale = record.expires_at <= now or (
@@ -91,7 +93,7 @@ def _claim(database: Database, client_id: str, key: str, request_hash: str) -> N
                 conn.execute(delete(table).where(*where))
                 record = None
         if record is None:
-            # Expired or abandoned (or released between the two statements): claim afresh.
+            # Expired or abandoned (or released since the first insert): claim afresh.
             if conn.execute(insert).first() is not None:
                 return
             raise Conflict("A request with this Idempotency-Key is still being processed.",
@@ -107,15 +109,17 @@ def _claim(database: Database, client_id: str, key: str, request_hash: str) -> N
         raise IdempotentReplay(record)
 
 
-def _complete(client_id: str, key: str, content_type: str) -> Callable[[Session, int, bytes], None]:
-    # Core statements on the table: an ORM-enabled UPDATE would first look for matching
-    # objects in the session to synchronize, which costs more than the statement.
-    table = IdempotencyRecord.__table__
-    where = (table.c.client_id == client_id, table.c.key == key)
+# The completion, on the driver in the request's own transaction: a Core UPDATE built per call
+# cost about a quarter of a millisecond of CPU, several times the statement's own.
+_COMPLETE_SQL = ("UPDATE idempotency_keys SET state = 'completed', status_code = ?, body = ?, "
+                 "content_type = ? WHERE client_id = ? AND key = ?")
 
+
+def _complete(client_id: str, key: str, content_type: str) -> Callable[[Session, int, bytes], None]:
     def finalize(session: Session, status: int, body: bytes) -> None:
-        session.execute(update(table).where(*where).values(
-            state="completed", status_code=status, body=body.decode(), content_type=content_type))
+        with session_cursor(session) as (cursor, dialect):
+            sql = _COMPLETE_SQL if dialect.paramstyle == "qmark" else _COMPLETE_SQL.replace("?", "%s")
+            cursor.execute(sql, (status, body.decode(), content_type, client_id, key))
     return finalize
 
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 BENCHES = ["gateway", "evidence", "accounts", "chain_credit", "payroll", "collection", "egov",
-           "partners", "routing", "statements"]
+           "partners", "routing", "statements", "call_cpu"]
 
 
 def main() -> int:

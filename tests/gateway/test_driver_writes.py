@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Column, MetaData, String, Table, func, select
 from sqlalchemy.exc import IntegrityError
 
-from gateway.bulk import driver_insert
+from gateway.bulk import driver_insert, session_insert
 from gateway.db import Database
 from gateway.evidence.models import EvidenceEntry
 
@@ -30,7 +30,7 @@ def _count(database: Database) -> int:
 def test_rows_read_back_as_the_orm_writes_them(database: Database):
     at = datetime(2026, 12, 4, 10, 30, 15, 123456, tzinfo=UTC)
     with database.driver_transaction() as cursor:
-        driver_insert(database, cursor, EvidenceEntry.__table__, [_row("ev_a", at), _row("ev_b", at)])
+        driver_insert(database.engine.dialect, cursor, EvidenceEntry.__table__, [_row("ev_a", at), _row("ev_b", at)])
     with database.transaction() as s:
         s.add(EvidenceEntry(**_row("ev_orm", at)))
     with database.transaction() as s:
@@ -51,11 +51,11 @@ def test_rows_read_back_as_the_orm_writes_them(database: Database):
 def test_a_failed_transaction_writes_nothing_and_frees_the_writer(database: Database):
     at = datetime.now(UTC)
     with database.driver_transaction() as cursor:
-        driver_insert(database, cursor, EvidenceEntry.__table__, [_row("ev_1", at)])
+        driver_insert(database.engine.dialect, cursor, EvidenceEntry.__table__, [_row("ev_1", at)])
     with pytest.raises(IntegrityError), database.driver_transaction() as cursor:
-        driver_insert(database, cursor, EvidenceEntry.__table__, [_row("ev_2", at)])
+        driver_insert(database.engine.dialect, cursor, EvidenceEntry.__table__, [_row("ev_2", at)])
         try:  # the second row repeats a unique id: the whole batch is refused
-            driver_insert(database, cursor, EvidenceEntry.__table__, [_row("ev_1", at)])
+            driver_insert(database.engine.dialect, cursor, EvidenceEntry.__table__, [_row("ev_1", at)])
         except database.engine.dialect.loaded_dbapi.IntegrityError as exc:
             raise IntegrityError("insert", None, exc) from exc
     assert _count(database) == 1
@@ -65,7 +65,7 @@ def test_a_failed_transaction_writes_nothing_and_frees_the_writer(database: Data
 
     def write() -> None:
         with database.driver_transaction() as cursor:
-            driver_insert(database, cursor, EvidenceEntry.__table__, [_row("ev_3", at)])
+            driver_insert(database.engine.dialect, cursor, EvidenceEntry.__table__, [_row("ev_3", at)])
         done.set()
 
     threading.Thread(target=write, daemon=True).start()
@@ -80,4 +80,18 @@ def test_a_column_default_is_not_silently_skipped(database: Database):
                   Column("status", String(10), default="new"))
     with pytest.raises(ValueError, match="give every inserted column a value"), \
             database.driver_transaction() as cursor:
-        driver_insert(database, cursor, table, [{"id": "x"}])
+        driver_insert(database.engine.dialect, cursor, table, [{"id": "x"}])
+
+
+def test_in_a_session_rows_commit_and_roll_back_with_it(database: Database):
+    at = datetime.now(UTC)
+    with database.transaction() as s:
+        session_insert(s, EvidenceEntry.__table__, [_row("ev_kept", at)])
+    with pytest.raises(RuntimeError), database.transaction() as s:
+        session_insert(s, EvidenceEntry.__table__, [_row("ev_undone", at)])
+        raise RuntimeError("the request failed")
+    # A driver error is SQLAlchemy's, as the request's middleware expects of any statement.
+    with pytest.raises(IntegrityError), database.transaction() as s:
+        session_insert(s, EvidenceEntry.__table__, [_row("ev_kept", at)])
+    with database.transaction() as s:
+        assert list(s.scalars(select(EvidenceEntry.id))) == ["ev_kept"]

@@ -1,0 +1,189 @@
+"""CPU per call of the gateway's hottest calls, in one process with no network: `GET /v1/me`
+(Bearer) and the token endpoint (private_key_jwt), beside a bare FastAPI endpoint driven the
+same way in the same run.
+
+Over HTTP these figures drown in the load generator and in the machine's variation (on this
+project's 2-core machine the same commit measured 61 and 83 collection orders/s an hour apart);
+here each call is an ASGI call from an asyncio loop, and the process's CPU time (every thread:
+the event loop, the worker threads, the group commits) is divided by the number of calls. Each
+figure is measured ROUNDS times; the lowest and highest are printed.
+
+Run: `python -m tests.bench.bench_call_cpu` (SQLite; BENCH_CALLS, BENCH_ROUNDS tune it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from gateway import migrate
+from gateway.db import Database
+from gateway.oauth.clients import create_client
+from gateway.tenancy import create_partner
+from tests.bench.load import env_for, report
+from tests.tools.api import client_assertion, new_ec_key, public_jwks
+
+CALLS = int(os.environ.get("BENCH_CALLS", "2000"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ISSUER = "http://127.0.0.1:9"
+
+App = Callable[..., Awaitable[None]]
+
+
+async def call(app: App, method: str, path: str, headers: dict[str, str],
+               body: bytes = b"") -> tuple[int, bytes]:
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "root_path": "", "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 9),
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+             + [(b"host", b"127.0.0.1:9")], "state": {}}
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # the client never disconnects
+        return {}
+
+    out: dict[str, Any] = {"body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            out["status"] = message["status"]
+        else:
+            out["body"] += message.get("body", b"")
+
+    await app(scope, receive, send)
+    return out["status"], out["body"]
+
+
+async def cpu_per_call(make: Callable[[int], Awaitable[tuple[int, bytes]]], ok: int,
+                       concurrency: int) -> float:
+    """Microseconds of process CPU per call, `CALLS` calls made by `concurrency` tasks."""
+    numbers = iter(range(CALLS))
+
+    async def worker() -> None:
+        for i in numbers:
+            status, body = await make(i)
+            if status != ok:
+                raise RuntimeError(f"status {status}: {body[:300]!r}")
+
+    start = time.process_time()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return (time.process_time() - start) / CALLS * 1e6
+
+
+async def lifespan(app: App) -> Callable[[], Awaitable[None]]:
+    queue: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+    started = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"].startswith("lifespan.startup"):
+            started.set()
+
+    await queue.put({"type": "lifespan.startup"})
+    task = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"},
+                                      "state": {}}, queue.get, send))
+    await started.wait()
+
+    async def stop() -> None:
+        await queue.put({"type": "lifespan.shutdown"})
+        await task
+
+    return stop
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):7.0f} - {max(values):5.0f} us"
+
+
+async def main() -> None:
+    import gc
+
+    from tests.bench.baselines import bare
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/bench.db"
+        migrate.upgrade(url)
+        database = Database(url)
+        key = new_ec_key()
+        with database.transaction() as s:
+            partner = create_partner(s, name="Bench", status="active")
+            bearer = create_client(s, partner=partner, environment="sandbox", name="bearer",
+                                   scopes=["accounts:read"], with_secret=True,
+                                   require_dpop=False, rate_plan="unlimited")
+            pkj = create_client(s, partner=partner, environment="sandbox", name="pkj",
+                                scopes=["accounts:read"], jwks=public_jwks(key),
+                                require_dpop=False, rate_plan="unlimited")
+            basic = base64.b64encode(f"{bearer.client.id}:{bearer.secret}".encode()).decode()
+            pkj_id = pkj.client.id
+        database.dispose()
+        os.environ.update(env_for(Path(tmp), url, 9, QUANLIAN_ISSUER=ISSUER))
+        from gateway.app import create_app
+        from gateway.settings import get_settings
+        get_settings.cache_clear()
+
+        base_app, app = bare(), create_app()
+        stop = await lifespan(app)
+        form = {"content-type": "application/x-www-form-urlencoded"}
+        status, body = await call(app, "POST", "/oauth/token",
+                                  {**form, "authorization": f"Basic {basic}"},
+                                  b"grant_type=client_credentials")
+        token = json.loads(body)["access_token"]
+        me = {"authorization": f"Bearer {token}"}
+        n_assertions = ROUNDS * 2 * CALLS + 300  # one unused assertion per token call
+        assertions = [urlencode({
+            "grant_type": "client_credentials",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": client_assertion(pkj_id, key, aud=ISSUER)}).encode()
+            for _ in range(n_assertions)]
+        unused = itertools.count()
+
+        cases: list[tuple[str, Callable[[int], Awaitable[tuple[int, bytes]]], int]] = [
+            ("bare FastAPI GET", lambda i: call(base_app, "GET", "/v1/me", {}), 1),
+            ("GET /v1/me Bearer", lambda i: call(app, "GET", "/v1/me", me), 1),
+            ("POST /oauth/token private_key_jwt",
+             lambda i: call(app, "POST", "/oauth/token", form, assertions[next(unused)]), 1),
+            ("bare FastAPI GET", lambda i: call(base_app, "GET", "/v1/me", {}), 32),
+            ("GET /v1/me Bearer", lambda i: call(app, "GET", "/v1/me", me), 32),
+            ("POST /oauth/token private_key_jwt",
+             lambda i: call(app, "POST", "/oauth/token", form, assertions[next(unused)]), 8),
+        ]
+        # Warm every path (first-request route set-up, caches), then keep the heap out of the
+        # collector's way as the server does (gateway/asgi.py).
+        for _, make, _ in cases:
+            for i in range(50):
+                await make(i)
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(10_000, 50, 100)
+        figures: dict[tuple[str, int], list[float]] = {}
+        for _ in range(ROUNDS):  # rounds interleave the cases, so drift falls on all alike
+            for name, make, concurrency in cases:
+                figures.setdefault((name, concurrency), []).append(
+                    await cpu_per_call(make, 200, concurrency))
+        await stop()
+
+    lines = []
+    for (name, concurrency), values in figures.items():
+        base = figures[("bare FastAPI GET", 32 if concurrency > 1 else 1)]
+        ratio = min(base) / min(values)
+        lines.append(f"{name:<36} {concurrency:3d} at once  CPU per call {spread(values)}"
+                     f"   bare/this {ratio:5.2f}")
+    report(f"CPU per call in one process, {CALLS} calls x {ROUNDS} rounds, "
+           f"{time.strftime('%Y-%m-%d')}", lines)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
