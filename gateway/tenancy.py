@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import Float, ForeignKey, String, UniqueConstraint, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import Float, ForeignKey, String, UniqueConstraint, event, select
+from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 
 from gateway import clock as clock_module
 from gateway.db import Base
@@ -97,8 +97,30 @@ def ensure_tenant(session: Session, partner_id: str, environment: str) -> Tenant
     return tenant
 
 
-def get_tenant(session: Session, tenant_id: str) -> Tenant:
+_HELD = "held_tenants"
+
+
+def _tenant(session: Session, tenant_id: str) -> Tenant | None:
+    """The tenant's row, read once per transaction. The session's identity map holds objects
+    weakly: the row read for a tenant's clock was let go before the same call asked for the
+    tenant again, and read a second time. A strong reference for the transaction's life
+    (dropped when it ends: `_forget_tenants`) keeps one read per transaction."""
     tenant = session.get(Tenant, tenant_id)
+    if tenant is not None:
+        session.info.setdefault(_HELD, {})[tenant_id] = tenant
+    return tenant
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_tenants(session: Session, transaction: SessionTransaction) -> None:
+    # When the outermost transaction ends (a flush's or a savepoint's inner one is not the
+    # end): the next transaction reads afresh, as another process may have moved a test clock.
+    if transaction.parent is None:
+        session.info.pop(_HELD, None)
+
+
+def get_tenant(session: Session, tenant_id: str) -> Tenant:
+    tenant = _tenant(session, tenant_id)
     if tenant is None:
         raise NotFound("No such tenant.", code="tenant_not_found")
     return tenant
@@ -106,7 +128,7 @@ def get_tenant(session: Session, tenant_id: str) -> Tenant:
 
 def clock_for(session: Session, tenant_id: str) -> clock_module.Clock:
     """The clock a tenant's business rules run on (its sandbox test clock, or real time)."""
-    tenant = session.get(Tenant, tenant_id)
+    tenant = _tenant(session, tenant_id)
     offset = tenant.clock_offset_seconds if tenant is not None else 0.0
     if not offset:
         return clock_module.base_clock()

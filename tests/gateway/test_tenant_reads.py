@@ -1,0 +1,64 @@
+"""A tenant's row is read once per transaction (its clock and its environment are asked for by
+most business calls), and afresh in the next one: a test clock moved by another process in
+between is seen."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import event
+
+from gateway.db import Database
+from gateway.tenancy import advance_clock, clock_for, create_partner, ensure_tenant, get_tenant
+
+
+@contextmanager
+def tenant_reads(database: Database) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+        if "FROM tenants" in statement:
+            seen.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(database.engine, "before_cursor_execute", count)
+
+
+def test_one_read_per_transaction_and_a_moved_clock_seen_in_the_next(database: Database):
+    with database.transaction() as s:
+        tenant_id = ensure_tenant(s, create_partner(s, name="P", status="active").id, "sandbox").id
+
+    with tenant_reads(database) as seen, database.transaction() as s:
+        before = clock_for(s, tenant_id).now()
+        assert len(seen) == 1
+        s.flush()  # a flush between the two (as a service writes its row in between) keeps it
+        assert get_tenant(s, tenant_id).environment == "sandbox"
+        clock_for(s, tenant_id)
+        assert len(seen) == 1
+
+    # Another process moves the clock; the same session's next transaction sees it.
+    with database.transaction() as other:
+        advance_clock(other, tenant_id, 3600)
+    with database.transaction() as s:
+        seen_clock = clock_for(s, tenant_id).now()
+    assert (seen_clock - before).total_seconds() >= 3600
+
+
+def test_a_long_lived_session_reads_again_after_each_commit(database: Database):
+    with database.transaction() as s:
+        tenant_id = ensure_tenant(s, create_partner(s, name="P", status="active").id, "sandbox").id
+    session = database.sessions()
+    try:
+        first = clock_for(session, tenant_id).now()
+        session.commit()
+        with database.transaction() as other:
+            advance_clock(other, tenant_id, 7200)
+        # The row is not held past the commit, so this transaction reads it again (a row held
+        # for ever would answer from memory, an hour behind).
+        assert (clock_for(session, tenant_id).now() - first).total_seconds() >= 7200
+    finally:
+        session.close()
