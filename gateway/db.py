@@ -35,6 +35,12 @@ def _pyformat(sql: str) -> str:
     return _PARAM.sub(r"%(\1)s", sql)
 
 
+def driver_sql(sql: str, dialect_name: str) -> str:
+    """A statement written with `:name` parameters, in the driver's own style (SQLite takes
+    `:name` as it is; psycopg wants `%(name)s`)."""
+    return sql if dialect_name == "sqlite" else _pyformat(sql)
+
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -218,8 +224,7 @@ class Database:
         transaction, no thread hand-off, so it can run on the event loop. Each statement sees
         the latest committed data, and readers never wait for writers (WAL on SQLite, MVCC on
         PostgreSQL). `sql` uses `:name` parameters."""
-        if not self.is_sqlite:
-            sql = _pyformat(sql)
+        sql = driver_sql(sql, self.engine.dialect.name)
         with self._direct_lock:
             for attempt in (1, 2):
                 if self._direct is None:
@@ -249,7 +254,7 @@ class Database:
         of reads, single-use proof ids), where SQLAlchemy's statement machinery cost more than
         the database did. SQLite's writer queue is kept: the commit and rollback are the
         dialect's, which give the writer's turn back. Statements use the driver's own
-        parameter style (`Database.placeholder`)."""
+        parameter style (`driver_sql`)."""
         proxied = self.engine.raw_connection()
         dbapi = proxied.dbapi_connection
         dialect = self.engine.dialect
@@ -269,11 +274,6 @@ class Database:
                 cursor.close()
         finally:
             proxied.close()
-
-    @property
-    def placeholder(self) -> str:
-        """The driver's positional parameter marker."""
-        return "?" if self.is_sqlite else "%s"
 
     def _close_direct(self) -> None:
         direct, self._direct = self._direct, None

@@ -19,11 +19,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.batching import GroupCommit
+from gateway.bulk import driver_insert
 from gateway.db import Database
 from gateway.oauth.models import UsedNonce
 
 PURGE_EVERY = 1000
-_SQLITE_INSERT = "INSERT INTO used_nonces (key, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING"
 # One statement for the whole batch, the keys stored by it returned.
 _POSTGRESQL_INSERT = ("INSERT INTO used_nonces (key, expires_at) "
                       "SELECT * FROM unnest(%s::varchar[], %s::bigint[]) "
@@ -67,11 +67,11 @@ class ReplayGuard:
         with self.database.driver_transaction() as cursor:
             if self.database.is_sqlite:
                 # The transaction holds SQLite's one writer: each row's count says if it was new.
-                stored = set()
-                for key, expires_at in rows.items():
-                    cursor.execute(_SQLITE_INSERT, (key, expires_at))
-                    if cursor.rowcount == 1:
-                        stored.add(key)
+                dialect = self.database.engine.dialect
+                stored = {key for key, expires_at in rows.items()
+                          if driver_insert(dialect, cursor, UsedNonce.__table__,
+                                           [{"key": key, "expires_at": expires_at}],
+                                           skip_conflicts=True)}
             else:
                 cursor.execute(_POSTGRESQL_INSERT, (list(rows), list(rows.values())))
                 stored = {key for (key,) in cursor.fetchall()}
