@@ -41,6 +41,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from gateway.db import driver_sql
+
 
 def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert `rows` (all with the same keys) into `table` in the session's transaction.
@@ -138,25 +140,14 @@ def update_rows(session: Session, table: Table, key: str,
 def driver_insert(dialect: Dialect, cursor: Any, table: Table,
                   rows: Sequence[Mapping[str, Any]], *, skip_conflicts: bool = False) -> int:
     """Insert `rows` (all with the same keys) on a driver cursor (from
-    `Database.driver_transaction`, or `session_insert`), each value passed through its column type's bind processor
-    as in `row_writer`: one compiled statement, with none of SQLAlchemy's per-statement and
+    `Database.driver_transaction`, or `session_insert`), each value passed through its column
+    type's bind processor as in `row_writer`: one compiled statement, with none of SQLAlchemy's per-statement and
     per-row work. `skip_conflicts`: a row that breaks a unique key is left out (ON CONFLICT DO
     NOTHING). Returns the number of rows inserted (for one row: 1 or 0)."""
     if not rows:
         return 0
-    sql, names, converters, positional = _driver_statement(
-        dialect, table, tuple(rows[0]), skip_conflicts)
-    values: list[Any] = []
-    for row in rows:
-        line = [row[n] for n in names]
-        for i, process in converters:
-            line[i] = process(line[i])
-        values.append(line if positional else dict(zip(names, line, strict=True)))
-    if len(values) == 1:
-        cursor.execute(sql, values[0])
-    else:
-        cursor.executemany(sql, values)
-    return int(cursor.rowcount)
+    return _driver_run(cursor, _driver_statement(dialect, table, tuple(rows[0]), skip_conflicts),
+                       rows)
 
 
 @contextmanager
@@ -178,17 +169,88 @@ def session_cursor(session: Session) -> Iterator[tuple[Any, Dialect]]:
         cursor.close()
 
 
-def session_insert(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+def driver_update(dialect: Dialect, cursor: Any, table: Table, key: str,
+                  rows: Sequence[Mapping[str, Any]]) -> int:
+    """Set each row's values (all rows with the same keys) on the row whose `key` matches, on a
+    driver cursor, values passed through their column types' bind processors as in
+    `driver_insert`. Returns the number of rows changed."""
+    if not rows:
+        return 0
+    return _driver_run(cursor, _driver_update_statement(dialect, table, key, tuple(rows[0])), rows)
+
+
+def session_insert(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *,
+                   skip_conflicts: bool = False) -> int:
     """`driver_insert` in the session's own transaction, for rows nothing reads back as objects
-    in it (evidence entries), and that refer to no pending ORM object."""
+    in it (evidence entries, ledger postings), and that refer to no pending ORM object."""
     with session_cursor(session) as (cursor, dialect):
-        driver_insert(dialect, cursor, table, rows)
+        return driver_insert(dialect, cursor, table, rows, skip_conflicts=skip_conflicts)
+
+
+def session_update(session: Session, table: Table, key: str,
+                   rows: Sequence[Mapping[str, Any]]) -> int:
+    """`driver_update` in the session's own transaction. The caller keeps any ORM object of
+    those rows in step (`sqlalchemy.orm.attributes.set_committed_value`)."""
+    with session_cursor(session) as (cursor, dialect):
+        return driver_update(dialect, cursor, table, key, rows)
+
+
+def session_rows(session: Session, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """The rows of a plain read (`:name` parameters) in the session's own transaction, on the
+    driver: a few columns read on every call, where the ORM would build objects and SQLAlchemy
+    a statement. Pending ORM changes are flushed first, as a query would. Values come back as
+    the driver gives them (no column type processing)."""
+    session.flush()
+    with session_cursor(session) as (cursor, dialect):
+        cursor.execute(driver_sql(sql, dialect.name), params)
+        return list(cursor.fetchall())
+
+
+_Converters = list[tuple[int, Callable[[Any], Any]]]
+# SQL, the row keys in parameter order, their bind processors, the parameter names (None: positional)
+_Statement = tuple[str, tuple[str, ...], _Converters, tuple[str, ...] | None]
+
+
+def _driver_run(cursor: Any, statement: _Statement, rows: Sequence[Mapping[str, Any]]) -> int:
+    sql, names, converters, params = statement
+    values = [_driver_values(row, names, converters, params) for row in rows]
+    if len(values) == 1:
+        cursor.execute(sql, values[0])
+    else:
+        cursor.executemany(sql, values)
+    return int(cursor.rowcount)
+
+
+def _driver_values(row: Mapping[str, Any], names: tuple[str, ...], converters: _Converters,
+                   params: tuple[str, ...] | None) -> Any:
+    """A row's values in the statement's order, processed; keyed by `params` for a driver
+    with named parameters (None: positional)."""
+    line = [row[n] for n in names]
+    for i, process in converters:
+        line[i] = process(line[i])
+    return line if params is None else dict(zip(params, line, strict=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _driver_update_statement(dialect: Dialect, table: Table, key: str, keys: tuple[str, ...]) -> _Statement:
+    # Parameters are named after their columns with a prefix: a SET clause may not bind a
+    # parameter of its column's own name.
+    names = [name for name in keys if name != key]
+    statement = (update(table).where(table.c[key] == bindparam("_" + key))
+                 .values({name: bindparam("_" + name) for name in names}))
+    compiled = statement.compile(dialect=dialect)
+    binds = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.binds)
+    columns = tuple(bind[1:] for bind in binds)
+    if set(columns) != set(keys):
+        raise ValueError(f"{table.name}: an update sets given columns only ({sorted(keys)})")
+    converters = [(i, p) for i, p in enumerate(_processor(table, n, dialect) for n in columns)
+                  if p is not None]
+    return compiled.string, columns, converters, None if compiled.positional else binds
 
 
 @functools.lru_cache(maxsize=64)
 def _driver_statement(dialect: Dialect, table: Table, keys: tuple[str, ...],
-                      skip_conflicts: bool = False,
-                      ) -> tuple[str, tuple[str, ...], list[tuple[int, Callable[[Any], Any]]], bool]:
+                      skip_conflicts: bool = False) -> _Statement:
     if skip_conflicts:
         statement: Any = (postgresql_insert(table) if dialect.name == "postgresql"
                           else sqlite_insert(table)).on_conflict_do_nothing()
@@ -201,7 +263,7 @@ def _driver_statement(dialect: Dialect, table: Table, keys: tuple[str, ...],
         raise ValueError(f"{table.name}: give every inserted column a value ({sorted(keys)})")
     converters = [(i, p) for i, p in enumerate(_processor(table, n, dialect) for n in names)
                   if p is not None]
-    return compiled.string, names, converters, compiled.positional
+    return compiled.string, names, converters, None if compiled.positional else names
 
 
 def _uniform(rows: Sequence[Mapping[str, Any]], name: str) -> bool:

@@ -55,11 +55,12 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, Final, Generic, TypeVar
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
-from gateway.bulk import insert_rows, row_writer
+from gateway.bulk import insert_rows, row_writer, session_insert, session_rows, session_update
 from gateway.errors import ValidationFailed
 from gateway.events import publish
 from gateway.identifiers import (
@@ -301,6 +302,15 @@ def get_account(session: Session, tenant_id: str, account_id: str, *,
     return account
 
 
+# Built once: SQLAlchemy then finds its compiled form without building and keying a new
+# statement on every call, which cost more than reading the rows.
+_LOCK_ACCOUNTS = (select(Account)
+                  .where(Account.tenant_id == bindparam("tenant"),
+                         Account.id.in_(bindparam("ids", expanding=True)))
+                  .order_by(Account.id).with_for_update(key_share=True)
+                  .execution_options(populate_existing=True))
+
+
 def _lock_accounts(session: Session, tenant_id: str, account_ids: Iterable[str]) -> dict[str, Account]:
     """Lock the accounts in sorted id order (the one global order: no deadlocks).
 
@@ -318,10 +328,7 @@ def _lock_accounts(session: Session, tenant_id: str, account_ids: Iterable[str])
             raise AccountNotFound(f"No account {account_id!s:.60} in this environment.")
     locked: dict[str, Account] = {}
     for chunk in _chunks(ids):
-        for account in session.scalars(
-                select(Account).where(Account.tenant_id == tenant_id, Account.id.in_(chunk))
-                .order_by(Account.id).with_for_update(key_share=True)
-                .execution_options(populate_existing=True)):
+        for account in session.scalars(_LOCK_ACCOUNTS, {"tenant": tenant_id, "ids": list(chunk)}):
             locked[account.id] = account
     for account_id in ids:
         if account_id not in locked:
@@ -489,6 +496,21 @@ class _Positions:
             account.last_posted_at = self.last[account_id]
             account.updated_at = self.last[account_id]
 
+    def write(self, session: Session) -> None:
+        """`store()`, written at once on the driver (one statement for every touched account)
+        and set on the objects as their stored state."""
+        rows = [{"id": account_id, "posting_seq": self.seq[account_id],
+                 "ledger_fen": self.ledger[account_id], "last_posted_at": self.last[account_id],
+                 "updated_at": self.last[account_id]} for account_id in sorted(self.touched)]
+        session_update(session, Account.__table__, "id", rows)
+        for row in rows:
+            account = self.accounts[row["id"]]
+            for name in _POSITION_COLUMNS:
+                set_committed_value(account, name, row[name])
+
+
+_POSITION_COLUMNS = ("posting_seq", "ledger_fen", "last_posted_at", "updated_at")
+
 
 def _ref_conflict(exc: IntegrityError, what: str) -> None:
     if "journal_ref" in str(exc.orig):
@@ -499,22 +521,28 @@ def _ref_conflict(exc: IntegrityError, what: str) -> None:
 def _write_entry(session: Session, tenant_id: str, accounts: dict[str, Account],
                  legs: Sequence[Leg], *, kind: str, purpose: str, journal_ref: str,
                  reference_type: str, reference_id: str, memo: str | None,
-                 hold_id: str | None, fingerprint: str, at: datetime) -> EntryRecord:
-    """Write an entry whose checks passed; the accounts are locked by the caller."""
+                 hold_id: str | None, fingerprint: str, at: datetime) -> EntryRecord | None:
+    """Write an entry whose checks passed; the accounts are locked by the caller.
+
+    None, with nothing written, when the tenant already has an entry under `journal_ref` (the
+    caller replays it or refuses): the entry's INSERT skips a known ref, so a movement asked
+    for the first time needs no look-up of its ref.
+
+    The rows go in on the driver (`gateway.bulk`): nothing reads them back as objects in the
+    request, and SQLAlchemy's statement machinery cost several times the statements. The
+    accounts' new positions are written the same way and set on the locked objects as their
+    stored state, so the ORM holds what the database holds and flushes nothing for them.
+    """
     positions = _Positions(accounts)
     entry_row, posting_rows = positions.entry(
         tenant_id, legs, kind=kind, purpose=purpose, journal_ref=journal_ref,
         reference_type=reference_type, reference_id=reference_id, memo=memo, hold_id=hold_id,
         fingerprint=fingerprint, at=at)
-    positions.store()
-    # Core INSERTs of the rows made above: nothing reads these rows back as objects in the
-    # request, and the unit of work would cost more than the two statements.
-    try:
-        session.execute(insert(JournalEntry.__table__), entry_row)
-        session.execute(insert(Posting.__table__), posting_rows)
-    except IntegrityError as exc:
-        _ref_conflict(exc, repr(journal_ref))
-        raise
+    session.flush()  # a hold changed by the caller is stored before an entry refers to it
+    if not session_insert(session, JournalEntry.__table__, [entry_row], skip_conflicts=True):
+        return None
+    session_insert(session, Posting.__table__, posting_rows)
+    positions.write(session)
     return _entry_record(session, SimpleNamespace(**entry_row),
                          postings=[SimpleNamespace(**row) for row in posting_rows])
 
@@ -541,18 +569,29 @@ def _post(session: Session, tenant_id: str, legs: Sequence[Leg], *, kind: str, p
         reference=[reference_type, reference_id])
     when = _when(session, tenant_id, at)
     accounts = _lock_accounts(session, tenant_id, (leg.account_id for leg in legs))
-    # Looked up once the accounts are locked: a concurrent call with the same ref has then
-    # committed (or not begun), so this one read sees it either way.
-    replay = _replay_entry(session, tenant_id, journal_ref, fingerprint)
-    if replay is not None:
-        return replay
-    _check_legs(session, tenant_id, accounts, legs, operation="transfer", purpose=purpose,
-                authorization=authorization, reference_type=reference_type,
-                reference_id=reference_id)
-    return _write_entry(session, tenant_id, accounts, legs, kind=kind, purpose=purpose,
-                        journal_ref=journal_ref, reference_type=reference_type,
-                        reference_id=reference_id, memo=memo, hold_id=None,
-                        fingerprint=fingerprint, at=when)
+    # A known journal_ref replays its entry whatever the accounts are like now. It is looked up
+    # only when it matters: when the movement is refused, or when the entry's INSERT finds the
+    # ref taken. The accounts are locked, so a concurrent call with the same ref has committed
+    # (or not begun) and the look-up sees it either way.
+    try:
+        _check_legs(session, tenant_id, accounts, legs, operation="transfer", purpose=purpose,
+                    authorization=authorization, reference_type=reference_type,
+                    reference_id=reference_id)
+    except PaymentRefused:
+        replay = _replay_entry(session, tenant_id, journal_ref, fingerprint)
+        if replay is not None:
+            return replay
+        raise
+    entry = _write_entry(session, tenant_id, accounts, legs, kind=kind, purpose=purpose,
+                         journal_ref=journal_ref, reference_type=reference_type,
+                         reference_id=reference_id, memo=memo, hold_id=None,
+                         fingerprint=fingerprint, at=when)
+    if entry is None:
+        entry = _replay_entry(session, tenant_id, journal_ref, fingerprint)
+        if entry is None:  # taken by a movement whose transaction has not ended: cannot be known
+            raise JournalRefConflict(
+                f"journal_ref {journal_ref!r} was posted concurrently by another movement.")
+    return entry
 
 
 # --- the port's operations --------------------------------------------------------------
@@ -756,6 +795,9 @@ def capture_hold(session: Session, tenant_id: str, hold_id: str, *, to_account_i
                          reference_id=reference_id, memo=memo, hold_id=hold.id,
                          fingerprint=_capture_fingerprint(hold.id, legs, reference_type,
                                                           reference_id), at=when)
+    if entry is None:  # the ref was free under the locks a moment ago: another hold's capture
+        raise JournalRefConflict(
+            f"journal_ref {journal_ref!r} was posted concurrently by another movement.")
     return CaptureResult(hold=_hold_record(hold), entry=entry)
 
 
@@ -1412,17 +1454,54 @@ def _transfer_event(session: Session, transfer: Transfer, actor: str, at: dateti
             data=TransferOut.from_model(transfer).model_dump(mode="json"), actor=actor, at=at)
 
 
-def _fail(session: Session, transfer: Transfer, code: str, message: str, *, actor: str,
-          at: datetime) -> Transfer:
+def _mark_failed(transfer: Transfer, code: str, message: str, at: datetime) -> None:
     if not can_transition(TRANSFER_TRANSITIONS, transfer.status, "failed"):
         raise LedgerIntegrityError(f"A {transfer.status} transfer cannot fail.")
     transfer.status = "failed"
     transfer.failure_code = code
     transfer.failure_message = message[:300]
     transfer.resolved_at = at
+
+
+def _fail(session: Session, transfer: Transfer, code: str, message: str, *, actor: str,
+          at: datetime) -> Transfer:
+    """Fail a stored transfer (locked by the caller)."""
+    _mark_failed(transfer, code, message, at)
     session.flush()
     _transfer_event(session, transfer, actor, at)
     return transfer
+
+
+_TRANSFER_COLUMNS = tuple(column.key for column in Transfer.__table__.columns)
+
+
+def _store_new(session: Session, transfer: Transfer, actor: str, at: datetime) -> Transfer:
+    """Store a transfer made in this call, its outcome known: one INSERT on the driver, and the
+    object made the session's own as if it had been read."""
+    session.flush()  # a hold placed for it is stored before the row refers to it
+    row = {name: getattr(transfer, name) for name in _TRANSFER_COLUMNS}
+    session_insert(session, Transfer.__table__, [row])
+    for name, value in row.items():  # every column set: none is left to load from the database
+        setattr(transfer, name, value)
+    make_transient_to_detached(transfer)
+    session.add(transfer)
+    _transfer_event(session, transfer, actor, at)
+    return transfer
+
+
+def _check_partner_accounts(session: Session, tenant_id: str, payer: object, payee: object) -> None:
+    """`AccountNotFound` unless both are accounts of the tenant that a partner may use (the
+    bank's internal accounts count as unknown), in one read of their kinds."""
+    for account_id in (payer, payee):
+        if not isinstance(account_id, str) or len(account_id) > 60:
+            raise AccountNotFound(f"No account {account_id!s:.60} in this environment.")
+    kinds = dict(session_rows(
+        session, "SELECT id, kind FROM accounts "
+                 "WHERE tenant_id = :tenant AND id IN (:payer, :payee)",
+        {"tenant": tenant_id, "payer": payer, "payee": payee}))
+    for account_id in (payer, payee):
+        if kinds.get(account_id) in (None, "internal"):
+            raise AccountNotFound(f"No account {account_id} in this environment.")
 
 
 def create_transfer(session: Session, tenant_id: str, *, from_account_id: str, to_account_id: str,
@@ -1452,23 +1531,22 @@ def create_transfer(session: Session, tenant_id: str, *, from_account_id: str, t
     _check_text(memo, "memo", _MEMO_MAX, optional=True)
     if from_account_id == to_account_id:
         raise SameAccount("A transfer needs two different accounts.")
-    get_account(session, tenant_id, from_account_id, include_internal=False)
-    payee = get_account(session, tenant_id, to_account_id, include_internal=False)
+    _check_partner_accounts(session, tenant_id, from_account_id, to_account_id)
     when = _when(session, tenant_id, at)
+    # Stored once its outcome is known (nothing refers to it before): one INSERT, no UPDATE.
     record = Transfer(id=new_id("trf"), tenant_id=tenant_id, from_account_id=from_account_id,
                       to_account_id=to_account_id, amount_fen=amount_fen, memo=memo,
                       status="pending", created_by=actor[:80], created_at=when)
-    session.add(record)
-    session.flush()
     sandbox = get_tenant(session, tenant_id).environment == "sandbox"
     forced = magic.magic_amount(amount_fen) if sandbox else None
     if forced is not None and forced.outcome == "failed":
-        return _fail(session, record, forced.failure_code,
-                     f"Sandbox magic amount {forced.amount}: {forced.description}",
-                     actor=actor, at=when)
+        _mark_failed(record, forced.failure_code,
+                     f"Sandbox magic amount {forced.amount}: {forced.description}", when)
+        return _store_new(session, record, actor, when)
     core = get_core_banking()
     try:
         if to_account_name is not None:
+            payee = get_account(session, tenant_id, to_account_id)
             if sandbox and magic.forces_name_mismatch(payee.owner_name):
                 raise NameMismatch("The payee's name does not match the account (sandbox magic name).")
             if not _names_match(to_account_name, payee):
@@ -1481,22 +1559,19 @@ def create_transfer(session: Session, tenant_id: str, *, from_account_id: str, t
                                    at=when)
             record.hold_id = hold.id
             record.resolves_at = when + magic.PENDING_FAILS_AFTER
-            session.flush()
-            _transfer_event(session, record, actor, when)
-            return record
+            return _store_new(session, record, actor, when)
         entry = core.transfer(session, tenant_id, from_account_id=from_account_id,
                               to_account_id=to_account_id, amount_fen=amount_fen,
                               journal_ref=f"transfer:{record.id}", reference_type="transfer",
                               reference_id=record.id, purpose=purpose, memo=memo,
                               authorization=authorization, at=when)
     except PaymentRefused as exc:
-        return _fail(session, record, exc.code, exc.detail or exc.title, actor=actor, at=when)
+        _mark_failed(record, exc.code, exc.detail or exc.title, when)
+        return _store_new(session, record, actor, when)
     record.status = "completed"
     record.journal_entry_id = entry.id
     record.resolved_at = entry.created_at
-    session.flush()
-    _transfer_event(session, record, actor, entry.created_at)
-    return record
+    return _store_new(session, record, actor, entry.created_at)
 
 
 def _resolve(session: Session, record: Transfer, when: datetime) -> Transfer:

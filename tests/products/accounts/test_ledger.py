@@ -225,6 +225,48 @@ def test_a_journal_ref_reused_for_another_movement_is_a_conflict(database, tenan
         assert service.balance(s, tenant, a).ledger_fen == 9_000
 
 
+def test_a_replay_is_answered_even_when_the_movement_would_now_be_refused(database, tenant):
+    # The entry's ref is looked up only when a movement is refused or its INSERT finds the ref
+    # taken: a repeat of a payment that used the money up must still get that payment back.
+    with database.transaction() as s:
+        a = funded_account(s, tenant, 1_000).id
+        b = enterprise_account(s, tenant).id
+        first = _move(s, tenant, a, b, 1_000, "drain-1")
+    with database.transaction() as s:
+        service.freeze_account(s, tenant, a, actor="ops")
+    with database.transaction() as s:
+        again = _move(s, tenant, a, b, 1_000, "drain-1")
+        assert again.replayed and again.id == first.id
+        with pytest.raises(AccountFrozen):
+            _move(s, tenant, a, b, 1_000, "drain-2")
+        with pytest.raises(JournalRefConflict):  # refused, and its ref names another movement
+            _move(s, tenant, a, b, 999, "drain-1")
+    with database.transaction() as s:
+        assert service.balance(s, tenant, a).ledger_fen == 0
+        assert service.balance(s, tenant, b).ledger_fen == 1_000
+        assert service.audit(s, tenant) == []
+
+
+def test_the_session_sees_the_balances_an_entry_wrote(database, tenant):
+    # The balances are written beside the ORM; the locked objects must hold what was stored,
+    # and nothing must be written twice when the session flushes later.
+    with database.transaction() as s:
+        a = funded_account(s, tenant, 10_000)
+        b = enterprise_account(s, tenant)
+        entry = _move(s, tenant, a.id, b.id, 2_500, "seen-1")
+        assert (a.ledger_fen, b.ledger_fen) == (7_500, 2_500)
+        assert a.posting_seq == 2 and b.posting_seq == 1
+        assert a.last_posted_at == entry.created_at
+        a.label = "renamed"  # an unrelated change flushed with the session
+        s.flush()
+        _move(s, tenant, a.id, b.id, 500, "seen-2")
+        assert (a.ledger_fen, b.ledger_fen) == (7_000, 3_000)
+    with database.transaction() as s:
+        stored = s.get(Account, a.id)
+        assert (stored.ledger_fen, stored.posting_seq, stored.label) == (7_000, 3, "renamed")
+        assert service.audit(s, tenant) == []
+
+
 def test_journal_refs_are_per_tenant(database, tenant):
     with database.transaction() as s:
         other = new_tenant(s)
