@@ -5,9 +5,9 @@
 - A second request while the first is still running is a 409 problem.
 - Keys expire after 24 hours. Routes that move money require a key (400 without).
 
-The key is claimed in its own committed transaction (one INSERT .. ON CONFLICT DO NOTHING)
-before the route runs (so concurrent
-duplicates see it), and completed inside the route's transaction, so the stored response
+The key is claimed in a committed transaction of its own (one INSERT .. ON CONFLICT DO NOTHING,
+shared with the claims made at the same moment: group commit) before the route runs (so
+concurrent duplicates see it), and completed inside the route's transaction, so the stored response
 commits atomically with the change it describes. A failure that changed nothing and may
 succeed on retry (409, 429, 5xx) releases the key.
 """
@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import anyio
 from fastapi import Request
@@ -30,6 +32,7 @@ from starlette.responses import Response
 
 from gateway import clock
 from gateway.auth import authenticate
+from gateway.batching import GroupCommit
 from gateway.bulk import driver_insert, session_cursor
 from gateway.context import add_finalizer, state
 from gateway.db import Base, Database, driver_sql
@@ -70,17 +73,46 @@ def replay_response(exc: IdempotentReplay) -> Response:
                     media_type=exc.content_type, headers={"Idempotent-Replayed": "true"})
 
 
+class _Claims:
+    """Claims made at the same moment share one committed transaction (group commit): every
+    keyed POST makes one, and alone each cost a transaction and its commit."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.batches: GroupCommit[dict[str, Any], bool] = GroupCommit(self._store)
+
+    def _store(self, rows: list[dict[str, Any]]) -> list[bool]:
+        """True for each row stored; False for a key held already (a duplicate in the same
+        batch included: the first of them is stored)."""
+        dialect, table = self.database.engine.dialect, IdempotencyRecord.__table__
+        with self.database.driver_transaction() as cursor:
+            return [bool(driver_insert(dialect, cursor, table, [row], skip_conflicts=True))
+                    for row in rows]
+
+
+_claims: WeakKeyDictionary[Database, _Claims] = WeakKeyDictionary()
+_claims_lock = threading.Lock()
+
+
+def _claims_of(database: Database) -> _Claims:
+    with _claims_lock:
+        claims = _claims.get(database)
+        if claims is None:
+            claims = _claims[database] = _Claims(database)
+        return claims
+
+
 def _claim(database: Database, client_id: str, key: str, request_hash: str) -> None:
-    """Claim the key in its own committed transaction (this runs before every keyed POST):
-    one INSERT that does nothing on a conflict, on the driver; only when the key is held
-    already, a read of the record that holds it."""
+    """Claim the key in a committed transaction (this runs before every keyed POST): one
+    INSERT that does nothing on a conflict, on the driver, in a transaction shared with the
+    claims made at the same moment; only when the key is held already, a read of the record
+    that holds it."""
     now = clock.utcnow()
     table = IdempotencyRecord.__table__
     values = {"client_id": client_id, "key": key, "request_hash": request_hash,
               "state": "in_progress", "created_at": now, "expires_at": now + TTL}
-    with database.driver_transaction() as cursor:
-        if driver_insert(database.engine.dialect, cursor, table, [values], skip_conflicts=True):
-            return
+    if _claims_of(database).batches.submit(values):
+        return
     where = (table.c.client_id == client_id, table.c.key == key)
     with database.engine.begin() as conn:
         insert = ((sqlite_insert if database.is_sqlite else postgresql_insert)(table)

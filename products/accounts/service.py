@@ -73,7 +73,7 @@ from gateway.identifiers import (
 from gateway.ids import new_id
 from gateway.money import MAX_FEN, format_fen
 from gateway.pii import mask_account_number, mask_id_number, mask_name, pii_digest
-from gateway.tenancy import clock_for, get_tenant
+from gateway.tenancy import clock_for, is_sandbox
 from products.accounts import magic
 from products.accounts.errors import (
     AccountClosed,
@@ -1249,7 +1249,7 @@ def create_account(session: Session, tenant_id: str, *, kind: str, owner_type: s
         raise InvalidAccount("An account with this number exists.", code="account_number_taken",
                              status=409)
     status = "active"
-    if get_tenant(session, tenant_id).environment == "sandbox":
+    if is_sandbox(session, tenant_id):
         status = magic.account_number_status(number) or "active"
     account = Account(
         id=new_id("acct"), tenant_id=tenant_id, kind=kind, status=status, currency="CNY",
@@ -1537,7 +1537,7 @@ def create_transfer(session: Session, tenant_id: str, *, from_account_id: str, t
     record = Transfer(id=new_id("trf"), tenant_id=tenant_id, from_account_id=from_account_id,
                       to_account_id=to_account_id, amount_fen=amount_fen, memo=memo,
                       status="pending", created_by=actor[:80], created_at=when)
-    sandbox = get_tenant(session, tenant_id).environment == "sandbox"
+    sandbox = is_sandbox(session, tenant_id)
     forced = magic.magic_amount(amount_fen) if sandbox else None
     if forced is not None and forced.outcome == "failed":
         _mark_failed(record, forced.failure_code,

@@ -31,7 +31,7 @@ from gateway.events import publish
 from gateway.ids import new_id
 from gateway.money import Money, parse_fen
 from gateway.pii import mask_account_number, mask_name
-from gateway.tenancy import get_tenant
+from gateway.tenancy import is_sandbox
 from products.collection import ledger, repository, schemas, service, views
 from products.collection.errors import SandboxOnly, VirtualAccountNotFound
 from products.collection.models import (
@@ -131,7 +131,7 @@ def simulate_incoming(session: Session, tenant_id: str, actor: str, virtual_acco
                       body: schemas.IncomingTransferSimulate
                       ) -> tuple[IncomingTransfer, list[schemas.Application]]:
     """The sandbox's stand-in for an interbank credit (refused outside the sandbox)."""
-    if get_tenant(session, tenant_id).environment != "sandbox":
+    if not is_sandbox(session, tenant_id):
         raise SandboxOnly("Incoming transfers are simulated in the sandbox only.")
     return receive_transfer(session, tenant_id, actor, virtual_account_id,
                             amount_fen=body.amount.fen, remitter_name=body.remitter_name,

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from gateway.tenancy import get_tenant
+from gateway.tenancy import is_sandbox
 from products.accounts import magic
 from products.accounts import service as accounts
 from products.accounts.errors import AccountNotFound, InvalidAccount, PaymentRefused
@@ -72,10 +72,6 @@ def check_payee(session: Session, tenant_id: str, account_id: str, what: str) ->
 def find_by_number(session: Session, tenant_id: str, account_number: str) -> AccountView | None:
     account = accounts.find_account_by_number(session, tenant_id, account_number)
     return _view(account) if account is not None else None
-
-
-def is_sandbox(session: Session, tenant_id: str) -> bool:
-    return get_tenant(session, tenant_id).environment == "sandbox"
 
 
 def sandbox_refusal(session: Session, tenant_id: str, amount_fen: int) -> str | None:

@@ -23,7 +23,7 @@ from gateway.events import publish
 from gateway.ids import new_id
 from gateway.money import format_fen
 from gateway.pii import mask_account_number, mask_id_number, mask_name, pii_digest
-from gateway.tenancy import Principal, clock_for, get_tenant
+from gateway.tenancy import Principal, clock_for, is_sandbox
 from products.payroll import ledger, receiving
 from products.payroll.errors import (
     BatchNotFound,
@@ -46,10 +46,6 @@ MAX_VALUE_DATE_AHEAD = timedelta(days=90)
 
 def _now(session: Session, tenant_id: str) -> datetime:
     return clock_for(session, tenant_id).now()
-
-
-def _is_sandbox(session: Session, tenant_id: str) -> bool:
-    return get_tenant(session, tenant_id).environment == "sandbox"
 
 
 # --- public representations (the same shape in responses and events) ---------------------
@@ -150,7 +146,7 @@ class BatchBuilder:
         self.actor = principal.client_id
         self.now = _now(session, self.tenant_id)
         self.today = business_date(self.now)
-        self.sandbox = _is_sandbox(session, self.tenant_id)
+        self.sandbox = is_sandbox(session, self.tenant_id)
         self.header_line = header_line
         if header.value_date < self.today:
             raise ValidationFailed(
@@ -535,7 +531,7 @@ def cancel_batch(session: Session, principal: Principal, batch_id: str) -> Payro
 def simulate_return(session: Session, principal: Principal, batch_id: str, item_id: str, *,
                     reason_code: str, after_seconds: int) -> PayrollItem:
     """Sandbox only: have the receiving bank return a paid item (退票), now or later."""
-    if not _is_sandbox(session, principal.tenant_id):
+    if not is_sandbox(session, principal.tenant_id):
         raise SandboxOnly("Returns are simulated in the sandbox only.")
     item = get_item(session, principal.tenant_id, batch_id, item_id)
     check_item(item.status, "returned", action="returned")

@@ -1,5 +1,6 @@
 """CPU per call of the gateway's hottest calls, in one process with no network: `GET /v1/me`
-(Bearer) and the token endpoint (private_key_jwt), beside a bare FastAPI endpoint driven the
+(Bearer), the token endpoint (private_key_jwt) and `POST /v1/transfers` (a keyed POST that
+moves money), beside a bare FastAPI endpoint driven the
 same way in the same run.
 
 Over HTTP these figures drown in the load generator and in the machine's variation (on this
@@ -8,7 +9,8 @@ here each call is an ASGI call from an asyncio loop, and the process's CPU time 
 the event loop, the worker threads, the group commits) is divided by the number of calls. Each
 figure is measured ROUNDS times; the lowest and highest are printed.
 
-Run: `python -m tests.bench.bench_call_cpu` (SQLite; BENCH_CALLS, BENCH_ROUNDS tune it).
+Run: `python -m tests.bench.bench_call_cpu` (SQLite, or PostgreSQL when
+QUANLIAN_BENCH_DATABASE_URL is set; BENCH_CALLS, BENCH_ROUNDS tune it).
 """
 
 from __future__ import annotations
@@ -18,19 +20,25 @@ import base64
 import itertools
 import json
 import os
+import random
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from gateway import migrate
+from gateway import migrate, pii
 from gateway.db import Database
+from gateway.identifiers import generate_uscc
+from gateway.keys import PlatformKeys
 from gateway.oauth.clients import create_client
-from gateway.tenancy import create_partner
+from gateway.tenancy import create_partner, ensure_tenant
+from products.accounts import service
 from tests.bench.load import env_for, report
 from tests.tools.api import client_assertion, new_ec_key, public_jwks
+from tests.tools.databases import empty_database_url
 
 CALLS = int(os.environ.get("BENCH_CALLS", "2000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -113,16 +121,29 @@ async def main() -> None:
 
     from tests.bench.baselines import bare
 
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/bench.db"
+    backend = os.environ.get("QUANLIAN_BENCH_DATABASE_URL")
+    with tempfile.TemporaryDirectory() as tmp, empty_database_url(backend) as url:
         migrate.upgrade(url)
+        pii.set_vault(pii.Vault(PlatformKeys(Path(tmp))))
         database = Database(url)
         key = new_ec_key()
         with database.transaction() as s:
             partner = create_partner(s, name="Bench", status="active")
             bearer = create_client(s, partner=partner, environment="sandbox", name="bearer",
-                                   scopes=["accounts:read"], with_secret=True,
+                                   scopes=["accounts:read", "accounts:write"], with_secret=True,
                                    require_dpop=False, rate_plan="unlimited")
+            tenant = ensure_tenant(s, partner.id, "sandbox").id
+            rng = random.Random(1)
+            pairs = []  # one pair of accounts per concurrent payer: no payer waits for another
+            for i in range(8):
+                payer = service.create_account(
+                    s, tenant, kind="settlement", owner_type="enterprise",
+                    owner_name=f"付款{i}公司", owner_uscc=generate_uscc(rng)).id
+                payee = service.create_account(
+                    s, tenant, kind="settlement", owner_type="enterprise",
+                    owner_name=f"收款{i}公司", owner_uscc=generate_uscc(rng)).id
+                service.deposit(s, tenant, payer, 10**12, journal_ref=f"bench-{i}")
+                pairs.append((payer, payee))
             pkj = create_client(s, partner=partner, environment="sandbox", name="pkj",
                                 scopes=["accounts:read"], jwks=public_jwks(key),
                                 require_dpop=False, rate_plan="unlimited")
@@ -150,6 +171,14 @@ async def main() -> None:
             for _ in range(n_assertions)]
         unused = itertools.count()
 
+        def transfer(i: int) -> Awaitable[tuple[int, bytes]]:
+            payer, payee = pairs[i % len(pairs)]
+            body = json.dumps({"from_account_id": payer, "to_account_id": payee,
+                               "amount": {"amount": "0.01", "currency": "CNY"}}).encode()
+            return call(app, "POST", "/v1/transfers",
+                        {**me, "content-type": "application/json",
+                         "idempotency-key": uuid.uuid4().hex}, body)
+
         cases: list[tuple[str, Callable[[int], Awaitable[tuple[int, bytes]]], int]] = [
             ("bare FastAPI GET", lambda i: call(base_app, "GET", "/v1/me", {}), 1),
             ("GET /v1/me Bearer", lambda i: call(app, "GET", "/v1/me", me), 1),
@@ -159,6 +188,8 @@ async def main() -> None:
             ("GET /v1/me Bearer", lambda i: call(app, "GET", "/v1/me", me), 32),
             ("POST /oauth/token private_key_jwt",
              lambda i: call(app, "POST", "/oauth/token", form, assertions[next(unused)]), 8),
+            ("POST /v1/transfers", transfer, 1),
+            ("POST /v1/transfers", transfer, 8),
         ]
         # Warm every path (first-request route set-up, caches), then keep the heap out of the
         # collector's way as the server does (gateway/asgi.py).
@@ -172,7 +203,8 @@ async def main() -> None:
         for _ in range(ROUNDS):  # rounds interleave the cases, so drift falls on all alike
             for name, make, concurrency in cases:
                 figures.setdefault((name, concurrency), []).append(
-                    await cpu_per_call(make, 200, concurrency))
+                    await cpu_per_call(make, 201 if name.startswith("POST /v1/") else 200,
+                                       concurrency))
         await stop()
 
     lines = []
@@ -181,7 +213,8 @@ async def main() -> None:
         ratio = min(base) / min(values)
         lines.append(f"{name:<36} {concurrency:3d} at once  CPU per call {spread(values)}"
                      f"   bare/this {ratio:5.2f}")
-    report(f"CPU per call in one process, {CALLS} calls x {ROUNDS} rounds, "
+    report(f"CPU per call in one process on {'PostgreSQL' if backend else 'SQLite'}, "
+           f"{CALLS} calls x {ROUNDS} rounds, "
            f"{time.strftime('%Y-%m-%d')}", lines)
 
 

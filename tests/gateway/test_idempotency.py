@@ -124,3 +124,30 @@ def test_concurrent_duplicates_one_effect(notes_app, partner):
     assert count(notes_app) == 1
 
 
+
+
+def test_claims_made_at_once_are_each_decided_once(database):
+    # Claims made together share a transaction: each distinct key is claimed by exactly one
+    # caller, every other caller of that key is refused, and no claim is lost.
+    from gateway.errors import Conflict
+    from gateway.idempotency import IdempotencyRecord, _claim
+
+    keys = [f"k{i % 6}" for i in range(48)]  # 6 keys, 8 callers each
+    start = threading.Barrier(16)  # 48 callers on 16 threads: three waves of 16 at once
+
+    def claim(key: str) -> str:
+        try:
+            start.wait(timeout=10)
+            _claim(database, "cli_race", key, "h")
+        except Conflict:
+            return "refused"
+        return "claimed"
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcomes = list(pool.map(claim, keys))
+    claimed = sorted(key for key, outcome in zip(keys, outcomes, strict=True) if outcome == "claimed")
+    assert claimed == [f"k{i}" for i in range(6)]
+    with database.transaction() as s:
+        stored = s.scalars(select(IdempotencyRecord.key)
+                           .where(IdempotencyRecord.client_id == "cli_race")).all()
+    assert sorted(stored) == claimed
