@@ -39,7 +39,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from gateway.db import driver_sql
 
@@ -187,6 +187,69 @@ def session_insert(session: Session, table: Table, rows: Sequence[Mapping[str, A
         return driver_insert(dialect, cursor, table, rows, skip_conflicts=skip_conflicts)
 
 
+def session_store(session: Session, objects: Sequence[Any], *, flush: bool = True,
+                  skip_conflicts: bool = False) -> int:
+    """Store new ORM objects of one class, made in this call, with one driver statement (as
+    `session_insert`), and make them the session's own as if they had been read: the unit of
+    work's flush of a row costs several times its driver INSERT. A column the object leaves
+    unset takes its column's constant default (else NULL; one computed at insert time must be
+    set), and is set on the object, so nothing is left to load back. `flush` first stores
+    pending objects the rows may refer to; a caller that knows there are none may skip it.
+
+    A broken constraint raises `IntegrityError`, as a flush would (and on PostgreSQL the
+    transaction is then lost). With `skip_conflicts` (one object only) a row that breaks a
+    unique key is left out instead: 0 is returned, the object stays out of the session and the
+    transaction goes on, so the caller can read what holds the key. Returns the rows stored."""
+    if not objects:
+        return 0
+    if skip_conflicts and len(objects) != 1:
+        raise ValueError("skip_conflicts stores one object at a time")
+    if flush:
+        session.flush()
+    table, columns = _stored_columns(type(objects[0]))
+    rows = []
+    for obj in objects:
+        state = obj.__dict__
+        row = {}
+        for key, default in columns:
+            if key in state:
+                row[key] = state[key]
+            elif default is _MADE_BY_DATABASE:
+                raise ValueError(f"{table.name}.{key}: set it before storing (its default is "
+                                 "computed)")
+            else:
+                row[key] = default
+                setattr(obj, key, default)
+        rows.append(row)
+    stored = session_insert(session, table, rows, skip_conflicts=skip_conflicts)
+    if stored:
+        for obj in objects:
+            make_transient_to_detached(obj)
+            session.add(obj)
+    return stored
+
+
+_MADE_BY_DATABASE = object()  # a default computed at insert time: the caller sets the value
+
+
+@functools.lru_cache(maxsize=64)
+def _stored_columns(model: type) -> tuple[Table, tuple[tuple[str, Any], ...]]:
+    """A mapped class's table, and each column's attribute name with its scalar default."""
+    table = model.__table__  # type: ignore[attr-defined]
+    columns = []
+    for column in table.columns:
+        if column.default is None and column.server_default is None:
+            default = None
+        elif column.default is not None and column.default.is_scalar:
+            default = column.default.arg
+        else:
+            default = _MADE_BY_DATABASE
+        if column.key != column.name:  # pragma: no cover - no model renames a column
+            raise ValueError(f"{table.name}.{column.name}: stored objects use column names")
+        columns.append((column.key, default))
+    return table, tuple(columns)
+
+
 def session_update(session: Session, table: Table, key: str,
                    rows: Sequence[Mapping[str, Any]]) -> int:
     """`driver_update` in the session's own transaction. The caller keeps any ORM object of
@@ -204,6 +267,46 @@ def session_rows(session: Session, sql: str, params: Mapping[str, Any]) -> list[
     with session_cursor(session) as (cursor, dialect):
         cursor.execute(driver_sql(sql, dialect.name), params)
         return list(cursor.fetchall())
+
+
+def session_select(session: Session, table: Table, columns: Sequence[str], where: str,
+                   params: Mapping[str, Any], *, share_lock: bool = False) -> list[tuple[Any, ...]]:
+    """`SELECT <columns> FROM <table> WHERE <where>` (`:name` parameters) on the driver, in the
+    session's transaction, each value passed through its column type's result processor (a
+    date from SQLite is a date, an encrypted column is decrypted): the ORM's read of a few
+    columns at a fraction of its cost. `share_lock` holds the rows FOR SHARE until the
+    transaction ends (PostgreSQL; SQLite's writes are serialized already). Pending ORM changes
+    are flushed first, as a query would."""
+    session.flush()
+    with session_cursor(session) as (cursor, dialect):
+        sql, processors = _select_statement(dialect, table, tuple(columns), where, share_lock)
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    if not processors:
+        return [tuple(row) for row in rows]
+    out = []
+    for row in rows:
+        line = list(row)
+        for i, process in processors:
+            line[i] = process(line[i])
+        out.append(tuple(line))
+    return out
+
+
+@functools.lru_cache(maxsize=128)
+def _select_statement(dialect: Dialect, table: Table, columns: tuple[str, ...], where: str,
+                      share_lock: bool) -> tuple[str, _Converters]:
+    # Built from the caller's column names (each checked against the table below) and its
+    # own condition text; values only ever come as parameters.
+    sql = f"SELECT {', '.join(columns)} FROM {table.name} WHERE {where}"  # noqa: S608
+    if share_lock and dialect.name == "postgresql":
+        sql += " FOR SHARE"
+    processors = []
+    for i, name in enumerate(columns):
+        process = table.c[name].type.dialect_impl(dialect).result_processor(dialect, None)
+        if process is not None:
+            processors.append((i, process))
+    return driver_sql(sql, dialect.name), processors
 
 
 _Converters = list[tuple[int, Callable[[Any], Any]]]

@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, String
-from sqlalchemy.orm import Mapped, Session, make_transient_to_detached, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from gateway import clock as clock_module
-from gateway.bulk import session_insert
+from gateway.bulk import session_store
 from gateway.db import Base
 from gateway.ids import new_id
 
@@ -37,7 +37,6 @@ class Event(Base):
     dispatched: Mapped[bool] = mapped_column(default=False, index=True)
 
 
-_COLUMNS = tuple(column.key for column in Event.__table__.columns)
 EventSink = Callable[[Session, Event], None]
 _sinks: list[EventSink] = []
 
@@ -67,11 +66,9 @@ def publish(session: Session, *, tenant_id: str, type: str, resource_type: str,
         state_digest=hashlib.sha256(canonical_json(data)).hexdigest(),
         created_at=at or clock_module.utcnow(), dispatched=False,
     )
-    # Written on the driver (the row's one INSERT, not a flush of the unit of work), then made
-    # the session's own as if it had been read.
-    session_insert(session, Event.__table__, [{name: getattr(event, name) for name in _COLUMNS}])
-    make_transient_to_detached(event)
-    session.add(event)
+    # Written on the driver (the row's one INSERT, not a flush of the unit of work); it refers
+    # to nothing pending, so nothing need be flushed first.
+    session_store(session, [event], flush=False)
     for sink in _sinks:
         sink(session, event)
     return event

@@ -57,10 +57,17 @@ from typing import Any, Final, Generic, TypeVar
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from gateway.bulk import insert_rows, row_writer, session_insert, session_rows, session_update
+from gateway.bulk import (
+    insert_rows,
+    row_writer,
+    session_insert,
+    session_rows,
+    session_store,
+    session_update,
+)
 from gateway.errors import ValidationFailed
 from gateway.events import publish
 from gateway.identifiers import (
@@ -1472,19 +1479,10 @@ def _fail(session: Session, transfer: Transfer, code: str, message: str, *, acto
     return transfer
 
 
-_TRANSFER_COLUMNS = tuple(column.key for column in Transfer.__table__.columns)
-
-
 def _store_new(session: Session, transfer: Transfer, actor: str, at: datetime) -> Transfer:
-    """Store a transfer made in this call, its outcome known: one INSERT on the driver, and the
-    object made the session's own as if it had been read."""
-    session.flush()  # a hold placed for it is stored before the row refers to it
-    row = {name: getattr(transfer, name) for name in _TRANSFER_COLUMNS}
-    session_insert(session, Transfer.__table__, [row])
-    for name, value in row.items():  # every column set: none is left to load from the database
-        setattr(transfer, name, value)
-    make_transient_to_detached(transfer)
-    session.add(transfer)
+    """Store a transfer made in this call, its outcome known: one INSERT on the driver, after
+    any hold placed for it (which the row refers to)."""
+    session_store(session, [transfer])
     _transfer_event(session, transfer, actor, at)
     return transfer
 

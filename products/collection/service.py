@@ -19,19 +19,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gateway.bulk import session_rows, session_select, session_store
 from gateway.clock import SHANGHAI
 from gateway.errors import ValidationFailed
 from gateway.events import publish
 from gateway.ids import new_id
 from gateway.pii import mask_name
-from gateway.tenancy import Tenant, clock_for, get_tenant
+from gateway.tenancy import clock_for, is_sandbox
 from products.accounts import magic
 from products.accounts.errors import PaymentRefused
 from products.accounts.reconciliation import accounting_date, parse_cutoff
@@ -69,19 +69,8 @@ from products.collection.states import check_mandate, check_order
 PLATFORM = "platform"
 
 
-def tenant_of(session: Session, tenant_id: str) -> Tenant:
-    """The tenant row, pinned in the session for its lifetime (the identity map holds rows
-    weakly, so without a reference every clock read would select the tenant again)."""
-    pinned = session.info.setdefault("collection_tenants", {})
-    tenant = pinned.get(tenant_id)
-    if tenant is None:
-        tenant = pinned[tenant_id] = get_tenant(session, tenant_id)
-    return tenant
-
-
 def now_for(session: Session, tenant_id: str) -> datetime:
     """The tenant's now (its sandbox test clock, or real time)."""
-    tenant_of(session, tenant_id)
     return clock_for(session, tenant_id).now()
 
 
@@ -116,16 +105,41 @@ def ensure_settings(session: Session, tenant_id: str) -> CollectionSettings:
     return row
 
 
-def clearing_shard(settings: CollectionSettings, key: str) -> str:
+@dataclass(frozen=True, slots=True)
+class SettingsTerms:
+    """What moving money needs of a tenant's collection settings, read on the driver: an
+    order's path reads them on every call, and the ORM's read costs several times more."""
+
+    tenant_id: str
+    clearing_account_ids: list[str]
+    cutoff: str
+    order_ttl_seconds: int
+
+
+Settings = CollectionSettings | SettingsTerms
+_SETTINGS_TERMS = ("clearing_account_ids", "cutoff", "order_ttl_seconds")
+
+
+def settings_terms(session: Session, tenant_id: str) -> SettingsTerms:
+    """The tenant's collection settings as `SettingsTerms` (set up on first use)."""
+    rows = session_select(session, CollectionSettings.__table__, _SETTINGS_TERMS,
+                          "tenant_id = :tenant", {"tenant": tenant_id})
+    if rows:
+        return SettingsTerms(tenant_id, *rows[0])
+    row = ensure_settings(session, tenant_id)
+    return SettingsTerms(tenant_id, row.clearing_account_ids, row.cutoff, row.order_ttl_seconds)
+
+
+def clearing_shard(settings: Settings, key: str) -> str:
     """The clearing shard the money of order `key` goes to (see products.collection.ledger)."""
     return ledger.shard_for(settings.clearing_account_ids, key)
 
 
-def cutoff_of(settings: CollectionSettings) -> time:
+def cutoff_of(settings: Settings) -> time:
     return parse_cutoff(settings.cutoff)
 
 
-def business_date_of(settings: CollectionSettings, instant: datetime) -> date:
+def business_date_of(settings: Settings, instant: datetime) -> date:
     """The settlement date money moving at `instant` belongs to."""
     return accounting_date(instant, cutoff_of(settings))
 
@@ -168,7 +182,19 @@ def _apply_fee_rule(row: SubMerchant, rule: schemas.FeeRuleIn) -> None:
     row.fee_max_fen = rule.maximum.fen if rule.maximum else None
 
 
-def fee_rule_of(row: SubMerchant) -> FeeRule:
+class MerchantTerms(NamedTuple):
+    """A sub-merchant's status and fee rule, as an order reads them (on the driver)."""
+
+    id: str
+    status: str
+    fee_type: str
+    fee_rate: str
+    fee_fixed_fen: int
+    fee_min_fen: int
+    fee_max_fen: int | None
+
+
+def fee_rule_of(row: SubMerchant | MerchantTerms) -> FeeRule:
     return FeeRule(type=row.fee_type,
                    rate=parse_rate(row.fee_rate, maximum=Decimal(1)) if row.fee_rate else Decimal(0),
                    fixed_fen=row.fee_fixed_fen, min_fen=row.fee_min_fen, max_fen=row.fee_max_fen)
@@ -254,14 +280,53 @@ def create_mandate(session: Session, tenant_id: str, actor: str,
     return row
 
 
-def mandate_used(session: Session, mandate: Mandate, month: str) -> int:
+@dataclass(frozen=True, slots=True)
+class MandateTerms:
+    """What a debit needs of a mandate, read on the driver (see `mandate_terms`)."""
+
+    id: str
+    tenant_id: str
+    status: str
+    payer_account_id: str
+    per_debit_limit_fen: int
+    monthly_limit_fen: int
+    expires_on: date
+
+
+_MANDATE_TERMS = ("id", "tenant_id", "status", "payer_account_id", "per_debit_limit_fen",
+                  "monthly_limit_fen", "expires_on")
+
+
+def mandate_terms(session: Session, tenant_id: str, mandate_id: object) -> MandateTerms:
+    """The tenant's mandate's terms, held FOR SHARE until the transaction ends (a revocation,
+    which locks it FOR UPDATE, waits for the debits in flight, and they for it), or
+    `MandateNotFound`."""
+    if not isinstance(mandate_id, str) or not mandate_id or len(mandate_id) > 60:
+        raise MandateNotFound(f"No such resource: {str(mandate_id)[:60]!r}.")
+    rows = session_select(session, Mandate.__table__, _MANDATE_TERMS,
+                          "id = :id AND tenant_id = :tenant",
+                          {"id": mandate_id, "tenant": tenant_id}, share_lock=True)
+    if not rows:
+        raise MandateNotFound(f"No such resource: {mandate_id}.")
+    return MandateTerms(*rows[0])
+
+
+def mandate_used(session: Session, mandate: Mandate | MandateTerms, month: str) -> int:
     value = session.scalar(select(MandateUsage.debited_fen).where(
         MandateUsage.mandate_id == mandate.id, MandateUsage.month == month))
     return int(value or 0)
 
 
-def _expire_if_due(session: Session, mandate: Mandate, now: datetime, actor: str) -> None:
+def _expire_if_due(session: Session, mandate: Mandate | MandateTerms, now: datetime,
+                   actor: str) -> Mandate | MandateTerms:
+    """The mandate, expired first if its end date has passed (its row then locked and
+    changed)."""
     if mandate.status == "active" and now.astimezone(SHANGHAI).date() > mandate.expires_on:
+        if isinstance(mandate, MandateTerms):
+            mandate = repository.get(session, Mandate, mandate.tenant_id, mandate.id,
+                                     MandateNotFound, lock=True)
+            if mandate.status != "active":  # changed since the terms were read
+                return mandate
         check_mandate(mandate.status, "expired", action="expired")
         mandate.status = "expired"
         mandate.updated_at = now
@@ -271,6 +336,7 @@ def _expire_if_due(session: Session, mandate: Mandate, now: datetime, actor: str
                 data=views.data(views.mandate_out(mandate, mandate_used(session, mandate,
                                                                         month_of(now)))),
                 actor=actor, at=now)
+    return mandate
 
 
 def revoke_mandate(session: Session, tenant_id: str, actor: str, mandate_id: str,
@@ -307,15 +373,27 @@ def expire_mandates(session: Session, tenant_id: str, now: datetime, actor: str,
     return len(ids)
 
 
-def _reserve_mandate(session: Session, mandate: Mandate, amount_fen: int, now: datetime,
-                     actor: str) -> str:
+# Adds a debit to the month's usage only if it stays within the monthly limit: RETURNING
+# gives no row when the limit would be passed. The row's lock serializes concurrent debits of
+# one mandate.
+_RESERVE = (
+    "INSERT INTO collection_mandate_usage (mandate_id, month, tenant_id, debited_fen, debit_count)"
+    " VALUES (:mandate, :month, :tenant, :amount, 1)"
+    " ON CONFLICT (mandate_id, month) DO UPDATE SET"
+    " debited_fen = collection_mandate_usage.debited_fen + :amount,"
+    " debit_count = collection_mandate_usage.debit_count + 1"
+    " WHERE collection_mandate_usage.debited_fen + :amount <= :limit"
+    " RETURNING debited_fen")
+
+
+def _reserve_mandate(session: Session, mandate: Mandate | MandateTerms, amount_fen: int,
+                     now: datetime, actor: str) -> str:
     """Check the mandate can pay `amount_fen` now and count it against this month's limit.
 
-    One statement adds the amount to the month's usage only if it stays within the limit
-    (an upsert whose row lock serializes concurrent debits of one mandate); a debit that then
-    fails gives it back with `_release_mandate`. Returns the month.
+    One statement adds the amount to the month's usage only if it stays within the limit; a
+    debit that then fails gives it back with `_release_mandate`. Returns the month.
     """
-    _expire_if_due(session, mandate, now, actor)
+    mandate = _expire_if_due(session, mandate, now, actor)
     if mandate.status != "active":
         raise MandateNotActive(f"Mandate {mandate.id} is {mandate.status}: it cannot be debited.",
                                extra={"mandate_status": mandate.status})
@@ -325,19 +403,9 @@ def _reserve_mandate(session: Session, mandate: Mandate, amount_fen: int, now: d
             f"{views.Money.of(mandate.per_debit_limit_fen).amount} CNY.",
             extra={"limit": "per_debit"})
     month = month_of(now)
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    table = MandateUsage.__table__
-    statement = insert(table).values(mandate_id=mandate.id, month=month,
-                                     tenant_id=mandate.tenant_id, debited_fen=amount_fen,
-                                     debit_count=1)
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c.mandate_id, table.c.month],
-        set_={"debited_fen": table.c.debited_fen + amount_fen,
-              "debit_count": table.c.debit_count + 1},
-        where=table.c.debited_fen + amount_fen <= mandate.monthly_limit_fen,
-    ).returning(table.c.debited_fen)
-    if session.execute(statement).first() is None:
+    if not session_rows(session, _RESERVE, {
+            "mandate": mandate.id, "month": month, "tenant": mandate.tenant_id,
+            "amount": amount_fen, "limit": mandate.monthly_limit_fen}):
         left = max(0, mandate.monthly_limit_fen - mandate_used(session, mandate, month))
         raise MandateLimitExceeded(
             f"The debit would exceed the mandate's monthly limit; "
@@ -346,7 +414,8 @@ def _reserve_mandate(session: Session, mandate: Mandate, amount_fen: int, now: d
     return month
 
 
-def _release_mandate(session: Session, mandate: Mandate, month: str, amount_fen: int) -> None:
+def _release_mandate(session: Session, mandate: Mandate | MandateTerms, month: str,
+                     amount_fen: int) -> None:
     """Give back a reserved amount whose debit failed."""
     session.execute(update(MandateUsage).where(
         MandateUsage.mandate_id == mandate.id, MandateUsage.month == month).values(
@@ -376,8 +445,11 @@ def plan_splits(session: Session, tenant_id: str, amount_fen: int, splits: list[
         seen.add(split.sub_merchant_id)
     if errors:
         raise InvalidSplit("A sub-merchant appears twice in the splits.", errors=errors)
-    rows = {row.id: row for row in session.scalars(select(SubMerchant).where(
-        SubMerchant.tenant_id == tenant_id, SubMerchant.id.in_(seen)))}
+    wanted = sorted(seen)
+    where = f"tenant_id = :tenant AND id IN ({', '.join(f':m{i}' for i in range(len(wanted)))})"
+    rows = {row.id: row for row in map(MerchantTerms._make, session_select(
+        session, SubMerchant.__table__, MerchantTerms._fields, where,
+        {"tenant": tenant_id, **{f"m{i}": ident for i, ident in enumerate(wanted)}}))}
     for i, split in enumerate(splits):
         row = rows.get(split.sub_merchant_id)
         if row is None:
@@ -401,7 +473,7 @@ def plan_splits(session: Session, tenant_id: str, amount_fen: int, splits: list[
     return plan
 
 
-def new_order(settings: CollectionSettings, *, actor: str, now: datetime,
+def new_order(settings: Settings, *, actor: str, now: datetime,
               merchant_order_no: str, amount_fen: int, scene: str, payer_method: str,
               plan: list[SplitPlan], description: str = "", mandate_id: str | None = None,
               virtual_account_id: str | None = None, diner_id: str | None = None,
@@ -427,11 +499,10 @@ def new_order(settings: CollectionSettings, *, actor: str, now: datetime,
 
 
 def save_order(session: Session, order: Order, splits: list[OrderSplit]) -> None:
-    """Insert an order and its splits; a merchant_order_no taken meanwhile is a 409."""
-    session.add(order)
-    session.add_all(splits)
+    """Insert an order and its splits (on the driver); a merchant_order_no taken meanwhile is a
+    409."""
     try:
-        session.flush()
+        session_store(session, [order])
     except IntegrityError as exc:
         # A concurrent request took the number; the request rolls back as this propagates.
         if "merchant_order_no" not in str(exc.orig):
@@ -439,9 +510,10 @@ def save_order(session: Session, order: Order, splits: list[OrderSplit]) -> None
         raise DuplicateReference(
             f"An order with merchant_order_no {order.merchant_order_no} exists.",
             extra={"merchant_order_no": order.merchant_order_no}) from None
+    session_store(session, splits, flush=False)
 
 
-def open_order(session: Session, settings: CollectionSettings, **kwargs: object
+def open_order(session: Session, settings: Settings, **kwargs: object
                ) -> tuple[Order, list[OrderSplit]]:
     """Write a pending order and its splits (the caller moves the money and finalizes it)."""
     order, splits = new_order(settings, **kwargs)  # type: ignore[arg-type]
@@ -449,7 +521,7 @@ def open_order(session: Session, settings: CollectionSettings, **kwargs: object
     return order, splits
 
 
-def succeed_order(session: Session, settings: CollectionSettings, order: Order,
+def succeed_order(session: Session, settings: Settings, order: Order,
                   splits: list[OrderSplit], now: datetime,
                   plan: list[SplitPlan] | None = None) -> None:
     """pending -> succeeded: fix the commissions by each sub-merchant's fee rule (the plan's
@@ -473,7 +545,7 @@ def succeed_order(session: Session, settings: CollectionSettings, order: Order,
     order.failure_code = order.failure_message = None
 
 
-def fail_order(session: Session, settings: CollectionSettings, order: Order, now: datetime, *,
+def fail_order(session: Session, settings: Settings, order: Order, now: datetime, *,
                status: str, code: str, message: str) -> None:
     """pending -> failed | expired (nothing moved)."""
     check_order(order.status, status, action=status)
@@ -530,15 +602,14 @@ def create_order(session: Session, tenant_id: str, actor: str,
     succeeded; expired after `expires_at`. Rule violations (unknown sub-merchant, splits that
     do not sum, a revoked mandate, a limit) are problems and create nothing.
     """
-    settings = ensure_settings(session, tenant_id)
+    settings = settings_terms(session, tenant_id)
     now = now_for(session, tenant_id)
     amount = body.amount.fen
     plan = plan_splits(session, tenant_id, amount, body.splits,
                        body.platform_fee.fen if body.platform_fee else 0)
     payer = body.payer
     if isinstance(payer, schemas.MandatePayer):
-        mandate = repository.get(session, Mandate, tenant_id, payer.mandate_id, MandateNotFound,
-                                 lock=True, shared=True)
+        mandate = mandate_terms(session, tenant_id, payer.mandate_id)
         month = _reserve_mandate(session, mandate, amount, now, actor)
         # Written once, after the money moved (or was refused): one INSERT, no UPDATE.
         order, splits = new_order(settings, actor=actor, now=now,
@@ -565,13 +636,14 @@ def create_order(session: Session, tenant_id: str, actor: str,
     return order, splits
 
 
-def debit_by_mandate(session: Session, settings: CollectionSettings, order: Order,
-                     splits: list[OrderSplit], mandate: Mandate, month: str, now: datetime,
+def debit_by_mandate(session: Session, settings: Settings, order: Order,
+                     splits: list[OrderSplit], mandate: Mandate | MandateTerms, month: str,
+                     now: datetime,
                      plan: list[SplitPlan] | None = None) -> None:
     """Debit the payer's account for a pending order under a reserved mandate (sandbox magic
     amounts force a refusal, or a pending debit that fails a minute later)."""
     tenant_id = order.tenant_id
-    if tenant_of(session, tenant_id).environment == "sandbox":
+    if is_sandbox(session, tenant_id):
         forced = magic.magic_amount(order.amount_fen)
         if forced is not None and forced.outcome == "failed":
             _release_mandate(session, mandate, month, order.amount_fen)

@@ -13,12 +13,13 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway.bulk import session_select, session_store
 from gateway.clock import business_date, to_rfc3339
 from gateway.db import Database
 from gateway.events import publish
@@ -101,6 +102,9 @@ def get_portal(session: Session, tenant_id: str) -> EgovPortal:
     return portal_and_tenant(session, tenant_id)[0]
 
 
+_SET_UP_FIRST = "Set up the portal first: PUT /v1/egov/portal with its payee account and web origins."
+
+
 def portal_and_tenant(session: Session, tenant_id: str) -> tuple[EgovPortal, Tenant]:
     """The portal profile and the tenant row in one query. Hold on to the tenant while you use
     the session: the identity map keeps it only while referenced, and then the tenant's clock
@@ -108,8 +112,7 @@ def portal_and_tenant(session: Session, tenant_id: str) -> tuple[EgovPortal, Ten
     row = session.execute(select(EgovPortal, Tenant).join(Tenant, Tenant.id == EgovPortal.tenant_id)
                           .where(EgovPortal.tenant_id == tenant_id)).first()
     if row is None:
-        raise PortalNotConfigured("Set up the portal first: PUT /v1/egov/portal with its payee "
-                                  "account and web origins.")
+        raise PortalNotConfigured(_SET_UP_FIRST)
     return row[0], row[1]
 
 
@@ -155,7 +158,25 @@ def origin_of(url: str) -> str | None:
                                                  else "")
 
 
-def check_return_url(portal: EgovPortal, url: str) -> str:
+class PortalTerms(NamedTuple):
+    """What an order needs of its portal, read on the driver (`portal_terms`)."""
+
+    payee_name: str
+    payee_account_id: str
+    origins: list[str]
+
+
+def portal_terms(session: Session, tenant_id: str) -> PortalTerms:
+    """The portal's payee and origins in one driver read (every order creation asks), or
+    `PortalNotConfigured`."""
+    rows = session_select(session, EgovPortal.__table__, PortalTerms._fields,
+                          "tenant_id = :tenant", {"tenant": tenant_id})
+    if not rows:
+        raise PortalNotConfigured(_SET_UP_FIRST)
+    return PortalTerms._make(rows[0])
+
+
+def check_return_url(portal: EgovPortal | PortalTerms, url: str) -> str:
     parts = urlsplit(url)
     if parts.username or parts.password or any(c in url for c in "\r\n\t <>\"'`\\"):
         raise ReturnUrlNotRegistered("return_url must be a plain absolute URL without credentials.")
@@ -219,9 +240,9 @@ def _publish(session: Session, order: PaymentOrder, type_: str, actor: str, at: 
 def create_order(session: Session, *, tenant_id: str, actor: str, body: PaymentOrderIn,
                  issuer: str) -> PaymentOrder:
     """Create an open order with its payment code and checkout token."""
-    portal, tenant = portal_and_tenant(session, tenant_id)
+    portal = portal_terms(session, tenant_id)
     return_url = check_return_url(portal, body.return_url)
-    now = clock_for(session, tenant.id).now()
+    now = clock_for(session, tenant_id).now()
     expires_at = body.expires_at or now + DEFAULT_TTL
     if expires_at < now + MIN_TTL or expires_at > now + MAX_TTL:
         from gateway.errors import ValidationFailed
@@ -230,11 +251,6 @@ def create_order(session: Session, *, tenant_id: str, actor: str, body: PaymentO
                                code="invalid_expiry",
                                errors=[{"field": "body.expires_at",
                                         "message": "between 1 minute and 30 days ahead"}])
-    taken = session.scalar(select(PaymentOrder.id).where(
-        PaymentOrder.tenant_id == tenant_id, PaymentOrder.portal_reference == body.portal_reference))
-    if taken is not None:
-        raise DuplicatePortalReference(f"Order {taken} already has portal_reference "
-                                       f"{body.portal_reference!r}.", extra={"order_id": taken})
     payer = body.payer
     order = PaymentOrder(
         id=new_id("egpo"), tenant_id=tenant_id, portal_reference=body.portal_reference,
@@ -246,7 +262,22 @@ def create_order(session: Session, *, tenant_id: str, actor: str, body: PaymentO
         payee_account_id=portal.payee_account_id, payment_code=_payment_code(),
         checkout_token=secrets.token_urlsafe(24), status="open", expires_at=expires_at,
         failed_attempts=0, created_by=actor, created_at=now, updated_at=now)
-    session.add(order)
+    # One INSERT that skips a taken key: only then is the holder of the portal_reference
+    # looked up, and the transaction is still usable to do it. (A random id, payment code or
+    # checkout token that was taken is drawn again.)
+    for _ in range(5):
+        if session_store(session, [order], flush=False, skip_conflicts=True):
+            break
+        taken = session.scalar(select(PaymentOrder.id).where(
+            PaymentOrder.tenant_id == tenant_id,
+            PaymentOrder.portal_reference == body.portal_reference))
+        if taken is not None:
+            raise DuplicatePortalReference(f"Order {taken} already has portal_reference "
+                                           f"{body.portal_reference!r}.", extra={"order_id": taken})
+        order.id, order.payment_code = new_id("egpo"), _payment_code()
+        order.checkout_token = secrets.token_urlsafe(24)
+    else:  # pragma: no cover - five random draws taken in a row
+        raise RuntimeError("no free payment code drawn")
     _publish(session, order, "egov_payment.created", actor, now, issuer)
     return order
 

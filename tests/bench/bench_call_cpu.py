@@ -1,7 +1,8 @@
 """CPU per call of the gateway's hottest calls, in one process with no network: `GET /v1/me`
-(Bearer), the token endpoint (private_key_jwt) and `POST /v1/transfers` (a keyed POST that
-moves money), beside a bare FastAPI endpoint driven the
-same way in the same run.
+(Bearer), the token endpoint (private_key_jwt), and the keyed POSTs whose HTTP rates have
+targets: `POST /v1/transfers` (moves money), `POST /v1/collection/orders` (a mandate debit
+split between a sub-merchant and the platform) and `POST /v1/egov/payment-orders`, beside a
+bare FastAPI endpoint driven the same way in the same run.
 
 Over HTTP these figures drown in the load generator and in the machine's variation (on this
 project's 2-core machine the same commit measured 61 and 83 collection orders/s an hour apart);
@@ -25,17 +26,22 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from gateway import migrate, pii
 from gateway.db import Database
-from gateway.identifiers import generate_uscc
+from gateway.identifiers import generate_resident_id, generate_uscc
 from gateway.keys import PlatformKeys
 from gateway.oauth.clients import create_client
-from gateway.tenancy import create_partner, ensure_tenant
+from gateway.tenancy import clock_for, create_partner, ensure_tenant
 from products.accounts import service
+from products.collection import schemas as collection_schemas
+from products.collection import service as collection_service
+from products.egov import service as egov_service
+from products.egov.schemas import PortalIn
 from tests.bench.load import env_for, report
 from tests.tools.api import client_assertion, new_ec_key, public_jwks
 from tests.tools.databases import empty_database_url
@@ -43,6 +49,7 @@ from tests.tools.databases import empty_database_url
 CALLS = int(os.environ.get("BENCH_CALLS", "2000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 ISSUER = "http://127.0.0.1:9"
+EGOV_ORIGIN = "https://portal.example.gov.cn"
 
 App = Callable[..., Awaitable[None]]
 
@@ -92,6 +99,29 @@ async def cpu_per_call(make: Callable[[int], Awaitable[tuple[int, bytes]]], ok: 
     return (time.process_time() - start) / CALLS * 1e6
 
 
+def _collection_setup(session: Any, tenant: str, rng: random.Random) -> tuple[list[str], str]:
+    """Eight payers' mandates (one per concurrent caller) and a sub-merchant with a fee rule."""
+    def account(name: str, funds: int = 0) -> str:
+        row = service.create_account(session, tenant, kind="settlement", owner_type="enterprise",
+                                     owner_name=name, owner_uscc=generate_uscc(rng))
+        if funds:
+            service.deposit(session, tenant, row.id, funds, journal_ref=f"bench-{row.id}")
+        return row.id
+
+    merchant = collection_service.create_sub_merchant(
+        session, tenant, "bench", collection_schemas.SubMerchantCreate(
+            name="食堂一号窗口", uscc=generate_uscc(rng), settlement_account_id=account("商户公司"),
+            fee_rule=collection_schemas.FeeRuleIn(type="percentage", rate="0.006"))).id
+    limit = collection_schemas.MoneyIn(amount="100000000.00", currency="CNY")
+    mandates = [collection_service.create_mandate(
+        session, tenant, "bench", collection_schemas.MandateCreate(
+            reference=f"MD-{i}", payer_name="张伟", payer_account_id=account(f"付款人{i}", 10**12),
+            per_debit_limit=limit, monthly_limit=limit,
+            expires_on=clock_for(session, tenant).today() + timedelta(days=30))).id
+        for i in range(8)]
+    return mandates, merchant
+
+
 async def lifespan(app: App) -> Callable[[], Awaitable[None]]:
     queue: asyncio.Queue[dict[str, str]] = asyncio.Queue()
     started = asyncio.Event()
@@ -130,7 +160,8 @@ async def main() -> None:
         with database.transaction() as s:
             partner = create_partner(s, name="Bench", status="active")
             bearer = create_client(s, partner=partner, environment="sandbox", name="bearer",
-                                   scopes=["accounts:read", "accounts:write"], with_secret=True,
+                                   scopes=["accounts:read", "accounts:write", "collection:write",
+                                           "egov:write"], with_secret=True,
                                    require_dpop=False, rate_plan="unlimited")
             tenant = ensure_tenant(s, partner.id, "sandbox").id
             rng = random.Random(1)
@@ -144,6 +175,11 @@ async def main() -> None:
                     owner_name=f"收款{i}公司", owner_uscc=generate_uscc(rng)).id
                 service.deposit(s, tenant, payer, 10**12, journal_ref=f"bench-{i}")
                 pairs.append((payer, payee))
+            collection = _collection_setup(s, tenant, rng)
+            egov_service.set_portal(s, tenant_id=tenant, environment="sandbox", actor="bench",
+                                    body=PortalIn(name="一网通办", payee_name="上海市财政局",
+                                                  payee_account_id=pairs[0][1],
+                                                  origins=[EGOV_ORIGIN]))
             pkj = create_client(s, partner=partner, environment="sandbox", name="pkj",
                                 scopes=["accounts:read"], jwks=public_jwks(key),
                                 require_dpop=False, rate_plan="unlimited")
@@ -179,6 +215,33 @@ async def main() -> None:
                         {**me, "content-type": "application/json",
                          "idempotency-key": uuid.uuid4().hex}, body)
 
+        run, serial = uuid.uuid4().hex[:8], itertools.count()  # order numbers never repeat
+
+        def collection_order(i: int) -> Awaitable[tuple[int, bytes]]:
+            mandates, merchant = collection
+            body = json.dumps({
+                "merchant_order_no": f"B{run}-{next(serial)}",
+                "amount": {"amount": "10.00", "currency": "CNY"},
+                "payer": {"method": "mandate", "mandate_id": mandates[i % len(mandates)]},
+                "splits": [{"sub_merchant_id": merchant,
+                            "amount": {"amount": "9.90", "currency": "CNY"}}],
+                "platform_fee": {"amount": "0.10", "currency": "CNY"}}).encode()
+            return call(app, "POST", "/v1/collection/orders",
+                        {**me, "content-type": "application/json",
+                         "idempotency-key": uuid.uuid4().hex}, body)
+
+        def egov_order(i: int) -> Awaitable[tuple[int, bytes]]:
+            body = json.dumps({
+                "item_code": "103040101", "item_name": "机动车驾驶证工本费",
+                "payer": {"name": "张三", "id_number": ids[i % len(ids)]},
+                "amount": {"amount": "25.00", "currency": "CNY"},
+                "portal_reference": f"B{run}-{next(serial)}",
+                "return_url": EGOV_ORIGIN + "/done"}, ensure_ascii=False).encode()
+            return call(app, "POST", "/v1/egov/payment-orders",
+                        {**me, "content-type": "application/json",
+                         "idempotency-key": uuid.uuid4().hex}, body)
+
+        ids = [generate_resident_id(rng) for _ in range(200)]
         cases: list[tuple[str, Callable[[int], Awaitable[tuple[int, bytes]]], int]] = [
             ("bare FastAPI GET", lambda i: call(base_app, "GET", "/v1/me", {}), 1),
             ("GET /v1/me Bearer", lambda i: call(app, "GET", "/v1/me", me), 1),
@@ -190,6 +253,10 @@ async def main() -> None:
              lambda i: call(app, "POST", "/oauth/token", form, assertions[next(unused)]), 8),
             ("POST /v1/transfers", transfer, 1),
             ("POST /v1/transfers", transfer, 8),
+            ("POST /v1/collection/orders", collection_order, 1),
+            ("POST /v1/collection/orders", collection_order, 8),
+            ("POST /v1/egov/payment-orders", egov_order, 1),
+            ("POST /v1/egov/payment-orders", egov_order, 8),
         ]
         # Warm every path (first-request route set-up, caches), then keep the heap out of the
         # collector's way as the server does (gateway/asgi.py).

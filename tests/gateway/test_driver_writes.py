@@ -1,5 +1,6 @@
-"""Writes straight on the driver (`Database.driver_transaction`, `gateway.bulk.driver_insert`,
-`session_insert`, `session_update`, `session_rows`, events):
+"""Writes and reads straight on the driver (`Database.driver_transaction`,
+`gateway.bulk.driver_insert`, `session_insert`, `session_update`, `session_rows`,
+`session_store`, `session_select`, events):
 rows read back through the ORM exactly as the ORM would have written them, a failed
 transaction leaves nothing behind, and on SQLite the writer's turn is always given back."""
 
@@ -7,17 +8,29 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, MetaData, String, Table, func, select
+from sqlalchemy import JSON, Column, Date, MetaData, String, Table, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from gateway.bulk import driver_insert, session_insert, session_rows, session_update
-from gateway.db import Database
+from gateway import pii
+from gateway.bulk import (
+    driver_insert,
+    session_insert,
+    session_rows,
+    session_select,
+    session_store,
+    session_update,
+)
+from gateway.db import Database, UTCDateTime
 from gateway.events import Event, canonical_json, publish
 from gateway.evidence import recorder  # noqa: F401  (registers the log's sink of events)
 from gateway.evidence.models import EvidenceEntry
+from gateway.keys import PlatformKeys
+from gateway.pii import EncryptedString
 from gateway.tenancy import create_partner, ensure_tenant
 
 
@@ -151,3 +164,80 @@ def test_a_published_event_reads_back_as_it_was_published(database: Database):
         # and its evidence entry (the log's sink) was written in the same transaction
         assert s.scalar(select(func.count()).select_from(EvidenceEntry)
                         .where(EvidenceEntry.kind == "event")) == 1
+
+
+class _Scratch(DeclarativeBase):
+    pass
+
+
+class _Note(_Scratch):
+    """A table of every kind of column a driver read or write must treat as the ORM does."""
+
+    __tablename__ = "driver_notes"
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    body: Mapped[str] = mapped_column(EncryptedString())
+    tags: Mapped[list[str]] = mapped_column(JSON)
+    due_on: Mapped[date] = mapped_column(Date)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(10), default="new")
+    count: Mapped[int] = mapped_column(default=0)
+    memo: Mapped[str | None] = mapped_column(String(20))
+
+
+@pytest.fixture
+def notes(database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Database:
+    monkeypatch.setattr(pii, "_vault", pii.Vault(PlatformKeys(tmp_path)))
+    _Scratch.metadata.create_all(database.engine)
+    return database
+
+
+def _note(note_id: str) -> _Note:
+    return _Note(id=note_id, body="张伟 的备注", tags=["a", "乙"], due_on=date(2026, 12, 31),
+                 at=datetime(2026, 12, 5, 9, 0, 0, 5, tzinfo=UTC))
+
+
+def test_stored_objects_are_the_sessions_own_with_their_defaults(notes: Database):
+    with notes.transaction() as s:
+        first, second = _note("n1"), _note("n2")
+        second.status = "open"
+        session_store(s, [first, second])
+        # Nothing left pending, and the defaults are on the objects, not only in the rows.
+        assert not s.new and s.get(_Note, "n1") is first
+        assert (first.status, first.count, first.memo, second.status) == ("new", 0, None, "open")
+        first.count = 3  # a change after storing is an ordinary UPDATE at the next flush
+    with notes.transaction() as s:
+        got = {n.id: n for n in s.scalars(select(_Note))}
+        assert (got["n1"].count, got["n1"].status, got["n2"].status) == (3, "new", "open")
+        assert got["n1"].body == "张伟 的备注" and got["n1"].tags == ["a", "乙"]
+        assert got["n1"].at == datetime(2026, 12, 5, 9, 0, 0, 5, tzinfo=UTC)
+    # A taken key is refused as a flush would refuse it, and nothing of the call is kept.
+    with pytest.raises(IntegrityError), notes.transaction() as s:
+        session_store(s, [_note("n3")])
+        session_store(s, [_note("n1")])
+    with notes.transaction() as s:
+        assert sorted(s.scalars(select(_Note.id))) == ["n1", "n2"]
+
+
+def test_a_default_made_at_insert_time_must_be_given(notes: Database):
+    table = Table("made_default", MetaData(), Column("id", String(10), primary_key=True),
+                  Column("at", String(30), default=lambda: "now"))
+
+    class Made(_Scratch):
+        __table__ = table
+
+    with pytest.raises(ValueError, match="set it before storing"), notes.transaction() as s:
+        session_store(s, [Made(id="x")])
+
+
+def test_a_driver_select_reads_values_as_the_orm_does(notes: Database):
+    with notes.transaction() as s:
+        s.add(_note("n1"))
+        s.add(_note("n2"))
+        # pending rows are flushed first; values come back typed, decrypted and parsed
+        rows = session_select(s, _Note.__table__, ("id", "body", "tags", "due_on", "at", "count"),
+                              "id = :id", {"id": "n1"}, share_lock=True)
+        assert rows == [("n1", "张伟 的备注", ["a", "乙"], date(2026, 12, 31),
+                         datetime(2026, 12, 5, 9, 0, 0, 5, tzinfo=UTC), 0)]
+        assert session_select(s, _Note.__table__, ("id",), "id = :id", {"id": "none"}) == []
+    with pytest.raises(KeyError), notes.transaction() as s:
+        session_select(s, _Note.__table__, ("id", "no_such_column"), "id = :id", {"id": "n1"})
