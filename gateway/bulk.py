@@ -40,6 +40,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from gateway.db import driver_sql
 
@@ -230,6 +231,23 @@ def session_store(session: Session, objects: Sequence[Any], *, flush: bool = Tru
 
 
 _MADE_BY_DATABASE = object()  # a default computed at insert time: the caller sets the value
+
+
+def session_save(session: Session, objects: Sequence[Any], names: Sequence[str]) -> None:
+    """Write the attributes `names` of persistent objects (one class, a one-column primary
+    key) with one driver UPDATE by key, and make those values the objects' committed state:
+    the unit of work then has nothing of them left to flush. Other changes to the objects
+    stay pending, flushed as usual."""
+    if not objects:
+        return
+    table, _ = _stored_columns(type(objects[0]))
+    (key,) = [column.key for column in table.primary_key.columns]
+    rows = [{key: getattr(obj, key), **{name: getattr(obj, name) for name in names}}
+            for obj in objects]
+    session_update(session, table, key, rows)
+    for obj, row in zip(objects, rows, strict=True):
+        for name in names:
+            set_committed_value(obj, name, row[name])
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,7 +1,8 @@
 """CPU per call of the gateway's hottest calls, in one process with no network: `GET /v1/me`
 (Bearer), the token endpoint (private_key_jwt), and the keyed POSTs whose HTTP rates have
 targets: `POST /v1/transfers` (moves money), `POST /v1/collection/orders` (a mandate debit
-split between a sub-merchant and the platform) and `POST /v1/egov/payment-orders`, beside a
+split between a sub-merchant and the platform), `POST /v1/egov/payment-orders` and payables
+certificate splits and transfers (alternately), beside a
 bare FastAPI endpoint driven the same way in the same run.
 
 Over HTTP these figures drown in the load generator and in the machine's variation (on this
@@ -42,6 +43,7 @@ from products.collection import schemas as collection_schemas
 from products.collection import service as collection_service
 from products.egov import service as egov_service
 from products.egov.schemas import PortalIn
+from tests.bench import bench_chain_credit
 from tests.bench.load import env_for, report
 from tests.tools.api import client_assertion, new_ec_key, public_jwks
 from tests.tools.databases import empty_database_url
@@ -185,6 +187,11 @@ async def main() -> None:
                                 require_dpop=False, rate_plan="unlimited")
             basic = base64.b64encode(f"{bearer.client.id}:{bearer.secret}".encode()).decode()
             pkj_id = pkj.client.id
+        chain = bench_chain_credit._setup_chain(database)
+        leaves = iter(bench_chain_credit._leaves(
+            database, str(chain["tenant_id"]), str(chain["core"]), str(chain["t1"]),
+            2 * CALLS * ROUNDS + 200))  # each call takes a fresh leaf; 100 warm the path
+        chain_basic = base64.b64encode(f"{chain['client_id']}:{chain['secret']}".encode()).decode()
         database.dispose()
         os.environ.update(env_for(Path(tmp), url, 9, QUANLIAN_ISSUER=ISSUER))
         from gateway.app import create_app
@@ -199,6 +206,20 @@ async def main() -> None:
                                   b"grant_type=client_credentials")
         token = json.loads(body)["access_token"]
         me = {"authorization": f"Bearer {token}"}
+        status, body = await call(app, "POST", "/oauth/token",
+                                  {**form, "authorization": f"Basic {chain_basic}"},
+                                  b"grant_type=client_credentials")
+        chain_auth = {"authorization": f"Bearer {json.loads(body)['access_token']}",
+                      "content-type": "application/json"}
+        split_body = json.dumps({"acting_member_id": chain["t1"], "parts": [
+            {"amount": "40.00", "currency": "CNY"}, {"amount": "60.00", "currency": "CNY"}]}).encode()
+        transfer_body = json.dumps({"acting_member_id": chain["t1"],
+                                    "to_member_id": chain["t2"]}).encode()
+
+        def certificate_move(i: int) -> Awaitable[tuple[int, bytes]]:
+            action, body = ("transfer", transfer_body) if i % 2 else ("split", split_body)
+            return call(app, "POST", f"/v1/chain-credit/payables-certificates/{next(leaves)}/{action}",
+                        {**chain_auth, "idempotency-key": uuid.uuid4().hex}, body)
         n_assertions = ROUNDS * 2 * CALLS + 300  # one unused assertion per token call
         assertions = [urlencode({
             "grant_type": "client_credentials",
@@ -257,6 +278,8 @@ async def main() -> None:
             ("POST /v1/collection/orders", collection_order, 8),
             ("POST /v1/egov/payment-orders", egov_order, 1),
             ("POST /v1/egov/payment-orders", egov_order, 8),
+            ("POST certificate split/transfer", certificate_move, 1),
+            ("POST certificate split/transfer", certificate_move, 8),
         ]
         # Warm every path (first-request route set-up, caches), then keep the heap out of the
         # collector's way as the server does (gateway/asgi.py).

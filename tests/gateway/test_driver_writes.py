@@ -1,6 +1,6 @@
 """Writes and reads straight on the driver (`Database.driver_transaction`,
 `gateway.bulk.driver_insert`, `session_insert`, `session_update`, `session_rows`,
-`session_store`, `session_select`, events):
+`session_store`, `session_save`, `session_select`, events):
 rows read back through the ORM exactly as the ORM would have written them, a failed
 transaction leaves nothing behind, and on SQLite the writer's turn is always given back."""
 
@@ -12,15 +12,17 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import JSON, Column, Date, MetaData, String, Table, func, select
+from sqlalchemy import JSON, Column, Date, MetaData, String, Table, func, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from gateway import pii
 from gateway.bulk import (
     driver_insert,
+    session_cursor,
     session_insert,
     session_rows,
+    session_save,
     session_select,
     session_store,
     session_update,
@@ -241,3 +243,26 @@ def test_a_driver_select_reads_values_as_the_orm_does(notes: Database):
         assert session_select(s, _Note.__table__, ("id",), "id = :id", {"id": "none"}) == []
     with pytest.raises(KeyError), notes.transaction() as s:
         session_select(s, _Note.__table__, ("id", "no_such_column"), "id = :id", {"id": "n1"})
+
+
+def test_saved_attributes_are_written_and_other_changes_stay_pending(notes: Database):
+    with notes.transaction() as s:
+        session_store(s, [_note("n1"), _note("n2")])
+    with notes.transaction() as s:
+        first, second = s.get(_Note, "n1"), s.get(_Note, "n2")
+        assert first is not None and second is not None
+        first.status, first.count, first.memo = "done", 5, "pending still"
+        second.status = "done"
+        session_save(s, [first, second], ("status", "count"))
+        # The saved values are committed state; the memo is still a pending change.
+        history = inspect(first).attrs
+        assert not history.status.history.has_changes()
+        assert history.memo.history.has_changes()
+        # Written on the driver: the rows hold the saved values before any flush.
+        with session_cursor(s) as (cursor, _):
+            cursor.execute("SELECT id, status, count, memo FROM driver_notes ORDER BY id")
+            assert [tuple(row) for row in cursor.fetchall()] == [
+                ("n1", "done", 5, None), ("n2", "done", 0, None)]
+    with notes.transaction() as s:
+        got = {n.id: (n.status, n.count, n.memo) for n in s.scalars(select(_Note))}
+        assert got == {"n1": ("done", 5, "pending still"), "n2": ("done", 0, None)}
