@@ -157,10 +157,10 @@ def _complete(client_id: str, key: str, content_type: str) -> Callable[[Session,
 
 
 def _after_failure(database: Database, client_id: str, key: str) -> Callable[[int, bytes, str], None]:
-    table = IdempotencyRecord.__table__
-    where = (table.c.client_id == client_id, table.c.key == key)
-
     def record(status: int, body: bytes, content_type: str) -> None:
+        # Built only when a request failed: every keyed POST registers this, few call it.
+        table = IdempotencyRecord.__table__
+        where = (table.c.client_id == client_id, table.c.key == key)
         with database.engine.begin() as conn:
             if status >= 500 or status in RETRYABLE:
                 conn.execute(delete(table).where(*where))

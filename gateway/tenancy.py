@@ -152,6 +152,13 @@ def _facts(session: Session, tenant_id: str) -> _Facts | None:
     return facts
 
 
+def note_facts(session: Session, tenant: Tenant) -> None:
+    """Keep the facts of a tenant row the caller read anyway (with a join), so that
+    `is_sandbox` and `clock_for` in the same transaction need no read of their own."""
+    session.info.setdefault(_FACTS, {})[tenant.id] = _Facts(
+        str(tenant.environment), float(tenant.clock_offset_seconds or 0.0))
+
+
 def is_sandbox(session: Session, tenant_id: str) -> bool:
     facts = _facts(session, tenant_id)
     if facts is None:

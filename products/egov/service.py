@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, defer
 
 from gateway.bulk import session_select, session_store
 from gateway.clock import business_date, to_rfc3339
@@ -28,7 +28,7 @@ from gateway.ids import new_id
 from gateway.money import Money
 from gateway.pagination import page
 from gateway.pii import mask_account_number, mask_id_number, mask_name, pii_digest
-from gateway.tenancy import Tenant, clock_for
+from gateway.tenancy import Tenant, clock_for, note_facts
 from products.egov import ledger
 from products.egov.errors import (
     CheckoutNotFound,
@@ -333,20 +333,27 @@ def cancel_order(session: Session, order: PaymentOrder, *, actor: str, issuer: s
 def checkout_by_token(session: Session, token: str, *,
                       lock: bool = False) -> tuple[PaymentOrder, Tenant, EgovPortal | None]:
     """The order behind a checkout token with its tenant and portal, in one query (the page
-    needs the tenant's clock and environment and the portal's origins; while the caller holds
-    the tuple, `clock_for` and `session.get` find them without another query)."""
+    needs the tenant's clock and environment and the portal's origins: the tenant's facts are
+    kept for `clock_for` and `is_sandbox`, so they need no query of their own). A page view
+    (`lock` False) leaves the payer's encrypted name and ID number unread: the page shows only
+    their masks, and they load if asked for."""
     if not token or len(token) > 64:
         raise CheckoutNotFound("No such checkout.")
-    query = (select(PaymentOrder, Tenant, EgovPortal)
-             .join(Tenant, Tenant.id == PaymentOrder.tenant_id)
-             .join(EgovPortal, EgovPortal.tenant_id == PaymentOrder.tenant_id, isouter=True)
-             .where(PaymentOrder.checkout_token == token))
-    if lock:
-        query = query.with_for_update(of=PaymentOrder).execution_options(populate_existing=True)
-    row = session.execute(query).first()
+    row = session.execute(_CHECKOUT_LOCKED if lock else _CHECKOUT, {"token": token}).first()
     if row is None:
         raise CheckoutNotFound("No such checkout.")
+    note_facts(session, row[1])
     return row[0], row[1], row[2]
+
+
+# Built once: a checkout page view runs it, and building it anew cost about as much as running it.
+_CHECKOUT = (select(PaymentOrder, Tenant, EgovPortal)
+             .join(Tenant, Tenant.id == PaymentOrder.tenant_id)
+             .join(EgovPortal, EgovPortal.tenant_id == PaymentOrder.tenant_id, isouter=True)
+             .where(PaymentOrder.checkout_token == bindparam("token")))
+_CHECKOUT_LOCKED = (_CHECKOUT.with_for_update(of=PaymentOrder)
+                    .execution_options(populate_existing=True))
+_CHECKOUT = _CHECKOUT.options(defer(PaymentOrder.payer_name), defer(PaymentOrder.payer_id_number))
 
 
 def order_by_token(session: Session, token: str, *, lock: bool = False) -> PaymentOrder:

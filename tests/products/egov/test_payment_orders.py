@@ -371,3 +371,49 @@ def test_production_checkout_has_no_simulated_login(app, http):
     refused = pay(http, order)
     assert refused.status_code == 503
     assert ledger_balance(app, prod.tenant_id, payee) == 0
+
+
+def test_a_checkout_view_reads_its_order_tenant_and_portal_in_one_statement(app, partner,
+                                                                            monkeypatch):
+    from sqlalchemy import event
+
+    from gateway import tenancy
+    from gateway.tenancy import clock_for, is_sandbox
+    from products.egov import service
+
+    setup_portal(app, partner)
+    order = create_order(partner, payer={"name": "张三", "id_type": "resident_id",
+                                         "id_number": "11010519491231002X"})
+    token = checkout_path(order).rsplit("/", 1)[1]
+    database = app.state.database
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    rows = tenancy.session_rows  # the tenant's facts are read on the driver, if at all
+
+    def driver_read(session, sql, params):  # type: ignore[no-untyped-def]
+        statements.append(sql)
+        return rows(session, sql, params)
+
+    monkeypatch.setattr(tenancy, "session_rows", driver_read)
+
+    with database.transaction() as session:
+        event.listen(database.engine, "before_cursor_execute", count)
+        try:
+            found, tenant, portal = service.checkout_by_token(session, token)
+            # The page asks for the clock and the environment: no statement more.
+            clock_for(session, tenant.id).now()
+            assert is_sandbox(session, tenant.id)
+            reads = len(statements)
+            assert portal is not None and portal.origins == [ORIGIN]
+            # The payer's encrypted name and ID stay unread, and load when asked for.
+            assert "payer_name" not in found.__dict__
+            assert found.payer_name_masked == order["payer"]["name"]
+            assert reads == 1, statements
+            assert found.payer_id_number == "11010519491231002X"
+            assert len(statements) == 2
+        finally:
+            event.remove(database.engine, "before_cursor_execute", count)
