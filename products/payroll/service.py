@@ -286,7 +286,7 @@ class BatchBuilder:
         payees = ledger.payees(self.session, self.tenant_id,
                                [r["account_digest"] for r in self._rows])
         for row in self._rows:
-            verdict = receiving.check(card_number=row["account_number"],
+            verdict = receiving.check(card_last4=row["account_number"][-4:],
                                       name=row["employee_name"], amount_fen=row["amount_fen"],
                                       sandbox=self.sandbox, payee=payees.get(row["account_digest"]))
             if verdict.code:

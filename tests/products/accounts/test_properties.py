@@ -3,9 +3,11 @@ a model of what the ledger must do, and against the ledger's invariants after ev
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -18,6 +20,7 @@ from hypothesis.stateful import (
 from gateway.db import Database
 from products.accounts import service
 from products.accounts.errors import AccountFrozen, HoldAmountExceeded, InsufficientFunds
+from products.accounts.port import Leg
 from tests.products.accounts.factories import enterprise_account, new_tenant
 
 LIMITS = (0, 0, 500, 0)
@@ -170,3 +173,22 @@ def test_ledger_state_machine(database: Database) -> None:
     run_state_machine_as_test(Ledger, settings=settings(
         max_examples=25, stateful_step_count=30, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.text(max_size=12), hold=st.none() | st.text(max_size=30),
+       legs=st.lists(st.tuples(st.text(max_size=30), st.integers(-10**15, 10**15)),
+                     min_size=2, max_size=4),
+       reference=st.tuples(st.text(max_size=20), st.text(max_size=40)))
+def test_movement_fingerprint_is_the_canonical_json(kind: str, hold: str | None,
+                                                    legs: list[tuple[str, int]],
+                                                    reference: tuple[str, str]) -> None:
+    """Entries stored before keep replaying: the written-out JSON is exactly json.dumps's
+    canonical form (sorted keys, no spaces, UTF-8), for any text, quotes and controls included."""
+    parts: dict[str, object] = {"kind": kind, "legs": sorted(legs), "reference": list(reference)}
+    if hold is not None:
+        parts["hold"] = hold
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    expected = hashlib.sha256(canonical.encode()).hexdigest()
+    got = service.movement_fingerprint(kind, [Leg(a, n) for a, n in legs], *reference, hold)
+    assert got == expected
