@@ -1,5 +1,6 @@
 """Rate limits with slowapi's limiter: per client plan (per second and per day), and per
-address for unauthenticated endpoints (token endpoint, applications, sandbox sign-up).
+address for unauthenticated endpoints (token endpoint, applications, sandbox sign-up), and
+failed console logins per address.
 
 Storage is in memory by default and Redis when QUANLIAN_REDIS_URL is set, so that limits
 hold across several server processes. A refused call gets a 429 problem with `Retry-After`
@@ -42,12 +43,13 @@ def _quiet_memory_storage(storage: object) -> Callable[[], None] | None:
 
 class RateLimiter:
     def __init__(self, storage_uri: str, token_limits: str, public_limits: str,
-                 plans: dict[str, tuple[int, int]]) -> None:
+                 plans: dict[str, tuple[int, int]], login_failure_limits: str = "") -> None:
         self._slowapi = Limiter(key_func=get_remote_address, storage_uri=storage_uri,
                                 key_prefix="quanlian", strategy="fixed-window")
         self.strategy = self._slowapi.limiter
         self.token_limits = parse_many(token_limits)
         self.public_limits = parse_many(public_limits)
+        self.login_failure_limits = parse_many(login_failure_limits) if login_failure_limits else []
         self._plans = {name: (RateLimitItemPerSecond(per_s), RateLimitItemPerDay(per_day))
                        for name, (per_s, per_day) in plans.items()}
         self._purge_memory = _quiet_memory_storage(self.strategy.storage)
@@ -79,12 +81,30 @@ class RateLimiter:
         """Unauthenticated endpoints: per remote address."""
         self._hit(self.public_limits, bucket, get_remote_address(request))
 
+    def login_refused_for(self, request: Request) -> int | None:
+        """Seconds until this address may try to log in again, once its failed logins used up
+        a window (None: it may try now). Trying does not count; failing does
+        (`count_login_failure`), so operators who log in well are never slowed."""
+        address = get_remote_address(request)
+        waits = [stats.reset_time - time.time()
+                 for item in self.login_failure_limits
+                 if not self.strategy.test(item, "console_login_failures", address)
+                 for stats in [self.strategy.get_window_stats(item, "console_login_failures",
+                                                              address)]]
+        return max(1, math.ceil(max(waits))) if waits else None
+
+    def count_login_failure(self, request: Request) -> None:
+        address = get_remote_address(request)
+        for item in self.login_failure_limits:
+            self.strategy.hit(item, "console_login_failures", address)
+
 
 def setup(app: FastAPI) -> None:
     settings = app.state.settings
     app.state.rate_limiter = RateLimiter(settings.redis_url or "memory://",
                                          settings.token_endpoint_limits,
-                                         settings.public_endpoint_limits, settings.rate_plans)
+                                         settings.public_endpoint_limits, settings.rate_plans,
+                                         settings.console_login_failure_limits)
 
 
 def rate_limit_public(bucket: str):  # type: ignore[no-untyped-def]

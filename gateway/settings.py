@@ -30,6 +30,10 @@ class Settings(BaseSettings):
                                        description="Token endpoint limits per address")
     public_endpoint_limits: str = Field("5/minute;100/day",
                                         description="Unauthenticated sign-up/application limits per address")
+    console_login_failure_limits: str = Field(
+        "20/15 minutes;100/day",
+        description="Failed console logins per address before the address is refused for the "
+                    "rest of the window (each operator is also locked after its own failures)")
     rate_plans: dict[str, tuple[int, int]] = Field(
         default_factory=lambda: {"sandbox": (25, 100_000), "standard": (100, 1_000_000),
                                  "premium": (1000, 50_000_000),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -88,11 +89,7 @@ def console_login_page(request: Request, next: str = "/console",
                        session: Session = Depends(get_session)) -> Response:
     if operators.load_session(session, request.cookies.get(SESSION_COOKIE)) is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
-    token = new_csrf()
-    response = render(request, "login.html", {"login_csrf": token, "next": _safe_next(next),
-                                              "error": None, "username": ""})
-    set_cookie(request, response, LOGIN_CSRF_COOKIE, token, path="/console")
-    return response
+    return _login_page(request, next, "", status=200, error=None)
 
 
 LOGIN_FAILURES = {
@@ -101,6 +98,18 @@ LOGIN_FAILURES = {
               "Ask an administrator, or try again later.",
     "disabled": "This account is disabled.",
 }
+
+
+def _login_page(request: Request, next: str, username: str, *, status: int, error: str | None,
+                headers: dict[str, str] | None = None) -> Response:
+    """The login form again, with a fresh CSRF token and what went wrong."""
+    fresh = new_csrf()
+    response = render(request, "login.html", {
+        "login_csrf": fresh, "next": _safe_next(next), "username": username, "error": error},
+        status=status)
+    response.headers.update(headers or {})
+    set_cookie(request, response, LOGIN_CSRF_COOKIE, fresh, path="/console")
+    return response
 
 
 @router.post("/console/login", response_class=HTMLResponse)
@@ -112,6 +121,14 @@ def console_login(request: Request, username: str = Form("", max_length=64),
         check_csrf(request, request.cookies.get(LOGIN_CSRF_COOKIE), csrf_token)
     except Problem as exc:
         return error_page(request, exc, None, back="/console/login")
+    limiter = request.app.state.rate_limiter
+    refused_for = limiter.login_refused_for(request)
+    if refused_for is not None:
+        # Guessing across many user names from one address: no attempt is even made.
+        return _login_page(request, next, username, status=429, headers={
+            "Retry-After": str(refused_for)}, error=(
+            "Too many failed logins from this address: try again in "
+            f"{max(1, math.ceil(refused_for / 60))} minute(s)."))
     database = request.app.state.database
     # Its own transaction: failed attempts must count even though the answer is an error.
     with database.transaction() as session:
@@ -120,12 +137,9 @@ def console_login(request: Request, username: str = Form("", max_length=64),
         if result.operator is not None:
             token, _ = operators.start_session(session, result.operator)
     if token is None:
-        fresh = new_csrf()
-        response = render(request, "login.html", {
-            "login_csrf": fresh, "next": _safe_next(next), "username": username,
-            "error": LOGIN_FAILURES.get(result.failure or "", "Login failed.")}, status=401)
-        set_cookie(request, response, LOGIN_CSRF_COOKIE, fresh, path="/console")
-        return response
+        limiter.count_login_failure(request)
+        return _login_page(request, next, username, status=401,
+                           error=LOGIN_FAILURES.get(result.failure or "", "Login failed."))
     response = RedirectResponse(_safe_next(next), status_code=303)
     settings = get_partner_settings()
     set_cookie(request, response, SESSION_COOKIE, token, path="/console",

@@ -258,3 +258,26 @@ def test_cli_creates_the_first_admin(database, tmp_path, monkeypatch):
         get_settings.cache_clear()
     app = make_app(database, tmp_path)
     assert ConsoleUser(TestClient(app), "root").login().status_code == 303
+
+
+def test_failed_logins_from_one_address_are_limited_across_user_names(database, tmp_path):
+    """Guessing passwords for many operators from one address: once the address's failures use
+    up the window, no login is attempted from it (even a right one), and others are unaffected."""
+    app = make_app(database, tmp_path, console_login_failure_limits="3/15 minutes")
+    make_operator(app, "ada", ["admin"])
+    attacker = TestClient(app, client=("203.0.113.9", 40000))
+    for name in ("ada", "bob", "eve"):
+        assert ConsoleUser(attacker, name).login("wrong password!!").status_code == 401
+    refused = ConsoleUser(attacker, "ada").login()
+    assert refused.status_code == 429
+    assert 0 < int(refused.headers["retry-after"]) <= 15 * 60
+    assert "Too many failed logins from this address" in refused.text
+    assert "quanlian_console=" not in refused.headers.get("set-cookie", "")
+    assert csrf_of(refused.text)  # the form is shown again, ready for later
+    # ada herself was not locked by the refused attempt (it was never made) ...
+    elsewhere = ConsoleUser(TestClient(app, client=("198.51.100.7", 40000)), "ada")
+    assert elsewhere.login().status_code == 303
+    # ... and logging in well never counts against an address.
+    for _ in range(5):  # five browsers behind one office address
+        office = TestClient(app, client=("192.0.2.1", 40000))
+        assert ConsoleUser(office, "ada").login().status_code == 303
