@@ -4,6 +4,7 @@
   (`Idempotent-Replayed: true`); with a different request it is a 422 problem.
 - A second request while the first is still running is a 409 problem.
 - Keys expire after 24 hours. Routes that move money require a key (400 without).
+- The stored response body is encrypted by the vault (as personal data is).
 
 The key is claimed in a committed transaction of its own (one INSERT .. ON CONFLICT DO NOTHING,
 shared with the claims made at the same moment: group commit) before the route runs (so
@@ -37,6 +38,7 @@ from gateway.bulk import driver_insert, session_cursor
 from gateway.context import add_finalizer, state
 from gateway.db import Base, Database, driver_sql
 from gateway.errors import BadRequest, Conflict, Problem, ValidationFailed
+from gateway.pii import SEALED_PREFIX, decrypt, encrypt
 
 TTL = timedelta(hours=24)
 ABANDONED_AFTER = timedelta(minutes=2)
@@ -58,13 +60,27 @@ class IdempotencyRecord(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
+def _seal(body: bytes) -> str:
+    """A response body as stored: encrypted by the vault. Responses can carry what is kept
+    encrypted elsewhere (a webhook endpoint's signing secret), and a key lives for a day."""
+    return encrypt(body.decode(errors="replace"))
+
+
+def _unseal(stored: str | None) -> str:
+    if not stored:
+        return ""
+    # A body stored before bodies were sealed replays as it is until its key expires: a JSON
+    # body never begins like a sealed one.
+    return decrypt(stored) if stored.startswith(SEALED_PREFIX) else stored
+
+
 class IdempotentReplay(Exception):
     """Raised before the route runs: answer with the stored response."""
 
     def __init__(self, record: Any) -> None:
         # Copied out: the claiming transaction is rolled back as this propagates.
         self.status = record.status_code or 200
-        self.body = record.body or ""
+        self.body = _unseal(record.body)
         self.content_type = record.content_type or "application/json"
 
 
@@ -151,7 +167,7 @@ def _complete(client_id: str, key: str, content_type: str) -> Callable[[Session,
     def finalize(session: Session, status: int, body: bytes) -> None:
         with session_cursor(session) as (cursor, dialect):
             cursor.execute(driver_sql(_COMPLETE_SQL, dialect.name), {
-                "status": status, "body": body.decode(), "ctype": content_type,
+                "status": status, "body": _seal(body), "ctype": content_type,
                 "cid": client_id, "key": key})
     return finalize
 
@@ -167,7 +183,7 @@ def _after_failure(database: Database, client_id: str, key: str) -> Callable[[in
             else:
                 # A refused request is answered the same way again (Stripe's rule).
                 conn.execute(update(table).where(*where).values(
-                    state="completed", status_code=status, body=body.decode(errors="replace"),
+                    state="completed", status_code=status, body=_seal(body),
                     content_type=content_type))
     return record
 

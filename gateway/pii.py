@@ -46,6 +46,7 @@ from gateway.keys import PlatformKeys
 __all__ = [
     "DecryptionError",
     "EncryptedString",
+    "SEALED_PREFIX",
     "Vault",
     "VaultNotConfigured",
     "decrypt",
@@ -109,6 +110,7 @@ class DecryptionError(ValueError):
 
 
 _VERSION = "v1"
+SEALED_PREFIX = _VERSION + "."  # how every value `encrypt` makes begins
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
 # Binds every ciphertext to this format version; a future v2 cannot be fed a v1 body.

@@ -97,6 +97,42 @@ def test_refused_request_is_replayed_as_refused(notes_app, partner):
     assert again.headers["idempotent-replayed"] == "true"
 
 
+def stored_body(app, key: str) -> str:
+    from gateway.idempotency import IdempotencyRecord
+
+    with app.state.database.engine.connect() as conn:
+        return conn.execute(select(IdempotencyRecord.body)
+                            .where(IdempotencyRecord.key == key)).scalar_one()
+
+
+def test_stored_responses_are_encrypted_and_replay_in_clear(notes_app, partner):
+    """A response can carry a secret (a webhook endpoint's signing secret): the copy kept for
+    replays is encrypted at rest, refusals too, and a replay answers with the clear body."""
+    first = partner.post("/v1/probe-notes", {"text": "whsec_TOPSECRET"}, idempotency_key="s1")
+    problem(partner.post("/v1/probe-notes", {"text": "boom"}, idempotency_key="s2"), 422, "boom")
+    for key in ("s1", "s2"):
+        body = stored_body(notes_app, key)
+        assert body.startswith("v1.") and "TOPSECRET" not in body and "boom" not in body
+    again = partner.post("/v1/probe-notes", {"text": "whsec_TOPSECRET"}, idempotency_key="s1")
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json() == {"id": first.json()["id"], "text": "whsec_TOPSECRET"}
+    problem(partner.post("/v1/probe-notes", {"text": "boom"}, idempotency_key="s2"), 422, "boom")
+
+
+def test_a_response_stored_in_clear_before_still_replays(notes_app, partner):
+    from gateway.idempotency import IdempotencyRecord
+
+    partner.post("/v1/probe-notes", {"text": "old"}, idempotency_key="legacy")
+    with notes_app.state.database.engine.begin() as conn:
+        conn.execute(IdempotencyRecord.__table__.update()
+                     .where(IdempotencyRecord.key == "legacy")
+                     .values(body='{"id":"n_old","text":"old"}'))
+    again = partner.post("/v1/probe-notes", {"text": "old"}, idempotency_key="legacy")
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == {"id": "n_old", "text": "old"}
+    assert count(notes_app) == 1
+
+
 def test_bad_key_refused(notes_app, partner):
     problem(partner.post("/v1/probe-notes", {"text": "a"}, idempotency_key="x" * 300), 400,
             "invalid_idempotency_key")
