@@ -192,6 +192,10 @@ def validation_problem(exc: RequestValidationError) -> Problem:
     )
 
 
+# PostgreSQL: numeric_value_out_of_range, datetime_field_overflow, interval_field_overflow.
+_OUT_OF_RANGE_SQLSTATES = frozenset({"22003", "22008", "22015"})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """One mapping from exceptions to problem responses."""
 
@@ -219,6 +223,22 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(IdempotentReplay)
     async def _replay(request: Request, exc: IdempotentReplay) -> Response:
         return replay_response(exc)
+
+    from sqlalchemy.exc import DataError
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def _out_of_range(request: Request, exc: Exception) -> Response:
+        # A number (or a date reached from one) beyond what the database or the calendar can
+        # hold: the request's input, so a 422; the transaction has rolled back. Routes bound
+        # their numbers where they can, with a clearer message; this is the net under them.
+        if isinstance(exc, DataError) and getattr(getattr(exc, "orig", None), "sqlstate",
+                                                  None) not in _OUT_OF_RANGE_SQLSTATES:
+            return await _unexpected(request, exc)
+        rid = _request_id(request)
+        log.warning("out-of-range input", exc_info=exc, extra={"request_id": rid})
+        return problem_response(ValidationFailed(
+            "A number or date in the request is out of range.", code="value_out_of_range"), rid)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

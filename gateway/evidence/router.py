@@ -20,6 +20,7 @@ from gateway.errors import NotFound, ServiceUnavailable, ValidationFailed, error
 from gateway.evidence import service
 from gateway.evidence.models import EvidenceCheckpoint, EvidenceEntry
 from gateway.evidence.recorder import CallRecorder
+from gateway.evidence.service import MAX_LOG_INDEX
 from gateway.jobs import register_job
 from gateway.routing import Router
 from gateway.tenancy import Principal
@@ -87,7 +88,7 @@ def evidence_checkpoint(session: Session = Depends(get_session)) -> PlainTextRes
 
 @router.get("/checkpoints", summary="Signed checkpoints in order (for verifiers)",
             response_model=CheckpointsOut)
-def evidence_checkpoints(after: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=5000),
+def evidence_checkpoints(after: int = Query(0, ge=0, le=MAX_LOG_INDEX), limit: int = Query(1000, ge=1, le=5000),
                          session: Session = Depends(get_session)) -> CheckpointsOut:
     rows = list(session.scalars(select(EvidenceCheckpoint).where(EvidenceCheckpoint.tree_size > after)
                                 .order_by(EvidenceCheckpoint.tree_size).limit(limit)))
@@ -121,7 +122,7 @@ def evidence_entry(ref: str, principal: Principal | None = Depends(_optional_pri
 
 
 @router.get("/leaves", summary="Leaf hashes by log index (public)", response_model=LeavesOut)
-def evidence_leaves(start: int = Query(0, ge=0), count: int = Query(1000, ge=1, le=10000),
+def evidence_leaves(start: int = Query(0, ge=0, le=MAX_LOG_INDEX), count: int = Query(1000, ge=1, le=10000),
                     session: Session = Depends(get_session)) -> LeavesOut:
     rows = session.execute(select(EvidenceEntry.idx, EvidenceEntry.leaf_hash)
                            .where(EvidenceEntry.idx >= start, EvidenceEntry.idx < start + count)
@@ -130,14 +131,16 @@ def evidence_leaves(start: int = Query(0, ge=0), count: int = Query(1000, ge=1, 
 
 
 @router.get("/proofs/inclusion", summary="RFC 9162 inclusion proof", response_model=ProofOut)
-def evidence_inclusion_proof(index: int = Query(ge=0), tree_size: int = Query(ge=1),
+def evidence_inclusion_proof(index: int = Query(ge=0, le=MAX_LOG_INDEX),
+                             tree_size: int = Query(ge=1, le=MAX_LOG_INDEX),
                              session: Session = Depends(get_session)) -> ProofOut:
     hashes = service.inclusion(session, index, tree_size)
     return ProofOut(index=index, tree_size=tree_size, hashes=[_b64(h) for h in hashes])
 
 
 @router.get("/proofs/consistency", summary="RFC 9162 consistency proof", response_model=ProofOut)
-def evidence_consistency_proof(first: int = Query(ge=1), second: int = Query(ge=1),
+def evidence_consistency_proof(first: int = Query(ge=1, le=MAX_LOG_INDEX),
+                               second: int = Query(ge=1, le=MAX_LOG_INDEX),
                                session: Session = Depends(get_session)) -> ProofOut:
     hashes = service.consistency(session, first, second)
     return ProofOut(first=first, second=second, hashes=[_b64(h) for h in hashes])

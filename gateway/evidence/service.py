@@ -193,10 +193,17 @@ def consistency(session: Session, first: int, second: int) -> list[bytes]:
     return merkle.consistency_proof(first, second, DatabaseTiles(session))
 
 
+# Log indexes and tree sizes are 64-bit integers in the database: a larger number in a request
+# is refused (or found nowhere) rather than sent to the database, which cannot take it.
+MAX_LOG_INDEX = 2**62
+
+
 def find_entry(session: Session, ref: str) -> EvidenceEntry:
     """An entry by its id (`ev_…`, from a receipt) or by its log index."""
     stmt = select(EvidenceEntry)
-    if ref.isdigit():
+    if ref.isascii() and ref.isdigit():
+        if int(ref) > MAX_LOG_INDEX:
+            raise NotFound("No such evidence entry.", code="evidence_entry_not_found")
         stmt = stmt.where(EvidenceEntry.idx == int(ref))
     else:
         stmt = stmt.where(EvidenceEntry.id == ref)

@@ -430,21 +430,29 @@ def parse_records(body: bytes, content_type: str | None) -> list[UploadedRecord]
     raws: list[tuple[int, dict[str, Any]]] = []
     csv_rows = ctype in ("text/csv", "application/csv")
     if csv_rows:
-        reader = csv.DictReader(io.StringIO(text))
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
-        missing = [name for name in ("kind", "amount", "status") if name not in header]
-        if missing or ("reference" not in header and "id" not in header):
-            raise InvalidRecords("The CSV header must name the columns kind, reference (or id), "
-                                 "amount and status.", extra={"missing_columns": missing})
-        reader.fieldnames = header
-        for position, row in enumerate(reader, start=1):
-            if None in row:
-                errors.append(_field_error(position, "row", "has more cells than the header",
-                                           True))
-                continue
-            raws.append((position, row))
-            if position > MAX_UPLOADED_RECORDS:
-                break
+        # newline="": line ends (CR, LF or CRLF) are the csv module's to read, quoted ones too.
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        where = "the header"
+        try:
+            header = [h.strip().lower() for h in (reader.fieldnames or [])]
+            missing = [name for name in ("kind", "amount", "status") if name not in header]
+            if missing or ("reference" not in header and "id" not in header):
+                raise InvalidRecords("The CSV header must name the columns kind, reference (or "
+                                     "id), amount and status.",
+                                     extra={"missing_columns": missing})
+            reader.fieldnames = header
+            where = "record 1"
+            for position, row in enumerate(reader, start=1):
+                where = f"record {position + 1}"
+                if None in row:
+                    errors.append(_field_error(position, "row", "has more cells than the header",
+                                               True))
+                    continue
+                raws.append((position, row))
+                if position > MAX_UPLOADED_RECORDS:
+                    break
+        except csv.Error as exc:
+            raise InvalidRecords(f"The CSV cannot be read at {where}: {exc}.") from None
     elif ctype == "application/json":
         try:
             document = json.loads(text)

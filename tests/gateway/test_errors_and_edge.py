@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import logging
 
-from fastapi import Request
+from fastapi import Depends, Request
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
+from gateway.db import get_session
 from tests.tools.api import problem
 
 
@@ -105,3 +108,48 @@ def test_access_log_is_json_without_personal_data(http, caplog):
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "quanlian.access"]
     line = next(item for item in lines if item["request_id"] == "log-1")
     assert line["route"] == "/healthz" and line["status"] == 200 and "latency_ms" in line
+
+
+def test_a_number_too_large_for_the_database_is_a_422_that_changes_nothing(app, caplog):
+    """The net under every route: a number beyond a 64-bit column (SQLite's driver refuses to
+    bind it; PostgreSQL answers numeric_value_out_of_range) is the request's fault, not a 500,
+    and what the route had written is rolled back."""
+    database = app.state.database
+    with database.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE probe_numbers (n BIGINT)"))
+
+    @app.get("/v1/probe-number/{n}", include_in_schema=False)
+    def probe(n: int, session: Session = Depends(get_session)) -> dict[str, int]:
+        session.execute(text("INSERT INTO probe_numbers (n) VALUES (1)"))
+        session.execute(text("INSERT INTO probe_numbers (n) VALUES (CAST(:n AS BIGINT))"),
+                        {"n": n})
+        return {"n": n}
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/v1/probe-number/5").json() == {"n": 5}
+        response = client.get(f"/v1/probe-number/{2**70}")
+    body = problem(response, 422, "value_out_of_range")
+    assert "Traceback" not in response.text and "INSERT" not in body["detail"]
+    with database.engine.connect() as conn:
+        assert conn.execute(text("SELECT n FROM probe_numbers ORDER BY n")).scalars().all() == [1, 5]
+
+
+def test_other_database_errors_stay_500s(app):
+    """Only out-of-range values are the request's fault; a broken statement is not."""
+    @app.get("/v1/probe-broken", include_in_schema=False)
+    def broken(session: Session = Depends(get_session)) -> dict[str, str]:
+        session.execute(text("SELECT CAST('abc' AS INTEGER) / 0 FROM no_such_table"))
+        return {}
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        problem(client.get("/v1/probe-broken"), 500, "internal_error")
+
+
+def test_evidence_indexes_beyond_the_log_are_refused_or_not_found(http):
+    for path in ("/v1/evidence/leaves?start=99999999999999999999999",
+                 "/v1/evidence/checkpoints?after=99999999999999999999999",
+                 "/v1/evidence/proofs/inclusion?index=99999999999999999999999&tree_size=1",
+                 "/v1/evidence/proofs/consistency?first=1&second=99999999999999999999999"):
+        problem(http.get(path), 422, "validation_failed")
+    for ref in ("99999999999999999999999", "%C2%B2", "%D9%A3"):  # huge; superscript two; Arabic 3
+        problem(http.get(f"/v1/evidence/entries/{ref}"), 404, "evidence_entry_not_found")

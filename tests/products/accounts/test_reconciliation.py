@@ -97,3 +97,26 @@ def test_a_statement_from_plug_in_sources_agrees_with_the_balances():
     assert len(everything.missing_at_platform) == 3
     with pytest.raises(InvalidRecords):
         parse_records(b'{"records": {}}', "application/json")
+
+
+def test_uploaded_csv_line_ends_and_unreadable_files() -> None:
+    """CR, LF and CRLF line ends all read (a spreadsheet saved on any system), a line end
+    inside a quoted field is part of it, and a file the csv reader cannot read is a clear
+    problem naming where, not a server error."""
+    header = b"kind,reference,id,amount,status"
+    for end in (b"\r", b"\n", b"\r\n"):
+        body = end.join([header, b"payment_order,FEE-1,,15.00,paid",
+                         b'payment_order,"FEE-2",,8.00,paid']) + end
+        records = parse_records(body, "text/csv")
+        assert [r.reference for r in records] == ["FEE-1", "FEE-2"]
+    with pytest.raises(InvalidRecords) as bad:
+        parse_records(header + b"\r\npayment_order,F\rEE,,1.00,paid\r\n\xc2\x8f\r\xc3\x9a,\"x",
+                      "text/csv")
+    assert bad.value.status == 422 and "FEE" not in (bad.value.detail or "")
+    with pytest.raises(InvalidRecords) as fuzzed:  # what a fuzzer sent: no header, stray CRs
+        parse_records(b"\xc2\x8f\r\xc3\x9a\xc2\xa6\xc3\x97\xc2\xaa", "text/csv")
+    assert fuzzed.value.status == 422
+    with pytest.raises(InvalidRecords) as huge:  # beyond the csv reader's field limit
+        parse_records(header + b"\npayment_order,OK,,1.00,paid\npayment_order," + b"x" * 200_000
+                      + b",,1.00,paid\n", "text/csv")
+    assert "record 2" in (huge.value.detail or "") and "field limit" in (huge.value.detail or "")
