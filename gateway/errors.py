@@ -232,10 +232,15 @@ def install_error_handlers(app: FastAPI) -> None:
         # A number (or a date reached from one) beyond what the database or the calendar can
         # hold: the request's input, so a 422; the transaction has rolled back. Routes bound
         # their numbers where they can, with a clearer message; this is the net under them.
+        rid = _request_id(request)
+        if isinstance(exc, DataError) and "NUL (0x00)" in str(exc.orig):
+            # PostgreSQL's text cannot hold U+0000 (the driver refuses it before sending).
+            return problem_response(ValidationFailed(
+                "Text in the request may not contain NUL (U+0000) characters.",
+                code="nul_character"), rid)
         if isinstance(exc, DataError) and getattr(getattr(exc, "orig", None), "sqlstate",
                                                   None) not in _OUT_OF_RANGE_SQLSTATES:
             return await _unexpected(request, exc)
-        rid = _request_id(request)
         log.warning("out-of-range input", exc_info=exc, extra={"request_id": rid})
         return problem_response(ValidationFailed(
             "A number or date in the request is out of range.", code="value_out_of_range"), rid)

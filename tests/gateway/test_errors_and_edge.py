@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from gateway.db import get_session
+from gateway.oauth.models import OAuthClient
 from tests.tools.api import problem
 
 
@@ -153,3 +154,19 @@ def test_evidence_indexes_beyond_the_log_are_refused_or_not_found(http):
         problem(http.get(path), 422, "validation_failed")
     for ref in ("99999999999999999999999", "%C2%B2", "%D9%A3"):  # huge; superscript two; Arabic 3
         problem(http.get(f"/v1/evidence/entries/{ref}"), 404, "evidence_entry_not_found")
+
+
+def test_nul_characters_never_make_a_server_error(app, http):
+    """PostgreSQL's text cannot hold U+0000: there the request is a 422 that changes nothing
+    (SQLite stores the character as given)."""
+    def clients() -> int:
+        with app.state.database.engine.connect() as conn:
+            return len(conn.execute(OAuthClient.__table__.select()).all())
+
+    before = clients()
+    response = http.post("/sandbox/v1/signup", json={"name": "Acme\u0000", "email": "a@acme.example"})
+    if app.state.database.is_sqlite:
+        assert response.status_code == 201, response.text
+    else:
+        problem(response, 422, "nul_character")
+        assert clients() == before
