@@ -85,18 +85,17 @@ class RateLimiter:
         """Seconds until this address may try to log in again, once its failed logins used up
         a window (None: it may try now). Trying does not count; failing does
         (`count_login_failure`), so operators who log in well are never slowed."""
-        address = get_remote_address(request)
-        waits = [stats.reset_time - time.time()
-                 for item in self.login_failure_limits
-                 if not self.strategy.test(item, "console_login_failures", address)
-                 for stats in [self.strategy.get_window_stats(item, "console_login_failures",
-                                                              address)]]
-        return max(1, math.ceil(max(waits))) if waits else None
+        identity = ("console_login_failures", get_remote_address(request))
+        wait = None
+        for item in self.login_failure_limits:
+            if not self.strategy.test(item, *identity):
+                reset = self.strategy.get_window_stats(item, *identity).reset_time
+                wait = max(wait or 1, math.ceil(reset - time.time()))
+        return wait
 
     def count_login_failure(self, request: Request) -> None:
-        address = get_remote_address(request)
         for item in self.login_failure_limits:
-            self.strategy.hit(item, "console_login_failures", address)
+            self.strategy.hit(item, "console_login_failures", get_remote_address(request))
 
 
 def setup(app: FastAPI) -> None:

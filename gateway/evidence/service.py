@@ -202,9 +202,10 @@ def find_entry(session: Session, ref: str) -> EvidenceEntry:
     """An entry by its id (`ev_…`, from a receipt) or by its log index."""
     stmt = select(EvidenceEntry)
     if ref.isascii() and ref.isdigit():
-        if int(ref) > MAX_LOG_INDEX:
+        index = int(ref)
+        if index > MAX_LOG_INDEX:
             raise NotFound("No such evidence entry.", code="evidence_entry_not_found")
-        stmt = stmt.where(EvidenceEntry.idx == int(ref))
+        stmt = stmt.where(EvidenceEntry.idx == index)
     else:
         stmt = stmt.where(EvidenceEntry.id == ref)
     entry = session.scalars(stmt).first()

@@ -195,6 +195,16 @@ def test_statement_as_csv_and_the_comparison_of_uploaded_records(app, http):
     bad(b"not json", "application/json")
     bad(b"\xff\xfe", "text/csv")
     bad(b"x", "application/xml", 415, "unsupported_media_type")
+    # A file saved with bare CR line ends (once a 500) compares like any other.
+    classic = p.pc.request("POST", f"/v1/collection/reconciliation/{day.isoformat()}/comparisons",
+                           content=upload.replace("\r\n", "\r").encode(),
+                           headers={"Content-Type": "text/csv"})
+    assert classic.status_code == 201, classic.text
+    assert {k: classic.json()[k] for k in ("matched", "record_count")} == {
+        "matched": 1, "record_count": 4}
+    unreadable = bad(b"kind,reference,amount,status\norder,ORD-1,10.00,succeeded\norder,"
+                     + b"x" * 200_000 + b",1.00,succeeded\n", "text/csv")
+    assert "record 2" in unreadable["detail"]
     future = (day + timedelta(days=5)).isoformat()
     problem(p.pc.request("POST", f"/v1/collection/reconciliation/{future}/comparisons",
                          content=upload.encode(), headers={"Content-Type": "text/csv"}), 409,
