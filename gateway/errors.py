@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from typing import Any, ClassVar
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
@@ -130,6 +132,39 @@ class ServiceUnavailable(Problem):
     status, code, title = 503, "service_unavailable", "Service unavailable"
 
 
+def database_problem(exc: BaseException) -> Problem | None:
+    """The problem to answer when the database, not the request, failed; None for any other
+    error (a bug stays a 500). Nothing was written: the transaction rolled back.
+
+    - A transaction PostgreSQL rolled back for a concurrent one (SQLSTATE class 40: a
+      serialization failure or a deadlock), or SQLite still busy after its wait: 409
+      `concurrent_update`, and the same request may be sent again.
+    - A connection lost or refused (a restart, a fail-over, a network fault): 503 with
+      `Retry-After`.
+    """
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, sqlite3.OperationalError):
+        primary = (getattr(orig, "sqlite_errorcode", 0) or 0) & 0xFF
+        if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return _concurrent_update()
+        if primary in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN):
+            return _database_unavailable()
+        return None  # "no such table" and the like are bugs, not outages
+    if isinstance(orig, psycopg.Error) and (getattr(orig, "sqlstate", None) or "").startswith("40"):
+        return _concurrent_update()
+    if isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError):
+        return _database_unavailable()
+    return None
+
+
+def _concurrent_update() -> Problem:
+    return Conflict("A concurrent request changed the same data; retry.", code="concurrent_update")
+
+
+def _database_unavailable() -> Problem:
+    return ServiceUnavailable("The database is unavailable; retry.", headers={"Retry-After": "1"})
+
+
 class InternalError(Problem):
     status, code, title = 500, "internal_error", "Internal error"
 
@@ -224,7 +259,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _replay(request: Request, exc: IdempotentReplay) -> Response:
         return replay_response(exc)
 
-    from sqlalchemy.exc import DataError
+    from sqlalchemy.exc import DataError, DBAPIError
+
+    from gateway.db import note_connection_lost
 
     @app.exception_handler(OverflowError)
     @app.exception_handler(DataError)
@@ -244,6 +281,19 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("out-of-range input", exc_info=exc, extra={"request_id": rid})
         return problem_response(ValidationFailed(
             "A number or date in the request is out of range.", code="value_out_of_range"), rid)
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(psycopg.Error)
+    @app.exception_handler(sqlite3.Error)
+    async def _database_failed(request: Request, exc: Exception) -> Response:
+        problem = database_problem(exc)
+        if problem is None:
+            return await _unexpected(request, exc)
+        rid = _request_id(request)
+        log.warning("database failure: %s", exc.__class__.__name__, extra={"request_id": rid})
+        if problem.status == 503:
+            note_connection_lost(request.app.state.database.engine)
+        return problem_response(problem, rid)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

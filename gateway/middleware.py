@@ -17,12 +17,13 @@ import time
 from typing import Any
 
 import anyio
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import admission, clock
 from gateway.context import CallRecord, state
-from gateway.errors import Conflict, InternalError, PayloadTooLarge, Problem, ServiceUnavailable
+from gateway.db import note_connection_lost
+from gateway.errors import Conflict, InternalError, PayloadTooLarge, Problem, database_problem
 from gateway.ids import new_id
 from gateway.metrics import observe_request
 
@@ -202,14 +203,16 @@ class EdgeMiddleware:
                     await anyio.to_thread.run_sync(commit, limiter=_FINISHING)
                     st["db_session"] = None
                     return entry.receipt if entry is not None else None
-                except (IntegrityError, OperationalError, DBAPIError) as exc:
+                except (IntegrityError, DBAPIError) as exc:
                     st["db_session"] = None
                     errlog.warning("commit failed: %s", exc.__class__.__name__,
                                    extra={"request_id": record.request_id})
-                    if isinstance(exc, OperationalError) and "locked" not in str(exc):
-                        raise ServiceUnavailable("The database is unavailable; retry.") from None
-                    raise Conflict("A concurrent request changed the same data; retry.",
-                                   code="concurrent_update") from None
+                    problem = database_problem(exc) or Conflict(
+                        "A concurrent request changed the same data; retry.",
+                        code="concurrent_update")
+                    if problem.status == 503:
+                        note_connection_lost(app.state.database.engine)
+                    raise problem from None
                 except Problem:
                     st["db_session"] = None
                     raise

@@ -178,8 +178,13 @@ def _result_page(request: Request, session: Session, order: PaymentOrder, portal
 @contextmanager
 def _reading(request: Request) -> Iterator[Session]:
     """A read-only session: rendering a page never takes SQLite's write lock (a deferred BEGIN),
-    so page views do not queue behind payments."""
-    with request.app.state.database.engine.connect() as conn:
+    so page views do not queue behind payments. On PostgreSQL its statements run in autocommit:
+    a page view is one statement, which sees one snapshot by itself, and a transaction around it
+    cost two round trips more (BEGIN, ROLLBACK)."""
+    database = request.app.state.database
+    with database.engine.connect() as conn:
+        if not database.is_sqlite:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         session = Session(bind=read_only(conn))
         try:
             yield session

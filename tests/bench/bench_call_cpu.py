@@ -12,7 +12,9 @@ the event loop, the worker threads, the group commits) is divided by the number 
 figure is measured ROUNDS times; the lowest and highest are printed.
 
 Run: `python -m tests.bench.bench_call_cpu` (SQLite, or PostgreSQL when
-QUANLIAN_BENCH_DATABASE_URL is set; BENCH_CALLS, BENCH_ROUNDS tune it).
+QUANLIAN_BENCH_DATABASE_URL is set; BENCH_CALLS, BENCH_ROUNDS tune it; BENCH_CASES, a
+comma-separated list of words, keeps only the calls whose names contain one of them, beside the
+bare endpoint: `BENCH_CASES=transfers` to profile one call with py-spy).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from tests.tools.databases import empty_database_url
 
 CALLS = int(os.environ.get("BENCH_CALLS", "2000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+CASES = [w for w in os.environ.get("BENCH_CASES", "").split(",") if w]
 ISSUER = "http://127.0.0.1:9"
 EGOV_ORIGIN = "https://portal.example.gov.cn"
 
@@ -281,6 +284,8 @@ async def main() -> None:
             ("POST certificate split/transfer", certificate_move, 1),
             ("POST certificate split/transfer", certificate_move, 8),
         ]
+        cases = [case for case in cases if case[0].startswith("bare")
+                 or not CASES or any(word in case[0] for word in CASES)]
         # Warm every path (first-request route set-up, caches), then keep the heap out of the
         # collector's way as the server does (gateway/asgi.py).
         for _, make, _ in cases:
