@@ -143,12 +143,24 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     for defs_name, defs in list(components["ProblemDetails"].pop("$defs", {}).items()):
         components.setdefault(defs_name, defs)
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
+    unavailable = {"description": "Service unavailable: the database cannot be reached; nothing "
+                                  "changed, retry after `Retry-After` seconds",
+                   "headers": {"Retry-After": {"schema": {"type": "integer"},
+                                               "description": "Seconds to wait before retrying"}},
+                   "content": problem}
+    concurrent = {"description": "Conflict (`concurrent_update`: a concurrent request changed the "
+                                 "same data; nothing changed, and the request may be sent again)",
+                  "content": problem}
     for path_item in schema.get("paths", {}).values():
-        for operation in path_item.values():
+        for method, operation in path_item.items():
             responses = operation.setdefault("responses", {})
             if "422" in responses:
                 responses["422"] = {"description": "Validation failed", "content": problem}
             responses.setdefault("500", {"description": "Internal error", "content": problem})
+            # What any call may meet when the database fails it (gateway.errors.database_problem).
+            responses.setdefault("503", unavailable)
+            if method != "get":
+                responses.setdefault("409", concurrent)
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
     schema["components"].setdefault("securitySchemes", {})

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -175,11 +176,45 @@ def _sqlite_setup(engine: Engine) -> None:
             raise
 
 
+def _refuse_nul(params: Any) -> None:
+    values = params.values() if isinstance(params, dict) else params
+    for value in values or ():
+        if type(value) is str and "\x00" in value:
+            raise sqlite3.DataError(NUL_MESSAGE)
+
+
+# PostgreSQL's text cannot hold U+0000, and psycopg refuses such a parameter before sending it.
+# SQLite could store it; it refuses it the same way, so that a sandbox on SQLite answers what
+# production on PostgreSQL does (a 422 `nul_character`, gateway.errors.database_problem).
+NUL_MESSAGE = "Text cannot contain NUL (0x00) characters."
+
+
+class _NulRefusingCursor(sqlite3.Cursor):
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        _refuse_nul(parameters)
+        return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> sqlite3.Cursor:
+        rows = list(seq_of_parameters)
+        for params in rows:
+            _refuse_nul(params)
+        return super().executemany(sql, rows)
+
+
+class _NulRefusingConnection(sqlite3.Connection):
+    def cursor(self, factory: Any = _NulRefusingCursor) -> sqlite3.Cursor:  # type: ignore[override]
+        return super().cursor(factory)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        return self.cursor().execute(sql, parameters)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": 30,
+                          "factory": _NulRefusingConnection},
             # As many connections as worker threads (40), so that a thread never waits for a
             # connection; a queued writer holds its connection while it waits its turn.
             pool_size=16,

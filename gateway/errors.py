@@ -132,6 +132,10 @@ class ServiceUnavailable(Problem):
     status, code, title = 503, "service_unavailable", "Service unavailable"
 
 
+# PostgreSQL: numeric_value_out_of_range, datetime_field_overflow, interval_field_overflow.
+_OUT_OF_RANGE_SQLSTATES = frozenset({"22003", "22008", "22015"})
+
+
 def database_problem(exc: BaseException) -> Problem | None:
     """The problem to answer when the database, not the request, failed; None for any other
     error (a bug stays a 500). Nothing was written: the transaction rolled back.
@@ -141,8 +145,19 @@ def database_problem(exc: BaseException) -> Problem | None:
       `concurrent_update`, and the same request may be sent again.
     - A connection lost or refused (a restart, a fail-over, a network fault): 503 with
       `Retry-After`.
+    - Input the database cannot hold (a number or date beyond its range, text with NUL): 422. Routes bound their input where they can, with clearer messages; this
+      is the net under them.
     """
     orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, psycopg.DataError | sqlite3.DataError) and "NUL (0x00)" in str(orig):
+        # PostgreSQL's text cannot hold U+0000 (refused unsent; SQLite refuses it alike,
+        # gateway.db.NUL_MESSAGE).
+        return ValidationFailed("Text in the request may not contain NUL (U+0000) characters.",
+                                code="nul_character")
+    if isinstance(orig, psycopg.DataError):
+        if orig.sqlstate in _OUT_OF_RANGE_SQLSTATES:
+            return _out_of_range()
+        return None
     if isinstance(orig, sqlite3.OperationalError):
         primary = (getattr(orig, "sqlite_errorcode", 0) or 0) & 0xFF
         if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
@@ -155,6 +170,11 @@ def database_problem(exc: BaseException) -> Problem | None:
     if isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError):
         return _database_unavailable()
     return None
+
+
+def _out_of_range() -> Problem:
+    return ValidationFailed("A number or date in the request is out of range.",
+                            code="value_out_of_range")
 
 
 def _concurrent_update() -> Problem:
@@ -227,8 +247,6 @@ def validation_problem(exc: RequestValidationError) -> Problem:
     )
 
 
-# PostgreSQL: numeric_value_out_of_range, datetime_field_overflow, interval_field_overflow.
-_OUT_OF_RANGE_SQLSTATES = frozenset({"22003", "22008", "22015"})
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -259,28 +277,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _replay(request: Request, exc: IdempotentReplay) -> Response:
         return replay_response(exc)
 
-    from sqlalchemy.exc import DataError, DBAPIError
+    from sqlalchemy.exc import DBAPIError
 
     from gateway.db import note_connection_lost
 
     @app.exception_handler(OverflowError)
-    @app.exception_handler(DataError)
-    async def _out_of_range(request: Request, exc: Exception) -> Response:
-        # A number (or a date reached from one) beyond what the database or the calendar can
-        # hold: the request's input, so a 422; the transaction has rolled back. Routes bound
-        # their numbers where they can, with a clearer message; this is the net under them.
+    async def _overflow(request: Request, exc: OverflowError) -> Response:
+        # A number (or a date reached from one) beyond what the calendar or the code can hold.
         rid = _request_id(request)
-        if isinstance(exc, DataError) and "NUL (0x00)" in str(exc.orig):
-            # PostgreSQL's text cannot hold U+0000 (the driver refuses it before sending).
-            return problem_response(ValidationFailed(
-                "Text in the request may not contain NUL (U+0000) characters.",
-                code="nul_character"), rid)
-        if isinstance(exc, DataError) and getattr(getattr(exc, "orig", None), "sqlstate",
-                                                  None) not in _OUT_OF_RANGE_SQLSTATES:
-            return await _unexpected(request, exc)
         log.warning("out-of-range input", exc_info=exc, extra={"request_id": rid})
-        return problem_response(ValidationFailed(
-            "A number or date in the request is out of range.", code="value_out_of_range"), rid)
+        return problem_response(_out_of_range(), rid)
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(psycopg.Error)
@@ -290,7 +296,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if problem is None:
             return await _unexpected(request, exc)
         rid = _request_id(request)
-        log.warning("database failure: %s", exc.__class__.__name__, extra={"request_id": rid})
+        log.warning("database error %s answered with %s", exc.__class__.__name__, problem.code,
+                    extra={"request_id": rid})
         if problem.status == 503:
             note_connection_lost(request.app.state.database.engine)
         return problem_response(problem, rid)

@@ -14,7 +14,8 @@ figure is measured ROUNDS times; the lowest and highest are printed.
 Run: `python -m tests.bench.bench_call_cpu` (SQLite, or PostgreSQL when
 QUANLIAN_BENCH_DATABASE_URL is set; BENCH_CALLS, BENCH_ROUNDS tune it; BENCH_CASES, a
 comma-separated list of words, keeps only the calls whose names contain one of them, beside the
-bare endpoint: `BENCH_CASES=transfers` to profile one call with py-spy).
+bare endpoint: `BENCH_CASES=transfers` to profile one call with py-spy). It also views the
+e-government checkout page (`checkout`), whose p99 under load has a target.
 """
 
 from __future__ import annotations
@@ -266,6 +267,14 @@ async def main() -> None:
                          "idempotency-key": uuid.uuid4().hex}, body)
 
         ids = [generate_resident_id(rng) for _ in range(200)]
+        pages = []  # open orders' checkout pages, viewed round-robin
+        for i in range(100):
+            status, body = await egov_order(i)
+            pages.append(json.loads(body)["checkout_url"].removeprefix(ISSUER))
+
+        def checkout_page(i: int) -> Awaitable[tuple[int, bytes]]:
+            return call(app, "GET", pages[i % len(pages)], {})
+
         cases: list[tuple[str, Callable[[int], Awaitable[tuple[int, bytes]]], int]] = [
             ("bare FastAPI GET", lambda i: call(base_app, "GET", "/v1/me", {}), 1),
             ("GET /v1/me Bearer", lambda i: call(app, "GET", "/v1/me", me), 1),
@@ -281,6 +290,8 @@ async def main() -> None:
             ("POST /v1/collection/orders", collection_order, 8),
             ("POST /v1/egov/payment-orders", egov_order, 1),
             ("POST /v1/egov/payment-orders", egov_order, 8),
+            ("GET /checkout/{token}", checkout_page, 1),
+            ("GET /checkout/{token}", checkout_page, 8),
             ("POST certificate split/transfer", certificate_move, 1),
             ("POST certificate split/transfer", certificate_move, 8),
         ]

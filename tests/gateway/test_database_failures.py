@@ -144,3 +144,33 @@ def test_a_call_while_the_database_is_down_is_a_503_not_a_500(app, http, partner
         app.state.database.dispose()
         app.state.database = working
     assert http.get("/v1/accounts", headers=headers).status_code == 200
+
+
+@pg_only
+@pytest.mark.parametrize(("sql", "params", "code"), [
+    ("SELECT %s::text", ["a\x00b"], "nul_character"),
+    ("SELECT %s::int4", [2**31], "value_out_of_range"),
+])
+def test_input_postgresql_cannot_hold_is_a_422_even_on_the_driver_paths(sql, params, code):
+    # The bulk writes go to the driver unwrapped; the answer is the one SQLAlchemy's paths get.
+    with (psycopg.connect(PG_URL.replace("postgresql+psycopg", "postgresql")) as conn,
+          pytest.raises(psycopg.DataError) as raised):
+        conn.execute(sql, params)
+    problem = database_problem(raised.value)
+    assert problem is not None and (problem.status, problem.code) == (422, code)
+
+
+def test_text_with_nul_is_refused_by_either_database_on_every_path(database):
+    """On the driver itself, as the bulk writes use it: PostgreSQL's driver refuses the text,
+    and SQLite's connections are made to refuse it alike; either way it is a 422."""
+    from gateway.db import driver_sql
+
+    dialect = database.engine.dialect.name
+    with (pytest.raises((psycopg.DataError, sqlite3.DataError)) as raised,
+          database.driver_transaction() as cursor):
+        cursor.execute(driver_sql("SELECT CAST(:x AS TEXT)", dialect), {"x": "a\x00b"})
+    problem = database_problem(raised.value)
+    assert problem is not None and (problem.status, problem.code) == (422, "nul_character")
+    with database.driver_transaction() as cursor:  # other text passes
+        cursor.execute(driver_sql("SELECT CAST(:x AS TEXT)", dialect), {"x": "a\tb 中文"})
+        assert cursor.fetchone()[0] == "a\tb 中文"

@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from products.accounts import magic
 from products.accounts import service as accounts
 from products.accounts.models import JournalEntry
 from tests.products.payroll.support import (
@@ -28,7 +29,10 @@ OUTCOMES = ("paid", "closed", "frozen", "mismatch", "magic_amount", "returned")
 @settings(max_examples=6, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(kinds=st.lists(st.sampled_from(OUTCOMES), min_size=1, max_size=8),
-       amounts=st.lists(st.integers(1, 5_000_00), min_size=8, max_size=8),
+       # An amount that is a sandbox magic value has its own documented outcome (kind
+       # "magic_amount" covers that), so the others never draw one.
+       amounts=st.lists(st.integers(1, 5_000_00).filter(lambda f: magic.magic_amount(f) is None),
+                        min_size=8, max_size=8),
        seed=st.integers(0, 10_000))
 def test_money_is_conserved(app, employer, kinds, amounts, seed):
     pc = employer.client
