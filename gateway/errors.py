@@ -19,6 +19,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from gateway.db import note_connection_lost
+
 log = logging.getLogger("quanlian.errors")
 
 PROBLEM_JSON = "application/problem+json"
@@ -136,17 +138,19 @@ class ServiceUnavailable(Problem):
 _OUT_OF_RANGE_SQLSTATES = frozenset({"22003", "22008", "22015"})
 
 
-def database_problem(exc: BaseException) -> Problem | None:
+def database_problem(exc: BaseException, database: Any = None) -> Problem | None:
     """The problem to answer when the database, not the request, failed; None for any other
-    error (a bug stays a 500). Nothing was written: the transaction rolled back.
+    error (a bug stays a 500). Nothing was written: the transaction rolled back. Given the
+    process's `Database`, a lost connection also has its pool checked before the next use.
 
     - A transaction PostgreSQL rolled back for a concurrent one (SQLSTATE class 40: a
       serialization failure or a deadlock), or SQLite still busy after its wait: 409
       `concurrent_update`, and the same request may be sent again.
     - A connection lost or refused (a restart, a fail-over, a network fault): 503 with
       `Retry-After`.
-    - Input the database cannot hold (a number or date beyond its range, text with NUL): 422. Routes bound their input where they can, with clearer messages; this
-      is the net under them.
+    - Input the database cannot hold (a number or date beyond its range, text with NUL): 422.
+      Routes bound their input where they can, with clearer messages; this is the net under
+      them.
     """
     orig = getattr(exc, "orig", None) or exc
     if isinstance(orig, psycopg.DataError | sqlite3.DataError) and "NUL (0x00)" in str(orig):
@@ -161,13 +165,15 @@ def database_problem(exc: BaseException) -> Problem | None:
     if isinstance(orig, sqlite3.OperationalError):
         primary = (getattr(orig, "sqlite_errorcode", 0) or 0) & 0xFF
         if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-            return _concurrent_update()
+            return concurrent_update()
         if primary in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN):
             return _database_unavailable()
         return None  # "no such table" and the like are bugs, not outages
     if isinstance(orig, psycopg.Error) and (getattr(orig, "sqlstate", None) or "").startswith("40"):
-        return _concurrent_update()
+        return concurrent_update()
     if isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError):
+        if database is not None:
+            note_connection_lost(database.engine)
         return _database_unavailable()
     return None
 
@@ -177,7 +183,8 @@ def _out_of_range() -> Problem:
                             code="value_out_of_range")
 
 
-def _concurrent_update() -> Problem:
+def concurrent_update() -> Problem:
+    """The 409 for work a concurrent request's changes made fail; nothing was written."""
     return Conflict("A concurrent request changed the same data; retry.", code="concurrent_update")
 
 
@@ -247,8 +254,6 @@ def validation_problem(exc: RequestValidationError) -> Problem:
     )
 
 
-
-
 def install_error_handlers(app: FastAPI) -> None:
     """One mapping from exceptions to problem responses."""
 
@@ -279,8 +284,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     from sqlalchemy.exc import DBAPIError
 
-    from gateway.db import note_connection_lost
-
     @app.exception_handler(OverflowError)
     async def _overflow(request: Request, exc: OverflowError) -> Response:
         # A number (or a date reached from one) beyond what the calendar or the code can hold.
@@ -292,14 +295,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(psycopg.Error)
     @app.exception_handler(sqlite3.Error)
     async def _database_failed(request: Request, exc: Exception) -> Response:
-        problem = database_problem(exc)
+        problem = database_problem(exc, request.app.state.database)
         if problem is None:
             return await _unexpected(request, exc)
         rid = _request_id(request)
         log.warning("database error %s answered with %s", exc.__class__.__name__, problem.code,
                     extra={"request_id": rid})
-        if problem.status == 503:
-            note_connection_lost(request.app.state.database.engine)
         return problem_response(problem, rid)
 
     @app.exception_handler(Exception)

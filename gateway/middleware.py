@@ -22,8 +22,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import admission, clock
 from gateway.context import CallRecord, state
-from gateway.db import note_connection_lost
-from gateway.errors import Conflict, InternalError, PayloadTooLarge, Problem, database_problem
+from gateway.errors import (
+    InternalError,
+    PayloadTooLarge,
+    Problem,
+    concurrent_update,
+    database_problem,
+)
 from gateway.ids import new_id
 from gateway.metrics import observe_request
 
@@ -207,12 +212,8 @@ class EdgeMiddleware:
                     st["db_session"] = None
                     errlog.warning("commit failed: %s", exc.__class__.__name__,
                                    extra={"request_id": record.request_id})
-                    problem = database_problem(exc) or Conflict(
-                        "A concurrent request changed the same data; retry.",
-                        code="concurrent_update")
-                    if problem.status == 503:
-                        note_connection_lost(app.state.database.engine)
-                    raise problem from None
+                    raise (database_problem(exc, app.state.database)
+                           or concurrent_update()) from None
                 except Problem:
                     st["db_session"] = None
                     raise

@@ -174,3 +174,15 @@ def test_text_with_nul_is_refused_by_either_database_on_every_path(database):
     with database.driver_transaction() as cursor:  # other text passes
         cursor.execute(driver_sql("SELECT CAST(:x AS TEXT)", dialect), {"x": "a\tb 中文"})
         assert cursor.fetchone()[0] == "a\tb 中文"
+
+
+@pg_only
+def test_a_deadlock_postgresql_reports_mid_request_is_a_409_that_moves_no_money(app, http, partner):
+    with app.state.database.transaction() as s:
+        account = enterprise_account(s, partner.tenant_id).id
+    path = f"/v1/partner-probe-rollback/{account}"
+    response = http.post(path, headers=partner.auth("POST", path))
+    assert response.status_code == 409, response.text
+    assert response.json()["code"] == "concurrent_update"
+    with app.state.database.transaction() as s:
+        assert service.balance(s, partner.tenant_id, account).ledger_fen == 0
