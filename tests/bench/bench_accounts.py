@@ -1,11 +1,16 @@
 """Transfers per second with 16 concurrent clients on disjoint accounts, through the service
 layer and through HTTP (one worker), beside a raw INSERT of the same rows by the same 16
-threads; then 32 clients draining one account (overdrafts must be zero).
+clients; then 32 clients draining one account (overdrafts must be zero).
+
+The service layer is measured twice: 16 threads of one process, where the interpreter's lock
+bounds the rate at one core of Python, and 16 processes (forked, each with its own pool), as
+several workers would call it; each beside the raw INSERT made the same way.
 Run: `python -m tests.bench.bench_accounts` (PostgreSQL when QUANLIAN_BENCH_DATABASE_URL is set)."""
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import random
 import tempfile
@@ -50,6 +55,34 @@ def _threads(fn, n: int, seconds: float) -> int:
     return sum(counts)
 
 
+def _processes(fn, make_database, n: int, seconds: float) -> int:
+    """Like `_threads`, with each client a forked process. `fn(database, i)` is one call;
+    every process makes its own `Database` (a pool is never shared across a fork)."""
+    context = multiprocessing.get_context("fork")
+    counts = context.Queue()
+    start = context.Event()
+
+    def run(i: int) -> None:
+        database = make_database()
+        done = 0
+        start.wait()
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            fn(database, i)
+            done += 1
+        database.dispose()
+        counts.put(done)
+
+    workers = [context.Process(target=run, args=(i,)) for i in range(n)]
+    for w in workers:
+        w.start()
+    start.set()
+    total = sum(counts.get(timeout=seconds + 120) for _ in workers)
+    for w in workers:
+        w.join(timeout=30)
+    return total
+
+
 def main() -> None:
     base_url = os.environ.get("QUANLIAN_BENCH_DATABASE_URL")
     backend = "PostgreSQL" if base_url else "SQLite"
@@ -85,27 +118,32 @@ def main() -> None:
                                           owner_name="收款账户", owner_uscc=uscc()).id
             service.deposit(s, tenant, drain, 100_000, journal_ref="drain-seed")
 
-        def service_transfer(i: int) -> None:
+        def transfer_on(db: Database, i: int) -> None:
             a, b = pairs[i]
-            with database.transaction() as s:
+            with db.transaction() as s:
                 service.create_transfer(s, tenant, from_account_id=a, to_account_id=b,
                                         amount_fen=1, actor="bench")
 
-        n = _threads(service_transfer, THREADS, SECONDS)
-        svc_rate = n / SECONDS
         md = MetaData()
         raw = Table("raw_transfers", md, Column("id", String(40), primary_key=True),
                     Column("a", String(40)), Column("b", String(40)), Column("amount", Integer))
         md.create_all(database.engine)
 
-        def raw_insert(i: int) -> None:
-            with database.engine.begin() as conn:
+        def raw_insert_on(db: Database, i: int) -> None:
+            with db.engine.begin() as conn:
                 conn.execute(insert(raw).values(id=uuid.uuid4().hex, a=pairs[i][0], b=pairs[i][1],
                                                 amount=1))
 
-        raw_rate = _threads(raw_insert, THREADS, SECONDS) / SECONDS
-        lines.append(f"raw INSERT, {THREADS} threads          {raw_rate:8.0f} rows/s")
-        lines.append(f"transfers via service, {THREADS} threads {svc_rate:8.0f} /s  "
+        svc_rate = _threads(lambda i: transfer_on(database, i), THREADS, SECONDS) / SECONDS
+        raw_rate = _threads(lambda i: raw_insert_on(database, i), THREADS, SECONDS) / SECONDS
+        lines.append(f"raw INSERT, {THREADS} threads            {raw_rate:8.0f} rows/s")
+        lines.append(f"transfers via service, {THREADS} threads   {svc_rate:8.0f} /s  "
+                     f"ratio {svc_rate / raw_rate:.2f} of raw insert")
+        database.dispose()
+        svc_rate = _processes(transfer_on, lambda: Database(url), THREADS, SECONDS) / SECONDS
+        raw_rate = _processes(raw_insert_on, lambda: Database(url), THREADS, SECONDS) / SECONDS
+        lines.append(f"raw INSERT, {THREADS} processes          {raw_rate:8.0f} rows/s")
+        lines.append(f"transfers via service, {THREADS} processes {svc_rate:8.0f} /s  "
                      f"ratio {svc_rate / raw_rate:.2f} of raw insert")
         port = free_port()
         env = env_for(data, url, port)
