@@ -16,6 +16,7 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
+from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -136,6 +137,12 @@ class ServiceUnavailable(Problem):
 
 # PostgreSQL: numeric_value_out_of_range, datetime_field_overflow, interval_field_overflow.
 _OUT_OF_RANGE_SQLSTATES = frozenset({"22003", "22008", "22015"})
+# A unique key taken, or a referenced row gone, after the request checked: PostgreSQL's
+# unique_violation and foreign_key_violation, SQLite's matching extended codes.
+_CONFLICT_SQLSTATES = frozenset({"23505", "23503"})
+_SQLITE_CONFLICTS = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE,
+                               sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY,
+                               sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY})
 
 
 def database_problem(exc: BaseException, database: Any = None) -> Problem | None:
@@ -146,12 +153,18 @@ def database_problem(exc: BaseException, database: Any = None) -> Problem | None
     - A transaction PostgreSQL rolled back for a concurrent one (SQLSTATE class 40: a
       serialization failure or a deadlock), or SQLite still busy after its wait: 409
       `concurrent_update`, and the same request may be sent again.
+    - A row the request read, changed or deleted by a concurrent one before it wrote (a key
+      taken, a referenced row gone, an UPDATE that found its row deleted, as a sandbox reset
+      does): also 409 `concurrent_update`. Routes check what they refer to before writing, so
+      the database refuses such a write only when something changed in between.
     - A connection lost or refused (a restart, a fail-over, a network fault): 503 with
       `Retry-After`.
-    - Input the database cannot hold (a number or date beyond its range, text with NUL): 422.
-      Routes bound their input where they can, with clearer messages; this is the net under
-      them.
+    - Input the database cannot hold (a number or date beyond its range, text too long for its
+      column, text with NUL): 422. Routes bound their input where they can, with clearer
+      messages; this is the net under them.
     """
+    if isinstance(exc, StaleDataError | ObjectDeletedError):
+        return concurrent_update()
     orig = getattr(exc, "orig", None) or exc
     if isinstance(orig, psycopg.DataError | sqlite3.DataError) and "NUL (0x00)" in str(orig):
         # PostgreSQL's text cannot hold U+0000 (refused unsent; SQLite refuses it alike,
@@ -161,7 +174,15 @@ def database_problem(exc: BaseException, database: Any = None) -> Problem | None
     if isinstance(orig, psycopg.DataError):
         if orig.sqlstate in _OUT_OF_RANGE_SQLSTATES:
             return _out_of_range()
+        if orig.sqlstate == "22001":  # string_data_right_truncation
+            return ValidationFailed("A text in the request is longer than the platform keeps.",
+                                    code="value_too_long")
         return None
+    if isinstance(orig, psycopg.IntegrityError):
+        return concurrent_update() if orig.sqlstate in _CONFLICT_SQLSTATES else None
+    if isinstance(orig, sqlite3.IntegrityError):
+        code = getattr(orig, "sqlite_errorcode", None)
+        return concurrent_update() if code in _SQLITE_CONFLICTS else None
     if isinstance(orig, sqlite3.OperationalError):
         primary = (getattr(orig, "sqlite_errorcode", 0) or 0) & 0xFF
         if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
@@ -294,6 +315,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DBAPIError)
     @app.exception_handler(psycopg.Error)
     @app.exception_handler(sqlite3.Error)
+    @app.exception_handler(StaleDataError)
+    @app.exception_handler(ObjectDeletedError)
     async def _database_failed(request: Request, exc: Exception) -> Response:
         problem = database_problem(exc, request.app.state.database)
         if problem is None:

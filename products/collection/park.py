@@ -121,6 +121,15 @@ def update_park(session: Session, tenant_id: str, actor: str, park_id: str,
     return park
 
 
+def _account_label(name: str, unit: str) -> str:
+    """The tenant's virtual account label, "name unit": the name is shortened when both do not
+    fit the label's column (the park tenant keeps both whole)."""
+    room = VirtualAccount.__table__.c.label.type.length
+    if not unit:
+        return name[:room]
+    return f"{name[:room - len(unit) - 1]} {unit}"
+
+
 def create_park_tenant(session: Session, tenant_id: str, actor: str, park_id: str,
                        body: schemas.ParkTenantCreate) -> tuple[ParkTenant, VirtualAccount]:
     """A tenant of the park, with its own virtual account number to pay bills to."""
@@ -131,7 +140,7 @@ def create_park_tenant(session: Session, tenant_id: str, actor: str, park_id: st
     settings = service.ensure_settings(session, tenant_id)
     now = service.now_for(session, tenant_id)
     occupant_id = new_id("cptn")
-    label = f"{body.name.strip()} {body.unit}".strip()
+    label = _account_label(body.name.strip(), body.unit.strip())
     account = open_virtual_account(session, settings, actor=actor, now=now, label=label,
                                    owner_type="park_tenant", owner_id=occupant_id)
     occupant = ParkTenant(id=occupant_id, tenant_id=tenant_id, park_id=park.id,

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from gateway.bulk import session_rows, session_select, session_store
 from gateway.clock import SHANGHAI
-from gateway.errors import ValidationFailed
+from gateway.errors import ValidationFailed, concurrent_update
 from gateway.events import publish
 from gateway.ids import new_id
 from gateway.pii import mask_name
@@ -105,6 +105,14 @@ def ensure_settings(session: Session, tenant_id: str) -> CollectionSettings:
     return row
 
 
+def lock_settings(session: Session, tenant_id: str) -> CollectionSettings | None:
+    """The tenant's settings row, locked and read afresh; None when it is gone since it was
+    read (a sandbox reset deletes it)."""
+    rows = repository.lock(session, select(CollectionSettings).where(
+        CollectionSettings.tenant_id == tenant_id))
+    return rows[0] if rows else None
+
+
 @dataclass(frozen=True, slots=True)
 class SettingsTerms:
     """What moving money needs of a tenant's collection settings, read on the driver: an
@@ -147,9 +155,10 @@ def business_date_of(settings: Settings, instant: datetime) -> date:
 def update_settings(session: Session, tenant_id: str, actor: str,
                     body: schemas.SettingsUpdate) -> CollectionSettings:
     """Change the cut-off (only before the first order), the platform account or the TTL."""
-    row = ensure_settings(session, tenant_id)
-    row = repository.lock(session, select(CollectionSettings).where(
-        CollectionSettings.tenant_id == tenant_id))[0]
+    ensure_settings(session, tenant_id)
+    row = lock_settings(session, tenant_id)
+    if row is None:
+        raise concurrent_update()
     now = now_for(session, tenant_id)
     if body.cutoff is not None and body.cutoff != row.cutoff:
         used = session.scalar(select(Order.id).where(Order.tenant_id == tenant_id).limit(1))

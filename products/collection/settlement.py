@@ -50,7 +50,7 @@ from products.collection.models import (
     SettlementRun,
     SubMerchant,
 )
-from products.collection.service import PLATFORM, business_date_of
+from products.collection.service import PLATFORM, business_date_of, lock_settings
 
 # Transactions that took their business date just before the cut-off finish within this.
 GRACE = timedelta(seconds=60)
@@ -235,8 +235,9 @@ def settle_due(session: Session, tenant_id: str, now: datetime,
     if current is None or (current.settled_through is not None
                            and current.settled_through >= last_closed_date(current, now)):
         return 0  # the common case, decided without a lock or a write
-    settings = repository.lock(session, select(CollectionSettings).where(
-        CollectionSettings.tenant_id == tenant_id))[0]
+    settings = lock_settings(session, tenant_id)
+    if settings is None:
+        return 0  # deleted since it was read (a sandbox reset)
     until = last_closed_date(settings, now)
     day = due_date(session, settings, now)
     if day is None:

@@ -10,6 +10,7 @@ import uuid
 import psycopg
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.orm.exc import StaleDataError
 
 from gateway import db as db_module
 from gateway.errors import database_problem
@@ -186,3 +187,39 @@ def test_a_deadlock_postgresql_reports_mid_request_is_a_409_that_moves_no_money(
     assert response.json()["code"] == "concurrent_update"
     with app.state.database.transaction() as s:
         assert service.balance(s, partner.tenant_id, account).ledger_fen == 0
+
+
+@pytest.mark.parametrize("write", [
+    "INSERT INTO {p} (id) VALUES ('a')",  # the key is taken
+    "INSERT INTO {c} (p_id) VALUES ('gone')",  # the row referred to is gone
+])
+def test_a_row_taken_or_gone_before_the_write_is_a_retryable_conflict_on_either_database(
+        database, write):
+    """Routes check what they refer to before writing; the database refuses the write only
+    when a concurrent request (or a sandbox reset) took the key or deleted the row in between:
+    409, as for a deadlock. Other constraint failures stay bugs."""
+    p, c = f"p_{uuid.uuid4().hex[:8]}", f"c_{uuid.uuid4().hex[:8]}"
+    with (pytest.raises((psycopg.IntegrityError, sqlite3.IntegrityError)) as raised,
+          database.driver_transaction() as cursor):
+        cursor.execute(f"CREATE TEMP TABLE {p} (id VARCHAR(10) PRIMARY KEY)")
+        cursor.execute(f"CREATE TEMP TABLE {c} (p_id VARCHAR(10) NOT NULL REFERENCES {p} (id))")
+        cursor.execute(f"INSERT INTO {p} (id) VALUES ('a')")
+        cursor.execute(write.format(p=p, c=c))
+    problem = database_problem(raised.value)
+    assert problem is not None and (problem.status, problem.code) == (409, "concurrent_update")
+    with (pytest.raises((psycopg.IntegrityError, sqlite3.IntegrityError)) as raised,
+          database.driver_transaction() as cursor):
+        cursor.execute(f"CREATE TEMP TABLE {p}n (x VARCHAR(10) NOT NULL)")
+        cursor.execute(f"INSERT INTO {p}n (x) VALUES (NULL)")
+    assert database_problem(raised.value) is None
+    assert database_problem(StaleDataError("UPDATE matched 0 rows")).code == "concurrent_update"
+
+
+@pg_only
+def test_text_longer_than_its_column_is_a_422_on_postgresql():
+    with (psycopg.connect(PG_URL.replace("postgresql+psycopg", "postgresql")) as conn,
+          pytest.raises(psycopg.DataError) as raised):
+        conn.execute("CREATE TEMP TABLE short_text (x VARCHAR(3))")
+        conn.execute("INSERT INTO short_text VALUES ('abcd')")
+    problem = database_problem(raised.value)
+    assert problem is not None and (problem.status, problem.code) == (422, "value_too_long")
