@@ -1,5 +1,5 @@
-"""Probe routes used by the edge tests: JSON parsing and validation, and a database-side
-rollback."""
+"""Probe routes used by the edge tests: JSON parsing and validation, a database-side
+rollback, and a row deleted under the request."""
 
 from __future__ import annotations
 
@@ -37,3 +37,18 @@ def probe_rollback(account_id: str, principal: Principal = Depends(authenticate)
     accounts.deposit(session, principal.tenant_id, account_id, 100, journal_ref=new_id("probe"))
     session.execute(text("DO $$ BEGIN RAISE EXCEPTION 'deadlock' USING ERRCODE = '40P01'; END $$"))
     return {"status": "unreachable"}
+
+
+@router.post("/v1/partner-probe-row-gone/{account_id}", include_in_schema=False)
+def probe_row_gone(account_id: str, at: str = "flush",
+                   principal: Principal = Depends(authenticate),
+                   session: Session = Depends(get_session)) -> dict[str, str]:
+    """Reads an account, then its row is deleted (as a concurrent sandbox reset would) before
+    the change is written: the UPDATE finds no row, in the route (`at=flush`) or at the
+    middleware's commit (`at=commit`). The request must get the 409 and the row come back."""
+    account = accounts.get_account(session, principal.tenant_id, account_id)
+    session.execute(text("DELETE FROM accounts WHERE id = :id"), {"id": account_id})
+    account.label = "changed"
+    if at == "flush":
+        session.flush()
+    return {"status": "written at commit"}

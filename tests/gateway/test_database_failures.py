@@ -223,3 +223,16 @@ def test_text_longer_than_its_column_is_a_422_on_postgresql():
         conn.execute("INSERT INTO short_text VALUES ('abcd')")
     problem = database_problem(raised.value)
     assert problem is not None and (problem.status, problem.code) == (422, "value_too_long")
+
+
+@pytest.mark.parametrize("at", ["flush", "commit"])
+def test_a_row_deleted_under_a_request_is_a_409_that_changes_nothing(app, http, partner, at):
+    with app.state.database.transaction() as s:
+        account = enterprise_account(s, partner.tenant_id, label="kept").id
+    path = f"/v1/partner-probe-row-gone/{account}"
+    response = http.post(path, params={"at": at}, headers=partner.auth("POST", path))
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["code"] == "concurrent_update"
+    with app.state.database.transaction() as s:  # the delete rolled back with the rest
+        assert service.get_account(s, partner.tenant_id, account).label == "kept"
