@@ -21,14 +21,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import BigInteger, DateTime, MetaData, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, NoResultFound
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from starlette.requests import Request
 
+_Row = TypeVar("_Row")
 _PARAM = re.compile(r":(\w+)")
 
 
@@ -394,6 +395,17 @@ async def get_session(request: Request) -> Session:
     database (it connects on first use, in the route's worker thread): as a plain function
     FastAPI would spend a thread hand-off on it."""
     return request_session(request)
+
+
+def referenced(session: Session, model: type[_Row], ident: Any) -> _Row:
+    """The row that a row of this request refers to, which must exist: the reference was
+    checked when it was written (and foreign keys keep it). Found gone, it was deleted under
+    the request (a sandbox reset): `NoResultFound`, which the gateway answers with a 409
+    `concurrent_update` (`gateway.errors.database_problem`) and a job retries."""
+    row = session.get(model, ident)
+    if row is None:
+        raise NoResultFound(f"{model.__name__} {ident} is gone")
+    return row
 
 
 def for_update(dialect_name: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -154,16 +155,17 @@ def database_problem(exc: BaseException, database: Any = None) -> Problem | None
       serialization failure or a deadlock), or SQLite still busy after its wait: 409
       `concurrent_update`, and the same request may be sent again.
     - A row the request read, changed or deleted by a concurrent one before it wrote (a key
-      taken, a referenced row gone, an UPDATE that found its row deleted, as a sandbox reset
-      does): also 409 `concurrent_update`. Routes check what they refer to before writing, so
-      the database refuses such a write only when something changed in between.
+      taken, a referenced row gone, an UPDATE that found its row deleted, a row re-read under
+      its lock or one its rows refer to found gone (`gateway.db.referenced`), as a sandbox
+      reset does): also 409 `concurrent_update`. Routes check what they refer to before
+      writing, so the database refuses such a write only when something changed in between.
     - A connection lost or refused (a restart, a fail-over, a network fault): 503 with
       `Retry-After`.
     - Input the database cannot hold (a number or date beyond its range, text too long for its
       column, text with NUL): 422. Routes bound their input where they can, with clearer
       messages; this is the net under them.
     """
-    if isinstance(exc, StaleDataError | ObjectDeletedError):
+    if isinstance(exc, StaleDataError | ObjectDeletedError | NoResultFound):
         return concurrent_update()
     orig = getattr(exc, "orig", None) or exc
     if isinstance(orig, psycopg.DataError | sqlite3.DataError) and "NUL (0x00)" in str(orig):
@@ -317,6 +319,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(sqlite3.Error)
     @app.exception_handler(StaleDataError)
     @app.exception_handler(ObjectDeletedError)
+    @app.exception_handler(NoResultFound)
     async def _database_failed(request: Request, exc: Exception) -> Response:
         problem = database_problem(exc, request.app.state.database)
         if problem is None:

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import anyio
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, NoResultFound
 from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -209,7 +209,7 @@ class EdgeMiddleware:
                     await anyio.to_thread.run_sync(commit, limiter=_FINISHING)
                     st["db_session"] = None
                     return entry.receipt if entry is not None else None
-                except (DBAPIError, StaleDataError, ObjectDeletedError) as exc:
+                except (DBAPIError, StaleDataError, ObjectDeletedError, NoResultFound) as exc:
                     st["db_session"] = None
                     errlog.warning("commit failed: %s", exc.__class__.__name__,
                                    extra={"request_id": record.request_id})

@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway.clock import SHANGHAI
+from gateway.db import referenced
 from gateway.events import publish
 from gateway.ids import new_id
 from gateway.money import Money
@@ -234,8 +235,7 @@ def pay_meal(session: Session, tenant_id: str, actor: str, body: schemas.MealCre
     diner = repository.get(session, Diner, tenant_id, body.diner_id, DinerNotFound, lock=True)
     if diner.status != "active":
         raise DinerInactive(f"Diner {diner.id} is {diner.status}.")
-    employer = session.get(Employer, diner.employer_id)
-    assert employer is not None
+    employer = referenced(session, Employer, diner.employer_id)
     month = service.month_of(now)
     lots = repository.lock(session, select(SubsidyLot)
                            .join(SubsidyGrant, SubsidyGrant.id == SubsidyLot.grant_id)
@@ -288,8 +288,7 @@ def refund_meal(session: Session, settings: CollectionSettings, order: Order, re
     (account -> fen). Personal money first, then each subsidy lot, the last spent first."""
     diner = repository.get(session, Diner, order.tenant_id, order.diner_id or "", DinerNotFound,
                            lock=True)
-    employer = session.get(Employer, diner.employer_id)
-    assert employer is not None
+    employer = referenced(session, Employer, diner.employer_id)
     refunded_personal = int(session.scalar(select(func.coalesce(func.sum(Refund.personal_fen), 0))
                                            .where(Refund.order_id == order.id)) or 0)
     amount = refund.amount_fen
@@ -342,8 +341,7 @@ def expire_grants(session: Session, tenant_id: str, now: datetime, actor: str,
         grant = repository.get(session, SubsidyGrant, tenant_id, grant_id, GrantNotFound, lock=True)
         if grant.status != "funded":
             continue
-        employer = session.get(Employer, grant.employer_id)
-        assert employer is not None
+        employer = referenced(session, Employer, grant.employer_id)
         lots = repository.lock(session, select(SubsidyLot).where(SubsidyLot.grant_id == grant.id)
                                .order_by(SubsidyLot.id))
         total = 0

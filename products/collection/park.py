@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.clock import SHANGHAI
+from gateway.db import referenced
 from gateway.errors import ValidationFailed
 from gateway.events import publish
 from gateway.ids import new_id
@@ -155,8 +156,7 @@ def create_park_tenant(session: Session, tenant_id: str, actor: str, park_id: st
 
 
 def park_tenant_view(session: Session, occupant: ParkTenant) -> schemas.ParkTenantOut:
-    account = session.get(VirtualAccount, occupant.virtual_account_id)
-    assert account is not None
+    account = referenced(session, VirtualAccount, occupant.virtual_account_id)
     return views.park_tenant_out(occupant, account)
 
 
@@ -233,8 +233,7 @@ def run_dunning(session: Session, tenant_id: str, now: datetime, actor: str,
         bill = repository.get(session, Bill, tenant_id, bill_id, BillNotFound, lock=True)
         if bill.status not in BILL_UNPAID:
             continue
-        park = session.get(Park, bill.park_id)
-        assert park is not None
+        park = referenced(session, Park, bill.park_id)
         dun_bill(session, park, bill, now, actor)
     return len(ids)
 
@@ -403,8 +402,7 @@ def apply_to_bills(session: Session, settings: CollectionSettings, account: Virt
                               lock=True)
         if bill.status not in BILL_UNPAID:
             continue
-        park = session.get(Park, bill.park_id)
-        assert park is not None
+        park = referenced(session, Park, bill.park_id)
         accrue_late_fees(park, bill, _today(now))
         pay = min(account.unapplied_fen, bill.outstanding_fen)
         if pay <= 0:
@@ -435,8 +433,7 @@ def pay_bill_by_mandate(session: Session, tenant_id: str, actor: str, bill_id: s
         raise BillNotPayable(f"Bill {bill.id} is {bill.status}.",
                              extra={"bill_status": bill.status})
     now = service.now_for(session, tenant_id)
-    park = session.get(Park, bill.park_id)
-    assert park is not None
+    park = referenced(session, Park, bill.park_id)
     accrue_late_fees(park, bill, _today(now))
     amount = bill.outstanding_fen
     mandate = repository.get(session, Mandate, tenant_id, body.mandate_id, MandateNotFound,

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from gateway.bulk import session_rows, session_select, session_store
 from gateway.clock import SHANGHAI
+from gateway.db import referenced
 from gateway.errors import ValidationFailed, concurrent_update
 from gateway.events import publish
 from gateway.ids import new_id
@@ -777,8 +778,7 @@ def create_refund(session: Session, tenant_id: str, actor: str, order_id: str,
                     refund_date=business_date_of(settings, now))
     legs: dict[str, int] = {}
     if order.payer_method == "mandate":
-        mandate = session.get(Mandate, order.mandate_id)
-        assert mandate is not None
+        mandate = referenced(session, Mandate, order.mandate_id)
         legs[mandate.payer_account_id] = amount
         refund.destination_account_id = mandate.payer_account_id
     elif order.payer_method == "virtual_account":

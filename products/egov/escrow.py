@@ -35,7 +35,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway.clock import to_rfc3339
-from gateway.db import Database
+from gateway.db import Database, referenced
 from gateway.errors import ValidationFailed
 from gateway.events import publish
 from gateway.ids import new_id
@@ -861,10 +861,9 @@ def run_due_refunds(database: Database, batch: int = 100) -> int:
                                   .with_for_update().execution_options(populate_existing=True)).first()
             if ins is None or ins.status != "approved":
                 continue
-            scheme = session.get(EscrowScheme, ins.scheme_id)
+            scheme = referenced(session, EscrowScheme, ins.scheme_id)
             sub = session.scalars(select(EscrowSubAccount).where(EscrowSubAccount.id == ins.sub_account_id)
                                   .with_for_update().execution_options(populate_existing=True)).one()
-            assert scheme is not None
             _execute(session, scheme, sub, ins, actor="system",
                      now=clock_for(session, ins.tenant_id).now())
             done += 1

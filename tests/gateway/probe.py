@@ -9,11 +9,12 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gateway.auth import authenticate
-from gateway.db import get_session
+from gateway.db import get_session, referenced
 from gateway.ids import new_id
 from gateway.money import PositiveAmount
 from gateway.tenancy import Principal
 from products.accounts import service as accounts
+from products.accounts.models import Account
 
 router = APIRouter()
 
@@ -45,7 +46,17 @@ def probe_row_gone(account_id: str, at: str = "flush",
                    session: Session = Depends(get_session)) -> dict[str, str]:
     """Reads an account, then its row is deleted (as a concurrent sandbox reset would) before
     the change is written: the UPDATE finds no row, in the route (`at=flush`) or at the
-    middleware's commit (`at=commit`). The request must get the 409 and the row come back."""
+    middleware's commit (`at=commit`); or (`at=reference`) the request, having written a
+    deposit, looks up the account as a row its rows refer to and finds it gone. The request
+    must get the 409 and the row come back."""
+    if at == "reference":
+        accounts.deposit(session, principal.tenant_id, account_id, 100,
+                         journal_ref=new_id("probe"))
+        session.expunge_all()
+        session.execute(text("DELETE FROM postings WHERE account_id = :id"), {"id": account_id})
+        session.execute(text("DELETE FROM accounts WHERE id = :id"), {"id": account_id})
+        referenced(session, Account, account_id)
+        return {"status": "unreachable"}
     account = accounts.get_account(session, principal.tenant_id, account_id)
     session.execute(text("DELETE FROM accounts WHERE id = :id"), {"id": account_id})
     account.label = "changed"

@@ -10,6 +10,7 @@ import uuid
 import psycopg
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm.exc import StaleDataError
 
 from gateway import db as db_module
@@ -213,6 +214,7 @@ def test_a_row_taken_or_gone_before_the_write_is_a_retryable_conflict_on_either_
         cursor.execute(f"INSERT INTO {p}n (x) VALUES (NULL)")
     assert database_problem(raised.value) is None
     assert database_problem(StaleDataError("UPDATE matched 0 rows")).code == "concurrent_update"
+    assert database_problem(NoResultFound("row gone")).code == "concurrent_update"
 
 
 @pg_only
@@ -225,7 +227,7 @@ def test_text_longer_than_its_column_is_a_422_on_postgresql():
     assert problem is not None and (problem.status, problem.code) == (422, "value_too_long")
 
 
-@pytest.mark.parametrize("at", ["flush", "commit"])
+@pytest.mark.parametrize("at", ["flush", "commit", "reference"])
 def test_a_row_deleted_under_a_request_is_a_409_that_changes_nothing(app, http, partner, at):
     with app.state.database.transaction() as s:
         account = enterprise_account(s, partner.tenant_id, label="kept").id
@@ -235,4 +237,5 @@ def test_a_row_deleted_under_a_request_is_a_409_that_changes_nothing(app, http, 
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.json()["code"] == "concurrent_update"
     with app.state.database.transaction() as s:  # the delete rolled back with the rest
-        assert service.get_account(s, partner.tenant_id, account).label == "kept"
+        kept = service.get_account(s, partner.tenant_id, account)
+        assert (kept.label, kept.ledger_fen) == ("kept", 0)  # and the deposit did not land
