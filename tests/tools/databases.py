@@ -3,8 +3,11 @@ created next to QUANLIAN_TEST_DATABASE_URL (so parallel runs never share tables)
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,14 +28,16 @@ def backend_name() -> str:
 
 
 @contextmanager
-def empty_database_url(base_url: str | None = PG_URL) -> Iterator[str]:
-    """A URL to a brand-new empty database, dropped afterwards."""
+def empty_database_url(base_url: str | None = PG_URL, *, template: str | None = None) -> Iterator[str]:
+    """A URL to a brand-new database, dropped afterwards: empty, or a copy of `template` (a
+    PostgreSQL database's name, or a SQLite file's path)."""
     if base_url:
         url = make_url(base_url)
         name = "qt_" + uuid.uuid4().hex[:16]
         admin = create_engine(url, isolation_level="AUTOCOMMIT")
+        copy = f' TEMPLATE "{template}"' if template else ""
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))
         try:
             yield url.set(database=name).render_as_string(hide_password=False)
         finally:
@@ -44,16 +49,60 @@ def empty_database_url(base_url: str | None = PG_URL) -> Iterator[str]:
             admin.dispose()
     else:
         with tempfile.TemporaryDirectory(prefix="quanlian-test-") as tmp:
+            if template:
+                shutil.copyfile(template, f"{tmp}/test.db")
             yield f"sqlite:///{tmp}/test.db"
+
+
+# The schema is made once per process, in a template, and each fresh database is a copy of it:
+# creating the schema's tables and indexes took about 0.5 s on PostgreSQL, a copy (CREATE
+# DATABASE .. TEMPLATE) takes about 0.09 s, and nearly every test makes a fresh database.
+_templates: dict[str | None, str] = {}
+_templates_lock = threading.Lock()
+
+
+def _template(base_url: str | None) -> str:
+    """The name of a PostgreSQL database, or the path of a SQLite file, holding the whole schema
+    and nothing else; made on first use, removed when the process ends."""
+    with _templates_lock:
+        if base_url in _templates:
+            return _templates[base_url]
+        import_models()
+        if base_url:
+            url = make_url(base_url)
+            name = "qt_template_" + uuid.uuid4().hex[:12]
+            admin = create_engine(url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            atexit.register(_drop_template, admin, name)
+            template = Database(url.set(database=name).render_as_string(hide_password=False))
+            location = name
+        else:
+            folder = tempfile.mkdtemp(prefix="quanlian-template-")
+            atexit.register(shutil.rmtree, folder, True)
+            location = os.path.join(folder, "template.db")
+            template = Database(f"sqlite:///{location}")
+        try:
+            Base.metadata.create_all(template.engine)
+        finally:
+            template.dispose()  # a PostgreSQL template is copied only with no one connected
+        _templates[base_url] = location
+        return location
+
+
+def _drop_template(admin: object, name: str) -> None:
+    with admin.connect() as conn:  # type: ignore[attr-defined]
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()  # type: ignore[attr-defined]
 
 
 @contextmanager
 def fresh_database(base_url: str | None = PG_URL) -> Iterator[Database]:
-    """An empty database with the whole schema, disposed afterwards."""
-    import_models()
-    with empty_database_url(base_url) as url:
+    """An empty database with the whole schema (a copy of the process's template), disposed
+    afterwards."""
+    template = _template(base_url)
+    with empty_database_url(base_url, template=template) as url:
         database = Database(url)
-        Base.metadata.create_all(database.engine)
         try:
             yield database
         finally:
