@@ -161,8 +161,32 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             responses.setdefault("503", unavailable)
             if method != "get":
                 responses.setdefault("409", concurrent)
+    _document_idempotency(app, schema)
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
     schema["components"].setdefault("securitySchemes", {})
     app.openapi_schema = schema
     return schema
+
+
+def _document_idempotency(app: FastAPI, schema: dict[str, Any]) -> None:
+    """The `Idempotency-Key` header on every operation that honours it (required where the call
+    moves money), and `Idempotent-Replayed` on its success responses."""
+    from fastapi.routing import APIRoute, iter_route_contexts
+
+    from gateway.idempotency import REPLAYED_HEADER, documented_header
+
+    for context in iter_route_contexts(app.routes):
+        if not isinstance(context.original_route, APIRoute):
+            continue
+        parameter = documented_header(context.dependant)
+        if parameter is None:
+            continue
+        for method in context.methods or ():
+            operation = schema["paths"].get(context.path_format, {}).get(method.lower())
+            if operation is None:
+                continue
+            operation.setdefault("parameters", []).append(parameter)
+            for status, response in operation.get("responses", {}).items():
+                if status.startswith("2"):
+                    response.setdefault("headers", {}).update(REPLAYED_HEADER)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +15,7 @@ from sqlalchemy import String, func, select
 from sqlalchemy.orm import Session
 
 from gateway.auth import require_scope
+from gateway.cli import openapi_document
 from gateway.db import get_session
 from gateway.idempotency import idempotency
 from tests.tools.api import problem
@@ -187,3 +190,33 @@ def test_claims_made_at_once_are_each_decided_once(database):
         stored = s.scalars(select(IdempotencyRecord.key)
                            .where(IdempotencyRecord.client_id == "cli_race")).all()
     assert sorted(stored) == claimed
+
+
+def test_the_document_says_which_calls_take_a_key_and_which_require_one(app, http, partner):
+    """A partner's generated client learns the header from the published document: every POST
+    that requires a key says so, and one sent without it is refused for that alone; every POST
+    that takes one documents it as optional, and no other POST requires one."""
+    spec = json.loads(openapi_document())
+    required, optional, other = [], [], []
+    for path, item in spec["paths"].items():
+        post = item.get("post")
+        if post is None:
+            continue
+        keys = [p for p in post.get("parameters", []) if p["name"] == "Idempotency-Key"]
+        (required if keys and keys[0]["required"] else optional if keys else other).append(path)
+        if keys:
+            assert keys[0]["in"] == "header" and keys[0]["schema"]["maxLength"] == 255
+            success = [r for s, r in post["responses"].items() if s.startswith("2")]
+            assert all("Idempotent-Replayed" in r.get("headers", {}) for r in success), path
+    assert "/v1/transfers" in required and "/v1/egov/payment-orders" in required
+    assert len(required) >= 20 and len(optional) >= 20
+
+    def bare(path: str) -> str:  # a path parameter filled with an id nobody holds
+        return re.sub(r"\{[^}]+\}", "x_00000000000000000000000000", path)
+
+    for path in required:
+        response = http.post(bare(path), json={}, headers=partner.auth("POST", bare(path)))
+        problem(response, 400, "idempotency_key_required")
+    for path in optional + other:
+        response = http.post(bare(path), json={}, headers=partner.auth("POST", bare(path)))
+        assert response.json().get("code") != "idempotency_key_required", path
