@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -164,29 +164,59 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     _document_idempotency(app, schema)
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
-    schema["components"].setdefault("securitySchemes", {})
+    _document_security(app, schema)
     app.openapi_schema = schema
     return schema
+
+
+
+def _documented_operations(app: FastAPI, schema: dict[str, Any]) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """Each documented operation with its route's dependencies (FastAPI's `dependant`), for
+    what the routes' own dependencies check from headers, which FastAPI cannot document."""
+    from fastapi.routing import APIRoute, iter_route_contexts
+
+    for context in iter_route_contexts(app.routes):
+        if not isinstance(context.original_route, APIRoute):
+            continue
+        for method in context.methods or ():
+            operation = schema["paths"].get(context.path_format, {}).get(method.lower())
+            if operation is not None:
+                yield context.dependant, operation
 
 
 def _document_idempotency(app: FastAPI, schema: dict[str, Any]) -> None:
     """The `Idempotency-Key` header on every operation that honours it (required where the call
     moves money), and `Idempotent-Replayed` on its success responses."""
-    from fastapi.routing import APIRoute, iter_route_contexts
-
     from gateway.idempotency import REPLAYED_HEADER, documented_header
 
-    for context in iter_route_contexts(app.routes):
-        if not isinstance(context.original_route, APIRoute):
-            continue
-        parameter = documented_header(context.dependant)
+    for dependant, operation in _documented_operations(app, schema):
+        parameter = documented_header(dependant)
         if parameter is None:
             continue
-        for method in context.methods or ():
-            operation = schema["paths"].get(context.path_format, {}).get(method.lower())
-            if operation is None:
-                continue
-            operation.setdefault("parameters", []).append(parameter)
-            for status, response in operation.get("responses", {}).items():
-                if status.startswith("2"):
-                    response.setdefault("headers", {}).update(REPLAYED_HEADER)
+        operation.setdefault("parameters", []).append(parameter)
+        for status, response in operation.get("responses", {}).items():
+            if status.startswith("2"):
+                response.setdefault("headers", {}).update(REPLAYED_HEADER)
+
+
+def _document_security(app: FastAPI, schema: dict[str, Any]) -> None:
+    """The OAuth 2.0 scheme (client credentials at the token endpoint) and, on every operation
+    that authenticates its caller, the scopes it requires."""
+    from gateway.auth import documented_security
+    from gateway.oauth.scopes import ALL_SCOPES, SCOPE_DESCRIPTIONS
+
+    schema["components"]["securitySchemes"] = {"oauth2": {
+        "type": "oauth2",
+        "description": (
+            "OAuth 2.0 client credentials (FAPI 2.0): authenticate at the token endpoint with "
+            "`private_key_jwt` (PS256, ES256 or EdDSA; `client_secret_basic` for sandbox clients "
+            "only). Send the access token as `Authorization: DPoP <token>` with a `DPoP` proof "
+            "(RFC 9449) when it is bound to a key, which production clients require, or as "
+            "`Authorization: Bearer <token>`."),
+        "flows": {"clientCredentials": {
+            "tokenUrl": "/oauth/token",
+            "scopes": {scope: SCOPE_DESCRIPTIONS[scope] for scope in ALL_SCOPES}}}}}
+    for dependant, operation in _documented_operations(app, schema):
+        security = documented_security(dependant)
+        if security is not None:
+            operation["security"] = security

@@ -15,21 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import Any
 
 import anyio
 from fastapi import Request
-from fastapi.security import HTTPBearer
 
 from gateway.context import state
 from gateway.errors import Problem
 from gateway.oauth.dpop import DPOP_ALGORITHMS, DPoPInvalid
 from gateway.oauth.tokens import TokenInvalid
 from gateway.tenancy import PRODUCTION_STATES, TOKEN_STATES, Principal
-
-# For the OpenAPI document only: the scheme shows in /docs; the check is ours.
-bearer_scheme = HTTPBearer(auto_error=False, scheme_name="OAuth2",
-                           description="`Authorization: DPoP <token>` with a `DPoP` proof, "
-                                       "or `Bearer <token>` for tokens not bound to a key.")
 
 _STATUS_SQL = (
     "SELECT c.status, c.tenant_id, c.partner_id, c.environment, c.require_dpop, p.status, "
@@ -169,6 +164,7 @@ def require_scope(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
         return principal
 
     dependency.__name__ = "require_" + "_".join(s.replace(":", "_") for s in scopes)
+    dependency.required_scopes = scopes  # type: ignore[attr-defined]  # for the document
     return dependency
 
 
@@ -183,4 +179,25 @@ def require_operations(write: bool = False) -> Callable[[Request], Awaitable[Pri
                           code="operations_only", title="Forbidden")
         return principal
 
+    dependency.required_scopes = inner.required_scopes  # type: ignore[attr-defined]
     return dependency
+
+
+def documented_security(dependant: Any) -> list[dict[str, list[str]]] | None:
+    """The OpenAPI security requirement of an operation whose dependencies (`dependant`,
+    FastAPI's) authenticate the caller: the `oauth2` scheme with the scopes they require; None
+    for a public operation. The dependencies read the `Authorization` header themselves (to
+    answer RFC 6750 problems), so FastAPI does not know to document it."""
+    scopes: set[str] = set()
+    authenticated = False
+    stack = list(dependant.dependencies)
+    while stack:
+        found = stack.pop()
+        if found.call is authenticate:
+            authenticated = True
+        required = getattr(found.call, "required_scopes", None)
+        if required is not None:
+            authenticated = True
+            scopes.update(required)
+        stack.extend(found.dependencies)
+    return [{"oauth2": sorted(scopes)}] if authenticated else None

@@ -10,7 +10,8 @@ The key is claimed in a committed transaction of its own (one INSERT .. ON CONFL
 shared with the claims made at the same moment: group commit) before the route runs (so
 concurrent duplicates see it), and completed inside the route's transaction, so the stored response
 commits atomically with the change it describes. A failure that changed nothing and may
-succeed on retry (409, 429, 5xx) releases the key.
+succeed on retry (409, 429, 5xx), or a refusal of who calls (401, 403: the route never ran),
+releases the key; another refusal is stored and replayed (Stripe's rule).
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ from gateway.pii import SEALED_PREFIX, decrypt, encrypt
 TTL = timedelta(hours=24)
 ABANDONED_AFTER = timedelta(minutes=2)
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-RETRYABLE = {409, 429}
+# Refusals that release the key rather than store the answer: the call may succeed when sent
+# again (a conflict, a rate limit), or it never reached the route (who calls, with which scopes:
+# a client granted the scope afterwards gets its call done, not the old refusal replayed).
+RETRYABLE = {401, 403, 409, 429}
 
 
 class IdempotencyRecord(Base):
@@ -193,15 +197,16 @@ def idempotency(required: bool = False) -> Callable[[Request], Awaitable[None]]:
 
     async def dependency(request: Request) -> None:
         raw = request.headers.get("idempotency-key")
-        if raw is None:
-            if required:
-                raise BadRequest("This call moves money: send an Idempotency-Key header.",
-                                 code="idempotency_key_required")
+        if raw is None and not required:
             return
+        # Who calls is checked first: a call without a valid token is a 401 whatever its key.
+        principal = await authenticate(request)
+        if raw is None:
+            raise BadRequest("This call moves money: send an Idempotency-Key header.",
+                             code="idempotency_key_required")
         if not _KEY.match(raw):
             raise BadRequest("Idempotency-Key must be 1-255 visible ASCII characters.",
                              code="invalid_idempotency_key")
-        principal = await authenticate(request)
         body = await request.body()
         digest = hashlib.sha256()
         digest.update(request.method.encode() + b" " + request.url.path.encode() + b"?"

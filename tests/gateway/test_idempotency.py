@@ -220,3 +220,21 @@ def test_the_document_says_which_calls_take_a_key_and_which_require_one(app, htt
     for path in optional + other:
         response = http.post(bare(path), json={}, headers=partner.auth("POST", bare(path)))
         assert response.json().get("code") != "idempotency_key_required", path
+
+
+def test_a_call_refused_for_its_scope_does_not_use_up_its_key(notes_app, http):
+    """The key is claimed before the route's scope check; the refusal releases it, so the same
+    call with the same key succeeds once the client holds the scope."""
+    from gateway.oauth.models import OAuthClient
+    from tests.tools.api import new_partner_client
+
+    client = new_partner_client(notes_app, http, scopes=["accounts:read"])
+    refused = client.post("/v1/probe-notes", {"text": "a"}, idempotency_key="k-scope")
+    problem(refused, 403, "insufficient_scope")
+    with notes_app.state.database.transaction() as s:
+        s.get(OAuthClient, client.client_id).scopes = "accounts:read accounts:write"
+    client._token = None
+    done = client.post("/v1/probe-notes", {"text": "a"}, idempotency_key="k-scope")
+    assert done.status_code == 201, done.text
+    assert "idempotent-replayed" not in done.headers
+    assert count(notes_app) == 1
