@@ -562,11 +562,12 @@ class SubsidyReport(_Out):
 # --- park ---------------------------------------------------------------------------------------------
 
 class DunningIn(_In):
+    # Days may not repeat (checked below; `uniqueItems` tells the document's readers).
     remind_before_days: list[Annotated[int, Field(ge=1, le=60)]] = Field(
-        default_factory=lambda: [7, 3], max_length=10)
+        default_factory=lambda: [7, 3], max_length=10, json_schema_extra={"uniqueItems": True})
     remind_on_due: bool = True
     remind_after_days: list[Annotated[int, Field(ge=1, le=365)]] = Field(
-        default_factory=lambda: [1, 7, 15], max_length=20)
+        default_factory=lambda: [1, 7, 15], max_length=20, json_schema_extra={"uniqueItems": True})
     late_fee_daily_rate: DailyRate = "0.0005"
     late_fee_cap_rate: CapRate = "0.1"
 
