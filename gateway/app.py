@@ -169,19 +169,24 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-
-def _documented_operations(app: FastAPI, schema: dict[str, Any]) -> Iterator[tuple[Any, dict[str, Any]]]:
-    """Each documented operation with its route's dependencies (FastAPI's `dependant`), for
-    what the routes' own dependencies check from headers, which FastAPI cannot document."""
+def _documented_operations(app: FastAPI, schema: dict[str, Any]
+                           ) -> Iterator[tuple[list[Any], dict[str, Any]]]:
+    """Each documented operation with every dependency its route runs (the callables, nested
+    ones included): what those check from headers themselves FastAPI cannot document."""
     from fastapi.routing import APIRoute, iter_route_contexts
 
     for context in iter_route_contexts(app.routes):
         if not isinstance(context.original_route, APIRoute):
             continue
+        calls, stack = [], list(context.dependant.dependencies)
+        while stack:
+            found = stack.pop()
+            calls.append(found.call)
+            stack.extend(found.dependencies)
         for method in context.methods or ():
             operation = schema["paths"].get(context.path_format, {}).get(method.lower())
             if operation is not None:
-                yield context.dependant, operation
+                yield calls, operation
 
 
 def _document_idempotency(app: FastAPI, schema: dict[str, Any]) -> None:
@@ -189,8 +194,8 @@ def _document_idempotency(app: FastAPI, schema: dict[str, Any]) -> None:
     moves money), and `Idempotent-Replayed` on its success responses."""
     from gateway.idempotency import REPLAYED_HEADER, documented_header
 
-    for dependant, operation in _documented_operations(app, schema):
-        parameter = documented_header(dependant)
+    for calls, operation in _documented_operations(app, schema):
+        parameter = documented_header(calls)
         if parameter is None:
             continue
         operation.setdefault("parameters", []).append(parameter)
@@ -216,7 +221,7 @@ def _document_security(app: FastAPI, schema: dict[str, Any]) -> None:
         "flows": {"clientCredentials": {
             "tokenUrl": "/oauth/token",
             "scopes": {scope: SCOPE_DESCRIPTIONS[scope] for scope in ALL_SCOPES}}}}}
-    for dependant, operation in _documented_operations(app, schema):
-        security = documented_security(dependant)
+    for calls, operation in _documented_operations(app, schema):
+        security = documented_security(calls)
         if security is not None:
             operation["security"] = security

@@ -13,7 +13,7 @@ single-use `jti` is a write, which on SQLite may queue behind another request's 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from typing import Any
 
@@ -183,21 +183,16 @@ def require_operations(write: bool = False) -> Callable[[Request], Awaitable[Pri
     return dependency
 
 
-def documented_security(dependant: Any) -> list[dict[str, list[str]]] | None:
-    """The OpenAPI security requirement of an operation whose dependencies (`dependant`,
-    FastAPI's) authenticate the caller: the `oauth2` scheme with the scopes they require; None
-    for a public operation. The dependencies read the `Authorization` header themselves (to
-    answer RFC 6750 problems), so FastAPI does not know to document it."""
+def documented_security(calls: Iterable[Any]) -> list[dict[str, list[str]]] | None:
+    """The OpenAPI security requirement of an operation whose dependencies (`calls`)
+    authenticate the caller: the `oauth2` scheme with the scopes they require; None for a
+    public operation. The dependencies read the `Authorization` header themselves (to answer
+    RFC 6750 problems), so FastAPI does not know to document it."""
     scopes: set[str] = set()
     authenticated = False
-    stack = list(dependant.dependencies)
-    while stack:
-        found = stack.pop()
-        if found.call is authenticate:
+    for call in calls:
+        required = getattr(call, "required_scopes", None)
+        if call is authenticate or required is not None:
             authenticated = True
-        required = getattr(found.call, "required_scopes", None)
-        if required is not None:
-            authenticated = True
-            scopes.update(required)
-        stack.extend(found.dependencies)
+            scopes.update(required or ())
     return [{"oauth2": sorted(scopes)}] if authenticated else None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -223,30 +223,27 @@ def idempotency(required: bool = False) -> Callable[[Request], Awaitable[None]]:
     return dependency
 
 
-def documented_header(dependant: Any) -> dict[str, Any] | None:
+def documented_header(calls: Iterable[Any]) -> dict[str, Any] | None:
     """The `Idempotency-Key` header parameter of the OpenAPI document for an operation whose
-    dependencies (`dependant`, FastAPI's) include `idempotency()`, else None. The dependency
-    reads the header itself (so that a missing required key is this module's 400, not a
-    framework 422), so FastAPI does not know to document it."""
-    stack = list(dependant.dependencies)
-    while stack:
-        found = stack.pop()
-        required = getattr(found.call, "idempotency_required", None)
-        if required is not None:
-            return {
-                "name": "Idempotency-Key", "in": "header", "required": required,
-                "description": (
-                    "Makes the call safe to retry: the same key with the same request within 24 "
-                    "hours replays the first status and body (`Idempotent-Replayed: true`); with "
-                    "another request it is a 422 `idempotency_key_reused`; while the first is "
-                    "still running, a 409 `idempotency_key_in_progress`. "
-                    + ("Required: this call moves money, or commits to move it (400 "
-                       "`idempotency_key_required` without)." if required else "Optional.")),
-                "schema": {"type": "string", "minLength": 1, "maxLength": 255,
-                           "pattern": "^[\\x21-\\x7e]+$"},
-            }
-        stack.extend(found.dependencies)
-    return None
+    dependencies (`calls`) include `idempotency()`, else None. The dependency reads the header
+    itself (so that a missing required key is this module's 400, not a framework 422), so
+    FastAPI does not know to document it."""
+    required = next((r for call in calls
+                     if (r := getattr(call, "idempotency_required", None)) is not None), None)
+    if required is None:
+        return None
+    return {
+        "name": "Idempotency-Key", "in": "header", "required": required,
+        "description": (
+            "Makes the call safe to retry: the same key with the same request within 24 hours "
+            "replays the first status and body (`Idempotent-Replayed: true`); with another "
+            "request it is a 422 `idempotency_key_reused`; while the first is still running, a "
+            "409 `idempotency_key_in_progress`. "
+            + ("Required: this call moves money, or commits to move it (400 "
+               "`idempotency_key_required` without)." if required else "Optional.")),
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255,
+                   "pattern": "^[\\x21-\\x7e]+$"},
+    }
 
 
 REPLAYED_HEADER = {"Idempotent-Replayed": {

@@ -238,3 +238,13 @@ def test_a_call_refused_for_its_scope_does_not_use_up_its_key(notes_app, http):
     assert done.status_code == 201, done.text
     assert "idempotent-replayed" not in done.headers
     assert count(notes_app) == 1
+
+
+def test_who_calls_is_checked_before_the_key(notes_app, http):
+    """A call without a valid token is a 401 whether or not it carries a key, and a bad key
+    from a caller without a token is still a 401: the key's rules apply to known callers."""
+    for headers in ({}, {"Idempotency-Key": "k-anon"}, {"Idempotency-Key": "bad key"}):
+        response = http.post("/v1/probe-notes", json={"text": "a"}, headers=headers)
+        problem(response, 401, "unauthorized")  # no credentials: RFC 6750's bare challenge
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    assert count(notes_app) == 0
