@@ -1,12 +1,13 @@
 """Admission: fewer requests at work than there are worker threads, so none can stall the rest.
 
-A synchronous route runs on a worker thread (anyio's default pool), and FastAPI then validates
-its response on a second hop to that pool, while the route's transaction is still open: the
+A synchronous route ran on a worker thread (anyio's default pool), and FastAPI then validated
+its response on a second hop to that pool, while the route's transaction was still open: the
 middleware commits only after the response is built. A transaction that locked a row (every
 collection order locks the clearing account; every transfer its payer; on SQLite the one
-writer) holds the lock across that second hop. When every worker thread was taken by requests
-waiting for that lock, the hop never got a thread and the server stalled. Measured before this
-gate: 64 concurrent collection orders on one worker made 1 order/s with a median of 91 s on
+writer) held the lock across that second hop. When every worker thread was taken by requests
+waiting for that lock, the hop never got a thread and the server stalled. (The platform's plain
+routes now make one hop, `gateway.routing.OneHopRoute`; a route that is a coroutine may still
+make several, and the gate also bounds the work in progress.) Measured before this gate: 64 concurrent collection orders on one worker made 1 order/s with a median of 91 s on
 PostgreSQL (where nothing times out), and 2 orders in 6 s on SQLite.
 
 So a request is admitted to the routes only while fewer than `worker_threads - reserve`

@@ -18,6 +18,7 @@ from gateway.db import Database
 from gateway.errors import ProblemDetails, install_error_handlers
 from gateway.keys import PlatformKeys
 from gateway.middleware import EdgeMiddleware
+from gateway.routing import OneHopRoute
 from gateway.settings import Settings, get_settings
 
 # Every package's tables, so that metadata (and Alembic) sees the whole schema.
@@ -113,6 +114,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         docs_url="/docs",
         redoc_url=None,
     )
+    # Routes added to the application itself (not through a platform router) run as the
+    # platform's do: one hand-off to a worker thread for a plain endpoint.
+    app.router.route_class = OneHopRoute
     app.state.settings = settings
     app.state.database = database
     app.state.keys = keys

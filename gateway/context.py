@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,3 +41,38 @@ def state(scope_or_request: Any) -> dict[str, Any]:
 
 def add_finalizer(request: Any, fn: Finalizer) -> None:
     state(request).setdefault("finalizers", []).append(fn)
+
+
+# The state of the request being served, bound by the edge middleware for the request's task
+# (and, being a context variable, seen by the worker thread its endpoint runs on).
+_CURRENT: ContextVar[dict[str, Any] | None] = ContextVar("quanlian_request_state", default=None)
+_BEFORE = "before_endpoint"
+
+
+def bind(st: dict[str, Any]) -> Token[dict[str, Any] | None]:
+    return _CURRENT.set(st)
+
+
+def unbind(token: Token[dict[str, Any] | None]) -> None:
+    _CURRENT.reset(token)
+
+
+def current_state() -> dict[str, Any] | None:
+    return _CURRENT.get()
+
+
+def before_endpoint(request: Any, fn: Callable[[], None]) -> bool:
+    """Have `fn` (blocking work a dependency needs done before the route runs) called on the
+    worker thread of the route's endpoint, just before it: True when the route runs its
+    endpoint so (`gateway.routing.OneHopRoute`), False when the caller must call it itself."""
+    endpoint = getattr(request.scope.get("route"), "endpoint", None)
+    if not getattr(endpoint, "runs_before_endpoint", False):
+        return False
+    state(request).setdefault(_BEFORE, []).append(fn)
+    return True
+
+
+def run_before_endpoint(st: dict[str, Any] | None) -> None:
+    """Call what dependencies left for the endpoint's thread (`before_endpoint`), in order."""
+    for fn in (st or {}).pop(_BEFORE, ()):
+        fn()

@@ -12,6 +12,12 @@ concurrent duplicates see it), and completed inside the route's transaction, so 
 commits atomically with the change it describes. A failure that changed nothing and may
 succeed on retry (409, 429, 5xx), or a refusal of who calls (401, 403: the route never ran),
 releases the key; another refusal is stored and replayed (Stripe's rule).
+
+Where the endpoint is a plain function (every route but the streamed uploads), the claim is made
+on the endpoint's worker thread just before it runs (`gateway.routing.OneHopRoute`), so a request
+refused before its route began (an invalid body, a missing scope) stores nothing and may be sent
+again with the same key, as Stripe does ("no idempotent result is saved because no API endpoint
+began execution"). The streamed uploads claim in the dependency, before they read their body.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from gateway import clock
 from gateway.auth import authenticate
 from gateway.batching import GroupCommit
 from gateway.bulk import driver_insert, session_cursor
-from gateway.context import add_finalizer, state
+from gateway.context import add_finalizer, before_endpoint, state
 from gateway.db import Base, Database, driver_sql
 from gateway.errors import BadRequest, Conflict, Problem, ValidationFailed
 from gateway.pii import SEALED_PREFIX, decrypt, encrypt
@@ -213,11 +219,20 @@ def idempotency(required: bool = False) -> Callable[[Request], Awaitable[None]]:
                       + request.url.query.encode() + b"\n")
         digest.update(body)
         database: Database = request.app.state.database
-        await anyio.to_thread.run_sync(_claim, database, principal.client_id, raw,
-                                       digest.hexdigest())
-        add_finalizer(request, _complete(principal.client_id, raw, "application/json"))
-        state(request).setdefault("after_failure", []).append(
-            _after_failure(database, principal.client_id, raw))
+        client_id, request_hash = principal.client_id, digest.hexdigest()
+
+        def claim() -> None:
+            _claim(database, client_id, raw, request_hash)
+            # Only the request that holds the key completes or releases it.
+            add_finalizer(request, _complete(client_id, raw, "application/json"))
+            state(request).setdefault("after_failure", []).append(
+                _after_failure(database, client_id, raw))
+
+        # On the endpoint's own worker thread, just before it, where the route allows (every
+        # router of the platform's): a hand-off less. Either way the claim is committed before
+        # the route runs; a request refused before that (its body invalid, say) stores nothing.
+        if not before_endpoint(request, claim):
+            await anyio.to_thread.run_sync(claim)
 
     dependency.idempotency_required = required  # type: ignore[attr-defined]  # for the document
     return dependency

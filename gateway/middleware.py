@@ -22,7 +22,7 @@ from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import admission, clock
-from gateway.context import CallRecord, state
+from gateway.context import CallRecord, bind, state, unbind
 from gateway.errors import (
     InternalError,
     PayloadTooLarge,
@@ -86,9 +86,16 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        st = state(scope)
+        token = bind(st)
+        try:
+            await self._serve(scope, receive, send, st)
+        finally:
+            unbind(token)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, st: dict[str, Any]) -> None:
         started = time.perf_counter()
         started_at = clock.utcnow()
-        st = state(scope)
         supplied = (_header(scope, b"x-request-id") or b"").decode("latin-1")
         request_id = supplied if _REQUEST_ID.match(supplied) else new_id("req")
         st["request_id"] = request_id

@@ -1,4 +1,5 @@
-"""`Router`: an APIRouter that turns a request away by its path's prefix before trying its routes.
+"""`Router`: an APIRouter that turns a request away by its path's prefix before trying its routes,
+and whose synchronous endpoints run in one hand-off to a worker thread (`OneHopRoute`).
 
 FastAPI 0.165 (pinned) finds a request's route by asking every included router in turn, and each
 tries every route it holds, at a cost per route of several scope updates besides the path's
@@ -19,13 +20,69 @@ literal parts are recomputed when its routes (or its included routers') change.
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter
-from fastapi.routing import _get_scope_included_router  # the inclusion being matched
+from fastapi.routing import (
+    APIRoute,
+    _get_scope_included_router,  # the inclusion being matched
+)
 from starlette._utils import get_route_path
+from starlette.responses import Response
 from starlette.routing import Match, Mount, Route, WebSocketRoute
 from starlette.types import Scope
+
+from gateway.context import current_state, run_before_endpoint
+
+
+class OneHopRoute(APIRoute):
+    """A route whose synchronous endpoint costs one hand-off to a worker thread, not three.
+
+    FastAPI runs a plain `def` endpoint on a worker thread, then validates its response on a
+    second hand-off (the response model may read attributes of ORM rows); and a keyed POST's
+    `Idempotency-Key` claim, a blocking write, took a third before them. A hand-off costs about
+    as much CPU as a small statement (waking a thread and waiting for it). Here the endpoint is
+    wrapped in a coroutine that makes one hand-off, in which the thread does what dependencies
+    left for it (`gateway.context.before_endpoint`: the claim), calls the endpoint and validates
+    its response against the route's model; FastAPI then sees a coroutine and validates the
+    already valid value again on the event loop, which for a model instance is a type check.
+    An invalid response is handed back as it was, for FastAPI to refuse as before. Generator
+    endpoints (streamed bodies) are left as they are.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        wrapped = _one_hop(endpoint)
+        super().__init__(path, wrapped, **kwargs)
+        if wrapped is not endpoint:
+            wrapped.response_field = self.response_field  # type: ignore[attr-defined]
+
+
+def _one_hop(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    if (not inspect.isfunction(endpoint) or inspect.iscoroutinefunction(endpoint)
+            or inspect.isgeneratorfunction(endpoint) or inspect.isasyncgenfunction(endpoint)):
+        return endpoint
+
+    def in_thread(st: dict[str, Any] | None, field: Any, kwargs: dict[str, Any]) -> Any:
+        run_before_endpoint(st)
+        result = endpoint(**kwargs)
+        if field is not None and not isinstance(result, Response):
+            value, errors = field.validate(result, {}, loc=("response",))
+            if not errors:
+                return value
+        return result
+
+    @functools.wraps(endpoint)
+    async def run(**kwargs: Any) -> Any:
+        return await anyio.to_thread.run_sync(
+            in_thread, current_state(), run.response_field, kwargs)  # type: ignore[attr-defined]
+
+    run.response_field = None  # type: ignore[attr-defined]
+    run.runs_before_endpoint = True  # type: ignore[attr-defined]
+    return run
 
 
 def _literal(path: str) -> str:
@@ -36,6 +93,7 @@ class Router(APIRouter):
     """An `APIRouter` that answers `Match.NONE` at once for a path none of its routes can take."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("route_class", OneHopRoute)
         super().__init__(*args, **kwargs)
         self._literals: tuple[str, ...] | None = None
         self._literals_version: int | None = None

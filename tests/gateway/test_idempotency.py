@@ -8,8 +8,9 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import anyio.to_thread
 import pytest
-from fastapi import Depends
+from fastapi import Depends, Request
 from pydantic import BaseModel
 from sqlalchemy import String, func, select
 from sqlalchemy.orm import Session
@@ -223,8 +224,9 @@ def test_the_document_says_which_calls_take_a_key_and_which_require_one(app, htt
 
 
 def test_a_call_refused_for_its_scope_does_not_use_up_its_key(notes_app, http):
-    """The key is claimed before the route's scope check; the refusal releases it, so the same
-    call with the same key succeeds once the client holds the scope."""
+    """A refusal of who calls, or of its scopes, keeps nothing under the key (the key is claimed
+    as the route begins, after those checks; where it was claimed before, the refusal released
+    it), so the same call with the same key succeeds once the client holds the scope."""
     from gateway.oauth.models import OAuthClient
     from tests.tools.api import new_partner_client
 
@@ -248,3 +250,44 @@ def test_who_calls_is_checked_before_the_key(notes_app, http):
         problem(response, 401, "unauthorized")  # no credentials: RFC 6750's bare challenge
         assert response.headers["www-authenticate"].startswith("Bearer")
     assert count(notes_app) == 0
+
+
+def test_a_call_refused_before_its_route_began_keeps_nothing_under_its_key(notes_app, partner):
+    """Stripe's rule: no result is kept for a request whose route never began (its body is
+    invalid), so the corrected request is sent again with the same key and is done once."""
+    problem(partner.post("/v1/probe-notes", {"txt": "a"}, idempotency_key="k-body"), 422,
+            "validation_failed")
+    done = partner.post("/v1/probe-notes", {"text": "a"}, idempotency_key="k-body")
+    assert done.status_code == 201, done.text
+    assert "idempotent-replayed" not in done.headers
+    again = partner.post("/v1/probe-notes", {"text": "a"}, idempotency_key="k-body")
+    assert again.headers["idempotent-replayed"] == "true" and again.json() == done.json()
+    assert count(notes_app) == 1
+
+
+def test_a_route_that_reads_its_own_body_claims_its_key_too(notes_app, partner):
+    """Routes that stream their body (uploads) are coroutines: they claim the key in the
+    dependency, before they run, with the same rules."""
+    table = notes_app.state.probe_table
+
+    @notes_app.post("/v1/probe-notes-upload", include_in_schema=False, status_code=201,
+                    dependencies=[Depends(idempotency(required=True))])
+    async def upload(request: Request, _=Depends(require_scope("accounts:write"))):
+        text = (await request.body()).decode()
+        new = uuid.uuid4().hex
+
+        def insert() -> None:
+            with notes_app.state.database.transaction() as s:
+                s.execute(table.insert().values(id=new, text=text))
+        await anyio.to_thread.run_sync(insert)
+        return {"id": new, "text": text}
+
+    def send(text: str):
+        return partner.request("POST", "/v1/probe-notes-upload", idempotency_key="k-up",
+                               content=text.encode(), headers={"Content-Type": "text/csv"})
+
+    first, second = send("a,b"), send("a,b")
+    assert first.status_code == second.status_code == 201
+    assert second.headers["idempotent-replayed"] == "true" and second.json() == first.json()
+    problem(send("c,d"), 422, "idempotency_key_reused")
+    assert count(notes_app) == 1

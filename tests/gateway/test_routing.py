@@ -1,15 +1,19 @@
 """`gateway.routing.Router` turns requests away by path prefix and changes no answer: the same
 routes match, a path that exists under another method is still a 405, an unknown one a 404,
-under include prefixes, nested routers and a proxy's root path, and after routes are added."""
+under include prefixes, nested routers and a proxy's root path, and after routes are added.
+Its plain endpoints run, with their response models, in one hand-off to a worker thread."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+import pytest
+from fastapi import APIRouter, FastAPI, Response
 from fastapi.testclient import TestClient
+from pydantic import BaseModel, ConfigDict
 
 from gateway.routing import Router
 
@@ -128,3 +132,76 @@ def test_every_platform_router_takes_the_shortcut(app: FastAPI) -> None:
     ours = [r for r in included if r is not None and r is not probe]
     assert len(ours) >= 10
     assert all(isinstance(r, Router) and r.literals() for r in ours)
+
+
+# --- one hand-off to a worker thread per plain endpoint (`OneHopRoute`) ---------------------
+
+class _Row:
+    """Stands for an ORM row: reading an attribute may load it from the database, so it must
+    happen on a worker thread, never on the event loop."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self.read_on: list[str] = []
+
+    @property
+    def name(self) -> str:
+        self.read_on.append(threading.current_thread().name)
+        return self._name
+
+
+class RowOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    name: str
+
+
+def _one_hop_app(rows: list[_Row]) -> FastAPI:
+    router = Router(prefix="/rows")
+
+    @router.get("/{name}", response_model=RowOut)
+    def get_row(name: str) -> Any:
+        row = _Row(name)
+        rows.append(row)
+        return row if name != "bad" else {"nothing": "here"}
+
+    @router.post("", status_code=201)
+    def add_row(response: Response) -> dict[str, str]:
+        response.headers["x-row"] = "added"
+        response.status_code = 202
+        return {"added": "yes"}
+
+    app = FastAPI()
+    app.include_router(router)
+    return app
+
+
+def test_a_plain_endpoint_and_its_response_model_take_one_hand_off(monkeypatch) -> None:
+    import anyio.to_thread
+
+    hand_offs: list[str] = []
+    real = anyio.to_thread.run_sync
+
+    async def counted(func: Any, *args: Any, **kwargs: Any) -> Any:
+        hand_offs.append(getattr(func, "__name__", repr(func)))
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    rows: list[_Row] = []
+    with TestClient(_one_hop_app(rows)) as http:
+        loop_thread = http.portal.call(lambda: asyncio.sleep(0, threading.current_thread().name))
+        hand_offs.clear()
+        assert http.get("/rows/a").json() == {"name": "a"}
+    # FastAPI alone hands a plain endpoint to a thread, then its response model to another.
+    assert len(hand_offs) == 1
+    assert rows[0].read_on and loop_thread not in rows[0].read_on
+
+
+def test_an_invalid_response_is_still_refused_and_response_parameters_still_apply() -> None:
+    from fastapi.exceptions import ResponseValidationError
+
+    with TestClient(_one_hop_app([])) as http:
+        with pytest.raises(ResponseValidationError):
+            http.get("/rows/bad")
+        added = http.post("/rows")
+        assert (added.status_code, added.headers["x-row"], added.json()) == (
+            202, "added", {"added": "yes"})
