@@ -47,6 +47,9 @@ def add_finalizer(request: Any, fn: Finalizer) -> None:
 # (and, being a context variable, seen by the worker thread its endpoint runs on).
 _CURRENT: ContextVar[dict[str, Any] | None] = ContextVar("quanlian_request_state", default=None)
 _BEFORE = "before_endpoint"
+# In a request's state: `close_in_thread(status, body) -> bool`, set by the edge middleware for
+# the route's thread to commit the request's transaction with the response it will send.
+CLOSE_IN_THREAD = "close_in_thread"
 
 
 def bind(st: dict[str, Any]) -> Token[dict[str, Any] | None]:

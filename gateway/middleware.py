@@ -2,9 +2,10 @@
 
 It assigns the request id, enforces the body limit while hashing the body, buffers the
 response, then closes the request's unit of work: on success the finalizers (evidence entry,
-idempotency record) are added and the transaction commits before a byte is sent; on failure
-it rolls back. Then it adds security headers and the evidence receipt, logs one JSON line
-and counts metrics. An exception that escapes the app becomes a generic 500 problem.
+idempotency record) are added and the transaction commits before a byte is sent (from the
+route's own worker thread where the route allows, `close_in_thread`); on failure it rolls
+back. Then it adds security headers and the evidence receipt, logs one JSON line and counts
+metrics. An exception that escapes the app becomes a generic 500 problem.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import admission, clock
-from gateway.context import CallRecord, bind, state, unbind
+from gateway.context import CLOSE_IN_THREAD, CallRecord, bind, state, unbind
 from gateway.errors import (
     InternalError,
     PayloadTooLarge,
@@ -49,9 +50,10 @@ _API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'n
 _FRAME_DENY = (b"x-frame-options", b"DENY")
 
 
-# Commits and rollbacks run on threads of their own. Every other thread may be waiting for the
-# database's write lock (SQLite has one writer; a request holds it from its first write to its
-# commit), and the holder's commit must never wait for one of those threads to come free.
+# Commits and rollbacks run on threads of their own, where the route's own thread did not
+# commit (gateway.routing.OneHopRoute). Every other thread may be waiting for the database's
+# write lock (SQLite has one writer; a request holds it from its first write to its commit),
+# and the holder's commit must never wait for one of those threads to come free.
 _FINISHING = anyio.CapacityLimiter(16)
 # After-failure hooks (releasing or completing an idempotency key) are writes in their own
 # transaction, after the request has left admission (gateway/admission.py): on SQLite they wait
@@ -60,8 +62,35 @@ _FINISHING = anyio.CapacityLimiter(16)
 _AFTER_FAILURE = anyio.CapacityLimiter(4)
 
 
+_CLOSED = "closed_in_thread"
+
+
 class _TooLarge(Exception):
     pass
+
+
+def _commit(app: Any, st: dict[str, Any], session: Any, record: CallRecord,
+            body: bytes) -> str | None:
+    """Close a successful request's unit of work, on a worker thread: its finalizers (the
+    idempotency record), its evidence entry, the commit. Returns the entry's receipt; a
+    database failure is raised as the problem that answers it (the session is closed either
+    way)."""
+    recorder = getattr(app.state, "call_recorder", None)
+    entry = recorder.call_entry(record) if recorder and recorder.wants(record) else None
+    try:
+        for fn in st.get("finalizers", ()):
+            fn(session, record.status, body)
+        if entry is not None:
+            recorder.add(session, entry)
+        session.commit()
+    except (DBAPIError, StaleDataError, ObjectDeletedError, NoResultFound) as exc:
+        errlog.warning("commit failed: %s", exc.__class__.__name__,
+                       extra={"request_id": record.request_id})
+        raise (database_problem(exc, app.state.database) or concurrent_update()) from None
+    finally:
+        st["db_session"] = None
+        session.close()
+    return entry.receipt if entry is not None else None
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -126,6 +155,45 @@ class EdgeMiddleware:
                 digest.update(body)
             return message
 
+        def call_record(status: int | None = None, body: bytes | None = None) -> CallRecord:
+            """What the evidence log keeps of this call (its entry), once it is answered."""
+            status = int(start_message["status"]) if status is None else status  # type: ignore[index]
+            body = b"".join(chunks) if body is None else body
+            record = CallRecord(
+                request_id=request_id,
+                method=scope["method"],
+                path=scope["path"],
+                route=getattr(scope.get("route"), "path", None) or "unmatched",
+                status=status,
+                request_sha256=digest.hexdigest(),
+                response_sha256=hashlib.sha256(body).hexdigest(),
+                started_at=started_at,
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
+            principal = st.get("principal")
+            if principal is not None:
+                record.client_id = principal.client_id
+                record.partner_id = principal.partner_id
+                record.tenant_id = principal.tenant_id
+                record.environment = principal.environment
+            return record
+
+        def close_in_thread(status: int, body: bytes) -> bool:
+            """Commit the request's transaction from the route's own worker thread, with the
+            response it will send (`gateway.routing.OneHopRoute`): True when done; False when
+            there is nothing to commit, and the edge records the call as usual."""
+            if status >= 400:
+                return False
+            session = st.get("db_session")
+            if session is None and st.get("finalizers"):
+                session = st["db_session"] = scope["app"].state.database.sessions()
+            if session is None:
+                return False
+            record = call_record(status, body)
+            st[_CLOSED] = (record, _commit(scope["app"], st, session, record, body))
+            return True
+
+        st[CLOSE_IN_THREAD] = close_in_thread
         start_message: Message | None = None
         chunks: list[bytes] = []
 
@@ -162,31 +230,21 @@ class EdgeMiddleware:
         status = int(start_message["status"])
         body = b"".join(chunks)
         headers: list[tuple[bytes, bytes]] = list(start_message.get("headers", []))
-        route = getattr(scope.get("route"), "path", None) or "unmatched"
-        record = CallRecord(
-            request_id=request_id,
-            method=scope["method"],
-            path=scope["path"],
-            route=route,
-            status=status,
-            request_sha256=digest.hexdigest(),
-            response_sha256=hashlib.sha256(body).hexdigest(),
-            started_at=started_at,
-            latency_ms=(time.perf_counter() - started) * 1000,
-        )
-        principal = st.get("principal")
-        if principal is not None:
-            record.client_id = principal.client_id
-            record.partner_id = principal.partner_id
-            record.tenant_id = principal.tenant_id
-            record.environment = principal.environment
-
-        try:
-            receipt = await self._close_unit_of_work(scope, st, record, body)
-        except Problem as exc:
-            await self._after_failure(st, exc.status, b"")
-            await self._send_problem(scope, send, exc, request_id, started)
-            return
+        closed = st.pop(_CLOSED, None)
+        if closed is not None and closed[0].status != status:
+            errlog.error("answered %s after committing a %s", status, closed[0].status,
+                         extra={"request_id": request_id})
+            closed = None
+        if closed is not None:
+            record, receipt = closed  # the route's thread committed (close_in_thread)
+        else:
+            record = call_record()
+            try:
+                receipt = await self._close_unit_of_work(scope, st, record, body)
+            except Problem as exc:
+                await self._after_failure(st, exc.status, b"")
+                await self._send_problem(scope, send, exc, request_id, started)
+                return
         if receipt:
             headers.append((b"evidence-entry", receipt.encode()))
         await self._send(scope, send, status, headers, body, request_id, started, record)
@@ -196,38 +254,18 @@ class EdgeMiddleware:
     ) -> str | None:
         """Commit the request's transaction with its evidence, or roll back and record apart."""
         app = scope["app"]
-        recorder = getattr(app.state, "call_recorder", None)
         session = st.get("db_session")
         if session is None and st.get("finalizers") and record.status < 400:
             session = st["db_session"] = app.state.database.sessions()
-        entry = recorder.call_entry(record) if recorder and recorder.wants(record) else None
         if session is not None:
             if record.status < 400:
-                def commit() -> None:
-                    try:
-                        for fn in st.get("finalizers", ()):
-                            fn(session, record.status, body)
-                        if entry is not None:
-                            recorder.add(session, entry)
-                        session.commit()
-                    finally:
-                        session.close()
-                try:
-                    await anyio.to_thread.run_sync(commit, limiter=_FINISHING)
-                    st["db_session"] = None
-                    return entry.receipt if entry is not None else None
-                except (DBAPIError, StaleDataError, ObjectDeletedError, NoResultFound) as exc:
-                    st["db_session"] = None
-                    errlog.warning("commit failed: %s", exc.__class__.__name__,
-                                   extra={"request_id": record.request_id})
-                    raise (database_problem(exc, app.state.database)
-                           or concurrent_update()) from None
-                except Problem:
-                    st["db_session"] = None
-                    raise
+                return await anyio.to_thread.run_sync(
+                    _commit, app, st, session, record, body, limiter=_FINISHING)
             await self._rollback(st)
         await self._after_failure(st, record.status, body)
-        if entry is not None:
+        recorder = getattr(app.state, "call_recorder", None)
+        if recorder is not None and recorder.wants(record):
+            entry = recorder.call_entry(record)
             await recorder.record_detached(entry)
             return entry.receipt
         return None

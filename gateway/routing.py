@@ -27,20 +27,23 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter
+from fastapi.datastructures import DefaultPlaceholder
+from fastapi.encoders import jsonable_encoder
 from fastapi.routing import (
     APIRoute,
     _get_scope_included_router,  # the inclusion being matched
 )
+from fastapi.utils import is_body_allowed_for_status_code
 from starlette._utils import get_route_path
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Mount, Route, WebSocketRoute
 from starlette.types import Scope
 
-from gateway.context import current_state, run_before_endpoint
+from gateway.context import CLOSE_IN_THREAD, current_state, run_before_endpoint
 
 
 class OneHopRoute(APIRoute):
-    """A route whose synchronous endpoint costs one hand-off to a worker thread, not three.
+    """A route whose synchronous endpoint costs one hand-off to a worker thread, not four.
 
     FastAPI runs a plain `def` endpoint on a worker thread, then validates its response on a
     second hand-off (the response model may read attributes of ORM rows); and a keyed POST's
@@ -52,6 +55,13 @@ class OneHopRoute(APIRoute):
     already valid value again on the event loop, which for a model instance is a type check.
     An invalid response is handed back as it was, for FastAPI to refuse as before. Generator
     endpoints (streamed bodies) are left as they are.
+
+    Where nothing but the model shapes the answer (`_responder`), the thread also builds the
+    response as FastAPI would and commits the request's transaction with it (the edge
+    middleware's `close_in_thread`: idempotency record, evidence entry, commit), instead of the
+    edge handing the commit to a thread of its own afterwards: a hand-off less again, and a
+    row lock or SQLite's writer is given back sooner. A failed commit is raised from here as
+    the problem that answers it.
     """
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
@@ -59,6 +69,35 @@ class OneHopRoute(APIRoute):
         super().__init__(path, wrapped, **kwargs)
         if wrapped is not endpoint:
             wrapped.response_field = self.response_field  # type: ignore[attr-defined]
+            wrapped.respond = self._responder()  # type: ignore[attr-defined]
+
+    def _responder(self) -> Callable[[Any], Response] | None:
+        """The response FastAPI would build from a valid result of this route (the status it
+        declares; the model's JSON, or the result's when it declares none), when nothing else
+        can shape the answer: no dependency takes the `Response` or `BackgroundTasks`, and no
+        response class is set."""
+        if not isinstance(self.response_class, DefaultPlaceholder):
+            return None
+        status = self.status_code or 200
+        if not is_body_allowed_for_status_code(status):
+            return None
+        stack = [self.dependant]
+        while stack:
+            dependant = stack.pop()
+            if dependant.response_param_name or dependant.background_tasks_param_name:
+                return None
+            stack.extend(dependant.dependencies)
+        field = self.response_field
+        if field is None:
+            return lambda value: JSONResponse(jsonable_encoder(value), status_code=status)
+        options = {"include": self.response_model_include,
+                   "exclude": self.response_model_exclude,
+                   "by_alias": self.response_model_by_alias,
+                   "exclude_unset": self.response_model_exclude_unset,
+                   "exclude_defaults": self.response_model_exclude_defaults,
+                   "exclude_none": self.response_model_exclude_none}
+        return lambda value: Response(content=field.serialize_json(value, **options),
+                                      status_code=status, media_type="application/json")
 
 
 def _one_hop(endpoint: Callable[..., Any]) -> Callable[..., Any]:
@@ -66,21 +105,29 @@ def _one_hop(endpoint: Callable[..., Any]) -> Callable[..., Any]:
             or inspect.isgeneratorfunction(endpoint) or inspect.isasyncgenfunction(endpoint)):
         return endpoint
 
-    def in_thread(st: dict[str, Any] | None, field: Any, kwargs: dict[str, Any]) -> Any:
+    def in_thread(st: dict[str, Any] | None, kwargs: dict[str, Any]) -> Any:
         run_before_endpoint(st)
         result = endpoint(**kwargs)
-        if field is not None and not isinstance(result, Response):
+        if isinstance(result, Response):
+            return result
+        value, field = result, run.response_field  # type: ignore[attr-defined]
+        if field is not None:
             value, errors = field.validate(result, {}, loc=("response",))
-            if not errors:
-                return value
-        return result
+            if errors:
+                return result  # for FastAPI to refuse, as it would have
+        close = st.get(CLOSE_IN_THREAD) if st else None
+        respond = run.respond  # type: ignore[attr-defined]
+        if close is not None and respond is not None:
+            response = respond(value)
+            if close(response.status_code, bytes(response.body)):
+                return response
+        return value
 
     @functools.wraps(endpoint)
     async def run(**kwargs: Any) -> Any:
-        return await anyio.to_thread.run_sync(
-            in_thread, current_state(), run.response_field, kwargs)  # type: ignore[attr-defined]
+        return await anyio.to_thread.run_sync(in_thread, current_state(), kwargs)
 
-    run.response_field = None  # type: ignore[attr-defined]
+    run.response_field = run.respond = None  # type: ignore[attr-defined]
     run.runs_before_endpoint = True  # type: ignore[attr-defined]
     return run
 

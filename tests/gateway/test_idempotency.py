@@ -291,3 +291,26 @@ def test_a_route_that_reads_its_own_body_claims_its_key_too(notes_app, partner):
     assert second.headers["idempotent-replayed"] == "true" and second.json() == first.json()
     problem(send("c,d"), 422, "idempotency_key_reused")
     assert count(notes_app) == 1
+
+
+def test_a_keyed_post_is_claimed_done_answered_and_committed_in_one_hand_off(
+        notes_app, partner, monkeypatch):
+    """The claim, the route, its response and the commit with the idempotency record and the
+    call's evidence entry run on the route's one worker thread (gateway.routing.OneHopRoute):
+    FastAPI and the edge alone would hand the request to a thread four times."""
+    hand_offs: list[str] = []
+    real = anyio.to_thread.run_sync
+
+    async def counted(func, *args, **kwargs):
+        hand_offs.append(getattr(func, "__name__", repr(func)))
+        return await real(func, *args, **kwargs)
+
+    partner.post("/v1/probe-notes", {"text": "warm"}, idempotency_key="k-warm")
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    done = partner.post("/v1/probe-notes", {"text": "a"}, idempotency_key="k-hop")
+    monkeypatch.setattr(anyio.to_thread, "run_sync", real)
+    assert done.status_code == 201 and done.headers["evidence-entry"]
+    assert hand_offs == ["in_thread"]
+    again = partner.post("/v1/probe-notes", {"text": "a"}, idempotency_key="k-hop")
+    assert again.headers["idempotent-replayed"] == "true" and again.json() == done.json()
+    assert count(notes_app) == 2
