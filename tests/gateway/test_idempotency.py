@@ -20,6 +20,7 @@ from gateway.cli import openapi_document
 from gateway.db import get_session
 from gateway.idempotency import idempotency
 from tests.tools.api import problem
+from tests.tools.concurrency import hand_offs_counted
 
 
 class Note(BaseModel):
@@ -294,21 +295,13 @@ def test_a_route_that_reads_its_own_body_claims_its_key_too(notes_app, partner):
 
 
 def test_a_keyed_post_is_claimed_done_answered_and_committed_in_one_hand_off(
-        notes_app, partner, monkeypatch):
+        notes_app, partner):
     """The claim, the route, its response and the commit with the idempotency record and the
     call's evidence entry run on the route's one worker thread (gateway.routing.OneHopRoute):
     FastAPI and the edge alone would hand the request to a thread four times."""
-    hand_offs: list[str] = []
-    real = anyio.to_thread.run_sync
-
-    async def counted(func, *args, **kwargs):
-        hand_offs.append(getattr(func, "__name__", repr(func)))
-        return await real(func, *args, **kwargs)
-
     partner.post("/v1/probe-notes", {"text": "warm"}, idempotency_key="k-warm")
-    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
-    done = partner.post("/v1/probe-notes", {"text": "a"}, idempotency_key="k-hop")
-    monkeypatch.setattr(anyio.to_thread, "run_sync", real)
+    with hand_offs_counted() as hand_offs:
+        done = partner.post("/v1/probe-notes", {"text": "a"}, idempotency_key="k-hop")
     assert done.status_code == 201 and done.headers["evidence-entry"]
     assert hand_offs == ["in_thread"]
     again = partner.post("/v1/probe-notes", {"text": "a"}, idempotency_key="k-hop")

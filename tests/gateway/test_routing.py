@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict
 
 from gateway.routing import Router
+from tests.tools.concurrency import hand_offs_counted
 
 
 def _app() -> tuple[FastAPI, Router]:
@@ -175,22 +176,12 @@ def _one_hop_app(rows: list[_Row]) -> FastAPI:
     return app
 
 
-def test_a_plain_endpoint_and_its_response_model_take_one_hand_off(monkeypatch) -> None:
-    import anyio.to_thread
-
-    hand_offs: list[str] = []
-    real = anyio.to_thread.run_sync
-
-    async def counted(func: Any, *args: Any, **kwargs: Any) -> Any:
-        hand_offs.append(getattr(func, "__name__", repr(func)))
-        return await real(func, *args, **kwargs)
-
-    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+def test_a_plain_endpoint_and_its_response_model_take_one_hand_off() -> None:
     rows: list[_Row] = []
     with TestClient(_one_hop_app(rows)) as http:
         loop_thread = http.portal.call(lambda: asyncio.sleep(0, threading.current_thread().name))
-        hand_offs.clear()
-        assert http.get("/rows/a").json() == {"name": "a"}
+        with hand_offs_counted() as hand_offs:
+            assert http.get("/rows/a").json() == {"name": "a"}
     # FastAPI alone hands a plain endpoint to a thread, then its response model to another.
     assert len(hand_offs) == 1
     assert rows[0].read_on and loop_thread not in rows[0].read_on

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 
 def run_together(work: Callable[[], object], threads: int, *, timeout: float = 120) -> None:
@@ -27,3 +29,23 @@ def run_together(work: Callable[[], object], threads: int, *, timeout: float = 1
     assert not any(t.is_alive() for t in pool), "a worker did not finish in time"
     if errors:
         raise errors[0]
+
+
+@contextmanager
+def hand_offs_counted() -> Iterator[list[str]]:
+    """The names of the functions handed to a worker thread (`anyio.to_thread.run_sync`, which
+    FastAPI and the gateway use) while the block runs, in order."""
+    import anyio.to_thread
+
+    names: list[str] = []
+    real = anyio.to_thread.run_sync
+
+    async def counted(func: Any, *args: Any, **kwargs: Any) -> Any:
+        names.append(getattr(func, "__name__", repr(func)))
+        return await real(func, *args, **kwargs)
+
+    anyio.to_thread.run_sync = counted  # type: ignore[assignment]
+    try:
+        yield names
+    finally:
+        anyio.to_thread.run_sync = real  # type: ignore[assignment]
