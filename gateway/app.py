@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
-from gateway import admission, pii
+from gateway import admission, pii, solving
 from gateway import clock as clock_module
 from gateway.db import Database
 from gateway.errors import ProblemDetails, install_error_handlers
@@ -104,6 +104,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             for handle in reversed(started):
                 handle.stop()
 
+    solving.install()
     app = FastAPI(
         title="Quanlian API",
         version="1.0.0",
@@ -113,6 +114,10 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         generate_unique_id_function=_operation_id,
         docs_url="/docs",
         redoc_url=None,
+        # The platform observes itself through /metrics and its access log; FastAPI's own
+        # OpenTelemetry hooks would only look for a provider on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False,
+                   "operation_spans": False},
     )
     # Routes added to the application itself (not through a platform router) run as the
     # platform's do: one hand-off to a worker thread for a plain endpoint.

@@ -24,12 +24,16 @@ from gateway.context import state
 from gateway.errors import Problem
 from gateway.oauth.dpop import DPOP_ALGORITHMS, DPoPInvalid
 from gateway.oauth.tokens import TokenInvalid
-from gateway.tenancy import PRODUCTION_STATES, TOKEN_STATES, Principal
+from gateway.tenancy import PRODUCTION_STATES, TOKEN_STATES, Principal, remember_facts
 
+# With the caller's status, its tenant's environment and test clock, which nearly every
+# business call asks for (`gateway.tenancy.clock_for`): one round trip less for those calls.
 _STATUS_SQL = (
     "SELECT c.status, c.tenant_id, c.partner_id, c.environment, c.require_dpop, p.status, "
-    "p.is_operations, c.rate_plan, (SELECT count(*) FROM revoked_tokens r WHERE r.jti = :jti) "
-    "FROM oauth_clients c JOIN partners p ON p.id = c.partner_id WHERE c.id = :cid"
+    "p.is_operations, c.rate_plan, (SELECT count(*) FROM revoked_tokens r WHERE r.jti = :jti), "
+    "t.environment, t.clock_offset_seconds "
+    "FROM oauth_clients c JOIN partners p ON p.id = c.partner_id "
+    "JOIN tenants t ON t.id = c.tenant_id WHERE c.id = :cid"
 )
 
 
@@ -73,7 +77,11 @@ async def authenticate(request: Request) -> Principal:
     if cached is not None:
         return cached
     app = request.app
-    if "access_token" in request.query_params:
+    # Parse the query only when it could name a token (literally or percent-encoded): most
+    # calls have no query to parse.
+    query = request.scope.get("query_string", b"")
+    if ((b"access_token" in query or b"%" in query)
+            and "access_token" in request.query_params):
         raise _refuse("Access tokens are not accepted in the query string.",
                       error="invalid_request", status=400)
     headers = request.headers.getlist("authorization")
@@ -106,7 +114,8 @@ async def authenticate(request: Request) -> Principal:
         if len(proofs) != 1:
             raise _refuse("Send exactly one DPoP proof.", scheme="DPoP",
                           error="invalid_dpop_proof")
-        url = app.state.settings.issuer.rstrip("/") + request.url.path
+        scope = request.scope
+        url = app.state.settings.issuer.rstrip("/") + scope.get("root_path", "") + scope["path"]
         try:
             proved = await anyio.to_thread.run_sync(partial(
                 app.state.oauth.dpop.verify, proofs[0], method=request.method, url=url,
@@ -124,7 +133,7 @@ async def authenticate(request: Request) -> Principal:
     if row is None:
         raise _refuse("The client of this token no longer exists.", scheme=shown)
     (client_status, tenant_id, partner_id, environment, require_dpop, partner_status,
-     is_operations, rate_plan, revoked) = row
+     is_operations, rate_plan, revoked, tenant_environment, clock_offset) = row
     if revoked:
         raise _refuse("The access token has been revoked.", scheme=shown)
     if client_status != "active":
@@ -141,6 +150,7 @@ async def authenticate(request: Request) -> Principal:
         rate_plan=rate_plan,
     )
     st["principal"] = principal
+    remember_facts(st, tenant_id, tenant_environment, clock_offset)
     limiter = getattr(app.state, "rate_limiter", None)
     if limiter is not None:
         limiter.check_client(request, principal)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Float, ForeignKey, String, UniqueConstraint, event, select
 from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 
 from gateway import clock as clock_module
 from gateway.bulk import session_rows
+from gateway.context import current_state
 from gateway.db import Base
 from gateway.errors import Conflict, NotFound, ValidationFailed
 from gateway.ids import new_id
@@ -137,11 +138,22 @@ class _Facts:
 _FACTS = "tenant_facts"
 
 
+def remember_facts(st: dict[str, Any], tenant_id: str, environment: str,
+                   clock_offset_seconds: float | None) -> None:
+    """Keep, in a request's state, the facts of its caller's tenant that the authentication
+    read with the caller's status: the request's transactions start from them (`_facts`)."""
+    st[_FACTS] = {tenant_id: _Facts(str(environment), float(clock_offset_seconds or 0.0))}
+
+
 def _facts(session: Session, tenant_id: str) -> _Facts | None:
     """What nearly every business call asks of its tenant (its environment, its test clock),
-    read once per transaction on the driver: a fraction of an ORM read's cost. The test clock
-    is moved only here (`advance_clock`, `reset_clock`), which forget what was read."""
-    held = session.info.setdefault(_FACTS, {})
+    read once per transaction on the driver: a fraction of an ORM read's cost. A transaction
+    of a request starts from what its authentication read (`remember_facts`), as of the
+    request's arrival. The test clock is moved only here (`advance_clock`, `reset_clock`),
+    which forget what was read, the request's too."""
+    held = session.info.get(_FACTS)
+    if held is None:
+        held = session.info[_FACTS] = dict((current_state() or {}).get(_FACTS, ()))
     facts = held.get(tenant_id)
     if facts is None:
         rows = session_rows(session, "SELECT environment, clock_offset_seconds FROM tenants "
@@ -178,6 +190,7 @@ def clock_for(session: Session, tenant_id: str) -> clock_module.Clock:
 def _clock_moved(session: Session, tenant_id: str) -> None:
     session.flush()
     session.info.get(_FACTS, {}).pop(tenant_id, None)
+    (current_state() or {}).pop(_FACTS, None)
 
 
 def advance_clock(session: Session, tenant_id: str, seconds: float) -> clock_module.Clock:

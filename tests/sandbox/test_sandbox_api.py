@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from gateway.events import Event
 from gateway.oauth.scopes import PARTNER_SCOPES
+from gateway.tenancy import Tenant
 from tests.tools.api import (
     ASSERTION_TYPE_JWT,
     PartnerClient,
@@ -71,6 +72,25 @@ def test_clock_advances_forward_only_and_per_tenant(app, http, partner):
     other = new_partner_client(app, http)
     other_now = datetime.fromisoformat(other.get("/sandbox/v1/clock").json()["now"])
     assert other_now - start < timedelta(hours=1)
+
+
+def test_clock_moved_by_another_process_holds_from_the_next_call(app, partner):
+    """A call reads its tenant's clock with its credentials' status, so a clock moved in the
+    database by another process (or server) holds from the very next call, for the clock and
+    for the business rules' own times."""
+    start = datetime.fromisoformat(partner.get("/sandbox/v1/clock").json()["now"])
+    with app.state.database.transaction() as session:
+        session.execute(update(Tenant).where(Tenant.id == partner.tenant_id)
+                        .values(clock_offset_seconds=3 * 86400.0))
+    clock = partner.get("/sandbox/v1/clock").json()
+    assert clock["offset_seconds"] == 3 * 86400
+    assert datetime.fromisoformat(clock["now"]) - start >= timedelta(days=3)
+    event = partner.post("/sandbox/v1/events/payables_certificate.transferred")
+    assert event.status_code == 201, event.text
+    assert datetime.fromisoformat(event.json()["created_at"]) - start >= timedelta(days=3)
+    # Moved in this process within a call, the clock that call answers with is the new one.
+    moved = partner.post("/sandbox/v1/clock/advance", {"seconds": 86400}).json()
+    assert datetime.fromisoformat(moved["now"]) - start >= timedelta(days=4)
 
 
 def test_production_has_no_test_clock(app, http):

@@ -93,8 +93,10 @@ def test_expired_and_wrong_typ_platform_signed(app, http, partner):
     invalid_token(call(http, token))
 
 
-def test_token_in_query_string_refused(http, partner):
-    response = http.get(f"/v1/me?access_token={partner.token}")
+@pytest.mark.parametrize("query", ["access_token={}", "a=1&access%5Ftoken={}",
+                                   "%61ccess_token={}"], ids=["plain", "encoded", "encoded-first"])
+def test_token_in_query_string_refused(http, partner, query):
+    response = http.get("/v1/me?" + query.format(partner.token))
     assert response.status_code == 400
     assert "query" in response.json()["detail"]
 
