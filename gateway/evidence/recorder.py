@@ -13,6 +13,7 @@ import asyncio
 from typing import Any
 
 import anyio
+from sqlalchemy import event as orm_events
 from sqlalchemy.orm import Session
 
 from gateway.bulk import driver_insert, session_insert
@@ -95,10 +96,19 @@ class CallRecorder:
 
     @staticmethod
     def add(session: Session, draft: Draft) -> None:
-        session_insert(session, EvidenceEntry.__table__, [row(draft)])
+        """The call's entry, in one statement with its events' entries (`record_event`)."""
+        rows = session.info.pop(_PENDING, [])
+        rows.append(row(draft))
+        session_insert(session, EvidenceEntry.__table__, rows)
 
     async def record_detached(self, draft: Draft) -> None:
         await self.writer.write(draft)
+
+
+# Entries of a transaction's events not yet written: they are written with the call's entry
+# (one statement for all, `CallRecorder.add`) or, at the latest, just before the transaction
+# commits (`_write_pending`).
+_PENDING = "evidence_rows"
 
 
 def record_event(session: Session, event: Event) -> None:
@@ -106,7 +116,27 @@ def record_event(session: Session, event: Event) -> None:
     draft = event_draft(event_id=event.id, tenant_id=event.tenant_id, type=event.type,
                         resource_type=event.resource_type, resource_id=event.resource_id,
                         actor=event.actor, state_sha256=event.state_digest, at=event.created_at)
-    session_insert(session, EvidenceEntry.__table__, [row(draft)])
+    if session.in_nested_transaction():
+        # Within a savepoint the entry goes at once, so that rolling the savepoint back takes
+        # it with the event.
+        session_insert(session, EvidenceEntry.__table__, [row(draft)])
+    else:
+        session.info.setdefault(_PENDING, []).append(row(draft))
+
+
+@orm_events.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    rows = session.info.pop(_PENDING, None)
+    if rows:
+        session_insert(session, EvidenceEntry.__table__, rows)
+
+
+@orm_events.listens_for(Session, "after_transaction_end")
+def _forget_pending(session: Session, transaction: Any) -> None:
+    # A transaction that ended without its commit writing them (a rollback) takes its events
+    # with it, and so their entries.
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
 
 
 add_sink(record_event)

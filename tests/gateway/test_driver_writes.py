@@ -10,6 +10,7 @@ import hashlib
 import threading
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import JSON, Column, Date, MetaData, String, Table, func, inspect, select
@@ -168,6 +169,41 @@ def test_a_published_event_reads_back_as_it_was_published(database: Database):
                         .where(EvidenceEntry.kind == "event")) == 1
 
 
+def _event_entries(database: Database) -> set[str]:
+    with database.transaction() as s:
+        return {e.resource_id for e in s.scalars(select(EvidenceEntry)
+                                                 .where(EvidenceEntry.kind == "event"))}
+
+
+def test_an_event_has_its_entry_if_and_only_if_its_change_commits(database: Database):
+    """Event entries are written with the transaction's last statements (with the call's
+    entry, or just before the commit): a rolled-back transaction, or savepoint, leaves none,
+    a committed one all of its own."""
+    with database.transaction() as s:
+        tenant = ensure_tenant(s, create_partner(s, name="Events", status="active").id,
+                               "sandbox").id
+
+    def emit(s: Any, resource_id: str) -> None:
+        publish(s, tenant_id=tenant, type="transfer.completed", resource_type="transfer",
+                resource_id=resource_id, data={"id": resource_id}, actor="tester")
+
+    with pytest.raises(RuntimeError), database.transaction() as s:
+        emit(s, "trf_rolled_back")
+        raise RuntimeError("the change fails")
+    with database.transaction() as s:
+        emit(s, "trf_kept")
+        with pytest.raises(RuntimeError), s.begin_nested():
+            emit(s, "trf_in_failed_savepoint")
+            raise RuntimeError("the savepoint fails")
+        with s.begin_nested():
+            emit(s, "trf_in_savepoint")
+        emit(s, "trf_after_savepoint")
+    entries = _event_entries(database)
+    assert entries == {"trf_kept", "trf_in_savepoint", "trf_after_savepoint"}
+    with database.transaction() as s:
+        assert {e.resource_id for e in s.scalars(select(Event))} == entries
+
+
 class _Scratch(DeclarativeBase):
     pass
 
@@ -218,6 +254,33 @@ def test_stored_objects_are_the_sessions_own_with_their_defaults(notes: Database
         session_store(s, [_note("n1")])
     with notes.transaction() as s:
         assert sorted(s.scalars(select(_Note.id))) == ["n1", "n2"]
+
+
+@pytest.mark.parametrize("count", [1, 2, 16, 17, 40])
+def test_any_number_of_rows_reads_back_as_written(notes: Database, count: int):
+    """A few rows go in one multi-row statement, more by executemany: read back alike, every
+    type's processing applied to every row, and a taken key among several is refused whole,
+    or, skipping conflicts, left out and counted out."""
+    def notes_of(ids: list[str]) -> list[dict[str, Any]]:
+        return [{"id": i, "body": f"张伟 {i}", "tags": ["a", i], "due_on": date(2026, 12, 31),
+                 "at": datetime(2026, 12, 5, 9, 0, 0, n, tzinfo=UTC), "status": "new",
+                 "count": n, "memo": None} for n, i in enumerate(ids)]
+    ids = [f"n{n}" for n in range(count)]
+    with notes.transaction() as s:
+        assert session_insert(s, _Note.__table__, notes_of(ids)) == count
+    with notes.transaction() as s:
+        got = {n.id: n for n in s.scalars(select(_Note))}
+        assert sorted(got) == sorted(ids)
+        for n, i in enumerate(ids):
+            note = got[i]
+            assert (note.body, note.tags, note.count) == (f"张伟 {i}", ["a", i], n)
+            assert note.at == datetime(2026, 12, 5, 9, 0, 0, n, tzinfo=UTC)
+    with pytest.raises(IntegrityError), notes.transaction() as s:
+        session_insert(s, _Note.__table__, notes_of(["fresh"] + ids[:1]))
+    with notes.transaction() as s:
+        assert session_insert(s, _Note.__table__, notes_of(ids[:1] + ["fresh"]),
+                              skip_conflicts=True) == 1
+        assert s.scalar(select(func.count()).select_from(_Note)) == count + 1
 
 
 def test_a_default_made_at_insert_time_must_be_given(notes: Database):
