@@ -63,8 +63,9 @@ async def admit(request: Request) -> None:
     place = object()
     try:
         # A free place is taken at once. anyio's `acquire` would also yield to the event loop
-        # for a round (a cancellation checkpoint): for `GET /v1/me`, about 4% of the call. The
-        # queue stays fair: a place is not free while others wait for one.
+        # for a round (a cancellation checkpoint): for `GET /v1/me`, about 4% of the call
+        # (py-spy --gil over `bench_call_cpu`). The queue stays fair: a place is not free
+        # while others wait for one.
         gate.acquire_on_behalf_of_nowait(place)
     except anyio.WouldBlock:
         await gate.acquire_on_behalf_of(place)

@@ -156,9 +156,9 @@ def driver_insert(dialect: Dialect, cursor: Any, table: Table,
 
 # Up to this many rows go in one `INSERT ... VALUES (...), (...)`: for a few rows (a journal
 # entry's postings, an order's splits, a transaction's evidence entries) that costs the driver
-# about what one row costs, where an executemany costs it a statement per row (psycopg, timed
-# alone: two rows by executemany 92-100 us of client CPU, in one statement 49-50 us, one row
-# 47-50 us). More rows go by executemany, one statement whatever their number.
+# about what one row costs, where an executemany costs it a statement per row (psycopg, client
+# CPU per call of two rows, `python -m tests.bench.bench_statements`: 97-107 us by executemany,
+# 51-73 us in one statement; one row 48-59 us). More rows go by executemany.
 _MULTI_VALUES = 16
 
 

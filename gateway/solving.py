@@ -39,9 +39,12 @@ from starlette.responses import Response
 # its request parameter or None, whether its result is shared within the request, cache key).
 _Step = tuple[str | None, Any, str | None, bool, Any]
 
-# id(dependant) -> (dependant, its steps, or None when FastAPI must solve it). Dependants
-# live as long as their routes; the dependant is kept to tell a reused id apart.
+# id(dependant) -> (dependant, its steps, or None when FastAPI must solve it); the dependant
+# is kept to tell a reused id apart. Dependants cannot be weakly referred to, so the table is
+# emptied when it outgrows every route of a few applications (a process that makes many, as
+# the tests do, would otherwise keep them all): a plan is cheap to make again.
 _plans: dict[int, tuple[Dependant, tuple[_Step, ...] | None]] = {}
+_PLANS_AT_MOST = 4096
 
 
 def _plain(sub: Dependant) -> bool:
@@ -69,6 +72,8 @@ def _plan(dependant: Dependant) -> tuple[_Step, ...] | None:
                      or dependant.security_scopes_param_name)):
         steps = tuple((sub.name, sub.call, sub.request_param_name, sub.use_cache,
                        (sub.call, sub.scope)) for sub in dependant.dependencies)
+    if len(_plans) >= _PLANS_AT_MOST:
+        _plans.clear()
     _plans[id(dependant)] = (dependant, steps)
     return steps
 

@@ -3,7 +3,8 @@
 One indexed SELECT by primary key and one INSERT, each sent N times on one connection in one
 transaction: raw through the driver (the baseline), as a SQLAlchemy `text()`, as a Core
 statement built anew per call (as the services build theirs), and through the ORM
-(`Session.get`, and `add` + `flush`). Client CPU is the process's own time; the database's
+(`Session.get`, and `add` + `flush`); and two rows at once, by the driver's executemany and by
+`gateway.bulk.driver_insert` (one multi-row statement). Client CPU is the process's own time; the database's
 is not counted.
 
 Run: `python -m tests.bench.bench_statements` (PostgreSQL when QUANLIAN_BENCH_DATABASE_URL is
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 from sqlalchemy import BigInteger, String, create_engine, insert, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from gateway.bulk import _driver_run, _driver_statement, driver_insert
 from tests.bench.load import report
 from tests.tools.databases import empty_database_url
 
@@ -68,6 +70,20 @@ def main() -> None:
                     cursor.execute(f"SELECT amount FROM bench_rows WHERE id = {mark}", (f"r{i}",))
                     cursor.fetchone()
             figures["raw driver SELECT"] = _cpu_us(raw_select)
+
+            # Two rows, as a journal entry's postings go: by executemany, as
+            # `gateway.bulk.driver_insert` sent them before, and by `driver_insert` (one
+            # multi-row statement). Each figure is per call of two rows.
+            dialect = engine.dialect
+
+            def two_rows(prefix: str, i: int) -> list[dict[str, object]]:
+                return [{"id": f"{prefix}{i}a", "amount": i, "memo": "m"},
+                        {"id": f"{prefix}{i}b", "amount": i, "memo": "m"}]
+            figures["INSERT 2 rows by executemany"] = _cpu_us(lambda: [_driver_run(
+                cursor, _driver_statement(dialect, table, ("id", "amount", "memo")),
+                two_rows("e", i)) for i in range(N)])
+            figures["INSERT 2 rows, driver_insert"] = _cpu_us(lambda: [
+                driver_insert(dialect, cursor, table, two_rows("d", i)) for i in range(N)])
 
             by_text = text("SELECT amount FROM bench_rows WHERE id = :id")
             figures["text() SELECT"] = _cpu_us(

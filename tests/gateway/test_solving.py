@@ -197,3 +197,14 @@ def test_platform_routes_take_the_short_way(partner,  # type: ignore[no-untyped-
         "amount": {"amount": "1.00", "currency": "CNY"}})
     assert refused.status_code == 404, refused.text
     assert fastapi_runs[0] == 0
+
+
+def test_plans_are_bounded_and_made_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that makes many applications keeps no more plans than the bound, and a plan
+    emptied away is made again with the same answers."""
+    expected, _ = _answers(None, monkeypatch)
+    monkeypatch.setattr(solving, "_PLANS_AT_MOST", 2)
+    monkeypatch.setattr(solving, "_plans", {})
+    answered, _ = _answers(solving.solve, monkeypatch)
+    assert answered == expected
+    assert 0 < len(solving._plans) <= 2

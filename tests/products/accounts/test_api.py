@@ -8,8 +8,10 @@ import io
 from datetime import date, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from gateway.clock import SHANGHAI
+from gateway.evidence.models import EvidenceEntry
 from products.accounts import service
 from products.accounts.router import router
 from tests.products.accounts.factories import enterprise_account, funded_account, person_account
@@ -86,6 +88,27 @@ def test_a_transfer_needs_an_idempotency_key_and_pays_once(api, seeded):
     assert bal["ledger"]["amount"] == "123.45"
     got = api.get(f"/v1/transfers/{first.json()['id']}")
     assert got.status_code == 200 and got.json() == first.json()
+
+
+def test_a_transfer_and_its_event_are_in_the_evidence_log_with_it(api, seeded, database):
+    """The event's entry and the call's are written with the change (in one statement), the
+    event's first; a refused call's change, event included, leaves only the call's entry."""
+    body = {"from_account_id": seeded["payer"], "to_account_id": seeded["payee"],
+            "amount": {"amount": "5.00", "currency": "CNY"}}
+    r = _transfer(api, body)
+    assert r.status_code == 201, r.text
+    receipt = r.headers["Evidence-Entry"].split(";")[0]
+    refused = _transfer(api, {**body, "to_account_id": "acct_missing"})
+    problem(refused, 404, "account_not_found")
+    with database.transaction() as s:
+        entries = s.execute(select(EvidenceEntry.kind, EvidenceEntry.id, EvidenceEntry.resource_id)
+                            .where(EvidenceEntry.tenant_id == api.tenant_id)
+                            .order_by(EvidenceEntry.seq)).all()
+    events = [e for e in entries if e.kind == "event"]
+    assert [e.resource_id for e in events] == [r.json()["id"]]
+    position = {e.id: i for i, e in enumerate(entries)}
+    assert position[events[0].id] < position[receipt]
+    assert refused.headers["Evidence-Entry"].split(";")[0] in position
 
 
 def test_a_refused_transfer_is_created_as_failed(api, seeded):
