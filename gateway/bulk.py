@@ -147,11 +147,26 @@ def driver_insert(dialect: Dialect, cursor: Any, table: Table,
     NOTHING). Returns the number of rows inserted (for one row: 1 or 0)."""
     if not rows:
         return 0
-    if 1 < len(rows) <= _MULTI_VALUES:
+    if 1 < len(rows) <= MULTI_VALUES:
         return _driver_run_multi(cursor, _driver_multi_statement(
             dialect, table, tuple(rows[0]), skip_conflicts, len(rows)), rows)
     return _driver_run(cursor, _driver_statement(dialect, table, tuple(rows[0]), skip_conflicts),
                        rows)
+
+
+def driver_insert_returning(dialect: Dialect, cursor: Any, table: Table,
+                            rows: Sequence[Mapping[str, Any]], returning: tuple[str, ...], *,
+                            skip_conflicts: bool = False) -> list[tuple[Any, ...]]:
+    """`driver_insert` that reads back the `returning` columns (as the driver gives them) of
+    each row it inserted; a row skipped for a conflict returns nothing. Up to `MULTI_VALUES`
+    rows per statement, so a few rows cost one statement and one round trip."""
+    stored: list[tuple[Any, ...]] = []
+    for start in range(0, len(rows), MULTI_VALUES):
+        part = rows[start:start + MULTI_VALUES]
+        _driver_run_multi(cursor, _driver_multi_statement(
+            dialect, table, tuple(part[0]), skip_conflicts, len(part), returning), part)
+        stored.extend(tuple(row) for row in cursor.fetchall())
+    return stored
 
 
 # Up to this many rows go in one `INSERT ... VALUES (...), (...)`: for a few rows (a journal
@@ -159,7 +174,7 @@ def driver_insert(dialect: Dialect, cursor: Any, table: Table,
 # about what one row costs, where an executemany costs it a statement per row (psycopg, client
 # CPU per call of two rows, `python -m tests.bench.bench_statements`: 97-107 us by executemany,
 # 51-73 us in one statement; one row 48-59 us). More rows go by executemany.
-_MULTI_VALUES = 16
+MULTI_VALUES = 16
 
 
 @contextmanager
@@ -415,13 +430,17 @@ def _insert_of(dialect: Dialect, table: Table, skip_conflicts: bool) -> Any:
 
 @functools.lru_cache(maxsize=128)
 def _driver_multi_statement(dialect: Dialect, table: Table, keys: tuple[str, ...],
-                            skip_conflicts: bool, count: int) -> _MultiStatement:
+                            skip_conflicts: bool, count: int,
+                            returning: tuple[str, ...] = ()) -> _MultiStatement:
     """`_driver_statement` for `count` rows in one statement: each parameter is named after
-    its row and column, and comes with the row's index and the column's key."""
+    its row and column, and comes with the row's index and the column's key. `returning`
+    names columns the statement returns of each row it inserts."""
     slot_of = {f"{key}__{i}": (i, key) for i in range(count) for key in keys}
     statement = _insert_of(dialect, table, skip_conflicts).values([
         {key: bindparam(f"{key}__{i}", type_=table.c[key].type) for key in keys}
         for i in range(count)])
+    if returning:
+        statement = statement.returning(*(table.c[name] for name in returning))
     compiled = statement.inline().compile(dialect=dialect)
     names = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.binds)
     if set(names) != set(slot_of):  # a column default would need SQLAlchemy to fill it in

@@ -359,6 +359,36 @@ class Database:
         finally:
             proxied.close()
 
+    @contextmanager
+    def driver_statement(self) -> Iterator[Any]:
+        """`driver_transaction` for writes each of which may commit on its own (a single
+        statement, or independent single-statement writes). On PostgreSQL the cursor is in
+        autocommit: a statement is its own transaction, one round trip where BEGIN, the
+        statement and COMMIT took three (about 100 us of this process's CPU, mostly the
+        kernel's, and 200 us of wall time, measured with psycopg on this machine). On SQLite it
+        is a `driver_transaction`, which keeps the writer's queue."""
+        if self.is_sqlite:
+            with self.driver_transaction() as cursor:
+                yield cursor
+            return
+        proxied = self.engine.raw_connection()
+        dbapi = proxied.dbapi_connection
+        try:
+            dbapi.autocommit = True
+            try:
+                cursor = dbapi.cursor()
+                try:
+                    yield cursor
+                finally:
+                    cursor.close()
+            finally:
+                try:
+                    dbapi.autocommit = False  # back to the pool as every pooled connection is
+                except self.engine.dialect.loaded_dbapi.Error:
+                    proxied.invalidate()  # broken: the pool replaces it, never in autocommit
+        finally:
+            proxied.close()
+
     def _close_direct(self) -> None:
         direct, self._direct = self._direct, None
         if direct is not None:

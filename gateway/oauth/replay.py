@@ -64,7 +64,9 @@ class ReplayGuard:
             rows.setdefault(key, expires_at)
         # On the driver: a token or a DPoP call makes one of these, and SQLAlchemy's statement
         # machinery cost more than the database's work.
-        with self.database.driver_transaction() as cursor:
+        # On PostgreSQL one statement, committed by itself (one round trip); on SQLite one
+        # transaction holding the writer.
+        with self.database.driver_statement() as cursor:
             if self.database.is_sqlite:
                 # The transaction holds SQLite's one writer: each row's count says if it was new.
                 dialect = self.database.engine.dialect

@@ -48,6 +48,32 @@ def _count(database: Database) -> int:
         return s.scalar(select(func.count()).select_from(EvidenceEntry)) or 0
 
 
+def test_a_connection_used_for_single_statements_goes_back_to_the_pool_transactional(
+        database: Database):
+    # On PostgreSQL `driver_statement` runs in autocommit. Were its connection handed back so,
+    # a later transaction on it could not roll back: here one fails after its first write,
+    # which must be gone with it, whether the statements before succeeded or failed.
+    at = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    fresh = Database(database.url)  # a pool of its own: every checkout reuses one connection
+    try:
+        with fresh.driver_statement() as cursor:
+            assert driver_insert(fresh.engine.dialect, cursor, EvidenceEntry.__table__,
+                                 [_row("ev_alone", at)]) == 1
+        driver_error = fresh.engine.dialect.loaded_dbapi.IntegrityError  # the driver's own
+        with pytest.raises(driver_error), fresh.driver_statement() as cursor:
+            driver_insert(fresh.engine.dialect, cursor, EvidenceEntry.__table__,
+                          [_row("ev_alone", at)])
+        assert fresh.engine.pool.checkedin() == 1
+        with pytest.raises(IntegrityError), fresh.transaction() as s:
+            session_insert(s, EvidenceEntry.__table__, [_row("ev_undone", at)])
+            session_insert(s, EvidenceEntry.__table__, [_row("ev_alone", at)])
+        assert fresh.engine.pool.checkedin() == 1
+        with fresh.transaction() as s:
+            assert list(s.scalars(select(EvidenceEntry.id))) == ["ev_alone"]
+    finally:
+        fresh.dispose()
+
+
 def test_rows_read_back_as_the_orm_writes_them(database: Database):
     at = datetime(2026, 12, 4, 10, 30, 15, 123456, tzinfo=UTC)
     with database.driver_transaction() as cursor:

@@ -194,6 +194,31 @@ def test_claims_made_at_once_are_each_decided_once(database):
     assert sorted(stored) == claimed
 
 
+def test_a_batch_of_claims_stores_the_first_of_equal_keys_and_refuses_held_ones(database):
+    # 40 claims: more than one statement's worth, with a key repeated across statements.
+    from gateway import clock
+    from gateway.idempotency import TTL, IdempotencyRecord, _claims_of
+
+    now = clock.utcnow()
+
+    def row(key: str) -> dict[str, object]:
+        return {"client_id": "cli_batch", "key": key, "request_hash": "h" + key,
+                "state": "in_progress", "created_at": now, "expires_at": now + TTL}
+
+    claims = _claims_of(database)
+    assert claims._store([row("held")]) == [True]
+    keys = ["a", "held", *(f"k{i}" for i in range(18)), "a", *(f"m{i}" for i in range(18)), "k3"]
+    stored = claims._store([row(key) for key in keys])
+    expected = [key != "held" for key in keys]
+    expected[keys.index("a", 1)] = expected[-1] = False  # the second "a", the second "k3"
+    assert stored == expected
+    with database.transaction() as s:
+        kept = dict(s.execute(select(IdempotencyRecord.key, IdempotencyRecord.request_hash)
+                              .where(IdempotencyRecord.client_id == "cli_batch")).all())
+    assert sorted(kept) == sorted(set(keys))
+    assert all(kept[key] == "h" + key for key in kept)
+
+
 def test_the_document_says_which_calls_take_a_key_and_which_require_one(app, http, partner):
     """A partner's generated client learns the header from the published document: every POST
     that requires a key says so, and one sent without it is refused for that alone; every POST
