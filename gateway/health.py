@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
+
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from gateway import metrics
-from gateway.errors import ServiceUnavailable, error_responses
+from gateway.errors import ServiceUnavailable, Unauthorized, error_responses
 from gateway.migrate import current_revision, head_revision
 from gateway.routing import Router
 
@@ -45,8 +47,21 @@ def readyz(request: Request) -> Readiness:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}})
-def prometheus_metrics() -> Response:
+            description="Request counts and latencies by route template and status. When the "
+                        "platform is configured with a metrics token (`QUANLIAN_METRICS_TOKEN`), "
+                        "only a scraper presenting it as a bearer token may read them.",
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"},
+                       **error_responses(401)})
+def prometheus_metrics(request: Request) -> Response:
+    token = request.app.state.settings.metrics_token
+    if token:
+        given = request.headers.get("authorization", "")
+        scheme, _, credential = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+                credential.strip().encode(), token.encode()):
+            raise Unauthorized("The metrics are read with the metrics token as a bearer token.",
+                               code="metrics_token_required",
+                               headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
 

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     worker_threads: int = Field(
         40, ge=2, description="Threads for synchronous routes; a fifth of them (at least two) "
         "are kept free of requests (see gateway/admission.py)")
+    metrics_token: str | None = Field(
+        None, description="When set, GET /metrics answers only `Authorization: Bearer <this "
+        "token>` (set it wherever the API port is reachable by anyone but the scraper)")
     log_level: str = Field("INFO")
     seed_demo: bool = Field(False, description="Seed a demo sandbox tenant on serve")
 

@@ -97,6 +97,28 @@ def test_health_and_metrics(http):
     assert 'route="/healthz"' in metrics
 
 
+def test_metrics_configured_with_a_token_answer_only_the_scraper(database, tmp_path):
+    from starlette.testclient import TestClient
+
+    from tests.tools.api import make_app
+
+    app = make_app(database, tmp_path, metrics_token="scrape-Fq3x")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        client.get("/healthz")
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic scrape-Fq3x"},
+                        {"Authorization": "Bearer scrape-Fq3"}):
+            refused = client.get("/metrics", headers=headers)
+            assert refused.status_code == 401, headers
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert refused.headers["www-authenticate"] == 'Bearer realm="metrics"'
+            assert refused.json()["code"] == "metrics_token_required"
+            assert "quanlian_http" not in refused.text
+        scraped = client.get("/metrics", headers={"Authorization": "Bearer scrape-Fq3x"})
+        assert scraped.status_code == 200
+        assert 'route="/healthz"' in scraped.text
+        assert client.get("/healthz").json() == {"status": "ok"}  # health stays open
+
+
 def test_readyz_reports_pending_migrations(http):
     # The test database is built from the models without Alembic's version table.
     body = problem(http.get("/readyz"), 503, "migrations_pending")
