@@ -4,8 +4,10 @@ One indexed SELECT by primary key and one INSERT, each sent N times on one conne
 transaction: raw through the driver (the baseline), as a SQLAlchemy `text()`, as a Core
 statement built anew per call (as the services build theirs), and through the ORM
 (`Session.get`, and `add` + `flush`); and two rows at once, by the driver's executemany and by
-`gateway.bulk.driver_insert` (one multi-row statement). Client CPU is the process's own time; the database's
-is not counted.
+`gateway.bulk.driver_insert` (one multi-row statement); and one row committed by itself, in a transaction of its own
+(`Database.driver_transaction`: BEGIN, INSERT, COMMIT) and as a statement that commits alone
+(`Database.driver_statement`: autocommit on PostgreSQL), as an Idempotency-Key claim is. Client
+CPU is the process's own time (user and system); the database's is not counted.
 
 Run: `python -m tests.bench.bench_statements` (PostgreSQL when QUANLIAN_BENCH_DATABASE_URL is
 set; BENCH_STATEMENTS, default 2000).
@@ -22,6 +24,7 @@ from sqlalchemy import BigInteger, String, create_engine, insert, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from gateway.bulk import _driver_run, _driver_statement, driver_insert
+from gateway.db import Database
 from tests.bench.load import report
 from tests.tools.databases import empty_database_url
 
@@ -105,6 +108,17 @@ def main() -> None:
                 lambda: [session.get(Row, f"c{i}") for i in range(N)])
             session.rollback()
         engine.dispose()
+        database, row = Database(url), ("id", "amount", "memo")
+
+        def committed(begin_commit: bool, prefix: str) -> None:
+            write = database.driver_transaction if begin_commit else database.driver_statement
+            for i in range(N):
+                with write() as alone:
+                    driver_insert(dialect, alone, table, [dict(zip(row, (f"{prefix}{i}", i, "m"),
+                                                                   strict=True))])
+        figures["INSERT committed, transaction"] = _cpu_us(lambda: committed(True, "t"))
+        figures["INSERT committed, statement"] = _cpu_us(lambda: committed(False, "s"))
+        database.dispose()
     base = {"INSERT": figures["raw driver INSERT"], "SELECT": figures["raw driver SELECT"]}
     lines = []
     for name, us in figures.items():
