@@ -42,6 +42,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
+from gateway import deferred
 from gateway.db import driver_sql
 
 
@@ -74,6 +75,7 @@ def row_writer(session: Session, table: Table) -> Iterator[Callable[[Mapping[str
         if collected:
             connection.execute(insert(table), collected)
         return
+    deferred.send(connection)  # kept writes go before the COPY, as before any statement
     dbapi_connection = connection.connection.dbapi_connection
     assert dbapi_connection is not None
     statement = f'COPY "{table.name}"'
@@ -181,8 +183,10 @@ MULTI_VALUES = 16
 def session_cursor(session: Session) -> Iterator[tuple[Any, Dialect]]:
     """A driver cursor in the session's own transaction, and its dialect, for the few
     statements every call makes; pending ORM changes are not flushed first. Driver errors are
-    raised as SQLAlchemy's, as from any other statement."""
+    raised as SQLAlchemy's, as from any other statement. Writes kept for the next statement
+    (`gateway.deferred`) are sent first."""
     connection = session.connection()
+    deferred.send(connection)
     dialect = connection.dialect
     dbapi_connection = connection.connection.dbapi_connection
     assert dbapi_connection is not None
@@ -214,8 +218,54 @@ def session_insert(session: Session, table: Table, rows: Sequence[Mapping[str, A
         return driver_insert(dialect, cursor, table, rows, skip_conflicts=skip_conflicts)
 
 
+def session_insert_later(session: Session, table: Table,
+                         rows: Sequence[Mapping[str, Any]]) -> None:
+    """`session_insert` for rows whose INSERT nobody waits on: on PostgreSQL it goes with the
+    transaction's next statement or its COMMIT (`gateway.deferred`), on SQLite at once. A
+    broken constraint fails that statement or the commit, and the transaction."""
+    if not rows:
+        return
+    if not deferred.keeps(session):
+        session_insert(session, table, rows)
+        return
+    dialect = session.get_bind().dialect
+    if len(rows) <= MULTI_VALUES:
+        statement = _driver_multi_statement(dialect, table, tuple(rows[0]), False, len(rows))
+        deferred.keep(session, statement[0], _multi_values(statement, rows))
+        return
+    sql, names, converters, params = _driver_statement(dialect, table, tuple(rows[0]))
+    deferred.keep(session, sql, [_driver_values(row, names, converters, params) for row in rows],
+                  many=True)
+
+
+def session_execute_later(session: Session, sql: str, params: Mapping[str, Any]) -> None:
+    """One write statement (`:name` parameters) whose outcome nobody waits on, sent as
+    `session_insert_later` sends rows."""
+    sql = driver_sql(sql, session.get_bind().dialect.name)
+    if deferred.keeps(session):
+        deferred.keep(session, sql, params)
+        return
+    with session_cursor(session) as (cursor, _):
+        cursor.execute(sql, params)
+
+
+def session_update_later(session: Session, table: Table, key: str,
+                         rows: Sequence[Mapping[str, Any]]) -> None:
+    """`session_update` as `session_insert_later` sends its rows: with the transaction's next
+    statement on PostgreSQL, at once on SQLite."""
+    if not rows:
+        return
+    if not deferred.keeps(session):
+        session_update(session, table, key, rows)
+        return
+    sql, names, converters, params = _driver_update_statement(
+        session.get_bind().dialect, table, key, tuple(rows[0]))
+    values = [_driver_values(row, names, converters, params) for row in rows]
+    deferred.keep(session, sql, values if len(values) > 1 else values[0], many=len(values) > 1)
+
+
 def session_store(session: Session, objects: Sequence[Any], *, flush: bool = True,
-                  skip_conflicts: bool = False) -> int:
+                  skip_conflicts: bool = False, later: bool = False) -> int:
     """Store new ORM objects of one class, made in this call, with one driver statement (as
     `session_insert`), and make them the session's own as if they had been read: the unit of
     work's flush of a row costs several times its driver INSERT. A column the object leaves
@@ -226,11 +276,13 @@ def session_store(session: Session, objects: Sequence[Any], *, flush: bool = Tru
     A broken constraint raises `IntegrityError`, as a flush would (and on PostgreSQL the
     transaction is then lost). With `skip_conflicts` (one object only) a row that breaks a
     unique key is left out instead: 0 is returned, the object stays out of the session and the
-    transaction goes on, so the caller can read what holds the key. Returns the rows stored."""
+    transaction goes on, so the caller can read what holds the key. `later`: the INSERT goes
+    with the transaction's next statement (`session_insert_later`); the objects are the
+    session's own at once. Returns the rows stored."""
     if not objects:
         return 0
-    if skip_conflicts and len(objects) != 1:
-        raise ValueError("skip_conflicts stores one object at a time")
+    if skip_conflicts and (len(objects) != 1 or later):
+        raise ValueError("skip_conflicts stores one object at a time, at once")
     if flush:
         session.flush()
     table, columns = _stored_columns(type(objects[0]))
@@ -248,7 +300,11 @@ def session_store(session: Session, objects: Sequence[Any], *, flush: bool = Tru
                 row[key] = default
                 setattr(obj, key, default)
         rows.append(row)
-    stored = session_insert(session, table, rows, skip_conflicts=skip_conflicts)
+    if later:
+        session_insert_later(session, table, rows)
+        stored = len(rows)
+    else:
+        stored = session_insert(session, table, rows, skip_conflicts=skip_conflicts)
     if stored:
         for obj in objects:
             make_transient_to_detached(obj)
@@ -372,12 +428,16 @@ def _driver_run(cursor: Any, statement: _Statement, rows: Sequence[Mapping[str, 
 
 def _driver_run_multi(cursor: Any, statement: _MultiStatement,
                       rows: Sequence[Mapping[str, Any]]) -> int:
-    sql, slots, converters, params = statement
+    cursor.execute(statement[0], _multi_values(statement, rows))
+    return int(cursor.rowcount)
+
+
+def _multi_values(statement: _MultiStatement, rows: Sequence[Mapping[str, Any]]) -> Any:
+    _, slots, converters, params = statement
     line = [rows[i][key] for i, key in slots]
     for j, process in converters:
         line[j] = process(line[j])
-    cursor.execute(sql, line if params is None else dict(zip(params, line, strict=True)))
-    return int(cursor.rowcount)
+    return line if params is None else dict(zip(params, line, strict=True))
 
 
 def _driver_values(row: Mapping[str, Any], names: tuple[str, ...], converters: _Converters,

@@ -29,6 +29,8 @@ from sqlalchemy.exc import DisconnectionError, NoResultFound
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from starlette.requests import Request
 
+from gateway import deferred
+
 _Row = TypeVar("_Row")
 _PARAM = re.compile(r":(\w+)")
 
@@ -228,6 +230,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     connect_args = {"connect_timeout": 10} if url.startswith("postgresql") else {}
     engine = create_engine(url, pool_size=20, max_overflow=20, connect_args=connect_args, **kwargs)
     _ping_when_idle(engine)
+    deferred.install(engine)
     return engine
 
 

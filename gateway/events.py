@@ -66,9 +66,10 @@ def publish(session: Session, *, tenant_id: str, type: str, resource_type: str,
         state_digest=hashlib.sha256(canonical_json(data)).hexdigest(),
         created_at=at or clock_module.utcnow(), dispatched=False,
     )
-    # Written on the driver (the row's one INSERT, not a flush of the unit of work); it refers
-    # to nothing pending, so nothing need be flushed first.
-    session_store(session, [event], flush=False)
+    # Written on the driver (the row's one INSERT, not a flush of the unit of work), with the
+    # transaction's next statement (`gateway.deferred`); it refers to nothing pending, so
+    # nothing need be flushed first.
+    session_store(session, [event], flush=False, later=True)
     for sink in _sinks:
         sink(session, event)
     return event

@@ -41,9 +41,9 @@ from starlette.responses import Response
 from gateway import clock
 from gateway.auth import authenticate
 from gateway.batching import GroupCommit
-from gateway.bulk import driver_insert_returning, session_cursor
+from gateway.bulk import driver_insert_returning, session_execute_later
 from gateway.context import add_finalizer, before_endpoint, state
-from gateway.db import Base, Database, driver_sql
+from gateway.db import Base, Database
 from gateway.errors import BadRequest, Conflict, Problem, ValidationFailed
 from gateway.pii import SEALED_PREFIX, decrypt, encrypt
 
@@ -183,10 +183,9 @@ _COMPLETE_SQL = ("UPDATE idempotency_keys SET state = 'completed', status_code =
 
 def _complete(client_id: str, key: str, content_type: str) -> Callable[[Session, int, bytes], None]:
     def finalize(session: Session, status: int, body: bytes) -> None:
-        with session_cursor(session) as (cursor, dialect):
-            cursor.execute(driver_sql(_COMPLETE_SQL, dialect.name), {
-                "status": status, "body": _seal(body), "ctype": content_type,
-                "cid": client_id, "key": key})
+        session_execute_later(session, _COMPLETE_SQL, {  # sent with the COMMIT
+            "status": status, "body": _seal(body), "ctype": content_type,
+            "cid": client_id, "key": key})
     return finalize
 
 

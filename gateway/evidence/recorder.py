@@ -16,7 +16,7 @@ import anyio
 from sqlalchemy import event as orm_events
 from sqlalchemy.orm import Session
 
-from gateway.bulk import MULTI_VALUES, driver_insert, session_insert
+from gateway.bulk import MULTI_VALUES, driver_insert, session_insert, session_insert_later
 from gateway.context import CallRecord
 from gateway.db import Database
 from gateway.events import Event, add_sink
@@ -103,7 +103,7 @@ class CallRecorder:
         """The call's entry, in one statement with its events' entries (`record_event`)."""
         rows = session.info.pop(_PENDING, [])
         rows.append(row(draft))
-        session_insert(session, EvidenceEntry.__table__, rows)
+        session_insert_later(session, EvidenceEntry.__table__, rows)  # with the COMMIT
 
     async def record_detached(self, draft: Draft) -> None:
         await self.writer.write(draft)
@@ -132,7 +132,7 @@ def record_event(session: Session, event: Event) -> None:
 def _write_pending(session: Session) -> None:
     rows = session.info.pop(_PENDING, None)
     if rows:
-        session_insert(session, EvidenceEntry.__table__, rows)
+        session_insert_later(session, EvidenceEntry.__table__, rows)  # with the COMMIT
 
 
 @orm_events.listens_for(Session, "after_transaction_end")

@@ -64,9 +64,10 @@ from gateway.bulk import (
     insert_rows,
     row_writer,
     session_insert,
+    session_insert_later,
     session_rows,
     session_store,
-    session_update,
+    session_update_later,
 )
 from gateway.errors import ValidationFailed
 from gateway.events import publish
@@ -518,12 +519,13 @@ class _Positions:
             account.updated_at = self.last[account_id]
 
     def write(self, session: Session) -> None:
-        """`store()`, written at once on the driver (one statement for every touched account)
+        """`store()`, written on the driver (one statement for every touched account, sent with
+        the transaction's next statement: `gateway.bulk.session_update_later`)
         and set on the objects as their stored state."""
         rows = [{"id": account_id, "posting_seq": self.seq[account_id],
                  "ledger_fen": self.ledger[account_id], "last_posted_at": self.last[account_id],
                  "updated_at": self.last[account_id]} for account_id in sorted(self.touched)]
-        session_update(session, Account.__table__, "id", rows)
+        session_update_later(session, Account.__table__, "id", rows)
         for row in rows:
             account = self.accounts[row["id"]]
             for name in _POSITION_COLUMNS:
@@ -562,7 +564,8 @@ def _write_entry(session: Session, tenant_id: str, accounts: dict[str, Account],
     session.flush()  # a hold changed by the caller is stored before an entry refers to it
     if not session_insert(session, JournalEntry.__table__, [entry_row], skip_conflicts=True):
         return None
-    session_insert(session, Posting.__table__, posting_rows)
+    # Nothing waits on these: they go with the transaction's next statement or its COMMIT.
+    session_insert_later(session, Posting.__table__, posting_rows)
     positions.write(session)
     return _entry_record(session, SimpleNamespace(**entry_row),
                          postings=[SimpleNamespace(**row) for row in posting_rows])
@@ -1492,7 +1495,7 @@ def _fail(session: Session, transfer: Transfer, code: str, message: str, *, acto
 def _store_new(session: Session, transfer: Transfer, actor: str, at: datetime) -> Transfer:
     """Store a transfer made in this call, its outcome known: one INSERT on the driver, after
     any hold placed for it (which the row refers to)."""
-    session_store(session, [transfer])
+    session_store(session, [transfer], later=True)
     _transfer_event(session, transfer, actor, at)
     return transfer
 
