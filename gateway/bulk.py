@@ -315,18 +315,20 @@ def session_store(session: Session, objects: Sequence[Any], *, flush: bool = Tru
 _MADE_BY_DATABASE = object()  # a default computed at insert time: the caller sets the value
 
 
-def session_save(session: Session, objects: Sequence[Any], names: Sequence[str]) -> None:
+def session_save(session: Session, objects: Sequence[Any], names: Sequence[str], *,
+                 later: bool = False) -> None:
     """Write the attributes `names` of persistent objects (one class, a one-column primary
     key) with one driver UPDATE by key, and make those values the objects' committed state:
     the unit of work then has nothing of them left to flush. Other changes to the objects
-    stay pending, flushed as usual."""
+    stay pending, flushed as usual. `later`: the UPDATE goes with the transaction's next
+    statement (`session_update_later`)."""
     if not objects:
         return
     table, _ = _stored_columns(type(objects[0]))
     (key,) = [column.key for column in table.primary_key.columns]
     rows = [{key: getattr(obj, key), **{name: getattr(obj, name) for name in names}}
             for obj in objects]
-    session_update(session, table, key, rows)
+    (session_update_later if later else session_update)(session, table, key, rows)
     for obj, row in zip(objects, rows, strict=True):
         for name in names:
             set_committed_value(obj, name, row[name])

@@ -577,9 +577,11 @@ def _child(parent: PayablesCertificate, *, holder_id: str, face_fen: int, via: s
 def _store_moved(session: Session, cert: PayablesCertificate,
                  children: list[PayablesCertificate]) -> None:
     """A split or transfer on the driver: the parent's new status (one UPDATE) and its
-    children (one INSERT), where the unit of work's flush would cost several times more."""
-    session_save(session, [cert], ("status", "updated_at"))
-    session_store(session, children)
+    children (one INSERT), where the unit of work's flush would cost several times more. Both
+    go with the transaction's next statement (`gateway.deferred`); should one fail (none is
+    expected: the parent is locked, the children's ids are new) the commit fails with it."""
+    session_save(session, [cert], ("status", "updated_at"), later=True)
+    session_store(session, children, later=True)
 
 
 def split_certificate(session: Session, tenant_id: str, cert_id: str, *, acting_member_id: str,

@@ -520,7 +520,9 @@ def save_order(session: Session, order: Order, splits: list[OrderSplit]) -> None
         raise DuplicateReference(
             f"An order with merchant_order_no {order.merchant_order_no} exists.",
             extra={"merchant_order_no": order.merchant_order_no}) from None
-    session_store(session, splits, flush=False)
+    # The splits refer to the order just stored; nothing reads their INSERT's outcome, so it
+    # goes with the transaction's next statement (`gateway.deferred`).
+    session_store(session, splits, flush=False, later=True)
 
 
 def open_order(session: Session, settings: Settings, **kwargs: object
