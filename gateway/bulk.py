@@ -75,7 +75,6 @@ def row_writer(session: Session, table: Table) -> Iterator[Callable[[Mapping[str
         if collected:
             connection.execute(insert(table), collected)
         return
-    deferred.send(connection)  # kept writes go before the COPY, as before any statement
     dbapi_connection = connection.connection.dbapi_connection
     assert dbapi_connection is not None
     statement = f'COPY "{table.name}"'
@@ -87,6 +86,7 @@ def row_writer(session: Session, table: Table) -> Iterator[Callable[[Mapping[str
             nonlocal statement
             names = list(row)
             statement += " (" + ", ".join(f'"{n}"' for n in names) + ") FROM STDIN"
+            deferred.send(connection)  # kept writes go before the COPY, as before any statement
             cursor = stack.enter_context(dbapi_connection.cursor())
             put = stack.enter_context(cursor.copy(statement)).write_row
             converters = [(i, p) for i, p in enumerate(_processor(table, n, dialect) for n in names)

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from gateway.bulk import (
+    row_writer,
     session_execute_later,
     session_insert,
     session_insert_later,
@@ -74,6 +75,15 @@ def test_every_later_statement_sees_the_writes_made_before_it(boxes: Database):
     boxes_now, items = _all(boxes)
     assert boxes_now["a"] == 2 and boxes_now["b"] == 6 and boxes_now["m3"] == 103
     assert len(boxes_now) == 22 and items == ["i1"]
+
+
+def test_a_bulk_copy_comes_after_the_writes_kept_before_it(boxes: Database):
+    with boxes.transaction() as s:
+        session_insert_later(s, BOXES, [{"id": "a", "amount": 1}])
+        with row_writer(s, ITEMS) as write:  # COPY on PostgreSQL: its rows refer to the box
+            write({"id": "i1", "box_id": "a"})
+            write({"id": "i2", "box_id": "a"})
+    assert _all(boxes) == ({"a": 1}, ["i1", "i2"])
 
 
 def test_writes_kept_until_the_commit_are_in_it(boxes: Database):
