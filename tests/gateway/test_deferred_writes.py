@@ -103,6 +103,10 @@ def test_a_broken_write_fails_the_commit_and_leaves_nothing(boxes: Database):
         session_insert_later(s, BOXES, [{"id": "a", "amount": 1}, {"id": "a", "amount": 2}])
         s.execute(text("SELECT 1"))  # the next statement sends them, and fails with them
     assert _all(boxes) == ({}, [])
+    with pytest.raises(IntegrityError), boxes.transaction() as s:
+        session_insert_later(s, BOXES, [{"id": "a", "amount": 1}])  # sent together with
+        session_insert_later(s, ITEMS, [{"id": "i1", "box_id": "nowhere"}])  # a broken one
+    assert _all(boxes) == ({}, [])
 
 
 def test_a_rollback_takes_the_kept_writes_and_leaves_none_behind(boxes: Database):
