@@ -149,11 +149,7 @@ def driver_insert(dialect: Dialect, cursor: Any, table: Table,
     NOTHING). Returns the number of rows inserted (for one row: 1 or 0)."""
     if not rows:
         return 0
-    if 1 < len(rows) <= MULTI_VALUES:
-        return _driver_run_multi(cursor, _driver_multi_statement(
-            dialect, table, tuple(rows[0]), skip_conflicts, len(rows)), rows)
-    return _driver_run(cursor, _driver_statement(dialect, table, tuple(rows[0]), skip_conflicts),
-                       rows)
+    return _execute(cursor, _insert_write(dialect, table, rows, skip_conflicts))
 
 
 def driver_insert_returning(dialect: Dialect, cursor: Any, table: Table,
@@ -165,8 +161,8 @@ def driver_insert_returning(dialect: Dialect, cursor: Any, table: Table,
     stored: list[tuple[Any, ...]] = []
     for start in range(0, len(rows), MULTI_VALUES):
         part = rows[start:start + MULTI_VALUES]
-        _driver_run_multi(cursor, _driver_multi_statement(
-            dialect, table, tuple(part[0]), skip_conflicts, len(part), returning), part)
+        _execute(cursor, _multi_write(_driver_multi_statement(
+            dialect, table, tuple(part[0]), skip_conflicts, len(part), returning), part))
         stored.extend(tuple(row) for row in cursor.fetchall())
     return stored
 
@@ -207,7 +203,7 @@ def driver_update(dialect: Dialect, cursor: Any, table: Table, key: str,
     `driver_insert`. Returns the number of rows changed."""
     if not rows:
         return 0
-    return _driver_run(cursor, _driver_update_statement(dialect, table, key, tuple(rows[0])), rows)
+    return _execute(cursor, _update_write(dialect, table, key, rows))
 
 
 def session_insert(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *,
@@ -223,45 +219,32 @@ def session_insert_later(session: Session, table: Table,
     """`session_insert` for rows whose INSERT nobody waits on: on PostgreSQL it goes with the
     transaction's next statement or its COMMIT (`gateway.deferred`), on SQLite at once. A
     broken constraint fails that statement or the commit, and the transaction."""
-    if not rows:
-        return
-    if not deferred.keeps(session):
-        session_insert(session, table, rows)
-        return
-    dialect = session.get_bind().dialect
-    if len(rows) <= MULTI_VALUES:
-        statement = _driver_multi_statement(dialect, table, tuple(rows[0]), False, len(rows))
-        deferred.keep(session, statement[0], _multi_values(statement, rows))
-        return
-    sql, names, converters, params = _driver_statement(dialect, table, tuple(rows[0]))
-    deferred.keep(session, sql, [_driver_values(row, names, converters, params) for row in rows],
-                  many=True)
+    if rows:
+        _later(session, _insert_write(session.get_bind().dialect, table, rows))
 
 
 def session_execute_later(session: Session, sql: str, params: Mapping[str, Any]) -> None:
     """One write statement (`:name` parameters) whose outcome nobody waits on, sent as
     `session_insert_later` sends rows."""
-    sql = driver_sql(sql, session.get_bind().dialect.name)
-    if deferred.keeps(session):
-        deferred.keep(session, sql, params)
-        return
-    with session_cursor(session) as (cursor, _):
-        cursor.execute(sql, params)
+    _later(session, (driver_sql(sql, session.get_bind().dialect.name), params, False))
 
 
 def session_update_later(session: Session, table: Table, key: str,
                          rows: Sequence[Mapping[str, Any]]) -> None:
     """`session_update` as `session_insert_later` sends its rows: with the transaction's next
     statement on PostgreSQL, at once on SQLite."""
-    if not rows:
+    if rows:
+        _later(session, _update_write(session.get_bind().dialect, table, key, rows))
+
+
+def _later(session: Session, write: deferred.Write) -> None:
+    """Keep `write` for the transaction's next statement where the engine keeps writes
+    (PostgreSQL), else run it now."""
+    if deferred.keeps(session):
+        deferred.keep(session, write)
         return
-    if not deferred.keeps(session):
-        session_update(session, table, key, rows)
-        return
-    sql, names, converters, params = _driver_update_statement(
-        session.get_bind().dialect, table, key, tuple(rows[0]))
-    values = [_driver_values(row, names, converters, params) for row in rows]
-    deferred.keep(session, sql, values if len(values) > 1 else values[0], many=len(values) > 1)
+    with session_cursor(session) as (cursor, _):
+        deferred.run(cursor, write)
 
 
 def session_store(session: Session, objects: Sequence[Any], *, flush: bool = True,
@@ -418,28 +401,44 @@ _Statement = tuple[str, tuple[str, ...], _Converters, tuple[str, ...] | None]
 _MultiStatement = tuple[str, tuple[tuple[int, str], ...], _Converters, tuple[str, ...] | None]
 
 
-def _driver_run(cursor: Any, statement: _Statement, rows: Sequence[Mapping[str, Any]]) -> int:
+def _insert_write(dialect: Dialect, table: Table, rows: Sequence[Mapping[str, Any]],
+                  skip_conflicts: bool = False) -> deferred.Write:
+    """How `rows` are inserted: a few in one multi-row statement, one or many by the one-row
+    statement (executemany), their values processed as their column types bind them."""
+    if 1 < len(rows) <= MULTI_VALUES:
+        return _multi_write(_driver_multi_statement(
+            dialect, table, tuple(rows[0]), skip_conflicts, len(rows)), rows)
+    return _rows_write(_driver_statement(dialect, table, tuple(rows[0]), skip_conflicts), rows)
+
+
+def _update_write(dialect: Dialect, table: Table, key: str,
+                  rows: Sequence[Mapping[str, Any]]) -> deferred.Write:
+    return _rows_write(_driver_update_statement(dialect, table, key, tuple(rows[0])), rows)
+
+
+def _rows_write(statement: _Statement, rows: Sequence[Mapping[str, Any]]) -> deferred.Write:
     sql, names, converters, params = statement
     values = [_driver_values(row, names, converters, params) for row in rows]
-    if len(values) == 1:
-        cursor.execute(sql, values[0])
-    else:
-        cursor.executemany(sql, values)
-    return int(cursor.rowcount)
+    return (sql, values[0], False) if len(values) == 1 else (sql, values, True)
 
 
-def _driver_run_multi(cursor: Any, statement: _MultiStatement,
-                      rows: Sequence[Mapping[str, Any]]) -> int:
-    cursor.execute(statement[0], _multi_values(statement, rows))
-    return int(cursor.rowcount)
-
-
-def _multi_values(statement: _MultiStatement, rows: Sequence[Mapping[str, Any]]) -> Any:
-    _, slots, converters, params = statement
+def _multi_write(statement: _MultiStatement, rows: Sequence[Mapping[str, Any]]) -> deferred.Write:
+    sql, slots, converters, params = statement
     line = [rows[i][key] for i, key in slots]
     for j, process in converters:
         line[j] = process(line[j])
-    return line if params is None else dict(zip(params, line, strict=True))
+    return sql, line if params is None else dict(zip(params, line, strict=True)), False
+
+
+def _execute(cursor: Any, write: deferred.Write) -> int:
+    deferred.run(cursor, write)
+    return int(cursor.rowcount)
+
+
+def _driver_run(cursor: Any, statement: _Statement, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Run a one-row statement for each of `rows` (`tests/bench/bench_statements.py` times
+    it against `driver_insert`)."""
+    return _execute(cursor, _rows_write(statement, rows))
 
 
 def _driver_values(row: Mapping[str, Any], names: tuple[str, ...], converters: _Converters,

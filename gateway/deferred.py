@@ -25,16 +25,19 @@ from sqlalchemy.orm import Session
 
 _KEPT = "quanlian_kept_writes"
 
+# A write as the driver runs it: its SQL, its processed values, and whether they are many
+# rows' (executemany) or one statement's.
+Write = tuple[str, Any, bool]
+
 
 def keeps(session: Session) -> bool:
     """Whether this session's writes can be kept (PostgreSQL, an engine with `install`)."""
     return getattr(session.get_bind(), "keeps_writes", False)
 
 
-def keep(session: Session, sql: str, values: Any, *, many: bool = False) -> None:
-    """Keep a write (the driver's SQL and its processed values; `many`: a list of rows for
-    executemany) for the transaction's next statement. Only where `keeps(session)`."""
-    session.connection().info.setdefault(_KEPT, []).append((sql, values, many))
+def keep(session: Session, write: Write) -> None:
+    """Keep a write for the transaction's next statement. Only where `keeps(session)`."""
+    session.connection().info.setdefault(_KEPT, []).append(write)
 
 
 def send(connection: Connection) -> None:
@@ -51,11 +54,11 @@ def send(connection: Connection) -> None:
             if len(kept) == 1:
                 # A pipeline's own cost is more than it saves for one statement (README,
                 # Benchmarks: about 100 us more client CPU, and more wall time).
-                _run(cursor, *kept[0])
+                run(cursor, kept[0])
             else:
                 with dbapi.pipeline():
                     for write in kept:
-                        _run(cursor, *write)
+                        run(cursor, write)
         finally:
             cursor.close()
     except dialect.loaded_dbapi.Error as exc:
@@ -63,7 +66,9 @@ def send(connection: Connection) -> None:
                                   dialect=dialect) from exc
 
 
-def _run(cursor: Any, sql: str, values: Any, many: bool) -> None:
+def run(cursor: Any, write: Write) -> None:
+    """Run a write now on a driver cursor."""
+    sql, values, many = write
     if many:
         cursor.executemany(sql, values)
     else:
@@ -84,7 +89,17 @@ def install(engine: Engine) -> None:
     @event.listens_for(engine, "commit")
     def _before_commit(conn: Connection) -> None:
         if _KEPT in conn.info:
-            send(conn)
+            try:
+                send(conn)
+            except BaseException:
+                # A COMMIT that fails ends its transaction, and SQLAlchemy counts on it: the
+                # connection goes back to its pool without a ROLLBACK. No COMMIT was sent here,
+                # so end the failed transaction as one would have.
+                try:
+                    conn.connection.dbapi_connection.rollback()
+                except Exception:
+                    conn.connection.invalidate()  # lost: it must not go back to the pool
+                raise
 
     @event.listens_for(engine, "rollback")
     def _on_rollback(conn: Connection) -> None:

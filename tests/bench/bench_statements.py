@@ -6,8 +6,10 @@ statement built anew per call (as the services build theirs), and through the OR
 (`Session.get`, and `add` + `flush`); and two rows at once, by the driver's executemany and by
 `gateway.bulk.driver_insert` (one multi-row statement); and one row committed by itself, in a transaction of its own
 (`Database.driver_transaction`: BEGIN, INSERT, COMMIT) and as a statement that commits alone
-(`Database.driver_statement`: autocommit on PostgreSQL), as an Idempotency-Key claim is. Client
-CPU is the process's own time (user and system); the database's is not counted.
+(`Database.driver_statement`: autocommit on PostgreSQL), as an Idempotency-Key claim is; and,
+on PostgreSQL, a transaction of one and of four INSERTs and its COMMIT, the INSERTs sent at once
+or kept for the COMMIT (`gateway.deferred`), with the wall time of those too. Client CPU is the
+process's own time (user and system); the database's is not counted.
 
 Run: `python -m tests.bench.bench_statements` (PostgreSQL when QUANLIAN_BENCH_DATABASE_URL is
 set; BENCH_STATEMENTS, default 2000).
@@ -19,11 +21,18 @@ import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 
 from sqlalchemy import BigInteger, String, create_engine, insert, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from gateway.bulk import _driver_run, _driver_statement, driver_insert
+from gateway.bulk import (
+    _driver_run,
+    _driver_statement,
+    driver_insert,
+    session_insert,
+    session_insert_later,
+)
 from gateway.db import Database
 from tests.bench.load import report
 from tests.tools.databases import empty_database_url
@@ -46,6 +55,19 @@ def _cpu_us(work: Callable[[], None]) -> float:
     start = time.process_time()
     work()
     return (time.process_time() - start) / N * 1e6
+
+
+def in_transactions(database: Database, rows: int, kept: bool) -> None:
+    """N transactions of `rows` one-row INSERTs each and a COMMIT, the INSERTs sent at once or
+    kept for the COMMIT (`gateway.bulk.session_insert_later`: alone plainly, several in one
+    pipeline), as a request's last writes are."""
+    write = session_insert_later if kept else session_insert
+    prefix = f"k{rows}{int(kept)}_"
+    for i in range(N):
+        with database.transaction() as session:
+            for j in range(rows):
+                write(session, Row.__table__, [{"id": f"{prefix}{i}_{j}", "amount": i,
+                                                "memo": "m"}])
 
 
 def main() -> None:
@@ -118,13 +140,22 @@ def main() -> None:
                                                                    strict=True))])
         figures["INSERT committed, transaction"] = _cpu_us(lambda: committed(True, "t"))
         figures["INSERT committed, statement"] = _cpu_us(lambda: committed(False, "s"))
+        walls: dict[str, float] = {}
+        if base_url:  # PostgreSQL keeps writes (gateway.deferred); SQLite makes them at once
+            for rows in (1, 4):
+                for kept in (False, True):
+                    name = f"{rows} INSERT + COMMIT, {'kept' if kept else 'at once'}"
+                    start = time.perf_counter()
+                    figures[name] = _cpu_us(partial(in_transactions, database, rows, kept))
+                    walls[name] = (time.perf_counter() - start) / N * 1e6
         database.dispose()
     base = {"INSERT": figures["raw driver INSERT"], "SELECT": figures["raw driver SELECT"]}
     lines = []
     for name, us in figures.items():
         kind = "INSERT" if ("INSERT" in name or "flush" in name) else "SELECT"
         lines.append(f"{name:<30} {us:7.1f} µs client CPU   ratio {us / base[kind]:5.2f} "
-                     f"of the raw driver {kind}")
+                     f"of the raw driver {kind}"
+                     + (f"   {walls[name]:7.1f} µs wall" if name in walls else ""))
     backend = "PostgreSQL" if base_url else "SQLite"
     when = datetime.now(UTC).strftime("%Y-%m-%d")
     report(f"client CPU per statement on {backend}, {N} of each, {when}", lines)

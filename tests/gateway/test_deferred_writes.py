@@ -109,6 +109,28 @@ def test_a_broken_write_fails_the_commit_and_leaves_nothing(boxes: Database):
     assert _all(boxes) == ({}, [])
 
 
+def test_a_commit_refused_for_a_kept_write_leaves_its_connection_ready(boxes: Database):
+    """A request's session is closed, not rolled back, after its commit fails: its connection
+    goes back to the pool ready for the next transaction, whether the broken write was sent
+    alone or in a pipeline with others."""
+    fresh = Database(boxes.url)  # one pooled connection, used again below
+    broken = (ITEMS, [{"id": "i1", "box_id": "nowhere"}])
+    try:
+        for kept in ([broken], [(BOXES, [{"id": "a", "amount": 1}]), broken]):
+            session = fresh.sessions()
+            try:
+                with pytest.raises(IntegrityError):
+                    for table, rows in kept:
+                        session_insert_later(session, table, rows)
+                    session.commit()
+            finally:
+                session.close()
+            with fresh.transaction() as s:
+                assert _amounts(s) == {}
+    finally:
+        fresh.dispose()
+
+
 def test_a_rollback_takes_the_kept_writes_and_leaves_none_behind(boxes: Database):
     fresh = Database(boxes.url)  # one pooled connection, used again below
     try:

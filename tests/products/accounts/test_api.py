@@ -10,7 +10,10 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import select
 
+from gateway import events as events_module
+from gateway.bulk import session_insert_later
 from gateway.clock import SHANGHAI
+from gateway.events import Event
 from gateway.evidence.models import EvidenceEntry
 from products.accounts import service
 from products.accounts.router import router
@@ -109,6 +112,33 @@ def test_a_transfer_and_its_event_are_in_the_evidence_log_with_it(api, seeded, d
     position = {e.id: i for i, e in enumerate(entries)}
     assert position[events[0].id] < position[receipt]
     assert refused.headers["Evidence-Entry"].split(";")[0] in position
+
+
+def test_a_write_refused_at_the_commit_is_a_409_that_moves_no_money_and_frees_the_key(
+        api, seeded, database, monkeypatch):
+    """The transfer's own writes go with the commit on PostgreSQL (`gateway.deferred`), at once
+    on SQLite: a key another request took meanwhile, refused only then, fails the whole call
+    with a problem, and nothing of it lands; the same key then pays, once."""
+    taken = []
+
+    def take_the_events_key(session, event):  # the event's row, stored twice
+        if not taken:
+            taken.append(event.id)
+            session_insert_later(session, Event.__table__, [
+                {c.key: getattr(event, c.key) for c in Event.__table__.columns}])
+
+    monkeypatch.setattr(events_module, "_sinks", [*events_module._sinks, take_the_events_key])
+    body = {"from_account_id": seeded["payer"], "to_account_id": seeded["payee"],
+            "amount": {"amount": "12.34", "currency": "CNY"}}
+    problem(_transfer(api, body, key="pay-kept"), 409, "concurrent_update")
+    assert api.get(f"/v1/accounts/{seeded['payee']}/balances").json()["ledger"]["amount"] == "0.00"
+    assert api.get(f"/v1/accounts/{seeded['payer']}/balances").json()["ledger"]["amount"] == "1000.00"
+    assert api.get("/v1/transfers").json()["data"] == []
+    with database.transaction() as s:
+        assert s.get(Event, taken[0]) is None
+    paid = _transfer(api, body, key="pay-kept")
+    assert paid.status_code == 201 and paid.json()["status"] == "completed", paid.text
+    assert api.get(f"/v1/accounts/{seeded['payee']}/balances").json()["ledger"]["amount"] == "12.34"
 
 
 def test_a_refused_transfer_is_created_as_failed(api, seeded):
