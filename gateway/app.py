@@ -68,6 +68,18 @@ Errors are RFC 9457 problem details with a stable `code`.
 """
 
 
+def api_description() -> str:
+    """The API's description, with the sandbox's magic values (their one table each)."""
+    from products.accounts import magic
+    from products.payroll import receiving
+
+    return (API_DESCRIPTION
+            + "\n## Sandbox magic values\n\nIn sandbox tenants only, these inputs force an "
+              "outcome, so that every path can be tried. Payments (transfers, collection "
+              "debits and payouts, payroll items):\n\n" + magic.markdown(magic.table())
+            + "\n\nPayroll items:\n\n" + magic.markdown(receiving.table()) + "\n")
+
+
 def import_models() -> None:
     for name in MODEL_MODULES:
         importlib.import_module(name)
@@ -108,7 +120,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app = FastAPI(
         title="Quanlian API",
         version="1.0.0",
-        description=API_DESCRIPTION,
+        description=api_description(),
         lifespan=lifespan,
         dependencies=[Depends(admission.admit)],
         generate_unique_id_function=_operation_id,

@@ -16,7 +16,7 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import NoResultFound
+from sqlalchemy.exc import NoResultFound, StatementError
 from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -168,6 +168,10 @@ def database_problem(exc: BaseException, database: Any = None) -> Problem | None
     if isinstance(exc, StaleDataError | ObjectDeletedError | NoResultFound):
         return concurrent_update()
     orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, OverflowError):
+        # Raised while a value was bound (SQLAlchemy wraps it in a StatementError): a date
+        # that leaves the calendar when turned to UTC, as 0001-01-01T00:00+01:00 does.
+        return _out_of_range()
     if isinstance(orig, psycopg.DataError | sqlite3.DataError) and "NUL (0x00)" in str(orig):
         # PostgreSQL's text cannot hold U+0000 (refused unsent; SQLite refuses it alike,
         # gateway.db.NUL_MESSAGE).
@@ -314,6 +318,7 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("out-of-range input", exc_info=exc, extra={"request_id": rid})
         return problem_response(_out_of_range(), rid)
 
+    @app.exception_handler(StatementError)  # DBAPIError's base: a value that failed to bind
     @app.exception_handler(DBAPIError)
     @app.exception_handler(psycopg.Error)
     @app.exception_handler(sqlite3.Error)

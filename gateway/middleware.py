@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 import anyio
-from sqlalchemy.exc import DBAPIError, NoResultFound
+from sqlalchemy.exc import NoResultFound, StatementError
 from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -83,7 +83,7 @@ def _commit(app: Any, st: dict[str, Any], session: Any, record: CallRecord,
         if entry is not None:
             recorder.add(session, entry)
         session.commit()
-    except (DBAPIError, StaleDataError, ObjectDeletedError, NoResultFound) as exc:
+    except (StatementError, StaleDataError, ObjectDeletedError, NoResultFound) as exc:
         errlog.warning("commit failed: %s", exc.__class__.__name__,
                        extra={"request_id": record.request_id})
         raise (database_problem(exc, app.state.database) or concurrent_update()) from None

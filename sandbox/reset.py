@@ -3,7 +3,9 @@
 Generic over the schema: every table with a `tenant_id` column is cleared for the tenant, in
 reverse dependency order; a child table without `tenant_id` is cleared through its foreign key.
 The evidence log and the events history are append-only and never deleted; the tenant's
-partner, clients and webhook configuration are kept.
+partner, clients and webhook configuration are kept. The answers kept for the clients'
+`Idempotency-Key`s are forgotten: they name data that no longer exists, so a request sent again
+after a reset runs against the new seed instead of replaying a resource that is gone.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from sqlalchemy import Table, delete, select
 from sqlalchemy.orm import Session
 
 from gateway.db import Base
+from gateway.idempotency import IdempotencyRecord
+from gateway.oauth.models import OAuthClient
 from gateway.tenancy import reset_clock
 from sandbox.seed import seed_tenant
 
@@ -47,8 +51,17 @@ def clear_tenant(session: Session, tenant_id: str) -> int:
     return deleted
 
 
+def forget_idempotency_keys(session: Session, tenant_id: str) -> int:
+    """The tenant's clients' completed keys (a key still in progress, as the reset's own is,
+    is left to its request)."""
+    clients = select(OAuthClient.id).where(OAuthClient.tenant_id == tenant_id)
+    result = session.execute(delete(IdempotencyRecord).where(
+        IdempotencyRecord.client_id.in_(clients), IdempotencyRecord.state == "completed"))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def reset_sandbox(session: Session, tenant_id: str) -> tuple[int, dict[str, Any]]:
     """Clear a tenant's business data, put its clock back on real time and seed it again."""
-    deleted = clear_tenant(session, tenant_id)
+    deleted = clear_tenant(session, tenant_id) + forget_idempotency_keys(session, tenant_id)
     reset_clock(session, tenant_id)
     return deleted, seed_tenant(session, tenant_id)

@@ -93,3 +93,14 @@ def table() -> list[dict[str, str]]:
                  "outcome": "failed", "failure_code": "name_mismatch",
                  "description": "Paying this owner by name fails the name check."})
     return rows
+
+
+def markdown(rows: list[dict[str, str]]) -> str:
+    """Rows of a magic-value table (`table()`, payroll's) as a Markdown table, for the API's
+    own documentation: the same rows the sandbox's sign-up returns, written once."""
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(c.replace("_", " ") for c in columns) + " |",
+             "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(row[c].replace("|", "\\|") for c in columns) + " |"
+              for row in rows]
+    return "\n".join(lines)

@@ -18,14 +18,14 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import Depends, Query
+from fastapi import Depends, Header, Query
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
 from gateway.auth import require_scope
 from gateway.clock import start_of_business_day, to_rfc3339
 from gateway.db import get_session
-from gateway.errors import error_responses
+from gateway.errors import ValidationFailed, error_responses
 from gateway.idempotency import idempotency
 from gateway.money import format_fen
 from gateway.routing import Router
@@ -141,25 +141,51 @@ def _statement_csv(statement: Statement) -> Iterator[str]:
     yield flush()
 
 
+def _statement_as_csv(format: str | None, accept: str) -> bool:
+    """CSV, the statement's own form (对账单), unless JSON is asked for: by `format=json`, or
+    by an Accept header that names application/json before (or without) text/csv."""
+    if format is not None:
+        return format == "csv"
+    accept = accept.lower()
+    json_at, csv_at = accept.find("application/json"), accept.find("text/csv")
+    return json_at < 0 or 0 <= csv_at < json_at
+
+
 @accounts.get("/{account_id}/statement", response_model=StatementOut,
-              summary="Get an account statement (对账单) for business dates, as JSON or CSV",
+              summary="Get an account statement (对账单) for business dates, as CSV or JSON",
+              description="The business days `from` to `to` (Asia/Shanghai), inclusive, with the "
+                          "opening and closing balance and every transaction between. CSV by "
+                          "default; JSON with `format=json` or `Accept: application/json`.",
               responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
                                "description": "The statement"}, **error_responses(404)})
 def get_account_statement(
         account_id: str, principal: Reader, session: SessionDep,
-        start_date: Annotated[date, Query(description="First business day (Asia/Shanghai)")],
-        end_date: Annotated[date, Query(description="Last business day, inclusive")],
-        format: Literal["json", "csv"] = "json",
+        start: Annotated[date | None, Query(
+            alias="from", description="First business day (Asia/Shanghai); required")] = None,
+        end: Annotated[date | None, Query(
+            alias="to", description="Last business day, inclusive; required")] = None,
+        start_date: Annotated[date | None, Query(
+            deprecated=True, description="The former name of `from`")] = None,
+        end_date: Annotated[date | None, Query(
+            deprecated=True, description="The former name of `to`")] = None,
+        format: Literal["csv", "json"] | None = None,
+        accept: Annotated[str, Header(include_in_schema=False)] = "",
 ) -> Response | StatementOut:
-    if end_date < start_date or (end_date - start_date).days >= MAX_STATEMENT_DAYS:
+    start, end = start or start_date, end or end_date
+    missing = [{"field": f"query.{name}", "message": "a business day (YYYY-MM-DD) is required"}
+               for name, value in (("from", start), ("to", end)) if value is None]
+    if missing or start is None or end is None:
+        raise ValidationFailed("A statement needs `from` and `to`, two business days.",
+                               errors=missing)
+    if end < start or (end - start).days >= MAX_STATEMENT_DAYS:
         raise InvalidPeriod(f"A statement covers 1 to {MAX_STATEMENT_DAYS} business days, "
-                            "start_date to end_date inclusive.")
+                            "`from` to `to` inclusive.")
     _visible(session, principal, account_id)
     statement = service.get_core_banking().statement(
-        session, principal.tenant_id, account_id, start_of_business_day(start_date),
-        start_of_business_day(end_date + timedelta(days=1)))
-    if format == "csv":
-        filename = f"statement-{account_id}-{start_date.isoformat()}-{end_date.isoformat()}.csv"
+        session, principal.tenant_id, account_id, start_of_business_day(start),
+        start_of_business_day(end + timedelta(days=1)))
+    if _statement_as_csv(format, accept):
+        filename = f"statement-{account_id}-{start.isoformat()}-{end.isoformat()}.csv"
         return StreamingResponse(_statement_csv(statement), media_type="text/csv; charset=utf-8",
                                  headers={"Content-Disposition": f'attachment; filename="{filename}"'})
     return StatementOut.from_record(statement)

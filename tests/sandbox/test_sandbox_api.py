@@ -131,3 +131,41 @@ def test_signup_seeds_accounts_and_reset_restores_them(http):
     assert pc.post("/sandbox/v1/reset").status_code == 200
     again = pc.get("/v1/accounts?limit=100").json()["data"]
     assert len(again) == len(accounts)
+
+
+def test_the_magic_values_are_in_the_api_docs(http):
+    """A developer reading /docs (or the OpenAPI document) finds every magic value."""
+    from products.accounts.magic import MAGIC_ACCOUNT_SUFFIXES, MAGIC_AMOUNTS
+
+    described = http.get("/openapi.json").json()["info"]["description"]
+    assert "Sandbox magic values" in described
+    for magic in MAGIC_AMOUNTS.values():
+        assert f"amount {magic.amount} |" in described and magic.failure_code in described
+    for suffix in MAGIC_ACCOUNT_SUFFIXES:
+        assert f"ending {suffix}" in described
+    assert "户名不符" in described and "退票" in described
+
+
+def test_a_key_used_before_a_reset_runs_again_after_it(http):
+    """A reset forgets the answers kept for Idempotency-Keys: the transfer they name is gone,
+    so sending the same request again pays against the new seed instead of replaying it."""
+    body = signup(http).json()
+    pc = PartnerClient(http=http, client_id=body["client_id"], partner_id=body["partner_id"],
+                       tenant_id=body["tenant_id"], secret=body["client_secret"])
+
+    def pay():  # type: ignore[no-untyped-def]
+        accounts = pc.get("/v1/accounts?limit=100").json()["data"]
+        by_label = {a["label"]: a["id"] for a in accounts}
+        return pc.post("/v1/transfers", {
+            "from_account_id": by_label["operating"], "to_account_id": by_label["supplier"],
+            "amount": {"amount": "12.34", "currency": "CNY"}}, idempotency_key="pay-invoice-1")
+
+    first = pay()
+    assert first.status_code == 201 and first.json()["status"] == "completed", first.text
+    assert pay().headers.get("idempotent-replayed") == "true"  # before the reset: a replay
+    assert pc.post("/sandbox/v1/reset").status_code == 200
+    again = pay()
+    assert again.status_code == 201 and again.json()["status"] == "completed", again.text
+    assert again.headers.get("idempotent-replayed") != "true"
+    assert again.json()["id"] != first.json()["id"]
+    assert pc.get(f"/v1/transfers/{again.json()['id']}").status_code == 200

@@ -198,16 +198,35 @@ def test_transactions_and_statements(api, seeded, database):
         today = service.get_core_banking().balance(s, api.tenant_id, seeded["payee"]).as_of
     day = today.astimezone(SHANGHAI).date()
     # A day either side: the test may run across a Shanghai midnight.
-    url = (f"/v1/accounts/{seeded['payee']}/statement?start_date={day - timedelta(days=1)}"
-           f"&end_date={day + timedelta(days=1)}")
-    st = api.get(url).json()
-    assert (st["opening_balance"]["amount"], st["closing_balance"]["amount"]) == ("0.00", "6.00")
-    assert st["total_credits"]["amount"] == "6.00" and len(st["transactions"]) == 3
-    r = api.get(url + "&format=csv")
+    base = f"/v1/accounts/{seeded['payee']}/statement"
+    url = f"{base}?from={day - timedelta(days=1)}&to={day + timedelta(days=1)}"
+    r = api.get(url)  # CSV unless JSON is asked for
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert "attachment" in r.headers["content-disposition"]
     rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
     assert rows[0][0] == "type" and rows[1][0] == "opening_balance" and rows[-1][0] == "closing_balance"
+    assert (rows[1][5], rows[-1][5]) == ("0.00", "6.00")
     assert [row[4] for row in rows[2:-1]] == ["1.00", "2.00", "3.00"]
     assert all(row[-1] == "'=SUM(A1)" for row in rows[2:-1])  # no formula injection
-    problem(api.get(f"/v1/accounts/{seeded['payee']}/statement?start_date={day}"
-                    f"&end_date={date(2020, 1, 1).isoformat()}"), 422, "invalid_period")
+    assert api.get(url, headers={"Accept": "text/csv, application/json"}).headers[
+        "content-type"].startswith("text/csv")
+    for asked, headers in ((url + "&format=json", {}), (url, {"Accept": "application/json"})):
+        st = api.get(asked, headers=headers).json()
+        assert (st["opening_balance"]["amount"], st["closing_balance"]["amount"]) == ("0.00", "6.00")
+        assert st["total_credits"]["amount"] == "6.00" and len(st["transactions"]) == 3
+    # The former parameter names still answer the same statement.
+    former = api.get(f"{base}?start_date={day - timedelta(days=1)}"
+                     f"&end_date={day + timedelta(days=1)}&format=json").json()
+    assert former["closing_balance"]["amount"] == "6.00"
+    missing = problem(api.get(f"{base}?from={day}"), 422, "validation_failed")
+    assert [e["field"] for e in missing["errors"]] == ["query.to"]
+    problem(api.get(f"{base}?from={day}&to={date(2020, 1, 1).isoformat()}"), 422,
+            "invalid_period")
+
+
+def test_a_date_beyond_the_calendar_in_utc_is_a_422_not_a_500(api, seeded):
+    """0001-01-01 at +01:00 and 9999-12-31 at -01:00 leave the calendar when turned to UTC."""
+    base = f"/v1/accounts/{seeded['payee']}/transactions"
+    for query in ("from=0001-01-01T00:00:00%2B01:00", "to=9999-12-31T23:59:59-01:00"):
+        body = problem(api.get(f"{base}?{query}"), 422, "value_out_of_range")
+        assert "Traceback" not in str(body)
