@@ -46,14 +46,17 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
 
     import uvicorn
 
+    if not worker:
+        # Before the settings are first read: they are read once per process and kept, and
+        # the app reads them in this process (one worker) or in uvicorn's (which inherit it).
+        os.environ["QUANLIAN_RUN_WORKER"] = "false"
+        get_settings.cache_clear()
     db_upgrade()
     settings = get_settings()
     if settings.seed_demo:
         from sandbox.demo import ensure_demo, quickstart
 
         typer.echo(quickstart(settings, ensure_demo(settings)))
-    if not worker:
-        os.environ["QUANLIAN_RUN_WORKER"] = "false"
     uvicorn.run("gateway.asgi:app", host=host, port=port, workers=workers,
                 proxy_headers=True, access_log=False, log_level="warning")
 
