@@ -30,6 +30,10 @@ class Settings(BaseSettings):
                                        description="Token endpoint limits per address")
     public_endpoint_limits: str = Field("5/minute;100/day",
                                         description="Unauthenticated sign-up/application limits per address")
+    checkout_rate_limit: str = Field(
+        "60/minute;2000/day",
+        description="Payments submitted at the hosted checkout per address (many payers may share "
+                    "one address; each order also locks after its own failed logins)")
     console_login_failure_limits: str = Field(
         "20/15 minutes;100/day",
         description="Failed console logins per address before the address is refused for the "

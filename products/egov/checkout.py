@@ -15,9 +15,12 @@ same token, so a forged cross-site form cannot name an order it does not know.
 from __future__ import annotations
 
 import json
+import math
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -25,17 +28,18 @@ from urllib.parse import urlencode
 import jinja2
 from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from limits import RateLimitItem, parse_many
+from slowapi.util import get_remote_address
 from sqlalchemy.orm import Session
 
 from gateway.clock import SHANGHAI, to_rfc3339
 from gateway.db import get_session, read_only, request_session
-from gateway.errors import Problem
+from gateway.errors import Problem, TooManyRequests
 from gateway.money import format_fen
-from gateway.ratelimit import rate_limit_public
 from gateway.routing import Router
 from gateway.tenancy import Tenant, clock_for
 from products.egov import receipts, service
-from products.egov.errors import CheckoutNotFound, PayerLoginUnavailable
+from products.egov.errors import CheckoutNotFound, PayerLoginUnavailable, ReturnUrlNotRegistered
 from products.egov.models import EgovPortal, PaymentOrder
 from products.egov.receipt_pdf import qr_png
 from products.egov.signing import sign_result
@@ -63,7 +67,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "not_found_hint": "链接无效或已失效，请返回办事页面重新发起。",
         "verify_title": "缴款凭证核验", "verify_ok": "凭证真实有效", "evidence": "存证编号",
         "error_generic": "支付未成功，请重试。", "unavailable": "暂不支持在线支付",
-        "attempts_left": "还可尝试 {n} 次。",
+        "attempts_left": "还可尝试 {n} 次。", "too_many": "操作过于频繁",
+        "too_many_hint": "当前网络提交的缴费请求过多，请约 {n} 秒后再试。",
     },
     "en": {
         "html_lang": "en", "title": "Government payment", "other_lang": "中文", "other_lang_code": "zh-CN",
@@ -91,6 +96,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "verify_title": "Receipt verification", "verify_ok": "This receipt is genuine",
         "evidence": "Evidence entry", "error_generic": "The payment did not go through; try again.",
         "unavailable": "Online payment is not available", "attempts_left": "{n} attempt(s) left.",
+        "too_many": "Too many payment attempts",
+        "too_many_hint": "Too many payments were submitted from your network; try again in about "
+                         "{n} seconds.",
     },
 }
 
@@ -148,13 +156,25 @@ def _not_found(lang: str) -> HTMLResponse:
                    message=t["not_found_hint"], other_lang_url=None)
 
 
+def _return_link(order: PaymentOrder, portal: EgovPortal | None, token: str) -> str | None:
+    """The link back to return_url with the signed result, only while its origin is still one of
+    the portal's: an origin the portal removed is no longer vouched for (it may have changed
+    hands), so the payer and the result are not sent there; the page shows the outcome alone."""
+    if portal is None:
+        return None
+    try:
+        service.check_return_url(portal, order.return_url)
+    except ReturnUrlNotRegistered:
+        return None
+    return service.with_result(order.return_url, token)
+
+
 def _result_page(request: Request, session: Session, order: PaymentOrder, portal: EgovPortal | None,
                  lang: str) -> HTMLResponse:
     t = STRINGS[lang]
-    now = clock_for(session, order.tenant_id).now()
     token = sign_result(order, request.app.state.keys.active_signing_key, issuer=_issuer(request),
-                        audience=order.created_by, now=now)
-    return_href = service.with_result(order.return_url, token)
+                        audience=order.created_by)
+    return_href = _return_link(order, portal, token)
     targets = []
     first = service.origin_of(order.return_url)
     registered = list(portal.origins) if portal is not None else []
@@ -239,12 +259,54 @@ def _back(token: str, lang: str, error: str | None = None) -> RedirectResponse:
     return RedirectResponse(f"/checkout/{token}{suffix}", status_code=303)
 
 
-@router.post("/{token}/pay", dependencies=[Depends(rate_limit_public("egov_checkout"))])
+@lru_cache(maxsize=8)
+def _checkout_limits(spec: str) -> tuple[RateLimitItem, ...]:
+    return tuple(parse_many(spec))
+
+
+def _checkout_wait(request: Request) -> int | None:
+    """Count a payment submitted from this address against QUANLIAN_CHECKOUT_RATE_LIMIT (in the
+    platform limiter's storage, so it holds across processes with Redis); the seconds to wait
+    when the address used up a window, else None. Its own bucket and a more generous limit than
+    sign-up: the payers of a whole office or campus may share one address, and guessing a
+    password is bounded by each order's own lockout (service.MAX_FAILED_ATTEMPTS)."""
+    strategy = request.app.state.rate_limiter.strategy
+    identity = ("egov_checkout", get_remote_address(request))
+    for item in _checkout_limits(request.app.state.settings.checkout_rate_limit):
+        if not strategy.hit(item, *identity):
+            reset = strategy.get_window_stats(item, *identity).reset_time
+            return max(1, math.ceil(reset - time.time()))
+    return None
+
+
+def _too_many(request: Request, token: str, lang: str, wait: int) -> Response:
+    """A payer's browser gets the checkout's own page (framable by the portal, as the checkout
+    is); any other client the platform's 429 problem."""
+    headers = {"Retry-After": str(wait)}
+    if "text/html" not in request.headers.get("accept", ""):
+        raise TooManyRequests(f"Too many checkout payments from this address; retry after {wait} s.",
+                              headers=headers)
+    with _reading(request) as reader:
+        try:
+            _, _, portal = service.checkout_by_token(reader, token)
+        except Problem:
+            portal = None
+    t = STRINGS[lang]
+    page = _render("message.html", status=429, t=t, lang=lang, portal=portal, headline=t["too_many"],
+                   message=t["too_many_hint"].format(n=wait), other_lang_url=None)
+    page.headers.update(headers)
+    return page
+
+
+@router.post("/{token}/pay")
 def checkout_pay(token: str, request: Request, method: str = Form("bank_account", max_length=16),
                  account_number: str = Form("", max_length=40), password: str = Form("", max_length=40),
                  lang: str = Form("zh", max_length=5),
                  session: Session = Depends(get_session)) -> Response:
     lang = _lang(lang)
+    wait = _checkout_wait(request)
+    if wait is not None:
+        return _too_many(request, token, lang, wait)
     try:
         outcome = service.pay(session, token, method=method, account_number=account_number,
                               password=password, issuer=_issuer(request))

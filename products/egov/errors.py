@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
+from gateway.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, ValidationFailed
 from products.accounts.errors import DebitNotAuthorized
 
 # --- portal and payment orders ------------------------------------------------------------
@@ -53,6 +53,10 @@ class PayerLoginUnavailable(ServiceUnavailable):
 
 class RegulatorNotRecognised(ValidationFailed):
     code, title = "regulator_not_recognised", "Not a recognised fund regulator"
+
+
+class SupervisionWithdrawn(Forbidden):
+    code, title = "supervision_withdrawn", "No longer a recognised regulator of this kind of scheme"
 
 
 class EscrowSchemeNotFound(NotFound):

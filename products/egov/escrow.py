@@ -12,11 +12,13 @@ Kinds and what their policy allows:
 - court_funds (案款): a sub-account per case; released to whom a court order names; beyond the
   policy: more than the case holds, or no court order.
 
-A release needs the scheme regulator's approval (two, by two different regulator users, when
-the policy says so). A refund goes back to an account that deposited the money (原路退回) and is
-approved by the policy itself, except for court funds, where every movement needs the court.
-On a bid award, every losing bidder gets such a refund, due within the policy's refund days;
-the `egov.escrow_refunds` job pays them.
+Every instruction that moves money out (a release or a refund) needs the scheme's required
+approvals (one, or two by two different regulator users: two different OAuth clients of the
+regulator partner). A refund goes back only to an account that deposited the money (原路退回),
+never more than it paid in; court funds move only by a court order. The one exception to the
+approvals is the refund of a losing bidder after an award: the issue makes it automatic, due
+within the policy's refund days, and the `egov.escrow_refunds` job pays it. `_authorised` is
+that rule, checked by the regulator's decision and again by the debit guard.
 
 Each sub-account is a virtual ledger account restricted by `ledger.ESCROW_RESTRICTION`, as is
 the scheme's escrow account: the ledger refuses any debit of them, whichever product asks,
@@ -61,6 +63,7 @@ from products.egov.errors import (
     ReleaseInstructionNotFound,
     ReleaseNotAllowed,
     SchemeNotActive,
+    SupervisionWithdrawn,
 )
 from products.egov.models import (
     EscrowDeposit,
@@ -88,11 +91,13 @@ def regulator_view(row: EscrowRegulator) -> dict[str, Any]:
 
 
 def register_regulator(session: Session, *, body: RegulatorIn, actor: str, now: datetime,
-                       tenant_id: str) -> EscrowRegulator:
-    """Recognise a government partner as a fund regulator for some scheme kinds (or update it)."""
+                       tenant_id: str) -> tuple[EscrowRegulator, bool]:
+    """Recognise a government partner as a fund regulator for some scheme kinds (or update it);
+    also answers whether the registration is new."""
     if session.get(Partner, body.partner_id) is None:
         raise RegulatorNotRecognised(f"No partner {body.partner_id}.", code="partner_not_found")
     row = session.get(EscrowRegulator, body.partner_id, with_for_update=True, populate_existing=True)
+    created = row is None
     if row is None:
         row = EscrowRegulator(partner_id=body.partner_id, created_at=now)
         session.add(row)
@@ -103,7 +108,7 @@ def register_regulator(session: Session, *, body: RegulatorIn, actor: str, now: 
     publish(session, tenant_id=tenant_id, type="egov_regulator.registered",
             resource_type="egov_regulator", resource_id=row.partner_id, data=regulator_view(row),
             actor=actor, at=now)
-    return row
+    return row, created
 
 
 def list_regulators(session: Session, *, limit: int,
@@ -184,6 +189,7 @@ def instruction_view(session: Session, ins: ReleaseInstruction) -> dict[str, Any
             "reason": ins.reason, "status": ins.status, "required_approvals": ins.required_approvals,
             "approved_by_policy": ins.approved_by_policy,
             "approvals": [{"approver_id": a.approver_id, "approver_name": a.approver_name,
+                           "client_id": a.client_id,
                            "decision": a.decision, "comment": a.comment,
                            "created_at": to_rfc3339(a.created_at)}
                           for a in _approvals(session, ins.id)],
@@ -229,8 +235,7 @@ def create_scheme(session: Session, *, tenant_id: str, environment: str, actor: 
                   body: SchemeIn) -> EscrowScheme:
     """Open a scheme: its escrow account (restricted) and its release policy."""
     kind = body.policy.kind
-    regulator = session.get(EscrowRegulator, body.regulator_partner_id)
-    if regulator is None or kind not in regulator.kinds:
+    if not _recognised(session, body.regulator_partner_id, kind):
         raise RegulatorNotRecognised(f"Partner {body.regulator_partner_id} is not a recognised "
                                      f"regulator of {kind} schemes.")
     if kind != "court_funds" and body.beneficiary_account_id is None:
@@ -269,6 +274,13 @@ def get_scheme(session: Session, tenant_id: str, scheme_id: str, *, lock: bool =
     if scheme is None:
         raise EscrowSchemeNotFound(f"No escrow scheme {scheme_id}.")
     return scheme
+
+
+def _recognised(session: Session, partner_id: str, kind: str) -> bool:
+    """Whether the bank currently recognises the partner as a regulator of this kind of scheme
+    (operations may narrow or withdraw the recognition at any time)."""
+    regulator = session.get(EscrowRegulator, partner_id)
+    return regulator is not None and kind in regulator.kinds
 
 
 def supervised_scheme(session: Session, principal: Principal, scheme_id: str) -> EscrowScheme:
@@ -470,6 +482,11 @@ def _milestone_cap(terms: dict[str, Any], share_percent: str) -> int:
     return int(cap.to_integral_value(rounding=ROUND_DOWN))
 
 
+def _required(scheme: EscrowScheme) -> int:
+    """Approvals every instruction of the scheme needs (award refunds aside, see `award`)."""
+    return int(scheme.policy["required_approvals"])
+
+
 @dataclass
 class _Plan:
     amount_fen: int
@@ -482,7 +499,7 @@ class _Plan:
 def _plan_release(session: Session, scheme: EscrowScheme, sub: EscrowSubAccount,
                   body: InstructionIn) -> _Plan:
     policy = scheme.policy
-    required = int(policy["required_approvals"])
+    required = _required(scheme)
     kind = scheme.kind
     if kind == "tuition":
         if body.classes is None:
@@ -578,14 +595,15 @@ def _plan_refund(session: Session, scheme: EscrowScheme, sub: EscrowSubAccount,
                                    errors=[{"field": "body.court_order", "message": "required"}])
         basis["court_order"] = {"number": body.court_order.number,
                                 "issued_on": body.court_order.issued_on.isoformat()}
-        return _Plan(body.amount.fen, destination, basis, int(scheme.policy["required_approvals"]), False)
-    return _Plan(body.amount.fen, destination, basis, 0, True)
+    # Money leaving escrow needs the regulator, a refund too: the depositing account may be the
+    # operator's own (a developer paying in buyers' money), and a refund must not sidestep the caps.
+    return _Plan(body.amount.fen, destination, basis, _required(scheme), False)
 
 
 def create_instruction(session: Session, scheme: EscrowScheme, body: InstructionIn, *,
                        actor: str) -> ReleaseInstruction:
-    """Ask to move money out of a sub-account. Checked against the policy now and again when it
-    executes; a refund to the depositor is approved by the policy and executes at once."""
+    """Ask to move money out of a sub-account. Checked against the policy now; it waits for the
+    regulator's approval(s) and executes with the last one."""
     _active(scheme)
     sub = get_sub_account(session, scheme, body.sub_account_id, lock=True)
     if sub.status not in ("open", "awarded", "lost"):
@@ -731,16 +749,54 @@ def cancel_instruction(session: Session, scheme: EscrowScheme, instruction_id: s
     return ins
 
 
+def _approvers(session: Session, instruction_id: str) -> int:
+    """Distinct regulator users (OAuth clients) that approved: the approver_id a caller sends is
+    only a label, so it cannot make one user count twice."""
+    return int(session.scalar(select(func.count(func.distinct(ReleaseApproval.client_id))).where(
+        ReleaseApproval.instruction_id == instruction_id, ReleaseApproval.decision == "approve")) or 0)
+
+
+def _authorised(session: Session, ins: ReleaseInstruction) -> bool:
+    """Whether money may leave escrow for this instruction: the scheme's approvals by distinct
+    regulator users, or a losing bidder's automatic refund after an award (nothing else)."""
+    if ins.approved_by_policy:
+        return ins.kind == "refund" and "award" in ins.basis and "refund_to_depositor" in ins.basis
+    return ins.required_approvals >= 1 and _approvers(session, ins.id) >= ins.required_approvals
+
+
+def _check_first_decision(session: Session, principal: Principal, ins: ReleaseInstruction,
+                          body: DecisionIn) -> None:
+    """One decision per regulator user, the user being the authenticated client (caller under
+    the instruction's lock, so two concurrent decisions of one client cannot both pass)."""
+    mine = session.scalars(select(ReleaseApproval).where(
+        ReleaseApproval.instruction_id == ins.id, ReleaseApproval.client_id == principal.client_id)).first()
+    if mine is not None:
+        raise DuplicateApprover(
+            f"Your credential (client {principal.client_id}) already decided on {ins.id} as "
+            f"{mine.approver_id!r}; a second approval must come from another regulator user, "
+            "signed in with their own client credential.", extra={"client_id": principal.client_id})
+    if session.get(ReleaseApproval, (ins.id, body.approver_id)) is not None:
+        raise DuplicateApprover(f"approver_id {body.approver_id!r} is already used on {ins.id}; "
+                                "each regulator user signs with their own label.",
+                                extra={"approver_id": body.approver_id})
+
+
+def _check_still_recognised(session: Session, principal: Principal, scheme: EscrowScheme) -> None:
+    if not _recognised(session, principal.partner_id, scheme.kind):
+        raise SupervisionWithdrawn(f"The bank no longer recognises you as a regulator of "
+                                   f"{scheme.kind} schemes: you cannot decide on {scheme.id}'s "
+                                   "instructions.", extra={"scheme_id": scheme.id, "kind": scheme.kind})
+
+
 def decide(session: Session, principal: Principal, instruction_id: str,
            body: DecisionIn) -> ReleaseInstruction:
     """A regulator user's approval or rejection; the last approval needed executes the release."""
     scheme, ins = supervised_instruction(session, principal, instruction_id)
+    _check_still_recognised(session, principal, scheme)
     ins = get_instruction(session, scheme, instruction_id, lock=True)
     if ins.status != "pending_approval":
         check_instruction(ins.status, "approved", action="decided")
-    if session.get(ReleaseApproval, (ins.id, body.approver_id)) is not None:
-        raise DuplicateApprover(f"Regulator user {body.approver_id} has already decided on {ins.id}; "
-                                "a second approval must come from another user.")
+    _check_first_decision(session, principal, ins, body)
     now = clock_for(session, scheme.tenant_id).now()
     actor = f"{principal.client_id}/{body.approver_id}"[:80]
     session.add(ReleaseApproval(instruction_id=ins.id, approver_id=body.approver_id,
@@ -756,9 +812,7 @@ def decide(session: Session, principal: Principal, instruction_id: str,
         session.flush()
         _publish_instruction(session, ins, "release_instruction.rejected", actor, now)
         return ins
-    approvals = session.scalar(select(func.count()).select_from(ReleaseApproval).where(
-        ReleaseApproval.instruction_id == ins.id, ReleaseApproval.decision == "approve"))
-    if int(approvals or 0) < ins.required_approvals:
+    if not _authorised(session, ins):
         return ins
     sub = session.scalars(select(EscrowSubAccount).where(EscrowSubAccount.id == ins.sub_account_id)
                           .with_for_update().execution_options(populate_existing=True)).one()
@@ -808,6 +862,8 @@ def award(session: Session, scheme: EscrowScheme, winner_id: str, *, actor: str)
         session.flush()
         _publish_sub(session, sub, "escrow_sub_account.lost", actor, now)
         for destination, amount in sorted(_refundable(session, sub).items()):
+            # The one instruction approved by the policy itself: the issue makes a losing bid's
+            # refund automatic, to the bidder that paid it (`_authorised` knows it by its basis).
             _new_instruction(session, scheme, sub,
                              _Plan(amount, destination, {"refund_to_depositor": destination,
                                                          "award": winner.id}, 0, True),
@@ -818,7 +874,9 @@ def award(session: Session, scheme: EscrowScheme, winner_id: str, *, actor: str)
 
 def withdraw(session: Session, scheme: EscrowScheme, sub_id: str, *, actor: str,
              reason: str) -> EscrowSubAccount:
-    """A student leaves: the unconsumed tuition goes back to whoever paid it, at once."""
+    """A student leaves: refunds of the unconsumed tuition to whoever paid it are instructed; they
+    wait for the regulator like any other money leaving escrow, and the sub-account is withdrawn
+    when the last one executes (at once when nothing is left to refund)."""
     if scheme.kind != "tuition":
         raise ReleaseNotAllowed("Only a tuition sub-account is withdrawn from.", code="not_tuition")
     sub = get_sub_account(session, scheme, sub_id, lock=True)
@@ -836,10 +894,10 @@ def withdraw(session: Session, scheme: EscrowScheme, sub_id: str, *, actor: str,
         remaining -= part
         _new_instruction(session, scheme, sub,
                          _Plan(part, destination, {"refund_to_depositor": destination, "withdrawal": True},
-                               0, True),
+                               _required(scheme), False),
                          kind="refund", reason=reason or "学员退学退费 (withdrawal refund)", actor=actor,
                          now=now, execute_now=True)
-    if sub.status == "open":  # nothing to refund, or the last refund did not settle it
+    if sub.status == "open":  # nothing to refund: settle it now
         if _sub_balance(sub) == 0:
             check_sub_account(sub.status, "withdrawn", action="withdrawn")
             sub.status = "withdrawn"
@@ -884,7 +942,7 @@ def guard(session: Session, account: Account, context: DebitContext) -> None:
         raise refused
     ins = session.scalars(select(ReleaseInstruction).where(
         ReleaseInstruction.id == ins_id, ReleaseInstruction.tenant_id == context.tenant_id)).first()
-    if ins is None or ins.status != "approved":
+    if ins is None or ins.status != "approved" or not _authorised(session, ins):
         raise refused
     sub_account_id = session.scalar(select(EscrowSubAccount.ledger_account_id)
                                     .where(EscrowSubAccount.id == ins.sub_account_id))

@@ -111,8 +111,25 @@ def _local(rfc3339: str) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") + " (北京时间)"
 
 
+# Courier 7.5 pt characters (4.5 pt each) that fit between the page's 56 pt margins.
+MONO_COLUMNS = 107
+
+
 def _wrap(text: str, width: int) -> list[str]:
     return [text[i:i + width] for i in range(0, len(text), width)] or [""]
+
+
+def _fit(text: str, font: str, size: float, max_width: float) -> list[str]:
+    """Break text into lines no wider than max_width points, measured in the font (Chinese has
+    no spaces to break at, so any character may start a line)."""
+    lines: list[str] = []
+    line = ""
+    for char in text:
+        if line and pdfmetrics.stringWidth(line + char, font, size) > max_width:
+            lines.append(line)
+            line = ""
+        line += char
+    return lines + [line]
 
 
 def receipt_pdf(receipt: dict[str, Any]) -> bytes:
@@ -134,6 +151,7 @@ def receipt_pdf(receipt: dict[str, Any]) -> bytes:
 
     qr = ImageReader(io.BytesIO(qr_png(receipt["verification_url"], box_size=4)))
     pdf.drawImage(qr, width - left - 96, y - 130, 96, 96)
+    qr_bottom = y - 150  # below the caption; rows above it stop short of the code
     pdf.setFont(CJK_FONT, 8)
     pdf.drawCentredString(width - left - 48, y - 142, "扫码核验 Scan to verify")
 
@@ -156,11 +174,16 @@ def receipt_pdf(receipt: dict[str, Any]) -> bytes:
     ]
     y -= 52
     for label, value in rows:
+        # A row that starts beside the QR code keeps all its lines clear of it.
+        right = width - left - 110 if y > qr_bottom else width - left
         pdf.setFont(CJK_FONT, 11)
         pdf.drawString(left, y, label)
-        pdf.drawString(left + 96, y, str(value))
+        lines = _fit(str(value), CJK_FONT, 11, right - (left + 96))
+        for n, line in enumerate(lines):
+            pdf.drawString(left + 96, y - 14 * n, line)
+        y -= 14 * (len(lines) - 1)
         pdf.setLineWidth(0.3)
-        pdf.line(left, y - 6, width - left - 110 if y > height - 230 else width - left, y - 6)
+        pdf.line(left, y - 6, right, y - 6)
         y -= 24
 
     evidence = receipt["evidence"]
@@ -178,7 +201,7 @@ def receipt_pdf(receipt: dict[str, Any]) -> bytes:
         f"key        {evidence.get('verifier_key') or '-'}",
     ]
     for line in lines:
-        for chunk in _wrap(line, 110):
+        for chunk in _wrap(line, MONO_COLUMNS):
             pdf.drawString(left, y, chunk)
             y -= 10
     y -= 4
@@ -187,7 +210,7 @@ def receipt_pdf(receipt: dict[str, Any]) -> bytes:
     y -= 11
     pdf.setFont("Courier", 7.5)
     for line in (evidence.get("checkpoint") or "-").splitlines():
-        for chunk in _wrap(line, 110):
+        for chunk in _wrap(line, MONO_COLUMNS):
             pdf.drawString(left, y, chunk)
             y -= 10
     y -= 6

@@ -320,10 +320,9 @@ def award_tender(scheme_id: str, body: AwardIn, principal: Writer,
 
 @schemes.post("/{scheme_id}/release-instructions", status_code=201, response_model=InstructionOut,
               summary="Ask to release or refund money from a sub-account",
-              description="Checked against the policy; a release waits for the regulator's "
-                          "approval(s) and executes with the last one. A refund to the depositing "
-                          "account is approved by the policy and executes at once (court funds "
-                          "excepted: every movement needs the court).",
+              description="Checked against the policy; a release or a refund (only ever to an "
+                          "account that deposited the money) waits for the regulator's approval(s) "
+                          "and executes with the last one. Court funds move only by a court order.",
               dependencies=[Depends(idempotency(required=True))],
               responses=error_responses(404, 409, 422))
 def create_release_instruction(scheme_id: str, body: InstructionIn, principal: Writer,
@@ -436,11 +435,14 @@ def get_supervised_release_instruction(instruction_id: str, principal: Superviso
 
 @supervision.post("/release-instructions/{instruction_id}/decisions", response_model=InstructionOut,
                   summary="Approve or reject a release instruction",
-                  description="One decision per regulator user (`approver_id`). When the policy "
-                              "needs two approvals they must come from two different users; the "
-                              "approval that completes the count executes the release.",
+                  description="One decision per regulator user: the OAuth client making the call "
+                              "(`approver_id` is your label for it). When the policy needs two "
+                              "approvals they must come from two different clients of the "
+                              "regulator; the approval that completes the count executes the "
+                              "release. Refused (403) once the bank no longer recognises you as a "
+                              "regulator of the scheme's kind.",
                   dependencies=[Depends(idempotency(required=True))],
-                  responses=error_responses(404, 409, 422))
+                  responses=error_responses(403, 404, 409, 422))
 def decide_release_instruction(instruction_id: str, body: DecisionIn, principal: Supervisor,
                                session: SessionDep) -> dict[str, Any]:
     ins = escrow.decide(session, principal, instruction_id, body)
@@ -451,12 +453,18 @@ def decide_release_instruction(instruction_id: str, body: DecisionIn, principal:
 
 @operations.post("/regulators", status_code=201, response_model=RegulatorOut,
                  summary="Operations: recognise a partner as a fund regulator",
-                 dependencies=[Depends(idempotency())], responses=error_responses(409, 422))
-def register_regulator(body: RegulatorIn, principal: OperatorWrite,
-                            session: SessionDep) -> dict[str, Any]:
+                 description="201 for a new registration; 200 when it replaces an existing one "
+                             "(its kinds then apply at once, to existing schemes' decisions too).",
+                 dependencies=[Depends(idempotency())],
+                 responses={200: {"description": "Registration updated", "model": RegulatorOut},
+                            **error_responses(409, 422)})
+def register_regulator(body: RegulatorIn, principal: OperatorWrite, session: SessionDep,
+                       response: Response) -> dict[str, Any]:
     now = clock_for(session, principal.tenant_id).now()
-    row = escrow.register_regulator(session, body=body, actor=principal.client_id, now=now,
-                                    tenant_id=principal.tenant_id)
+    row, created = escrow.register_regulator(session, body=body, actor=principal.client_id, now=now,
+                                             tenant_id=principal.tenant_id)
+    if not created:
+        response.status_code = 200
     return escrow.regulator_view(row)
 
 

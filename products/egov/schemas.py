@@ -407,6 +407,8 @@ class InstructionIn(_In):
 class ApprovalOut(BaseModel):
     approver_id: str
     approver_name: str
+    client_id: str = Field(description="The regulator user who decided: the OAuth client of the "
+                                       "credential that made the call")
     decision: str
     comment: str
     created_at: str
@@ -439,8 +441,9 @@ class InstructionList(BaseModel):
 
 class DecisionIn(_In):
     approver_id: str = Field(min_length=1, max_length=64,
-                             description="The regulator user deciding (your system's user id); two "
-                                         "approvals must come from two different users")
+                             description="Your label for the deciding user (your system's user "
+                                         "id). The regulator user is the OAuth client calling: "
+                                         "two approvals must come from two different clients")
     approver_name: str = Field(min_length=1, max_length=80)
     decision: Literal["approve", "reject"]
     comment: str = Field("", max_length=300)

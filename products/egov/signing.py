@@ -2,6 +2,10 @@
 ES256 key, the one published at /oauth/jwks. A portal verifies it with any JOSE library:
 check the signature against the JWKS (by `kid`), `iss`, `aud` (its own client id), `exp`,
 then read `order_id`, `portal_reference`, `status` and `amount`.
+
+`iat`/`exp` are real time (the platform's wall clock), never a sandbox tenant's test clock: a
+portal's JOSE library checks them against its own clock and would refuse a result "issued in
+the future" once the test clock was advanced. Business times (`paid_at`) are the tenant's.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from gateway.clock import to_rfc3339
+from gateway.clock import to_rfc3339, utcnow
 from gateway.jose import PLATFORM_REGISTRY
 from gateway.money import Money
 from products.egov.models import PaymentOrder
@@ -46,9 +50,8 @@ def result_claims(order: PaymentOrder, *, issuer: str, audience: str, now: datet
     return claims
 
 
-def sign_result(order: PaymentOrder, key: ECKey, *, issuer: str, audience: str,
-                now: datetime) -> str:
-    """A compact JWS of the order's outcome."""
+def sign_result(order: PaymentOrder, key: ECKey, *, issuer: str, audience: str) -> str:
+    """A compact JWS of the order's outcome, issued now in real time."""
     header = {"alg": "ES256", "kid": key.kid, "typ": RESULT_TYPE}
-    return jwt.encode(header, result_claims(order, issuer=issuer, audience=audience, now=now), key,
+    return jwt.encode(header, result_claims(order, issuer=issuer, audience=audience, now=utcnow()), key,
                       algorithms=["ES256"], registry=PLATFORM_REGISTRY)

@@ -1,5 +1,6 @@
-"""Setting up escrow worlds for the tests: a regulator recognised by bank operations, an
-operator (the partner fixture) with a beneficiary account, and depositors' accounts."""
+"""Setting up escrow worlds for the tests: a regulator recognised by bank operations (with two
+regulator users, each its own OAuth client), an operator (the partner fixture) with a
+beneficiary account, and depositors' accounts."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.identifiers import generate_uscc
+from gateway.tenancy import Partner
 from tests.products.egov.helpers import RNG, ledger_balance, open_account
 from tests.tools.api import PartnerClient, new_partner_client
 
@@ -21,6 +23,7 @@ class World:
     regulator: PartnerClient
     ops: PartnerClient
     beneficiary: str
+    colleague: PartnerClient | None = None  # a second regulator user (another client, same partner)
 
     def balance(self, account_id: str) -> int:
         return ledger_balance(self.app, self.operator.tenant_id, account_id)
@@ -72,10 +75,19 @@ class World:
             f"/v1/egov/escrow-schemes/{scheme['id']}/release-instructions?limit=100").json()["data"]
 
 
-def recognise(ops: PartnerClient, partner_id: str, kinds: list[str], name: str = "监管部门") -> None:
+def recognise(ops: PartnerClient, partner_id: str, kinds: list[str], name: str = "监管部门",
+              status: int = 201) -> None:
     response = ops.post("/v1/operations/egov/regulators",
                         {"partner_id": partner_id, "name": name, "kinds": kinds})
-    assert response.status_code == 201, response.text
+    assert response.status_code == status, response.text
+
+
+def regulator_user(app: Any, http: Any, regulator: PartnerClient) -> PartnerClient:
+    """Another regulator user of the same regulator: its own OAuth client of the same partner."""
+    with app.state.database.transaction() as session:
+        partner = session.get(Partner, regulator.partner_id)
+        session.expunge(partner)
+    return new_partner_client(app, http, scopes=regulator.scopes, partner=partner)
 
 
 def world(app: Any, http: Any, operator: PartnerClient,
@@ -85,4 +97,4 @@ def world(app: Any, http: Any, operator: PartnerClient,
     recognise(ops, regulator.partner_id, list(kinds))
     beneficiary = open_account(app, operator.tenant_id, name="示范机构有限公司")
     return World(app=app, http=http, operator=operator, regulator=regulator, ops=ops,
-                 beneficiary=beneficiary)
+                 beneficiary=beneficiary, colleague=regulator_user(app, http, regulator))

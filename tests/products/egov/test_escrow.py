@@ -18,7 +18,7 @@ from products.accounts.errors import DebitRestricted, PaymentRefused
 from products.egov.errors import EscrowDebitRefused
 from products.egov.escrow import _class_value
 from products.egov.evidence import BundleInvalid, verify_bundle
-from tests.products.egov.escrow_support import World, recognise, world
+from tests.products.egov.escrow_support import World, recognise, regulator_user, world
 from tests.products.egov.helpers import RNG, advance, run_jobs
 from tests.tools.api import new_partner_client, problem
 
@@ -87,7 +87,7 @@ def test_tuition_released_as_classes_are_consumed_refunded_on_withdrawal(app, ht
     assert first.status_code == 200 and first.json()["status"] == "pending_approval"
     problem(w.decide(pending, "u1"), 409, "duplicate_approver")
     assert w.balance(w.beneficiary) == 0
-    done = w.decide(pending, "u2").json()
+    done = w.decide(pending, "u2", regulator=w.colleague).json()
     assert done["status"] == "executed" and done["transfer_id"]
     assert [a["approver_id"] for a in done["approvals"]] == ["u1", "u2"]
     assert w.balance(w.beneficiary) == 120000
@@ -105,19 +105,26 @@ def test_tuition_released_as_classes_are_consumed_refunded_on_withdrawal(app, ht
     second = w.instruct(scheme, student, classes=3).json()
     assert second["amount"]["amount"] == "900.00"
     w.decide(second, "u1")
-    assert w.decide(second, "u2").json()["status"] == "executed"
+    assert w.decide(second, "u2", regulator=w.colleague).json()["status"] == "executed"
 
-    # The student leaves: the three unconsumed classes go back to whoever paid.
+    # The student leaves: the three unconsumed classes go back to whoever paid, once the
+    # regulator approved the refund like any money leaving escrow.
     advance(app, partner.tenant_id, 2 * DAY)
     left = w.operator.post(f"/v1/egov/escrow-schemes/{scheme['id']}/sub-accounts/{student['id']}/withdraw",
                            {"reason": "转学"})
     assert left.status_code == 200, left.text
-    assert left.json()["status"] == "withdrawn" and left.json()["balance"]["amount"] == "0.00"
+    assert left.json()["status"] == "open" and left.json()["balance"]["amount"] == "900.00"
+    refund = [i for i in w.instructions(scheme) if i["kind"] == "refund"][0]
+    assert refund["status"] == "pending_approval" and not refund["approved_by_policy"]
+    assert refund["required_approvals"] == 2 and refund["destination_account_id"] == family
+    _assert_debits_refused(w, student, refund)
+    assert w.balance(family) == 500000 - 300000
+    w.decide(refund, "u1")
+    assert w.decide(refund, "u2", regulator=w.colleague).json()["status"] == "executed"
+    state = w.sub(scheme, student)
+    assert state["status"] == "withdrawn" and state["balance"]["amount"] == "0.00"
     assert w.balance(family) == 500000 - 300000 + 90000
     assert w.balance(w.beneficiary) == 210000
-    refund = [i for i in w.instructions(scheme) if i["kind"] == "refund"][0]
-    assert refund["approved_by_policy"] and refund["status"] == "executed"
-    assert refund["destination_account_id"] == family
     problem(w.instruct(scheme, student, classes=1), 409, "sub_account_closed")
 
 
@@ -185,7 +192,9 @@ def test_presale_funds_released_by_milestone_within_each_share(app, http, partne
                        destination_account_id=buyer_b), 422, "release_exceeds_policy")
     refund = w.instruct(scheme, building, kind="refund", amount="1000000.00",
                         destination_account_id=buyer_b).json()
-    assert refund["status"] == "executed" and refund["approved_by_policy"]
+    assert refund["status"] == "pending_approval" and not refund["approved_by_policy"]
+    assert w.balance(buyer_b) == 0
+    assert w.decide(refund, "inspector-1").json()["status"] == "executed"
     assert w.balance(buyer_b) == 400000000 - 400000000 + 100000000
     # The rest (2,000,000) exceeds what is left in the account only for the completion share.
     problem(w.instruct(scheme, building, amount="2000000.01", milestone="completed"), 409,
@@ -272,7 +281,7 @@ def test_court_funds_move_only_by_court_order_with_two_approvals(app, http, part
     _assert_debits_refused(w, case, pending)
     w.decide(pending, "judge-1")
     assert w.balance(plaintiff) == 0
-    assert w.decide(pending, "judge-2").json()["status"] == "executed"
+    assert w.decide(pending, "judge-2", regulator=w.colleague).json()["status"] == "executed"
     assert w.balance(plaintiff) == 15000000
 
     # Even the refund of the rest to the depositor needs the court.
@@ -281,7 +290,7 @@ def test_court_funds_move_only_by_court_order_with_two_approvals(app, http, part
                         court_order={"number": "(2026)沪0115执1234号之一", "issued_on": "2026-12-20"}).json()
     assert refund["status"] == "pending_approval" and not refund["approved_by_policy"]
     w.decide(refund, "judge-1")
-    assert w.decide(refund, "judge-2").json()["status"] == "executed"
+    assert w.decide(refund, "judge-2", regulator=w.colleague).json()["status"] == "executed"
     assert w.balance(defendant) == 30000000 - 20000000 + 5000000
     assert w.sub(scheme, case)["balance"]["amount"] == "0.00"
 
@@ -416,12 +425,13 @@ def test_concurrent_instructions_and_approvals_never_overspend(app, http, partne
 
     decisions: list[int] = []
 
-    def approve(approver: str) -> None:
+    def approve(approver: str, user: PartnerClient) -> None:
         with TestClient(app, raise_server_exceptions=False) as client:
-            decisions.append(w.decide(pending[0], approver,
-                                      regulator=as_client(w.regulator, client)).status_code)
+            decisions.append(w.decide(pending[0], approver, regulator=as_client(user, client)).status_code)
 
-    threads = [threading.Thread(target=approve, args=(f"judge-{n}",)) for n in range(3)]
+    assert w.colleague is not None
+    users = [w.regulator, w.colleague, regulator_user(app, http, w.regulator)]
+    threads = [threading.Thread(target=approve, args=(f"judge-{n}", user)) for n, user in enumerate(users)]
     for t in threads:
         t.start()
     for t in threads:
@@ -431,3 +441,97 @@ def test_concurrent_instructions_and_approvals_never_overspend(app, http, partne
     assert final["status"] == "executed"
     assert w.balance(payee) == 60000 and w.balance(case["ledger_account_id"]) == 40000
     assert decisions.count(200) == 2 and all(d in (200, 409) for d in decisions), decisions
+
+
+# --- money leaves only with the regulator's approvals (audit 11) ------------------------------
+
+def test_presale_refund_of_the_whole_balance_waits_for_two_regulator_users(app, http, partner):
+    w = world(app, http, partner)
+    scheme = w.scheme({"kind": "presale_housing", "required_approvals": 2, "milestones": [
+        {"code": "A", "name": "开工", "share_percent": "30"},
+        {"code": "B", "name": "封顶", "share_percent": "70"}]})
+    building = w.sub_account(scheme, "PERMIT-X", holder="1号楼",
+                             supervised_total={"amount": "10000.00", "currency": "CNY"})
+    developer = w.account(fund=1000000, name="开发商自有账户")
+    assert w.deposit(scheme, building, developer, "10000.00").status_code == 201
+    problem(w.instruct(scheme, building, amount="3000.01", milestone="A"), 422, "release_exceeds_policy")
+
+    # A refund to the depositing account would otherwise sidestep the milestone caps.
+    problem(w.instruct(scheme, building, kind="refund", amount="10000.01",
+                       destination_account_id=developer), 422, "release_exceeds_policy")
+    created = w.instruct(scheme, building, kind="refund", amount="10000.00",
+                         destination_account_id=developer)
+    assert created.status_code == 201, created.text
+    refund = created.json()
+    assert refund["status"] == "pending_approval" and not refund["approved_by_policy"]
+    assert refund["required_approvals"] == 2 and refund["approvals"] == []
+    assert w.balance(developer) == 0 and w.sub(scheme, building)["balance"]["amount"] == "10000.00"
+    _assert_debits_refused(w, building, refund)
+
+    assert w.decide(refund, "inspector-1").json()["status"] == "pending_approval"
+    assert w.balance(developer) == 0
+    done = w.decide(refund, "inspector-2", regulator=w.colleague).json()
+    assert done["status"] == "executed" and w.balance(developer) == 1000000
+    assert w.sub(scheme, building)["balance"]["amount"] == "0.00"
+
+
+def test_a_refund_the_regulator_rejects_never_leaves_escrow(app, http, partner):
+    w = world(app, http, partner)
+    scheme = w.scheme({"kind": "bid_deposit", "required_approvals": 1,
+                       "deposit": {"amount": "100.00", "currency": "CNY"}})
+    bidder = w.sub_account(scheme, "BID-1", holder="甲建设有限公司")
+    account = w.account(fund=10000)
+    w.deposit(scheme, bidder, account, "100.00")
+    refund = w.instruct(scheme, bidder, kind="refund", amount="100.00").json()
+    assert refund["status"] == "pending_approval" and refund["required_approvals"] == 1
+    assert w.decide(refund, "u1", "reject").json()["status"] == "rejected"
+    assert w.balance(account) == 0 and w.balance(bidder["ledger_account_id"]) == 10000
+
+
+def test_two_approvals_from_one_regulator_credential_count_once(app, http, partner):
+    w = world(app, http, partner)
+    scheme = w.scheme({"kind": "court_funds", "required_approvals": 2}, beneficiary=False)
+    case = w.sub_account(scheme, "CASE-2", holder="张某")
+    w.deposit(scheme, case, w.account(fund=100000), "1000.00")
+    payee = w.account()
+    pending = w.instruct(scheme, case, amount="1000.00", destination_account_id=payee,
+                         court_order={"number": "(2026)沪0115执9号", "issued_on": "2026-12-01"}).json()
+
+    assert w.decide(pending, "u1").json()["status"] == "pending_approval"
+    # The same client naming another approver is the same regulator user.
+    body = problem(w.decide(pending, "u2"), 409, "duplicate_approver")
+    assert body["client_id"] == w.regulator.client_id
+    problem(w.decide(pending, "u2", "reject"), 409, "duplicate_approver")
+    assert w.balance(payee) == 0
+    # Another regulator user cannot reuse the first user's label either (labels are not identities).
+    problem(w.decide(pending, "u1", regulator=w.colleague), 409, "duplicate_approver")
+
+    assert w.colleague is not None
+    done = w.decide(pending, "u2", regulator=w.colleague).json()
+    assert done["status"] == "executed" and w.balance(payee) == 100000
+    assert [a["client_id"] for a in done["approvals"]] == [w.regulator.client_id, w.colleague.client_id]
+
+
+def test_withdrawn_recognition_stops_a_regulators_decisions(app, http, partner):
+    w = world(app, http, partner)
+    scheme = w.scheme({"kind": "court_funds", "required_approvals": 1}, beneficiary=False)
+    case = w.sub_account(scheme, "CASE-3", holder="李某")
+    w.deposit(scheme, case, w.account(fund=100000), "1000.00")
+    payee = w.account()
+    pending = w.instruct(scheme, case, amount="500.00", destination_account_id=payee,
+                         court_order={"number": "(2026)沪0115执10号", "issued_on": "2026-12-01"}).json()
+
+    # Operations narrows the recognition to tuition: an update, so 200.
+    narrowed = w.ops.post("/v1/operations/egov/regulators",
+                          {"partner_id": w.regulator.partner_id, "name": "某区教育局", "kinds": ["tuition"]})
+    assert narrowed.status_code == 200 and narrowed.json()["kinds"] == ["tuition"], narrowed.text
+    problem(w.decide(pending, "judge-1"), 403, "supervision_withdrawn")
+    problem(w.decide(pending, "judge-1", regulator=w.colleague), 403, "supervision_withdrawn")
+    assert w.balance(payee) == 0
+    # Reading stays possible: the regulator keeps sight of what it supervised and decided.
+    queue = w.regulator.get("/v1/egov/supervision/release-instructions?status=pending_approval").json()
+    assert [i["id"] for i in queue["data"]] == [pending["id"]]
+
+    recognise(w.ops, w.regulator.partner_id, ["tuition", "court_funds"], status=200)
+    assert w.decide(pending, "judge-1").json()["status"] == "executed"
+    assert w.balance(payee) == 50000

@@ -417,3 +417,84 @@ def test_a_checkout_view_reads_its_order_tenant_and_portal_in_one_statement(app,
             assert len(statements) == 2
         finally:
             event.remove(database.engine, "before_cursor_execute", count)
+
+
+# --- the checkout's own rate limit (audit 11) ------------------------------------------------
+
+HTML_ACCEPT = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def test_payers_behind_one_address_are_not_held_to_the_sign_up_limit(database, tmp_path):
+    from tests.tools.api import make_app
+
+    # The production sign-up limit; the checkout keeps its own default (60/minute).
+    app = make_app(database, tmp_path, public_endpoint_limits="5/minute;100/day")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        pc = new_partner_client(app, client)
+        setup_portal(app, pc)
+        codes = [pay(client, create_order(pc)).status_code for _ in range(8)]
+    assert codes == [303] * 8
+
+
+def test_a_limited_checkout_answers_with_its_own_page(database, tmp_path):
+    from tests.tools.api import make_app
+
+    app = make_app(database, tmp_path, checkout_rate_limit="2/minute")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        pc = new_partner_client(app, client)
+        setup_portal(app, pc)
+        order = create_order(pc)
+        assert [pay(client, order, password="bad").status_code for _ in range(2)] == [303, 303]
+        form = {"method": "bank_account", "account_number": "6222020000000000", "password": "123456",
+                "lang": "en"}
+        limited = client.post(checkout_path(order) + "/pay", data=form, headers=HTML_ACCEPT,
+                              follow_redirects=False)
+        assert limited.status_code == 429
+        assert limited.headers["content-type"].startswith("text/html")
+        assert 1 <= int(limited.headers["Retry-After"]) <= 60
+        assert "Too many payment attempts" in limited.text and 'lang="en"' in limited.text
+        # Still the checkout: the portal may keep framing it.
+        assert f"frame-ancestors {ORIGIN}" in limited.headers["Content-Security-Policy"]
+        # An API client (no HTML asked for) gets the platform's problem.
+        problem(client.post(checkout_path(order) + "/pay", data=form, follow_redirects=False),
+                429, "rate_limited")
+        # The order's own lockout counts only the attempts that were made.
+        state = pc.get(f"/v1/egov/payment-orders/{order['id']}").json()
+        assert state["status"] == "open" and state["failed_attempts"] == 2
+
+
+def test_signed_result_stays_valid_after_the_test_clock_moves(app, http, partner):
+    from joserfc.jwt import JWTClaimsRegistry
+
+    setup_portal(app, partner)
+    order = create_order(partner)
+    advance(app, partner.tenant_id, 600)
+    assert pay(http, order).status_code == 303
+    advance(app, partner.tenant_id, 3 * 86400)  # the payer comes back days later (test time)
+    claims = _verify(app, http, partner, result_token(http, order))
+    # A standard JOSE library checks iat/exp against the real clock: the result must pass.
+    JWTClaimsRegistry(leeway=5, iss={"essential": True, "value": "http://testserver"},
+                      aud={"essential": True, "value": partner.client_id},
+                      exp={"essential": True}, iat={"essential": True}).validate(claims)
+    assert abs(claims["iat"] - datetime.now(UTC).timestamp()) < 60
+    # The business time of the payment is the tenant's (ahead on its test clock).
+    assert claims["status"] == "paid"
+    paid_at = datetime.fromisoformat(claims["paid_at"].replace("Z", "+00:00"))
+    assert paid_at - datetime.now(UTC) > timedelta(seconds=500)
+
+
+def test_no_return_link_to_an_origin_the_portal_removed(app, http, partner):
+    other = "https://old.portal.example.gov.cn"
+    payee = setup_portal(app, partner, origins=[ORIGIN, other])
+    order = create_order(partner, return_url=other + "/done")
+    assert pay(http, order).status_code == 303
+    assert 'id="return-link"' in http.get(checkout_path(order)).text
+
+    moved = partner.request("PUT", "/v1/egov/portal", json={
+        "name": "一网通办", "payee_name": "上海市财政局", "payee_account_id": payee, "origins": [ORIGIN]})
+    assert moved.status_code == 200, moved.text
+    page = http.get(checkout_path(order))
+    assert page.status_code == 200 and "缴费成功" in page.text
+    assert 'id="return-link"' not in page.text and other not in page.text
+    # The outcome still reaches the portal's current origin (postMessage), and only it.
+    assert f'"targets": ["{ORIGIN}"]' in page.text

@@ -102,6 +102,40 @@ def test_receipt_pdf_renders_chinese_text(app, http, partner, tmp_path):
     assert qr.size[0] > 100
 
 
+def test_a_long_item_name_wraps_clear_of_the_qr_code(app, http, partner):
+    setup_portal(app, partner)
+    name = ("机动车驾驶证补领换领及相关行政事业性收费项目" * 6)[:120]
+    order = create_order(partner, item_name=name)
+    pay(http, order)
+    response = partner.get(f"/v1/egov/payment-orders/{order['id']}/receipt",
+                           headers={"Accept": "application/pdf"})
+    assert response.status_code == 200
+    pdf = pdfium.PdfDocument(response.content)
+    try:
+        page = pdf[0]
+        width, height = page.get_size()
+        text = page.get_textpage()
+        boxes = [text.get_charbox(i) for i in range(text.count_chars())]
+        chars = text.get_text_range()
+        page.close()
+    finally:
+        pdf.close()
+    # The whole name is on the page (across lines), and the page's content still ends above
+    # its bottom margin.
+    assert name in "".join(chars.split())
+    assert min(box[1] for box in boxes) > 40
+    # Where receipt_pdf draws the QR code (96 pt square, 56 pt from the right edge, its top 106 pt
+    # below the page's top) and its caption under it.
+    qr = (width - 56 - 96, height - 72 - 142 - 8, width - 56, height - 72 - 34)
+    for left, bottom, right, top in boxes:
+        if right <= left:
+            continue  # a line break or space: no ink
+        assert left >= 0 and right <= width - 56 + 0.5 and bottom >= 0 and top <= height, (left, right)
+        overlaps = left < qr[2] and right > qr[0] and bottom < qr[3] and top > qr[1]
+        inside = left >= qr[0] - 0.5 and right <= qr[2] + 0.5  # the caption is centred under the code
+        assert not overlaps or (inside and top < height - 72 - 130), (left, bottom, right, top)
+
+
 @given(st.integers(min_value=0, max_value=999_999_999_999_999))
 @settings(max_examples=200, deadline=None)
 def test_amount_in_words_is_well_formed(fen):
