@@ -6,38 +6,15 @@ import json
 import os
 import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import typer
-from sqlalchemy.orm import Session
 
-from gateway.db import Database
+from gateway.cli_support import cli_transaction
 from gateway.errors import Problem
-from gateway.settings import get_settings
 
 operators_app = typer.Typer(no_args_is_help=True, help="Operations console operators")
 worker_app = typer.Typer(help="Run the background worker (webhook delivery, scheduled jobs)",
                          invoke_without_command=True)
-
-
-@contextmanager
-def _transaction() -> Iterator[Session]:
-    """One unit of work on the configured database (disposed afterwards)."""
-    from gateway import pii
-    from gateway.app import import_models
-    from gateway.keys import PlatformKeys
-
-    import_models()
-    settings = get_settings()
-    # Operators' TOTP seeds are encrypted: the same vault the app factory installs.
-    pii.set_vault(pii.Vault(PlatformKeys(settings.data_dir, settings.encryption_key)))
-    database = Database(settings.effective_database_url)
-    try:
-        with database.transaction() as session:
-            yield session
-    finally:
-        database.dispose()
 
 
 def _fail(exc: Problem) -> None:
@@ -63,7 +40,7 @@ def create(
         password = os.environ.get("QUANLIAN_OPERATOR_PASSWORD") or typer.prompt(
             "Password", hide_input=True, confirmation_prompt=True)
     try:
-        with _transaction() as session:
+        with cli_transaction() as session:
             operator = create_operator(session, username=username, display_name=name or username,
                                        roles=list(role), password=password, actor="cli")
             out = {"id": operator.id, "username": operator.username, "roles": operator.roles}
@@ -77,7 +54,7 @@ def list_() -> None:
     """List operators."""
     from partners.operators import list_operators
 
-    with _transaction() as session:
+    with cli_transaction() as session:
         rows = [{"id": o.id, "username": o.username, "roles": o.roles, "status": o.status,
                  "totp": o.totp_enabled} for o in list_operators(session)]
     typer.echo(json.dumps(rows, indent=2))
@@ -87,7 +64,7 @@ def _change(username: str, change: str, password: str | None = None) -> None:
     from partners.operators import find_operator, set_password, set_status, unlock
 
     try:
-        with _transaction() as session:
+        with cli_transaction() as session:
             operator = find_operator(session, username)
             if operator is None:
                 typer.echo(f"error: no operator {username}", err=True)

@@ -8,16 +8,11 @@ from datetime import date
 
 import typer
 
-from gateway.db import Database
+from gateway.cli_support import cli_transaction
 from gateway.errors import Problem
 from gateway.money import MoneyError, parse_fen
-from gateway.settings import get_settings
 
 chain_credit_app = typer.Typer(no_args_is_help=True, help="Chain credit (operations)")
-
-
-def _database() -> Database:
-    return Database(get_settings().effective_database_url)
 
 
 @chain_credit_app.command("grant-facility")
@@ -29,24 +24,28 @@ def grant_facility(
     guarantee_circle: str = typer.Option(..., help="Guarantee circle code, e.g. GC-SZ-ELEC-01"),
     discount_rate: str = typer.Option(..., help='Yearly discount rate as a fraction, e.g. "0.0385"'),
 ) -> None:
-    """Grant a core enterprise its credit facility; prints the facility as JSON."""
-    from products.chain_credit import service, views
+    """Grant a core enterprise its credit facility, or renew it once it has expired; prints the
+    facility as JSON."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from products.chain_credit import schemas, service, views
 
     try:
         limit_fen = parse_fen(limit, allow_zero=False)
         expiry = date.fromisoformat(expires_on)
+        # The API's rule for circle codes (checked and upper-cased), so both store the same code.
+        circle = TypeAdapter(schemas.GuaranteeCircle).validate_python(guarantee_circle)
+    except ValidationError as exc:
+        typer.echo(f"error: --guarantee-circle: {exc.errors()[0]['msg']}", err=True)
+        raise typer.Exit(2) from None
     except (MoneyError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    from gateway.app import import_models
-
-    import_models()
-    database = _database()
     try:
-        with database.transaction() as session:
+        with cli_transaction() as session:
             facility = service.grant_facility(
                 session, tenant_id=tenant_id, core_enterprise_id=core_enterprise_id,
-                limit_fen=limit_fen, expires_on=expiry, guarantee_circle=guarantee_circle,
+                limit_fen=limit_fen, expires_on=expiry, guarantee_circle=circle,
                 discount_rate=discount_rate, actor=f"cli:{getpass.getuser()}")
             out = views.data(views.facility_out(facility))
     except (Problem, ValueError) as exc:
@@ -54,6 +53,4 @@ def grant_facility(
         code = exc.code if isinstance(exc, Problem) else "invalid"
         typer.echo(f"error ({code}): {detail}", err=True)
         raise typer.Exit(1) from None
-    finally:
-        database.dispose()
     typer.echo(json.dumps(out, indent=2, ensure_ascii=False))

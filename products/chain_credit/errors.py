@@ -72,6 +72,14 @@ class InvalidFacilityTerms(ValidationFailed):
     code, title = "invalid_facility_terms", "The facility terms are not valid"
 
 
+class InvalidApplicant(ValidationFailed):
+    code, title = "invalid_applicant", "This member cannot apply for chain financing"
+
+
+class ApprovalExceedsRequest(ValidationFailed):
+    code, title = "approval_exceeds_request", "The approved amount exceeds the amount requested"
+
+
 # --- not allowed for this caller ----------------------------------------------------------
 
 
@@ -149,3 +157,13 @@ class NotFinanceable(Conflict):
 
 class InvoiceAlreadyUsed(Conflict):
     code, title = "invoice_already_used", "An invoice already backs another certificate"
+
+
+class InvoiceAlreadyFinanced(Conflict):
+    code, title = ("invoice_already_financed",
+                   "An invoice already backs a certificate or a financing application")
+
+
+class PurchaseOrderAlreadyFinanced(Conflict):
+    code, title = ("purchase_order_already_financed",
+                   "A purchase order already backs a financing application")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import Select, bindparam, select, text
+from sqlalchemy import Select, bindparam, func, select, text, true
 from sqlalchemy.orm import Session
 
 from gateway.bulk import session_select
@@ -22,6 +22,7 @@ from products.chain_credit.errors import (
     QuoteNotFound,
 )
 from products.chain_credit.models import (
+    CertificateInvoice,
     ChainMember,
     CreditFacility,
     FinancingApplication,
@@ -158,3 +159,37 @@ def advisory_lock(session: Session, key: str) -> None:
     """Serialize a check-then-insert across transactions (PostgreSQL; SQLite serializes writers)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
+
+
+def advisory_locks(session: Session, keys: list[str]) -> None:
+    """`advisory_lock` on several keys, always in the same (sorted) order, so two transactions
+    wanting overlapping keys queue instead of deadlocking."""
+    for key in sorted(set(keys)):
+        advisory_lock(session, key)
+
+
+def invoices_backing_certificates(session: Session, tenant_id: str, numbers: list[str], *,
+                                  issuer_id: str | None = None) -> set[str]:
+    """Which of `numbers` back a certificate of the tenant (or of one issuer). A rejected or
+    cancelled certificate has released its invoices (`CertificateInvoice`)."""
+    stmt = select(CertificateInvoice.invoice_number).where(
+        CertificateInvoice.tenant_id == tenant_id, CertificateInvoice.invoice_number.in_(numbers))
+    if issuer_id is not None:
+        stmt = stmt.where(CertificateInvoice.issuer_id == issuer_id)
+    return set(session.scalars(stmt))
+
+
+def references_of_applications(session: Session, tenant_id: str, kind: str, references: list[str],
+                               statuses: frozenset[str], *, exclude_id: str | None = None) -> set[str]:
+    """Which of `references` (invoice or purchase-order numbers) an application of `kind` in
+    `statuses` cites, other than `exclude_id`; matched in the database, element by element of
+    the JSON list."""
+    a = FinancingApplication
+    elements = (func.json_array_elements_text if session.get_bind().dialect.name == "postgresql"
+                else func.json_each)(a.references).table_valued("value")
+    stmt = (select(elements.c.value).select_from(a).join(elements, true())
+            .where(a.tenant_id == tenant_id, a.kind == kind, a.status.in_(sorted(statuses)),
+                   elements.c.value.in_(references)))
+    if exclude_id is not None:
+        stmt = stmt.where(a.id != exclude_id)
+    return set(session.scalars(stmt))

@@ -353,7 +353,7 @@ def list_chain_risk_events(core_enterprise_id: str | None = Query(None, max_leng
 # --- operations (bank staff) --------------------------------------------------------------
 
 
-@operations.post("/facilities", summary="Grant a core enterprise a credit facility",
+@operations.post("/facilities", summary="Grant a core enterprise a credit facility, or renew an expired one",
                  response_model=schemas.FacilityOut, status_code=201, dependencies=MONEY_MOVES,
                  responses=error_responses(404, 409))
 def grant_credit_facility(body: schemas.FacilityGrant, principal: Principal = Depends(OPS_WRITE),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from gateway.identifiers import USCC
 from gateway.money import Money, MoneyIn
@@ -25,6 +25,23 @@ def _rate(value: str) -> str:
 Rate = Annotated[str, AfterValidator(_rate),
                  Field(description="Yearly rate as a decimal fraction: \"0.0385\" is 3.85 %",
                        examples=["0.0385"])]
+
+
+def canonical_circle(value: object) -> object:
+    """A guarantee circle code as stored: upper-case, without surrounding spaces. To the bank
+    `gc-sz-01` and `GC-SZ-01` are one circle, and they share one cap."""
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+# The BeforeValidator (listed last, so it wraps the others) normalises first: the length and
+# pattern are checked on the stored form.
+GuaranteeCircle = Annotated[
+    str,
+    Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$",
+          description="The guarantee circle (担保圈) the enterprise belongs to; stored upper-case "
+                      "(`gc-sz-elec-01` is `GC-SZ-ELEC-01`)",
+          examples=["GC-SZ-ELEC-01"]),
+    BeforeValidator(canonical_circle)]
 
 MemberRole = Literal["core_enterprise", "supplier", "distributor"]
 CertificateStatus = Literal["issued", "accepted", "rejected", "split", "transferred", "financing",
@@ -87,9 +104,7 @@ class FacilityGrant(_In):
     core_enterprise_id: MemberId
     limit: MoneyIn
     expires_on: date = Field(description="Last business day the facility can be used")
-    guarantee_circle: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$",
-                                  description="The guarantee circle (担保圈) the enterprise belongs to",
-                                  examples=["GC-SZ-ELEC-01"])
+    guarantee_circle: GuaranteeCircle
     discount_rate: Rate
 
 

@@ -22,24 +22,27 @@ from sqlalchemy.orm import Session
 
 from gateway.bulk import session_save, session_store
 from gateway.clock import start_of_business_day
-from gateway.errors import ValidationFailed
+from gateway.errors import Problem, ValidationFailed
 from gateway.events import publish
 from gateway.ids import new_id
 from gateway.tenancy import clock_for, get_tenant
 from products.chain_credit import ledger, repository, views
 from products.chain_credit.errors import (
+    ApprovalExceedsRequest,
     CertificateMatured,
     CertificateStateConflict,
     FacilityExists,
     FacilityExpired,
     FacilityFrozen,
     GuaranteeCircleCapExceeded,
+    InvalidApplicant,
     InvalidDueDate,
     InvalidFacilityTerms,
     InvalidMaturity,
     InvalidRecipient,
     InvalidSettlementAccount,
     InvalidUpstream,
+    InvoiceAlreadyFinanced,
     InvoiceAlreadyUsed,
     LimitExceeded,
     MemberExists,
@@ -51,6 +54,7 @@ from products.chain_credit.errors import (
     NotHolder,
     NotIssuer,
     NotSameChain,
+    PurchaseOrderAlreadyFinanced,
     QuoteExpired,
     SplitMismatch,
     UnknownMember,
@@ -69,7 +73,9 @@ from products.chain_credit.repository import MemberTerms
 from products.chain_credit.settings import chain_credit_settings
 from products.chain_credit.states import (
     APPLICATION_TRANSITIONS,
+    CLAIMING_APPLICATION_STATES,
     FACILITY_TRANSITIONS,
+    FINANCED_APPLICATION_STATES,
     MATURING_STATES,
     QUOTE_TRANSITIONS,
     UNPAID_CERTIFICATE_STATES,
@@ -80,6 +86,13 @@ from products.chain_credit.states import (
 MAX_MATURITY_DAYS = 365
 MAX_REPAYMENT_DAYS = 3 * 366
 CORE = "core_enterprise"
+# An application cites invoices (factoring) or purchase orders (order financing); certificates are
+# issued against invoices too, so an invoice factored is an invoice financed.
+FACTORING = "factoring"
+_REFERENCES: dict[str, tuple[str, str, type[Problem]]] = {  # field, noun, problem
+    FACTORING: ("invoice_numbers", "Invoice(s)", InvoiceAlreadyFinanced),
+    "order_financing": ("purchase_order_numbers", "Purchase order(s)", PurchaseOrderAlreadyFinanced),
+}
 
 
 def _now(session: Session, tenant_id: str) -> datetime:
@@ -220,18 +233,43 @@ def _circle_scope(session: Session, tenant_id: str) -> tuple[str, Any]:
 
 
 def guarantee_circle_granted(session: Session, tenant_id: str, circle: str, today: date) -> int:
-    """Total limit of the unexpired facilities in a guarantee circle (in the cap's scope)."""
+    """Total limit of the unexpired facilities in a guarantee circle (in the cap's scope).
+
+    Codes are compared without case: the API stores them upper-case, but a code stored before
+    it did (`gc-sz-01`) is the same circle as `GC-SZ-01` and shares its cap."""
     _, scope = _circle_scope(session, tenant_id)
     return int(session.scalar(select(func.coalesce(func.sum(CreditFacility.limit_fen), 0)).where(
-        scope, CreditFacility.guarantee_circle == circle, CreditFacility.status != "expired",
-        CreditFacility.expires_on >= today)) or 0)
+        scope, func.upper(CreditFacility.guarantee_circle) == circle.upper(),
+        CreditFacility.status != "expired", CreditFacility.expires_on >= today)) or 0)
+
+
+def _check_circle_cap(session: Session, tenant_id: str, circle: str, limit_fen: int,
+                      today: date) -> None:
+    """Refuse a grant that would take the guarantee circle past its share of the bank-wide limit
+    (the caller holds the circle's lock)."""
+    settings = chain_credit_settings()
+    granted = guarantee_circle_granted(session, tenant_id, circle, today)
+    cap = settings.guarantee_circle_cap_fen
+    if granted + limit_fen <= cap:
+        return
+    from gateway.money import format_fen
+
+    raise GuaranteeCircleCapExceeded(
+        f"Guarantee circle {circle} has {format_fen(granted)} CNY granted; adding "
+        f"{format_fen(limit_fen)} CNY would pass its cap of {format_fen(cap)} CNY "
+        f"({settings.guarantee_circle_share:%} of the bank-wide limit).",
+        extra={"guarantee_circle": circle,
+               "cap": {"amount": format_fen(cap), "currency": "CNY"},
+               "granted": {"amount": format_fen(granted), "currency": "CNY"},
+               "requested": {"amount": format_fen(limit_fen), "currency": "CNY"}})
 
 
 def grant_facility(session: Session, *, tenant_id: str, core_enterprise_id: str, limit_fen: int,
                    expires_on: date, guarantee_circle: str, discount_rate: str | Decimal,
                    actor: str) -> CreditFacility:
-    """Grant a core enterprise its credit facility (operations). The guarantee circle's total
-    stays within its configured share of the bank-wide limit."""
+    """Grant a core enterprise its credit facility (operations), or renew it once it has expired
+    (banks grant for a term, usually a year). The guarantee circle's total stays within its
+    configured share of the bank-wide limit; a facility still active or frozen is refused."""
     get_tenant(session, tenant_id)
     rate = discount_rate if isinstance(discount_rate, Decimal) else parse_rate(discount_rate)
     core = repository.member(session, tenant_id, core_enterprise_id)
@@ -249,24 +287,17 @@ def grant_facility(session: Session, *, tenant_id: str, core_enterprise_id: str,
     if expires_on <= today:
         raise InvalidFacilityTerms(f"The expiry date must be after today ({today.isoformat()}).",
                                    errors=[{"field": "body.expires_on", "message": "must be in the future"}])
-    settings = chain_credit_settings()
     scope_key, _ = _circle_scope(session, tenant_id)
-    repository.advisory_lock(session, f"chain-credit-circle:{scope_key}:{guarantee_circle}")
-    if repository.facility_of(session, tenant_id, core.id, lock=True) is not None:
-        raise FacilityExists(f"Core enterprise {core.id} already has a credit facility.")
-    granted = guarantee_circle_granted(session, tenant_id, guarantee_circle, today)
-    cap = settings.guarantee_circle_cap_fen
-    if granted + limit_fen > cap:
-        from gateway.money import format_fen
-
-        raise GuaranteeCircleCapExceeded(
-            f"Guarantee circle {guarantee_circle} has {format_fen(granted)} CNY granted; adding "
-            f"{format_fen(limit_fen)} CNY would pass its cap of {format_fen(cap)} CNY "
-            f"({settings.guarantee_circle_share:%} of the bank-wide limit).",
-            extra={"guarantee_circle": guarantee_circle,
-                   "cap": {"amount": format_fen(cap), "currency": "CNY"},
-                   "granted": {"amount": format_fen(granted), "currency": "CNY"},
-                   "requested": {"amount": format_fen(limit_fen), "currency": "CNY"}})
+    repository.advisory_lock(session, f"chain-credit-circle:{scope_key}:{guarantee_circle.upper()}")
+    current = repository.facility_of(session, tenant_id, core.id, lock=True)
+    if current is not None and effective_status(current, today) != "expired":
+        raise FacilityExists(f"Core enterprise {core.id} already has a credit facility, {current.id}, "
+                             f"until {current.expires_on.isoformat()}; it can be renewed once it "
+                             "has expired.", extra={"facility_id": current.id})
+    _check_circle_cap(session, tenant_id, guarantee_circle, limit_fen, today)
+    if current is not None:
+        return _renew_facility(session, current, limit_fen=limit_fen, expires_on=expires_on,
+                               guarantee_circle=guarantee_circle, rate=rate, actor=actor, now=now)
     facility = CreditFacility(
         id=new_id("cfac"), tenant_id=tenant_id, core_enterprise_id=core.id, limit_fen=limit_fen,
         outstanding_fen=0, currency="CNY", expires_on=expires_on, guarantee_circle=guarantee_circle,
@@ -276,6 +307,30 @@ def grant_facility(session: Session, *, tenant_id: str, core_enterprise_id: str,
     # Open the bank's financing account now rather than racing for it on the first financing.
     ledger.bank_financing_account(session, tenant_id)
     _facility_event(session, facility, "granted", actor, now)
+    return facility
+
+
+def _renew_facility(session: Session, facility: CreditFacility, *, limit_fen: int, expires_on: date,
+                    guarantee_circle: str, rate: Decimal, actor: str, now: datetime) -> CreditFacility:
+    """A new term on an expired facility, in place: a core enterprise has one facility (one row
+    per core enterprise, `models.CreditFacility`), so its id, history and certificates stay.
+    Certificates of the earlier term still unpaid stay in `outstanding_fen`: the core enterprise
+    still owes them, so they count against the new limit."""
+    # The expiry job may not have marked it yet: record the expiry first, so the history reads
+    # expired, then renewed.
+    expire_facility_if_due(session, facility, now)
+    check(FACILITY_TRANSITIONS, "credit facility", facility.status, "active")
+    facility.limit_fen = limit_fen
+    facility.expires_on = expires_on
+    facility.guarantee_circle = guarantee_circle
+    facility.discount_rate = rate
+    facility.status = "active"
+    facility.frozen_reason = None
+    facility.frozen_at = None
+    facility.granted_by = actor
+    facility.updated_at = now
+    session.flush()
+    _facility_event(session, facility, "renewed", actor, now)
     return facility
 
 
@@ -482,12 +537,14 @@ def issue_certificate(session: Session, tenant_id: str, *, acting_member_id: str
     if len(set(invoice_numbers)) != len(invoice_numbers):
         raise ValidationFailed("Each invoice is listed once.", code="duplicate_invoice_numbers",
                                errors=[{"field": "body.invoice_numbers", "message": "duplicates"}])
-    used = list(session.scalars(select(CertificateInvoice.invoice_number).where(
-        CertificateInvoice.tenant_id == tenant_id, CertificateInvoice.issuer_id == issuer.id,
-        CertificateInvoice.invoice_number.in_(invoice_numbers))))
+    used = repository.invoices_backing_certificates(session, tenant_id, invoice_numbers,
+                                                    issuer_id=issuer.id)
     if used:
         raise InvoiceAlreadyUsed(f"Invoice(s) {', '.join(sorted(used))} already back another certificate "
                                  f"of {issuer.id}.", extra={"invoice_numbers": sorted(used)})
+    # A certificate finances its invoices: not those the bank has already factored.
+    _refuse_financed_references(session, tenant_id, FACTORING, invoice_numbers,
+                                application_statuses=FINANCED_APPLICATION_STATES, certificates=False)
     cert_id = new_id("pcert")
     cert = PayablesCertificate(
         id=cert_id, tenant_id=tenant_id, facility_id=facility.id, chain_id=issuer.chain_id,
@@ -936,14 +993,35 @@ def _application_event(session: Session, app: FinancingApplication, action: str,
             data=views.data(views.application_out(app)), actor=actor, at=at)
 
 
+def _refuse_financed_references(session: Session, tenant_id: str, kind: str, references: list[str], *,
+                                application_statuses: frozenset[str], exclude_id: str | None = None,
+                                certificates: bool = True) -> None:
+    """One invoice (purchase order) finances once: refuse `references` already cited by another
+    application of `kind` in `application_statuses` or (invoices, if `certificates`) backing a
+    certificate of the tenant. The references' locks are taken first and held to the commit, so
+    of two concurrent financings of one reference the second sees the first."""
+    repository.advisory_locks(session, [f"chain-credit-reference:{tenant_id}:{kind}:{reference}"
+                                        for reference in references])
+    taken = repository.references_of_applications(session, tenant_id, kind, references,
+                                                  application_statuses, exclude_id=exclude_id)
+    if certificates and kind == FACTORING:
+        taken |= repository.invoices_backing_certificates(session, tenant_id, references)
+    if taken:
+        field, noun, problem = _REFERENCES[kind]
+        backing = "a payables certificate or a" if kind == FACTORING else "a"
+        raise problem(f"{noun} {', '.join(sorted(taken))} already back {backing} financing "
+                      "application of this tenant.", extra={field: sorted(taken)})
+
+
 def create_application(session: Session, tenant_id: str, *, acting_member_id: str, kind: str,
                        amount_fen: int, references: list[str], counterparty_member_id: str | None
                        ) -> FinancingApplication:
     """A member applies for receivables factoring (with invoices) or order financing (with
-    purchase orders)."""
+    purchase orders) that no certificate or other application of the tenant cites, unless that
+    application was declined."""
     member = acting_member(session, tenant_id, acting_member_id)
     if member.role == CORE:
-        raise InvalidRecipient("A core enterprise does not apply for chain financing: its "
+        raise InvalidApplicant("A core enterprise does not apply for chain financing: its "
                                "suppliers and distributors do.",
                                errors=[{"field": "body.acting_member_id", "message": "is a core enterprise"}])
     counterparty = None
@@ -953,6 +1031,8 @@ def create_application(session: Session, tenant_id: str, *, acting_member_id: st
             raise NotSameChain("The counterparty must be another member of the applicant's chain.",
                                errors=[{"field": "body.counterparty_member_id",
                                         "message": "not another member of the chain"}])
+    _refuse_financed_references(session, tenant_id, kind, references,
+                                application_statuses=CLAIMING_APPLICATION_STATES)
     now = _now(session, tenant_id)
     app = FinancingApplication(
         id=new_id("cfapp"), tenant_id=tenant_id, kind=kind, applicant_id=member.id,
@@ -967,14 +1047,16 @@ def create_application(session: Session, tenant_id: str, *, acting_member_id: st
 
 def approve_application(session: Session, tenant_id: str, app_id: str, *, amount_fen: int,
                         annual_rate: str, due_date: date, actor: str) -> FinancingApplication:
-    """Operations approve an amount and rate; the ledger disburses it to the applicant at once."""
+    """Operations approve an amount and rate; the ledger disburses it to the applicant at once.
+    Refused if, since filing, a certificate has come to back one of its invoices or another
+    application citing them has been financed (the first financed wins)."""
     get_tenant(session, tenant_id)
     rate = parse_rate(annual_rate)
     app = repository.get_application(session, tenant_id, app_id, lock=True)
     check(APPLICATION_TRANSITIONS, "financing application", app.status, "disbursed")
     if amount_fen > app.requested_fen:
-        raise InvalidFacilityTerms("The approved amount cannot exceed the requested amount.",
-                                   errors=[{"field": "body.amount", "message": "more than requested"}])
+        raise ApprovalExceedsRequest("The approved amount cannot exceed the requested amount.",
+                                     errors=[{"field": "body.amount", "message": "more than requested"}])
     now = _now(session, tenant_id)
     today = _today(now)
     if not today < due_date <= today + timedelta(days=MAX_REPAYMENT_DAYS):
@@ -983,6 +1065,8 @@ def approve_application(session: Session, tenant_id: str, app_id: str, *, amount
     facility = repository.facility_of(session, tenant_id, app.chain_id)
     if facility is not None and effective_status(facility, today) == "frozen":
         raise FacilityFrozen(f"The chain's facility {facility.id} is frozen: no new financing.")
+    _refuse_financed_references(session, tenant_id, app.kind, list(app.references),
+                                application_statuses=FINANCED_APPLICATION_STATES, exclude_id=app.id)
     applicant = repository.get_member(session, tenant_id, app.applicant_id)
     app.approved_fen = amount_fen
     app.annual_rate = rate

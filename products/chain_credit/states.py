@@ -11,7 +11,8 @@ Payables certificate (one node of a certificate's tree):
     overdue -> settled                      (the core enterprise paid late)
     split, transferred, rejected, cancelled, settled: final
 
-Facility: active <-> frozen; active | frozen -> expired (final).
+Facility: active <-> frozen; active | frozen -> expired; expired -> active (renewed: the bank
+grants the core enterprise a new term on the same facility).
 
 Financing quote: open -> accepted | expired | declined.
 
@@ -48,7 +49,7 @@ MATURING_STATES = frozenset({"accepted", "financing", "financed", "overdue"})
 FACILITY_TRANSITIONS: dict[str, frozenset[str]] = {
     "active": frozenset({"frozen", "expired"}),
     "frozen": frozenset({"active", "expired"}),
-    "expired": frozenset(),
+    "expired": frozenset({"active"}),
 }
 FACILITY_STATES = tuple(FACILITY_TRANSITIONS)
 
@@ -68,6 +69,10 @@ APPLICATION_TRANSITIONS: dict[str, frozenset[str]] = {
     "repaid": frozenset(),
 }
 APPLICATION_STATES = tuple(APPLICATION_TRANSITIONS)
+# Applications whose invoices (purchase orders) the bank has paid out against.
+FINANCED_APPLICATION_STATES = frozenset({"disbursed", "overdue", "repaid"})
+# Applications that hold their references: every one not declined (a duplicate filing is refused).
+CLAIMING_APPLICATION_STATES = frozenset({"submitted"}) | FINANCED_APPLICATION_STATES
 
 # What each certificate action is called in a refusal ("cannot be split").
 _ACTION_WORDS = {

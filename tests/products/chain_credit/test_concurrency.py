@@ -5,12 +5,21 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from gateway.events import Event
-from products.chain_credit.models import PayablesCertificate
-from tests.products.chain_credit.helpers import BASE, build_chain, money, register
+from products.chain_credit.models import FinancingApplication, PayablesCertificate
+from tests.products.chain_credit.helpers import (
+    BASE,
+    OPS,
+    balance,
+    build_chain,
+    ledger_audit,
+    money,
+    register,
+)
 from tests.tools.api import problem
 
 RACERS = 32
@@ -79,3 +88,39 @@ def test_concurrent_issuance_never_exceeds_the_limit(app, http):
             problem(response, 409, "facility_limit_exceeded")
     facility = chain.facility()
     assert facility["outstanding"] == money("1000.00") and facility["available"] == money("0.00")
+
+
+def test_concurrent_approvals_of_one_invoice_pay_once(app, http):
+    """Applications filed before invoices were checked at filing may cite the same invoice;
+    approving them all at once disburses exactly one, the rest are refused."""
+    racers = 8
+    chain = build_chain(app, http, tiers=(1, 1, 1))
+    ids = []
+    for i in range(racers):
+        filed = chain.pc.post(f"{BASE}/financing-applications", {
+            "acting_member_id": chain.t1.id, "kind": "factoring", "amount": money("1000.00"),
+            "invoice_numbers": [f"INV-RACE-{i}"], "counterparty_member_id": chain.core.id})
+        assert filed.status_code == 201, filed.text
+        ids.append(filed.json()["id"])
+    with app.state.database.transaction() as session:  # as filed before the check existed
+        session.execute(update(FinancingApplication).where(FinancingApplication.id.in_(ids))
+                        .values(references=["INV-RACE-0"]))
+    before = balance(app, chain.tenant_id, chain.t1.account_id)
+    due = (chain.today() + timedelta(days=30)).isoformat()
+    chain.ops.token  # noqa: B018 - fetch the token once, before the race
+    barrier = threading.Barrier(racers)
+
+    def approve(app_id: str):
+        barrier.wait()
+        return chain.ops.post(f"{OPS}/financing-applications/{app_id}/approve", {
+            "tenant_id": chain.tenant_id, "amount": money("1000.00"), "annual_rate": "0.06",
+            "due_date": due}, idempotency_key=f"approve-{app_id}")
+
+    with ThreadPoolExecutor(racers) as pool:
+        responses = list(pool.map(approve, ids))
+    assert [r.status_code for r in responses].count(200) == 1, [r.text for r in responses]
+    for response in responses:
+        if response.status_code != 200:
+            problem(response, 409, "invoice_already_financed")
+    assert balance(app, chain.tenant_id, chain.t1.account_id) - before == 100_000
+    assert ledger_audit(app, chain.tenant_id) == []

@@ -3,16 +3,20 @@ utilisation, risk events, the CLI and the sandbox seed."""
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 from typer.testing import CliRunner
 
 from gateway.jobs import run_until_idle
+from products.chain_credit.models import CreditFacility
 from tests.products.chain_credit.helpers import (
     BASE,
     OPS,
+    Chain,
     advance,
     build_chain,
     grant,
@@ -134,6 +138,101 @@ def test_guarantee_circle_cap(app, http, partner, monkeypatch):
             "guarantee_circle_cap_exceeded")
 
 
+def test_guarantee_circle_codes_are_one_circle_whatever_their_case(app, http, partner, monkeypatch):
+    monkeypatch.setenv("QUANLIAN_CHAIN_CREDIT_BANK_WIDE_LIMIT_FEN", str(10_000_000_00))
+    monkeypatch.setenv("QUANLIAN_CHAIN_CREDIT_GUARANTEE_CIRCLE_SHARE", "0.25")  # cap: 2.5 million
+    ops = ops_client(app, http)
+    start = today(app, partner.tenant_id)
+    cores = [register(app, partner, name=f"核心企业{i}", role="core_enterprise", upstream=None)
+             for i in range(3)]
+    assert grant(ops, partner.tenant_id, cores[0].id, limit="1500000.00", circle="GC-A",
+                 start=start).status_code == 201
+    body = problem(grant(ops, partner.tenant_id, cores[1].id, limit="1000000.01", circle="gc-a",
+                         start=start), 409, "guarantee_circle_cap_exceeded")
+    assert body["granted"] == money("1500000.00") and body["guarantee_circle"] == "GC-A"
+    problem(grant(ops, partner.tenant_id, cores[1].id, circle="gc a", start=start), 422,
+            "validation_failed")
+    granted = grant(ops, partner.tenant_id, cores[1].id, limit="500000.00", circle=" gc-a ", start=start)
+    assert granted.status_code == 201, granted.text
+    assert granted.json()["guarantee_circle"] == "GC-A"
+    # A code stored in lower case before codes were normalised is still the same circle.
+    with app.state.database.transaction() as session:
+        session.execute(update(CreditFacility).where(CreditFacility.id == granted.json()["id"])
+                        .values(guarantee_circle="gc-a"))
+    problem(grant(ops, partner.tenant_id, cores[2].id, limit="500000.01", circle="GC-A", start=start),
+            409, "guarantee_circle_cap_exceeded")
+    assert grant(ops, partner.tenant_id, cores[2].id, limit="500000.00", circle="GC-A",
+                 start=start).status_code == 201
+
+
+def _short_term_chain(app, http, partner, *, limit: str, days: int, circle: str) -> Chain:
+    """A core enterprise whose facility expires in `days` days, and one tier-1 supplier."""
+    ops = ops_client(app, http)
+    core = register(app, partner, name="年度授信核心企业", role="core_enterprise", upstream=None)
+    granted = grant(ops, partner.tenant_id, core.id, limit=limit, expires_in_days=days, circle=circle,
+                    start=today(app, partner.tenant_id))
+    assert granted.status_code == 201, granted.text
+    t1 = register(app, partner, name="一级供应商有限公司", role="supplier", upstream=core.id)
+    return Chain(app=app, pc=partner, ops=ops, core=core, tiers=[[t1]], facility_id=granted.json()["id"])
+
+
+def _evidence_types(pc, resource_id: str) -> list[str]:
+    bundle = pc.get(f"/v1/evidence/bundles/{resource_id}")
+    assert bundle.status_code == 200, bundle.text
+    canonical = [base64.b64decode(e["canonical"]).decode() for e in bundle.json()["entries"]]
+    return [t for text in canonical for t in ("credit_facility.expired", "credit_facility.renewed")
+            if f'"{t}"' in text]
+
+
+def test_an_expired_facility_is_renewed_in_place(app, http, partner, monkeypatch):
+    monkeypatch.setenv("QUANLIAN_CHAIN_CREDIT_BANK_WIDE_LIMIT_FEN", str(20_000_00))
+    monkeypatch.setenv("QUANLIAN_CHAIN_CREDIT_GUARANTEE_CIRCLE_SHARE", "0.1")  # cap: 2,000.00
+    chain = _short_term_chain(app, http, partner, limit="1000.00", days=10, circle="GC-YEAR-1")
+    other = register(app, partner, name="同圈核心企业", role="core_enterprise", upstream=None)
+    assert grant(chain.ops, partner.tenant_id, other.id, limit="1200.00", circle="GC-YEAR-2",
+                 start=chain.today()).status_code == 201
+    earlier = chain.issue_accepted("600.00", days=60)  # matures after the facility's term
+
+    def renew(limit: str, circle: str):
+        return grant(chain.ops, partner.tenant_id, chain.core.id, limit=limit, circle=circle,
+                     rate="0.05", expires_in_days=365, start=chain.today())
+
+    # Active, or frozen: still the facility in force.
+    problem(renew("1000.00", "GC-YEAR-1"), 409, "credit_facility_exists")
+    chain.ops.post(f"{OPS}/facilities/{chain.facility_id}/freeze",
+                   {"tenant_id": partner.tenant_id, "reason": "review"})
+    problem(renew("1000.00", "GC-YEAR-1"), 409, "credit_facility_exists")
+
+    advance(app, partner.tenant_id, 11)  # expired; the expiry job has not run yet
+    problem(chain.issue("1.00"), 409, "credit_facility_expired")
+    # The renewal is a grant: the new circle's cap holds (1,200.00 granted + 800.01 > 2,000.00).
+    problem(renew("800.01", "gc-year-2"), 409, "guarantee_circle_cap_exceeded")
+    assert chain.facility()["limit"] == money("1000.00")
+    renewed = renew("800.00", "gc-year-2")
+    assert renewed.status_code == 201, renewed.text
+    facility = renewed.json()
+    assert facility["id"] == chain.facility_id and facility["status"] == "active"
+    assert facility["limit"] == money("800.00") and facility["discount_rate"] == "0.05"
+    assert facility["guarantee_circle"] == "GC-YEAR-2" and facility["frozen_reason"] is None
+    assert facility["expires_on"] == (chain.today() + timedelta(days=365)).isoformat()
+    # The earlier term's certificate is still owed: it uses the renewed limit.
+    assert facility["outstanding"] == money("600.00") and facility["available"] == money("200.00")
+    problem(chain.issue("200.01"), 409, "facility_limit_exceeded")
+    assert chain.issue("200.00").status_code == 201
+    assert chain.get(earlier["id"])["facility_id"] == chain.facility_id
+    problem(renew("800.00", "GC-YEAR-2"), 409, "credit_facility_exists")
+    assert [f["id"] for f in partner.get(f"{BASE}/facilities").json()["data"]
+            if f["core_enterprise_id"] == chain.core.id] == [chain.facility_id]
+
+    events = partner.get("/v1/events?type=credit_facility.renewed").json()["data"]
+    assert [(e["resource_id"], e["data"]["limit"]) for e in events] == [
+        (chain.facility_id, money("800.00"))]
+    assert _evidence_types(partner, chain.facility_id) == ["credit_facility.expired",
+                                                           "credit_facility.renewed"]
+    run_until_idle(app.state.database)
+    assert chain.facility()["status"] == "active"
+
+
 def test_freeze_unfreeze_and_expiry(app, http):
     chain = build_chain(app, http)
     cert = chain.issue_accepted("1000.00", days=30)
@@ -218,30 +317,70 @@ def test_certificate_list_filters(app, http):
     problem(chain.pc.get(f"{BASE}/payables-certificates/pcert_missing/lineage"), 404)
 
 
-def test_cli_grant_facility(app, http, partner, monkeypatch):
+@pytest.fixture
+def quanlian(app, monkeypatch):
+    """Runs `quanlian ...` as from a user's shell: configured by environment variables only (this
+    test's database and data directory), in a process where no app factory has run, so nothing has
+    installed the vault for personal data yet."""
+    from gateway import pii
     from gateway.cli import app as cli
     from gateway.settings import get_settings
 
-    core = register(app, partner, name="命令行核心企业", role="core_enterprise", upstream=None)
     monkeypatch.setenv("QUANLIAN_DATABASE_URL", app.state.database.url)
-    get_settings.cache_clear()
-    try:
-        runner = CliRunner()
-        expires = (today(app, partner.tenant_id) + timedelta(days=365)).isoformat()
-        args = ["chain-credit", "grant-facility", "--tenant-id", partner.tenant_id,
-                "--core-enterprise-id", core.id, "--limit", "2000000.00", "--expires-on", expires,
-                "--guarantee-circle", "GC-CLI", "--discount-rate", "0.04"]
-        result = runner.invoke(cli, args)
-        assert result.exit_code == 0, result.output
-        facility = json.loads(result.stdout)
-        assert facility["limit"] == money("2000000.00") and facility["core_enterprise_id"] == core.id
-        again = runner.invoke(cli, args)
-        assert again.exit_code == 1 and "credit_facility_exists" in again.stderr
-        bad = runner.invoke(cli, args[:6] + ["--limit", "12.345"] + args[8:])
-        assert bad.exit_code == 2
-    finally:
+    monkeypatch.setenv("QUANLIAN_DATA_DIR", str(app.state.settings.data_dir))
+    installed = pii.get_vault()
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        pii.set_vault(None)
         get_settings.cache_clear()
+        try:
+            return runner.invoke(cli, list(args))
+        finally:
+            pii.set_vault(installed)
+            get_settings.cache_clear()
+
+    return invoke
+
+
+def _cli_grant(tenant_id, core_id, expires, *, limit="2000000.00", circle="GC-CLI"):
+    return ["chain-credit", "grant-facility", "--tenant-id", tenant_id, "--core-enterprise-id", core_id,
+            "--limit", limit, "--expires-on", expires.isoformat(), "--guarantee-circle", circle,
+            "--discount-rate", "0.04"]
+
+
+def test_cli_grant_facility(app, http, partner, quanlian):
+    core = register(app, partner, name="命令行核心企业", role="core_enterprise", upstream=None)
+    args = _cli_grant(partner.tenant_id, core.id, today(app, partner.tenant_id) + timedelta(days=365))
+    result = quanlian(*args)
+    assert result.exit_code == 0, result.output
+    facility = json.loads(result.stdout)
+    assert facility["limit"] == money("2000000.00") and facility["core_enterprise_id"] == core.id
+    again = quanlian(*args)
+    assert again.exit_code == 1 and "credit_facility_exists" in again.stderr
+    bad = quanlian(*args[:6], "--limit", "12.345", *args[8:])
+    assert bad.exit_code == 2
     assert partner.get(f"{BASE}/facilities").json()["data"][0]["id"] == facility["id"]
+
+
+def test_cli_renews_an_expired_facility_with_the_apis_circle_rule(app, http, partner, quanlian):
+    core = register(app, partner, name="命令行续授信核心企业", role="core_enterprise", upstream=None)
+    start = today(app, partner.tenant_id)
+    assert quanlian(*_cli_grant(partner.tenant_id, core.id, start, circle="gc x")).exit_code == 2
+    first = quanlian(*_cli_grant(partner.tenant_id, core.id, start + timedelta(days=30),
+                                 circle=" gc-cli-01 "))
+    assert first.exit_code == 0, first.output
+    facility = json.loads(first.stdout)
+    assert facility["guarantee_circle"] == "GC-CLI-01"
+    advance(app, partner.tenant_id, 31)
+    renewed = quanlian(*_cli_grant(partner.tenant_id, core.id, start + timedelta(days=400),
+                                   limit="3000000.00"))
+    assert renewed.exit_code == 0, renewed.output
+    out = json.loads(renewed.stdout)
+    assert out["id"] == facility["id"] and out["status"] == "active"
+    assert out["limit"] == money("3000000.00") and out["guarantee_circle"] == "GC-CLI"
+    assert [e["resource_id"] for e in partner.get("/v1/events?type=credit_facility.renewed")
+            .json()["data"]] == [facility["id"]]
 
 
 @pytest.mark.parametrize("seed", [7])

@@ -48,7 +48,7 @@ def test_factoring_disbursed_and_repaid(app, http):
     problem(chain.pc.post(f"{OPS}/financing-applications/{application['id']}/approve", {
         "tenant_id": chain.tenant_id, "amount": money("1.00"), "annual_rate": "0.07",
         "due_date": (chain.today() + timedelta(days=5)).isoformat()}), 403)
-    problem(_approve(chain, application["id"], amount="50000.01"), 422, "invalid_facility_terms")
+    problem(_approve(chain, application["id"], amount="50000.01"), 422, "approval_exceeds_request")
     problem(_approve(chain, application["id"], days=0), 422, "invalid_due_date")
     problem(_approve(chain, application["id"], rate="7.2"), 422, "validation_failed")
     assert balance(app, chain.tenant_id, applicant.account_id) == before
@@ -97,7 +97,7 @@ def test_order_financing_overdue_raises_a_risk_event(app, http):
 
 def test_application_rules(app, http):
     chain = build_chain(app, http)
-    problem(_apply(chain, chain.core), 422, "invalid_recipient")
+    problem(_apply(chain, chain.core), 422, "invalid_applicant")
     problem(_apply(chain, chain.t1, kind="factoring", invoice_numbers=None), 422, "validation_failed")
     problem(_apply(chain, chain.t1, kind="order_financing", invoice_numbers=["INV-1"]), 422,
             "validation_failed")
@@ -123,3 +123,64 @@ def test_application_rules(app, http):
     assert [a["id"] for a in listed] == [second["id"]]
     ops_list = chain.ops.get(f"{OPS}/financing-applications?tenant_id={chain.tenant_id}").json()["data"]
     assert len(ops_list) == 2
+
+
+def _factor(chain, member, *invoices, amount="100000.00"):
+    return _apply(chain, member, amount=amount, invoice_numbers=list(invoices),
+                  counterparty_member_id=chain.core.id)
+
+
+def test_an_invoice_finances_once(app, http):
+    chain = build_chain(app, http, tiers=(2, 1, 1))
+    t1, t1b = chain.tiers[0]
+    before = balance(app, chain.tenant_id, t1.account_id)
+    # An invoice backing a certificate cannot be factored as well, nor listed beside others.
+    assert chain.issue("100000.00", invoice_numbers=["INV-7777"]).status_code == 201
+    body = problem(_factor(chain, t1, "INV-7777"), 409, "invoice_already_financed")
+    assert body["invoice_numbers"] == ["INV-7777"] and "INV-7777" in body["detail"]
+    body = problem(_factor(chain, t1, "INV-NEW-1", "INV-7777"), 409, "invoice_already_financed")
+    assert body["invoice_numbers"] == ["INV-7777"]
+    # A rejected certificate releases its invoices.
+    rejected = chain.issue("100.00", invoice_numbers=["INV-REJ"]).json()
+    assert chain.act(rejected["id"], "reject", t1.id).status_code == 200
+    assert _factor(chain, t1, "INV-REJ", amount="100.00").status_code == 201
+
+    # One application per invoice, whoever files it, until it is declined.
+    first = _factor(chain, t1, "INV-8888")
+    assert first.status_code == 201, first.text
+    problem(_factor(chain, t1, "INV-8888"), 409, "invoice_already_financed")
+    problem(_factor(chain, t1b, "INV-8889", "INV-8888"), 409, "invoice_already_financed")
+    assert _approve(chain, first.json()["id"], amount="100000.00").status_code == 200
+    problem(_factor(chain, t1b, "INV-8888"), 409, "invoice_already_financed")
+    # ...and a factored invoice cannot back a certificate afterwards.
+    problem(chain.issue("100000.00", invoice_numbers=["INV-8888"]), 409, "invoice_already_financed")
+    assert balance(app, chain.tenant_id, t1.account_id) - before == 10_000_000
+
+    declined = _factor(chain, t1, "INV-9999").json()
+    chain.ops.post(f"{OPS}/financing-applications/{declined['id']}/decline",
+                   {"tenant_id": chain.tenant_id, "reason": "发票存疑"})
+    assert _factor(chain, t1b, "INV-9999").status_code == 201
+
+    # Purchase orders likewise, for order financing (their own numbering: an invoice of the same
+    # number is another document).
+    order = _apply(chain, chain.t2, kind="order_financing", purchase_order_numbers=["PO-5"])
+    assert order.status_code == 201, order.text
+    body = problem(_apply(chain, chain.t2, kind="order_financing", purchase_order_numbers=["PO-5"]),
+                   409, "purchase_order_already_financed")
+    assert body["purchase_order_numbers"] == ["PO-5"]
+    assert _factor(chain, t1, "PO-5").status_code == 201
+    assert ledger_audit(app, chain.tenant_id) == []
+
+
+def test_approval_checks_the_invoices_again(app, http):
+    """A certificate issued against an invoice after a factoring application was filed (and
+    before it was approved) wins: the application is refused at approval, nothing is paid."""
+    chain = build_chain(app, http)
+    application = _factor(chain, chain.t1, "INV-LATE").json()
+    assert chain.issue("100000.00", invoice_numbers=["INV-LATE"]).status_code == 201
+    before = balance(app, chain.tenant_id, chain.t1.account_id)
+    body = problem(_approve(chain, application["id"], amount="100000.00"), 409,
+                   "invoice_already_financed")
+    assert body["invoice_numbers"] == ["INV-LATE"]
+    assert balance(app, chain.tenant_id, chain.t1.account_id) == before
+    assert chain.pc.get(f"{BASE}/financing-applications/{application['id']}").json()["status"] == "submitted"
