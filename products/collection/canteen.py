@@ -277,7 +277,7 @@ def pay_meal(session: Session, tenant_id: str, actor: str, body: schemas.MealCre
         service.clearing_shard(settings, order.id): amount,
     }, journal_ref=order.journal_ref, reference_type="collection_order", reference_id=order.id,
         purpose="collection", at=now, memo=f"餐费 {order.merchant_order_no}")
-    service.succeed_order(session, settings, order, splits, now, plan)
+    service.succeed_order(session, settings, order, splits, now)
     service.publish_order(session, order, splits, actor, now)
     return order
 

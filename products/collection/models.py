@@ -11,7 +11,8 @@ How the tables hang together:
   scenes create orders too: a canteen meal is an order paid from the diner's wallets, a bill
   payment is an order paid from the park tenant's virtual account or by mandate;
 - an order's *splits* give each sub-merchant's share (and the platform's own share); the
-  sub-merchant's fee rule fixes the platform's commission on a share when the order succeeds;
+  sub-merchant's fee rule, as it was when the order was created (kept on the split), fixes the
+  platform's commission on a share when the order succeeds;
 - *refunds* take money back out of the clearing account, split the same way;
 - a *settlement* pays each payee (sub-merchant or the platform) its net amount for one
   business date; a negative net is carried into the next day's settlement.
@@ -202,6 +203,12 @@ class OrderSplit(Base):
                                                         index=True)
     amount_fen: Mapped[int]
     fee_fen: Mapped[int] = mapped_column(default=0)
+    # The sub-merchant's fee rule when the order was created (`FeeRule.as_stored`): the
+    # commission is fixed by it when the order succeeds, however late, as a rule change
+    # applies only to orders created after it. None: the platform's own share, a bill payment
+    # (created and paid at once), or an order from before revision 0003; those take the rule
+    # in force when paid.
+    fee_rule: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     refunded_fen: Mapped[int] = mapped_column(default=0)
     fee_refunded_fen: Mapped[int] = mapped_column(default=0)
 

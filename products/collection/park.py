@@ -57,7 +57,7 @@ from products.collection.models import (
 )
 from products.collection.rules import late_fee_cap, late_fee_for_day, parse_rate
 from products.collection.states import BILL_UNPAID, check_bill
-from products.collection.virtual import open_virtual_account
+from products.collection.virtual import memo_rank, open_virtual_account
 
 
 def _today(now: datetime) -> date:
@@ -394,7 +394,7 @@ def apply_to_bills(session: Session, settings: CollectionSettings, account: Virt
     candidates = list(session.scalars(select(Bill).where(
         Bill.tenant_id == account.tenant_id, Bill.park_tenant_id == account.owner_id,
         Bill.status.in_(BILL_UNPAID)).order_by(Bill.due_date, Bill.created_at, Bill.id)))
-    candidates.sort(key=lambda b: not (memo and (b.reference in memo or b.id in memo)))
+    candidates.sort(key=lambda b: memo_rank(memo, b.reference, b.id), reverse=True)
     for candidate in candidates:
         if account.unapplied_fen <= 0:
             break

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
 
 MAX_RATE_DIGITS = 8
 
@@ -67,6 +68,16 @@ class FeeRule:
             if self.max_fen is not None:
                 fee = min(fee, self.max_fen)
         return max(0, min(fee, share_fen))
+
+    def as_stored(self) -> dict[str, Any]:
+        """The rule as kept with an order's split (JSON: the rate as its decimal string)."""
+        return {"type": self.type, "rate": format_rate(self.rate), "fixed_fen": self.fixed_fen,
+                "min_fen": self.min_fen, "max_fen": self.max_fen}
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> FeeRule:
+        return cls(type=data["type"], rate=Decimal(data["rate"]), fixed_fen=data["fixed_fen"],
+                   min_fen=data["min_fen"], max_fen=data["max_fen"])
 
 
 def allocate(total: int, weights: list[int]) -> list[int]:

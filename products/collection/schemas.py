@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from gateway.errors import ValidationFailed
 from gateway.identifiers import USCC
 from gateway.money import Money, MoneyIn, MoneyInNonNegative
 from products.accounts.reconciliation import parse_cutoff
@@ -495,9 +496,27 @@ class GrantItem(_In):
     amount: MoneyIn
 
 
+# The last month a grant can be for: its subsidies expire when the next month begins, and
+# the month after 9999-12 is beyond the calendar the platform keeps.
+LAST_GRANT_MONTH = "9999-11"
+
+
+def _grant_month_in_range(month: str) -> str:
+    # The platform's out-of-range problem rather than a ValueError, so that the answer is the
+    # same 422 `value_out_of_range` as for any other date beyond the calendar.
+    if month > LAST_GRANT_MONTH:
+        raise ValidationFailed(
+            f"A grant's month is at most {LAST_GRANT_MONTH}: its subsidies expire when the next "
+            "month begins.", code="value_out_of_range",
+            errors=[{"field": "body.month", "message": f"at most {LAST_GRANT_MONTH}",
+                     "code": "value_out_of_range"}])
+    return month
+
+
 class GrantCreate(_In):
     reference: Reference
-    month: Month = Field(description="The month the subsidy can be spent in; it expires after")
+    month: Annotated[Month, AfterValidator(_grant_month_in_range)] = Field(
+        description="The month the subsidy can be spent in (at most 9999-11); it expires after")
     items: list[GrantItem] = Field(min_length=1, max_length=5000)
 
 

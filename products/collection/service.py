@@ -503,6 +503,7 @@ def new_order(settings: Settings, *, actor: str, now: datetime,
                   expires_at=expires_at, finalized_at=None, final_date=None)
     splits = [OrderSplit(order_id=order_id, seq=i, tenant_id=tenant_id,
                          sub_merchant_id=p.sub_merchant_id, amount_fen=p.amount_fen, fee_fen=0,
+                         fee_rule=p.rule.as_stored() if p.rule else None,
                          refunded_fen=0, fee_refunded_fen=0)
               for i, p in enumerate(plan)]
     return order, splits
@@ -533,18 +534,25 @@ def open_order(session: Session, settings: Settings, **kwargs: object
     return order, splits
 
 
+def _split_rules(session: Session, splits: list[OrderSplit]) -> dict[str, FeeRule]:
+    """Each sub-merchant's fee rule for an order's splits: the one kept on the split when the
+    order was created (a later rule change applies only to later orders), else the rule in
+    force now (see `OrderSplit.fee_rule`)."""
+    rules = {s.sub_merchant_id: FeeRule.from_stored(s.fee_rule)
+             for s in splits if s.sub_merchant_id and s.fee_rule is not None}
+    missing = [s.sub_merchant_id for s in splits if s.sub_merchant_id and s.fee_rule is None]
+    if missing:
+        rules.update({row.id: fee_rule_of(row) for row in session.scalars(
+            select(SubMerchant).where(SubMerchant.id.in_(missing)))})
+    return rules
+
+
 def succeed_order(session: Session, settings: Settings, order: Order,
-                  splits: list[OrderSplit], now: datetime,
-                  plan: list[SplitPlan] | None = None) -> None:
-    """pending -> succeeded: fix the commissions by each sub-merchant's fee rule (the plan's
-    rules when given, else the rules as they are now)."""
+                  splits: list[OrderSplit], now: datetime) -> None:
+    """pending -> succeeded: fix the commissions by each sub-merchant's fee rule of the
+    order's creation (`_split_rules`)."""
     check_order(order.status, "succeeded", action="paid")
-    if plan is not None:
-        rules = {p.sub_merchant_id: p.rule for p in plan if p.sub_merchant_id and p.rule}
-    else:
-        merchant_ids = [s.sub_merchant_id for s in splits if s.sub_merchant_id]
-        rules = {row.id: fee_rule_of(row) for row in session.scalars(
-            select(SubMerchant).where(SubMerchant.id.in_(merchant_ids)))} if merchant_ids else {}
+    rules = _split_rules(session, splits)
     commission = 0
     for split in splits:
         if split.sub_merchant_id:
@@ -628,7 +636,7 @@ def create_order(session: Session, tenant_id: str, actor: str,
                                   merchant_order_no=body.merchant_order_no, amount_fen=amount,
                                   scene="general", payer_method="mandate", plan=plan,
                                   description=body.description, mandate_id=mandate.id)
-        debit_by_mandate(session, settings, order, splits, mandate, month, now, plan)
+        debit_by_mandate(session, settings, order, splits, mandate, month, now)
         save_order(session, order, splits)
         publish_order(session, order, splits, actor, now)
         return order, splits
@@ -650,8 +658,7 @@ def create_order(session: Session, tenant_id: str, actor: str,
 
 def debit_by_mandate(session: Session, settings: Settings, order: Order,
                      splits: list[OrderSplit], mandate: Mandate | MandateTerms, month: str,
-                     now: datetime,
-                     plan: list[SplitPlan] | None = None) -> None:
+                     now: datetime) -> None:
     """Debit the payer's account for a pending order under a reserved mandate (sandbox magic
     amounts force a refusal, or a pending debit that fails a minute later)."""
     tenant_id = order.tenant_id
@@ -678,7 +685,7 @@ def debit_by_mandate(session: Session, settings: Settings, order: Order,
         fail_order(session, settings, order, now, status="failed", code=exc.code,
                    message=exc.detail or exc.title)
         return
-    succeed_order(session, settings, order, splits, now, plan)
+    succeed_order(session, settings, order, splits, now)
 
 
 def expire_orders(session: Session, tenant_id: str, now: datetime, actor: str,

@@ -9,9 +9,16 @@ with its own account number that a payer transfers to. Money arriving there is t
 2. for a park tenant's account, its open bills, the one named in the memo first, then by due
    date, oldest first; a bill may be paid in part (products.collection.park).
 
+A memo names an order (by merchant_order_no or id) or a bill (by reference or id) only as a
+whole token: see `memo_rank`.
+
 What is left stays as credit and pays the next order or bill created for the account. The
 matcher runs when money arrives, when an order is created on the account and when a bill is
 created for its tenant, always under the virtual account's row lock.
+
+Each incoming transfer records how much of *its* money was applied: credit is spent first in,
+first applied (`_record_applied`), so an older transfer's row changes when its credit pays an
+order or bill later.
 
 Incoming transfers: in production the core-banking adapter calls `receive_transfer` when an
 interbank credit for a virtual account number arrives. In the sandbox, the partner simulates
@@ -21,6 +28,7 @@ only), which calls the same function.
 
 from __future__ import annotations
 
+import string
 from datetime import datetime
 
 from sqlalchemy import select
@@ -29,7 +37,7 @@ from sqlalchemy.orm import Session
 from gateway.errors import Conflict
 from gateway.events import publish
 from gateway.ids import new_id
-from gateway.money import Money, parse_fen
+from gateway.money import Money
 from gateway.pii import mask_account_number, mask_name
 from gateway.tenancy import is_sandbox
 from products.collection import ledger, repository, schemas, service, views
@@ -116,11 +124,6 @@ def receive_transfer(session: Session, tenant_id: str, actor: str, virtual_accou
     account.unapplied_fen += amount_fen
     session.flush()
     applications = apply_credit(session, settings, account, now, actor, memo=memo)
-    applied = sum(parse_fen(a.amount.amount) for a in applications)
-    incoming.applied_fen = min(amount_fen, applied)
-    incoming.status = ("applied" if incoming.applied_fen == amount_fen
-                       else "partially_applied" if incoming.applied_fen else "unapplied")
-    session.flush()
     publish(session, tenant_id=tenant_id, type="virtual_account.funds_received",
             resource_type="virtual_account", resource_id=account.id,
             data=views.data(views.incoming_out(incoming, applications)), actor=actor, at=now)
@@ -138,8 +141,59 @@ def simulate_incoming(session: Session, tenant_id: str, actor: str, virtual_acco
                             remitter_account=body.remitter_account, memo=body.memo.strip())
 
 
-def _named(memo: str | None, *keys: str) -> bool:
-    return bool(memo) and any(key and key in (memo or "") for key in keys)
+# The characters a reference is made of, for telling where a token named in a memo ends.
+# Anything else (spaces, punctuation such as '.', ',', '/', ':', Chinese text) delimits: "X-1"
+# is named by "缴费X-1，谢谢" and "for X-1." but not by "X-12", "AX-1" or "X-1_b".
+_TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
+
+
+def _names(memo: str, key: str) -> bool:
+    """Whether `key` occurs in `memo` as a whole token (case-sensitive)."""
+    start = memo.find(key)
+    while start >= 0:
+        end = start + len(key)
+        if ((start == 0 or memo[start - 1] not in _TOKEN_CHARS)
+                and (end == len(memo) or memo[end] not in _TOKEN_CHARS)):
+            return True
+        start = memo.find(key, start + 1)
+    return False
+
+
+def memo_rank(memo: str | None, *keys: str | None) -> tuple[bool, int]:
+    """How strongly a transfer's memo names a record known by `keys`; (False, 0): not at all.
+
+    The one matching rule for orders and bills. A memo that is exactly a key ranks first, then
+    the longest key named as a whole token, so that of orders "X-1" and "X-12" the memo
+    "X-12" pays "X-12" and "X-1 X-12" also prefers "X-12". Sort by it descending (stable, so
+    equally ranked records keep their oldest-first order).
+    """
+    text = (memo or "").strip()
+    named = [key for key in keys if key and text and _names(text, key)]
+    if not named:
+        return False, 0
+    return text in named, max(len(key) for key in named)
+
+
+def _record_applied(session: Session, account: VirtualAccount, applied_fen: int) -> None:
+    """Book `applied_fen` of the account's credit against its incoming transfers, first in,
+    first applied, so that each transfer says how much of its own money paid orders or bills.
+
+    The caller holds the virtual account's row lock (no other matcher moves these rows)."""
+    if applied_fen <= 0:
+        return
+    open_transfers = session.scalars(select(IncomingTransfer).where(
+        IncomingTransfer.tenant_id == account.tenant_id,
+        IncomingTransfer.virtual_account_id == account.id,
+        IncomingTransfer.applied_fen < IncomingTransfer.amount_fen)
+        .order_by(IncomingTransfer.received_at, IncomingTransfer.id))
+    for incoming in open_transfers:
+        if applied_fen <= 0:
+            break
+        used = min(applied_fen, incoming.amount_fen - incoming.applied_fen)
+        incoming.applied_fen += used
+        incoming.status = ("applied" if incoming.applied_fen == incoming.amount_fen
+                           else "partially_applied")
+        applied_fen -= used
 
 
 def apply_credit(session: Session, settings: CollectionSettings, account: VirtualAccount,
@@ -152,11 +206,12 @@ def apply_credit(session: Session, settings: CollectionSettings, account: Virtua
     applications: list[schemas.Application] = []
     if account.unapplied_fen <= 0:
         return applications
+    credit_before = account.unapplied_fen
     pending = list(session.scalars(select(Order).where(
         Order.tenant_id == account.tenant_id, Order.virtual_account_id == account.id,
         Order.status == "pending", Order.bill_id.is_(None))
         .order_by(Order.created_at, Order.id)))
-    pending.sort(key=lambda o: not _named(memo, o.merchant_order_no, o.id))
+    pending.sort(key=lambda o: memo_rank(memo, o.merchant_order_no, o.id), reverse=True)
     for candidate in pending:
         if account.unapplied_fen < candidate.amount_fen:
             continue
@@ -181,6 +236,7 @@ def apply_credit(session: Session, settings: CollectionSettings, account: Virtua
         from products.collection import park
 
         applications.extend(park.apply_to_bills(session, settings, account, now, actor, memo=memo))
+    _record_applied(session, account, credit_before - account.unapplied_fen)
     session.flush()
     return applications
 

@@ -6,10 +6,10 @@
 
 Files arrive in UTF-8 (with or without BOM) or GBK (read as GB18030, its superset). The text is
 decoded incrementally from the byte stream: the charset comes from a BOM, else from the
-Content-Type `charset` parameter, else from the first line holding non-ASCII bytes (UTF-8 when
-that line is valid UTF-8, GBK otherwise; everything before it is ASCII, the same in both). Lines
-are handed out as they complete, so a large file is never held as text or as parsed rows in
-memory.
+Content-Type `charset` parameter, else from a bounded window of the file (`DECIDE_BYTES` from
+the first line holding non-ASCII bytes, or the whole file if smaller; the ASCII before it is the
+same in both), see `LineDecoder._guess`. Lines are handed out as they complete, so a large file
+is never held as text or as parsed rows in memory.
 
 The result file is the same layout with two more columns on each item line: status and reason.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -28,6 +29,12 @@ HEADER_COLUMNS = ("payer_account_id", "purpose", "value_date", "declared_count",
 HEADER_REQUIRED = 6
 RESULT_COLUMNS = ("status", "reason")
 MAX_LINE_CHARS = 4096
+# How much of a file (from its first non-ASCII line) is read before its charset is decided:
+# enough names to tell GBK from UTF-8, small enough to hold while streaming.
+DECIDE_BYTES = 64 * 1024
+# Characters UTF-8 writes in 3 or 4 bytes: every Chinese character. GBK's 2-byte pairs that
+# happen to be valid UTF-8 (谢伟 is D0BB CEB0) only ever read as 2-byte sequences (U+0080-07FF).
+_WIDE = re.compile("[^\x00-\u07ff]")
 
 _UTF8 = "utf-8"
 _GBK = "gb18030"  # a superset of GBK and GB2312: every GBK file decodes the same
@@ -68,10 +75,10 @@ def public_charset(decoder_name: str) -> str:
 class LineDecoder:
     """Bytes in (any chunking), numbered text lines out; UTF-8 or GBK as described above.
 
-    Until the charset is known (no BOM, no declared charset, only ASCII so far) bytes are
-    decoded a whole line at a time: the first line holding non-ASCII bytes decides. If it is
-    valid UTF-8 the file is UTF-8; if not, it is GBK. A later line that fails the chosen
-    charset refuses the file with its line number.
+    Until the charset is known (no BOM, no declared charset, only ASCII so far) ASCII lines
+    are handed on as they complete; from the first line holding non-ASCII bytes, up to
+    `DECIDE_BYTES` of whole lines are gathered and `_guess` decides on them. A later line
+    that fails the chosen charset refuses the file with its line number.
     """
 
     def __init__(self, charset: str | None = None) -> None:
@@ -122,26 +129,43 @@ class LineDecoder:
                 raise CsvFileError(f"Line {line} is longer than {MAX_LINE_CHARS} characters.",
                                    code="line_too_long", line=line)
             return
-        complete, self._raw = self._raw[:cut], self._raw[cut:]
-        if complete.isascii():
-            self._pending += complete.decode("ascii")
+        if self._raw[:cut].isascii():
+            # The same text in either charset: handed on, the decision still open.
+            self._pending += self._raw[:cut].decode("ascii")
+            self._raw = self._raw[cut:]
             return
-        try:
-            text = complete.decode(_UTF8)
-            self.encoding = _UTF8
-        except UnicodeDecodeError as exc:
-            failing_line_start = complete.rfind(b"\n", 0, exc.start) + 1
-            if not complete[:failing_line_start].isascii():
-                raise self._bad(complete, exc.start, _UTF8) from None
-            try:
-                text = complete.decode(_GBK)
-            except UnicodeDecodeError as gbk_exc:
-                raise self._bad(complete, gbk_exc.start, _GBK) from None
-            self.encoding = _GBK
+        if len(self._raw) < DECIDE_BYTES and not final:
+            return
+        sample, rest = self._raw[:cut], self._raw[cut:]
+        self._raw = b""
+        self.encoding, text = self._guess(sample)
         self._decoder = codecs.getincrementaldecoder(self.encoding)()
         self._pending += text
-        rest, self._raw = self._raw, b""
         self._pending += self._decode(rest, final)
+
+    def _guess(self, sample: bytes) -> tuple[str, str]:
+        """The charset of whole lines `sample`, and their text.
+
+        Both charsets often accept the same short bytes, so validity alone does not decide.
+        Chinese text in UTF-8 is 3 bytes a character: UTF-8 when the part of the sample that is
+        valid UTF-8 holds such characters (and then a byte that is not refuses the file at its
+        line, rather than guessing again). Otherwise GBK, whose pairs may read as UTF-8 2-byte
+        sequences; UTF-8 only if GBK cannot read the sample (Latin accents without Chinese).
+        """
+        try:
+            text, bad = sample.decode(_UTF8), None
+        except UnicodeDecodeError as exc:
+            text, bad = sample[:exc.start].decode(_UTF8), exc.start
+        if _WIDE.search(text):
+            if bad is not None:
+                raise self._bad(sample, bad, _UTF8)
+            return _UTF8, text
+        try:
+            return _GBK, sample.decode(_GBK)
+        except UnicodeDecodeError as exc:
+            if bad is None:
+                return _UTF8, text
+            raise self._bad(sample, exc.start, _GBK) from None
 
     def _bad(self, data: bytes, position: int, encoding: str) -> CsvFileError:
         line = self._line_no + self._pending.count("\n") + data[:position].count(b"\n") + 1

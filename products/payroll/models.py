@@ -174,6 +174,10 @@ class WageWorker(Base):
     contract_start: Mapped[date] = mapped_column(Date)
     contract_end: Mapped[date | None] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(12), default="active")
+    # The business date the worker left (status `left`), kept because wages owed for the
+    # months before it stay owed: the arrears check and the regulator need the date, not
+    # only today's status. NULL while active.
+    left_on: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

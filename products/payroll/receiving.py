@@ -42,6 +42,14 @@ REASONS = {
     "insufficient_funds": "余额不足: the payer account could not fund the item",
     "other": "退票: returned by the receiving bank",
     "batch_cancelled": "批次已撤销: the batch was cancelled",
+    # The wage-account rules (products.payroll.wage), checked again when each item is paid.
+    "worker_not_registered": "非实名登记工人: the person is not a registered worker of the "
+                             "wage project",
+    "worker_not_active": "工人已离场: the registered worker has left the project",
+    "worker_name_mismatch": "姓名与登记不符: the name differs from the worker's registration",
+    "card_not_registered": "非登记工资卡: wages go only to the worker's registered card",
+    "wage_account_restricted": "工资专户受限: the wage account pays only its project's "
+                               "registered workers",
 }
 RETURN_AFTER = timedelta(hours=24)
 RETURN_MARKERS = ("RETURN", "退票")

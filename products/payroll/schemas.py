@@ -292,7 +292,12 @@ class WorkerMonthOut(BaseModel):
     team: str
     status: str
     month: str
-    payment_status: Literal["paid", "unpaid", "returned", "not_due"]
+    payment_status: Literal["paid", "unpaid", "returned", "not_due", "not_owed"] = Field(
+        description="`paid`: paid for the month; `returned`: its only payments were returned "
+                    "(退票); `unpaid`: owed, payday passed, not paid; `not_due`: owed, payday "
+                    "not reached yet; `not_owed`: nothing was owed that month (the project's "
+                    "pay cycles had not begun, or the worker was not registered and under "
+                    "contract by payday, or had left before the month began)")
     paid_amount: Money
     payments: int
     last_paid_on: date | None

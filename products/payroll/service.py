@@ -448,13 +448,17 @@ def result_lines(session: Session, batch: PayrollBatch) -> Iterator[str]:
     """The result file: the header line as uploaded, then each item with status and reason.
 
     Personal data is masked here too; the HR system matches lines by item reference. Items are
-    read in pages of masked columns only (nothing is decrypted).
+    read in pages of masked columns only (nothing is decrypted). A rejected batch keeps no
+    items, so its file lists its findings instead (`_finding_lines`).
     """
     from products.payroll.csvfile import csv_line
 
     yield csv_line([batch.payer_account_id, batch.purpose, batch.value_date.isoformat(),
                     str(batch.declared_count), format_fen(batch.declared_total_fen),
                     batch.external_reference, batch.wage_month or ""])
+    if batch.status == "rejected":
+        yield from _finding_lines(session, batch)
+        return
     cols = (PayrollItem.seq, PayrollItem.name_masked, PayrollItem.id_masked,
             PayrollItem.account_masked, PayrollItem.amount_fen, PayrollItem.memo,
             PayrollItem.item_reference, PayrollItem.status, PayrollItem.reason_code)
@@ -469,6 +473,26 @@ def result_lines(session: Session, batch: PayrollBatch) -> Iterator[str]:
             yield csv_line([name, id_masked, account, format_fen(fen), memo, ref, status,
                             reason or ""])
             after = seq
+
+
+def _finding_lines(session: Session, batch: PayrollBatch) -> Iterator[str]:
+    """One line per finding of a rejected batch, in the item layout: the personal columns and
+    the amount blank (not kept), the item reference, status `rejected` (an error) or `warning`,
+    and as reason `code: line N, field: message` (the code first, for machines)."""
+    from products.payroll.csvfile import csv_line
+
+    after = 0
+    while True:
+        rows = list(session.scalars(select(PayrollFinding).where(
+            PayrollFinding.batch_id == batch.id, PayrollFinding.seq > after)
+            .order_by(PayrollFinding.seq).limit(RESULT_PAGE)))
+        if not rows:
+            return
+        for f in rows:
+            status = "rejected" if f.severity == "error" else "warning"
+            yield csv_line(["", "", "", "", "", f.item_reference or "", status,
+                            f"{f.code}: line {f.line}, {f.field}: {f.message}"])
+            after = f.seq
 
 
 # --- confirming and cancelling ---------------------------------------------------------------

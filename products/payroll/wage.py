@@ -83,6 +83,30 @@ def _next_cycle(cycle: str) -> str:
     return f"{year + 1}-01" if month == 12 else f"{year}-{month + 1:02d}"
 
 
+def _last_day(worker: WageWorker) -> date | None:
+    """The worker's last day on the project: the contract's end or the day they left."""
+    ends = [d for d in (worker.contract_end, worker.left_on) if d is not None]
+    return min(ends) if ends else None
+
+
+def owed_for(project: WageProject, worker: WageWorker, cycle: str) -> bool:
+    """Whether `worker` is owed wages for pay month `cycle`: the one rule behind both the
+    arrears check and the regulator's monthly view.
+
+    Owed when the project's pay cycles had begun (`first_cycle`), the worker was registered and
+    under contract by that month's payday, and was still on the project on some day of that
+    month (neither the contract's end nor the day they left falls before its first day). It
+    depends only on dates, never on today's status: a worker who leaves after payday stays owed
+    for that month until paid.
+    """
+    if cycle < project.first_cycle:
+        return False
+    due = _cycle_due(cycle, project.payday)
+    last = _last_day(worker)
+    return (business_date(worker.created_at) <= due and worker.contract_start <= due
+            and (last is None or last >= due.replace(day=1)))
+
+
 # --- views ---------------------------------------------------------------------------------
 
 def project_view(p: WageProject) -> dict[str, Any]:
@@ -358,13 +382,23 @@ def update_worker(session: Session, principal: Principal, project_id: str, worke
                  "code": "invalid_contract_dates"}])
         worker.contract_end = patch.contract_end
     if patch.status is not None:
-        worker.status = patch.status
+        _set_status(worker, patch.status, business_date(now))
     worker.updated_at = now
     session.flush()
     publish(session, tenant_id=worker.tenant_id, type="wage_worker.updated",
             resource_type="wage_worker", resource_id=worker.id, data=worker_view(worker),
             actor=principal.client_id, at=now)
     return worker
+
+
+def _set_status(worker: WageWorker, status: str, today: date) -> None:
+    # The first day of leaving is kept (a repeated `left` does not move it): the months owed
+    # before it stay owed (`owed_for`). A worker who comes back is on the project again.
+    if status == "left" and worker.status != "left":
+        worker.left_on = today
+    elif status == "active":
+        worker.left_on = None
+    worker.status = status
 
 
 def list_workers(session: Session, tenant_id: str, project_id: str, *, limit: int,
@@ -633,6 +667,8 @@ def monthly_status(session: Session, principal: Principal, project_id: str, mont
             status = "paid"
         elif entry and entry["returned"]:
             status = "returned"
+        elif not owed_for(project, w, month):
+            status = "not_owed"
         elif today < due:
             status = "not_due"
         else:
@@ -689,7 +725,10 @@ def check_project(session: Session, project: WageProject, now: datetime, environ
     today = business_date(now)
     done = 0
     current = _cycle(today)
-    for cycle in (_previous_cycle(current), current):
+    # Next month's cycle too: its balance check falls in this month when payday is early
+    # (payday 3, 5 days before: on the 29th); the unpaid check of a cycle comes at the latest
+    # 30 days after a payday, so by the following month.
+    for cycle in (_previous_cycle(current), current, _next_cycle(current)):
         if cycle < project.first_cycle:
             continue
         due = _cycle_due(cycle, project.payday)
@@ -697,13 +736,11 @@ def check_project(session: Session, project: WageProject, now: datetime, environ
             WageCheck.project_id == project.id, WageCheck.cycle == cycle)).all()}
         if "unpaid_wages" not in checks and today >= due + timedelta(days=project.arrears_grace_days):
             paid = _paid_in_cycle(session, project.id, cycle)
-            expected = list(session.scalars(select(WageWorker).where(
-                WageWorker.project_id == project.id, WageWorker.status == "active",
-                WageWorker.contract_start <= due,
-                or_(WageWorker.contract_end.is_(None),
-                    WageWorker.contract_end >= due.replace(day=1)))))
-            unpaid = [w for w in expected
-                      if business_date(w.created_at) <= due and not paid.get(w.id, {}).get("payments")]
+            # Everyone owed for the cycle, whatever their status today (`owed_for`).
+            expected = [w for w in session.scalars(select(WageWorker).where(
+                WageWorker.project_id == project.id, WageWorker.contract_start <= due))
+                if owed_for(project, w, cycle)]
+            unpaid = [w for w in expected if not paid.get(w.id, {}).get("payments")]
             details = {"due_date": due.isoformat(), "grace_days": project.arrears_grace_days,
                        "expected_workers": len(expected), "unpaid_workers": len(unpaid),
                        "unpaid": [{"worker_id": w.id, "name": w.name_masked,

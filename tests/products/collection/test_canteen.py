@@ -160,3 +160,22 @@ def test_a_month_of_canteen_meals_with_expiry(app, http):
     assert rows["E101"]["expired"] == money("150.00") and rows["E101"]["meal_count"] == 5
     assert rows["E102"]["expired"] == money("200.00") and rows["E102"]["name"] == "张*"
     clearing_invariants(p)
+
+
+def test_a_grant_for_the_last_month_of_the_calendar_is_out_of_range(app, http):
+    p = setup_platform(app, http)
+    funding = p.account(1_000_00)
+    eid = p.post("/canteen/employers", {"name": "苏州恒达精密机械有限公司", "uscc": uscc(),
+                                        "funding_account_id": funding}).json()["id"]
+    diner = p.post(f"/canteen/employers/{eid}/diners", {"employee_no": "E1", "name": "王伟"})
+    body = {"reference": "G-FAR", "items": [{"diner_id": diner.json()["id"],
+                                             "amount": money("1.00")}]}
+    # 9999-12 would expire when 10000-01 begins: beyond the calendar, refused, nothing moved
+    refused = problem(p.post(f"/canteen/employers/{eid}/grants", {**body, "month": "9999-12"}),
+                      422, "value_out_of_range")
+    assert [e["field"] for e in refused["errors"]] == ["body.month"]
+    assert p.balance(funding) == 1_000_00
+    # the month before is the last a grant can be for
+    last = p.post(f"/canteen/employers/{eid}/grants", {**body, "month": "9999-11"})
+    assert last.status_code == 201, last.text
+    assert last.json()["expires_at"].startswith("9999-11-30T16:00:00")

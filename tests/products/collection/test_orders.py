@@ -229,9 +229,94 @@ def test_virtual_account_order_is_paid_by_transfer_or_expires(app, http):
     paid_at_once = p.order("40.00", virtual_account_id=account["id"])
     assert paid_at_once["status"] == "succeeded"
     transfers = p.get(f"/virtual-accounts/{account['id']}/incoming-transfers").json()["data"]
-    assert [t["status"] for t in transfers] == ["unapplied", "applied", "partially_applied"]
+    # first in, first applied: the first transfer's 5.00 credit paid the older order with the
+    # second; the third's 40.00 paid the order created after it
+    assert [(t["status"], t["applied"]) for t in transfers] == [
+        ("applied", money("40.00")), ("applied", money("25.00")), ("applied", money("25.00"))]
     assert events(p, "virtual_account.") == ["virtual_account.created"] + [
         "virtual_account.funds_received"] * 3
+
+
+def transfer(p: Platform, account_id: str, amount: str, memo: str = "") -> dict:
+    response = p.post(f"/virtual-accounts/{account_id}/simulate-incoming",
+                      {"amount": money(amount), "remitter_name": "张伟", "memo": memo})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_a_memo_names_an_order_only_as_a_whole_token(app, http):
+    p = setup_platform(app, http)
+    account = p.post("/virtual-accounts", {"label": "付款人"}).json()
+    short = p.order("5.00", virtual_account_id=account["id"], number="X-1")
+    long = p.order("8.00", virtual_account_id=account["id"], number="X-12")
+    other = p.order("5.00", virtual_account_id=account["id"], number="X-2")
+
+    # "X-12" does not name the older "X-1": the 8.00 pays X-12 and nothing else
+    paid = transfer(p, account["id"], "8.00", "X-12")
+    assert [a["id"] for a in paid["applications"]] == [long["id"]]
+    assert p.get(f"/orders/{short['id']}").json()["status"] == "pending"
+
+    # Chinese text and punctuation delimit a token; a longer token containing the reference
+    # ("AX-1", "X-1_b") does not name it, so the credit goes to the oldest order
+    paid = transfer(p, account["id"], "5.00", "货款X-2，谢谢")
+    assert [a["id"] for a in paid["applications"]] == [other["id"]]
+    paid = transfer(p, account["id"], "5.00", "AX-1 X-1_b")
+    assert [a["id"] for a in paid["applications"]] == [short["id"]]
+
+
+def test_a_memo_naming_two_orders_pays_the_longest_reference_first(app, http):
+    from products.collection.virtual import memo_rank
+
+    assert memo_rank("X-12", "X-1") == (False, 0)
+    assert memo_rank(" X-12 ", "X-12", "cord_x") == (True, 4)
+    assert memo_rank("X-1 X-12", "X-1") < memo_rank("X-1 X-12", "X-12")
+    assert memo_rank("for X-1.", "X-1") == (False, 3)
+    assert memo_rank("", "X-1") == memo_rank(None, "X-1") == (False, 0)
+
+    p = setup_platform(app, http)
+    account = p.post("/virtual-accounts", {"label": "付款人"}).json()
+    p.order("5.00", virtual_account_id=account["id"], number="X-1")
+    long = p.order("5.00", virtual_account_id=account["id"], number="X-12")
+    paid = transfer(p, account["id"], "5.00", "X-1 X-12")
+    assert [a["id"] for a in paid["applications"]] == [long["id"]]
+
+
+def test_each_incoming_transfer_says_how_much_of_its_own_money_was_applied(app, http):
+    p = setup_platform(app, http)
+    account = p.post("/virtual-accounts", {"label": "付款人"}).json()
+    order = p.order("20.00", virtual_account_id=account["id"])
+    first = transfer(p, account["id"], "10.00", order["merchant_order_no"])
+    assert (first["status"], first["applied"]) == ("unapplied", money("0.00"))
+    # the order takes the first transfer's 10.00, then 10.00 of the second; 5.00 is credit
+    second = transfer(p, account["id"], "15.00", order["merchant_order_no"])
+    assert (second["status"], second["applied"]) == ("partially_applied", money("10.00"))
+
+    def applied() -> list[tuple[str, dict]]:
+        rows = p.get(f"/virtual-accounts/{account['id']}/incoming-transfers").json()["data"]
+        return [(t["status"], t["applied"]) for t in sorted(rows, key=lambda t: t["id"])]
+
+    assert applied() == [("applied", money("10.00")), ("partially_applied", money("10.00"))]
+    assert p.get(f"/virtual-accounts/{account['id']}").json()["unapplied"] == money("5.00")
+    # the credit left pays a later order: the second transfer's row says so
+    assert p.order("5.00", virtual_account_id=account["id"])["status"] == "succeeded"
+    assert applied() == [("applied", money("10.00")), ("applied", money("15.00"))]
+
+
+def test_a_pending_order_keeps_the_fee_rule_of_its_creation(app, http):
+    p = setup_platform(app, http)
+    fixed = p.merchants[1]  # a fixed 0.50 per order share
+    account = p.post("/virtual-accounts", {"label": "付款人"}).json()
+    before = p.order("100.00", virtual_account_id=account["id"], splits=[(1, "100.00")])
+    changed = p.patch(f"/sub-merchants/{fixed}", {"fee_rule": {"type": "percentage",
+                                                               "rate": "0.2"}})
+    assert changed.status_code == 200, changed.text
+    after = p.order("100.00", virtual_account_id=account["id"], splits=[(1, "100.00")])
+
+    # one transfer pays both: the older order under the old rule, the newer under the new one
+    transfer(p, account["id"], "200.00")
+    paid = [p.get(f"/orders/{o['id']}").json() for o in (before, after)]
+    assert [o["status"] for o in paid] == ["succeeded", "succeeded"]
+    assert [o["splits"][0]["fee"] for o in paid] == [money("0.50"), money("20.00")]
 
 
 def test_collection_accounts_cannot_be_debited_outside_collection(app, http):

@@ -198,3 +198,34 @@ def test_a_clock_jump_sends_only_the_reminder_still_meaningful(app, http):
     p.run_jobs()
     kinds = [(n["kind"], n["offset_days"]) for n in p.get(f"/bills/{bill['id']}").json()["notices"]]
     assert kinds == [("after_due", 15), ("after_due", 120)]
+
+
+def test_a_memo_names_a_bill_only_as_a_whole_token(app, http):
+    p = setup_platform(app, http)
+    park = p.post("/parks", {"name": "星湖科技园", "sub_merchant_id": p.merchants[1]}).json()
+    occupant = p.post(f"/parks/{park['id']}/tenants", {"name": "苏州恒达精密机械有限公司",
+                                                       "uscc": uscc()}).json()
+    va = occupant["virtual_account_id"]
+    older = new_bill(p, park["id"], occupant["id"], "B-1", "100.00",
+                     p.today() + timedelta(days=5))
+    named = new_bill(p, park["id"], occupant["id"], "B-12", "300.00",
+                     p.today() + timedelta(days=10))
+    # "B-12" does not name the bill "B-1" (due first): the transfer pays B-12 in full
+    paid = p.post(f"/virtual-accounts/{va}/simulate-incoming", {
+        "amount": money("300.00"), "remitter_name": "苏州恒达精密机械有限公司", "memo": "B-12"})
+    assert paid.status_code == 201, paid.text
+    assert [(a["id"], a["amount"]) for a in paid.json()["applications"]] == [
+        (named["id"], money("300.00"))]
+    assert p.get(f"/bills/{named['id']}").json()["status"] == "paid"
+    assert p.get(f"/bills/{older['id']}").json()["paid"] == money("0.00")
+
+    # a part payment of a bill counts as applied, the rest of a later transfer as credit
+    p.post(f"/virtual-accounts/{va}/simulate-incoming",
+           {"amount": money("60.00"), "remitter_name": "苏州恒达精密机械有限公司"})
+    p.post(f"/virtual-accounts/{va}/simulate-incoming",
+           {"amount": money("60.00"), "remitter_name": "苏州恒达精密机械有限公司"})
+    rows = p.get(f"/virtual-accounts/{va}/incoming-transfers").json()["data"]
+    assert [(t["status"], t["applied"]) for t in sorted(rows, key=lambda t: t["id"])] == [
+        ("applied", money("300.00")), ("applied", money("60.00")),
+        ("partially_applied", money("40.00"))]
+    assert p.get(f"/park-tenants/{occupant['id']}").json()["credit"] == money("20.00")

@@ -151,3 +151,69 @@ def test_a_100000_item_gbk_file_is_accepted_as_a_stream(app, employer):
     page = pc.get(f"/v1/payroll/batches/{batch['id']}/items?limit=100").json()
     assert len(page["data"]) == 100 and page["data"][-1]["line"] == 101
     print(f"100,000 items accepted in {elapsed:.1f} s")
+
+
+def _named_items(names: list[str]) -> list[dict]:
+    """Items for employees of these names, memo blank: the name alone is the non-ASCII text."""
+    staff = people(len(names), seed=21)
+    for person, name in zip(staff, names, strict=True):
+        person.name = name
+    return [dict(item, memo="") for item in items_for(staff)]
+
+
+def test_gbk_names_that_are_also_valid_utf8_are_read_as_gbk(app, employer):
+    # In GBK, 谢伟 (D0BB CEB0), 郑伟 and 肖平 are valid UTF-8 2-byte sequences (лΰ, ֣ΰ, Фƽ).
+    pc = employer.client
+    for names in (["谢伟"], ["郑伟", "肖平"], ["谢伟", "张三"]):
+        for encoding, charset, expected in (("gbk", None, "gbk"), ("gbk", "gbk", "gbk"),
+                                            ("utf-8", None, "utf-8"),
+                                            ("utf-8-sig", None, "utf-8"),
+                                            ("utf-8", "utf-8", "utf-8")):
+            text = csv_text(employer.account_id, _named_items(names))
+            r = upload(pc, text.encode(encoding), charset)
+            assert r.status_code == 201, (names, charset, expected, r.text)
+            batch = r.json()
+            assert (batch["status"], batch["charset"]) == ("validated", expected), names
+            items = pc.get(f"/v1/payroll/batches/{batch['id']}/items").json()["data"]
+            assert [i["employee_name"][0] for i in items] == [n[0] for n in names]
+            rows = list(csv.reader(io.StringIO(pc.get(
+                f"/v1/payroll/batches/{batch['id']}/result.csv?charset=utf-8"
+            ).content.decode("utf-8-sig"))))
+            assert [row[0][0] for row in rows[1:]] == [n[0] for n in names]
+
+
+def test_a_line_contradicting_the_decided_charset_is_refused_with_its_line(app, employer):
+    # The first 64 KiB decide GBK (谢伟 reads as UTF-8, the GBK names after it do not); a
+    # UTF-8 line far beyond is not GBK: the file is refused at that line, nothing stored.
+    pc = employer.client
+    staff = _named_items(["谢伟"] + [p.name for p in people(1199, seed=5)] + ["欧阳娜"])
+    lines = csv_text(employer.account_id, staff).split("\r\n")
+    data = b"".join(line.encode("utf-8" if n == len(staff) + 1 else "gbk") + b"\r\n"
+                    for n, line in enumerate(lines[:-1], start=1))
+    assert data.find("欧阳娜".encode()) > 64 * 1024
+    body = problem(upload(pc, data), 422, "invalid_encoding")
+    assert body["line"] == len(staff) + 1 and f"Line {len(staff) + 1}" in body["detail"]
+    assert _batches(app) == 0
+
+
+def test_a_rejected_batch_result_file_lists_each_finding(app, employer):
+    pc = employer.client
+    items = items_for(people(3))
+    items[1]["id_number"] = "110101199003077770"  # bad check digit
+    text = csv_text(employer.account_id, items, count=4)
+    batch = upload(pc, text.encode("gbk")).json()
+    assert batch["status"] == "rejected"
+    assert pc.get(f"/v1/payroll/batches/{batch['id']}/items").json()["data"] == []
+    r = pc.get(f"/v1/payroll/batches/{batch['id']}/result.csv")
+    assert r.status_code == 200 and r.headers["content-type"] == "text/csv; charset=gbk"
+    rows = list(csv.reader(io.StringIO(r.content.decode("gbk"))))
+    assert rows[0][5] == text.split(",")[5].split("\r\n")[0]  # the header as uploaded
+    found = pc.get(f"/v1/payroll/batches/{batch['id']}/findings").json()["data"]
+    assert len(rows) == 1 + len(found) and len(found) == 2
+    for row, f in zip(rows[1:], found, strict=True):
+        assert row[:5] == ["", "", "", "", ""]  # no personal data is kept
+        assert (row[5], row[6]) == (f["item_reference"] or "", "rejected")
+        assert row[7] == f"{f['code']}: line {f['line']}, {f['field']}: {f['message']}"
+    assert [(row[5], row[7].split(":")[0]) for row in rows[1:]] == [
+        ("E00002", "invalid_id_number"), ("", "count_mismatch")]
+    assert ": line 3, " in rows[1][7] and ": line 1, " in rows[2][7]

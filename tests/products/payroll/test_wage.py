@@ -25,6 +25,7 @@ from tests.products.payroll.support import (
     open_account,
     people,
     run_payroll,
+    tenant_today,
 )
 from tests.tools.api import PartnerClient, new_partner_client, problem
 
@@ -47,15 +48,16 @@ def _worker_body(p: Person, team: str = "钢筋班") -> dict[str, str]:
 
 
 def make_project(app, client: PartnerClient, *, code: str = "P-2026-001", region: str = "310115",
-                 fund_fen: int = 100_000_00, workers: int = 3, seed: int = 40) -> Project:
+                 fund_fen: int = 100_000_00, workers: int = 3, seed: int = 40,
+                 payday: int = 10, balance_check_days: int = 3) -> Project:
     developer = open_account(app, client.tenant_id, fen=10_000_000_00,
                              name="上海浦江房地产开发有限公司", uscc=generate_uscc(RNG))
     r = client.post("/v1/payroll/wage-projects", {
         "project_code": code, "name": "浦江镇保障房二期", "region_code": region,
         "contractor_name": "上海恒达建设工程有限公司", "contractor_uscc": generate_uscc(RNG),
         "developer_name": "上海浦江房地产开发有限公司", "developer_uscc": generate_uscc(RNG),
-        "developer_account_id": developer, "payday": 10, "arrears_grace_days": 3,
-        "balance_check_days": 3})
+        "developer_account_id": developer, "payday": payday, "arrears_grace_days": 3,
+        "balance_check_days": balance_check_days})
     assert r.status_code == 201, r.text
     project = r.json()
     staff = people(workers, seed=seed)
@@ -329,3 +331,142 @@ def test_arrears_warning_fires_on_the_right_day_and_not_before(app, http, contra
     assert [w["kind"] for w in listed["data"]] == ["insufficient_balance", "unpaid_wages"]
     # An unrelated regulator hears nothing.
     assert events(app, new_partner_client(app, http).tenant_id) == []
+
+
+# --- who is owed for a month: the arrears check and the regulator's view agree ---------------
+
+def _regulator(app, http, operations) -> PartnerClient:
+    regulator = new_partner_client(app, http, scopes=["payroll:supervise"])
+    r = operations.post("/v1/operations/payroll/regulators",
+                        {"partner_id": regulator.partner_id, "region_code": "310100"})
+    assert r.status_code == 201, r.text
+    return regulator
+
+
+def _pay(app, project: Project, persons: list[Person], fen: int) -> None:
+    client = project.client
+    batch = client.post("/v1/payroll/batches", batch_body(
+        project.wage_account, items_for(persons, [fen] * len(persons)),
+        value_date=tenant_today(app, client.tenant_id))).json()
+    assert client.post(f"/v1/payroll/batches/{batch['id']}/confirm").status_code == 200
+    run_payroll(app)
+
+
+def _warnings(app, tenant_id: str, kind: str) -> list[dict]:
+    return [e.data for e in events(app, tenant_id, "wage_project.arrears_warning")
+            if e.data["kind"] == kind]
+
+
+def _month(regulator: PartnerClient, project: Project, month: str) -> dict[str, str]:
+    r = regulator.get(f"/v1/payroll/supervision/projects/{project.id}/workers?month={month}")
+    assert r.status_code == 200, r.text
+    return {w["worker_id"]: w["payment_status"] for w in r.json()["data"]}
+
+
+def test_a_worker_who_leaves_after_payday_unpaid_is_still_in_arrears(app, http, contractor,
+                                                                     operations):
+    regulator = _regulator(app, http, operations)
+    project = make_project(app, contractor, workers=2)  # payday 10, grace 3 days
+    a_id, b_id = project.worker_ids
+    _pay(app, project, project.workers[:1], 3000_00)  # 11-02: A paid for 2026-11
+    advance_days(app, contractor.tenant_id, 9)  # 11-11: after payday, B never paid, leaves
+    r = contractor.request("PATCH", f"/v1/payroll/wage-projects/{project.id}/workers/{b_id}",
+                           json={"status": "left"})
+    assert r.status_code == 200 and r.json()["status"] == "left"
+    advance_days(app, contractor.tenant_id, 2)  # 11-13: payday + 3 days
+    _arrears(app)
+    fired = _warnings(app, regulator.tenant_id, "unpaid_wages")
+    assert len(fired) == 1 and fired[0]["cycle"] == "2026-11"
+    assert (fired[0]["expected_workers"], fired[0]["unpaid_workers"]) == (2, 1)
+    assert [w["worker_id"] for w in fired[0]["unpaid"]] == [b_id]
+    assert _month(regulator, project, "2026-11") == {a_id: "paid", b_id: "unpaid"}
+
+    # December: B left in November and is owed nothing; A is owed and unpaid.
+    advance_days(app, contractor.tenant_id, 30)  # 12-13
+    _arrears(app)
+    fired = _warnings(app, regulator.tenant_id, "unpaid_wages")
+    assert len(fired) == 2 and fired[1]["cycle"] == "2026-12"
+    assert (fired[1]["expected_workers"], fired[1]["unpaid_workers"]) == (1, 1)
+    assert [w["worker_id"] for w in fired[1]["unpaid"]] == [a_id]
+    assert _month(regulator, project, "2026-12") == {a_id: "unpaid", b_id: "not_owed"}
+
+
+def test_the_monthly_view_owes_nothing_outside_the_workers_time_on_the_project(
+        app, http, contractor, operations):
+    regulator = _regulator(app, http, operations)
+    project = make_project(app, contractor, workers=1)  # created 11-02, first cycle 2026-11
+    [old_id] = project.worker_ids
+    late, starting = people(3, seed=77)[1:]
+    advance_days(app, contractor.tenant_id, 10)  # 11-12: after the November payday
+    late_id = contractor.post(f"/v1/payroll/wage-projects/{project.id}/workers",
+                              {"name": late.name, "id_number": late.id_number,
+                               "card_number": late.card, "team": "木工班",
+                               "contract_start": "2026-11-01"}).json()["id"]
+    starting_id = contractor.post(f"/v1/payroll/wage-projects/{project.id}/workers",
+                                  {"name": starting.name, "id_number": starting.id_number,
+                                   "card_number": starting.card, "team": "木工班",
+                                   "contract_start": "2026-12-15"}).json()["id"]
+    # October: before the project's first pay cycle, though the contracts began 10-01.
+    assert _month(regulator, project, "2026-10") == {
+        old_id: "not_owed", late_id: "not_owed", starting_id: "not_owed"}
+    # November: registered after payday, or under contract only from December.
+    assert _month(regulator, project, "2026-11") == {
+        old_id: "unpaid", late_id: "not_owed", starting_id: "not_owed"}
+    # December: the late worker is owed (payday ahead); the contract starting 12-15 is not
+    # under way by the December payday.
+    assert _month(regulator, project, "2026-12") == {
+        old_id: "not_due", late_id: "not_due", starting_id: "not_owed"}
+    assert _month(regulator, project, "2027-01")[starting_id] == "not_due"
+
+
+def test_the_balance_check_before_an_early_payday_runs_in_the_previous_month(
+        app, http, contractor, operations):
+    regulator = _regulator(app, http, operations)
+    # Payday the 3rd, balance checked 5 days before: on the 28th or 29th of the month before.
+    project = make_project(app, contractor, workers=1, fund_fen=5000_00, payday=3,
+                           balance_check_days=5)
+    _pay(app, project, project.workers, 4000_00)  # 11-02: 2026-11 paid, 1,000.00 left
+
+    def short() -> list[dict]:
+        return _warnings(app, regulator.tenant_id, "insufficient_balance")
+
+    advance_days(app, contractor.tenant_id, 25)  # 11-27
+    _arrears(app)
+    assert short() == []
+    advance_days(app, contractor.tenant_id, 1)  # 11-28: 12-03 less 5 days
+    _arrears(app)
+    assert [(w["cycle"], w["business_date"], w["due_date"]) for w in short()] == [
+        ("2026-12", "2026-11-28", "2026-12-03")]
+    assert short()[0]["last_month_payroll"]["amount"] == "4000.00"
+
+    # Across the year end: 2027-01-03 less 5 days is 2026-12-29.
+    advance_days(app, contractor.tenant_id, 4)  # 12-02: funded, December paid, 500.00 left
+    r = contractor.post(f"/v1/payroll/wage-projects/{project.id}/fundings",
+                        {"amount": {"amount": "4000.00", "currency": "CNY"}})
+    assert r.status_code == 201, r.text
+    _pay(app, project, project.workers, 4500_00)
+    advance_days(app, contractor.tenant_id, 26)  # 12-28
+    _arrears(app)
+    assert len(short()) == 1
+    advance_days(app, contractor.tenant_id, 1)  # 12-29
+    _arrears(app)
+    assert [(w["cycle"], w["business_date"]) for w in short()][1:] == [("2027-01", "2026-12-29")]
+    assert short()[1]["last_month_payroll"]["amount"] == "4500.00"
+
+
+def test_items_refused_by_the_wage_rules_say_why_in_words(app, contractor):
+    project = make_project(app, contractor)
+    batch = contractor.post("/v1/payroll/batches", batch_body(
+        project.wage_account, items_for(project.workers))).json()
+    contractor.post(f"/v1/payroll/batches/{batch['id']}/confirm")
+    workers = f"/v1/payroll/wage-projects/{project.id}/workers"
+    contractor.request("PATCH", f"{workers}/{project.worker_ids[0]}", json={"status": "left"})
+    new_card = people(5, seed=99)[4].card
+    r = contractor.request("PATCH", f"{workers}/{project.worker_ids[1]}",
+                           json={"card_number": new_card})
+    assert r.status_code == 200, r.text
+    run_payroll(app)
+    items = contractor.get(f"/v1/payroll/batches/{batch['id']}/items?status=failed").json()
+    assert [(i["reason_code"], i["reason"]) for i in items["data"]] == [
+        ("worker_not_active", "工人已离场: the registered worker has left the project"),
+        ("card_not_registered", "非登记工资卡: wages go only to the worker's registered card")]
