@@ -24,11 +24,11 @@ from gateway.context import state
 from gateway.errors import Problem
 from gateway.oauth.dpop import DPOP_ALGORITHMS, DPoPInvalid
 from gateway.oauth.tokens import TokenInvalid
-from gateway.tenancy import PRODUCTION_STATES, TOKEN_STATES, Principal, remember_facts
+from gateway.tenancy import Principal, partner_states, remember_facts
 
 # With the caller's status, its tenant's environment and test clock, which nearly every
 # business call asks for (`gateway.tenancy.clock_for`): one round trip less for those calls.
-_STATUS_SQL = (
+STATUS_SQL = (
     "SELECT c.status, c.tenant_id, c.partner_id, c.environment, c.require_dpop, p.status, "
     "p.is_operations, c.rate_plan, (SELECT count(*) FROM revoked_tokens r WHERE r.jti = :jti), "
     "t.environment, t.clock_offset_seconds "
@@ -128,7 +128,7 @@ async def authenticate(request: Request) -> Principal:
     elif is_dpop:
         raise _refuse("This token is not DPoP-bound: use the Bearer scheme.")
 
-    row = app.state.database.read_one(_STATUS_SQL, {"jti": claims["jti"],
+    row = app.state.database.read_one(STATUS_SQL, {"jti": claims["jti"],
                                                    "cid": claims["client_id"]})
     if row is None:
         raise _refuse("The client of this token no longer exists.", scheme=shown)
@@ -138,8 +138,7 @@ async def authenticate(request: Request) -> Principal:
         raise _refuse("The access token has been revoked.", scheme=shown)
     if client_status != "active":
         raise _refuse("The client of this token has been revoked.", scheme=shown)
-    allowed = PRODUCTION_STATES if environment == "production" else TOKEN_STATES
-    if partner_status not in allowed:
+    if partner_status not in partner_states(environment):
         raise _refuse("The partner of this token is not active.", scheme=shown)
     if require_dpop and not jkt:
         raise _refuse("This client must use DPoP-bound tokens.", scheme="DPoP")

@@ -1,7 +1,8 @@
 """JOSE in one place: which algorithms we accept and how a JWS is checked.
 
 Client assertions and DPoP proofs may use PS256, ES256 or EdDSA (RFC 9864 renames EdDSA
-to Ed25519; both names are accepted). RS256, HS* and `none` are refused outright.
+to Ed25519; both names are accepted). RS256, HS* and `none` are refused outright. The keys
+behind them meet FAPI 2.0's bar: RSA of at least 2048 bits, EC on P-256, OKP Ed25519.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import base64
 import functools
 import hashlib
 import json
+import math
 from typing import Any
 
 from joserfc import jws
@@ -19,10 +21,20 @@ from joserfc.jws import JWSRegistry
 
 CLIENT_ALGORITHMS = ("PS256", "ES256", "EdDSA", "Ed25519")
 PLATFORM_ALGORITHM = "ES256"
+# The key type each client algorithm signs with.
+ALGORITHM_KEY_TYPES = {"PS256": "RSA", "ES256": "EC", "EdDSA": "OKP", "Ed25519": "OKP"}
+MIN_RSA_BITS = 2048
+# ES256 is P-256 only, and EdDSA here is Ed25519 only (FAPI 2.0 Security Profile, 5.4.1).
+_CURVES = {"EC": "P-256", "OKP": "Ed25519"}
 
 
 class StrictRegistry(JWSRegistry):
     """Only the listed algorithms, and no library warnings for the ones we chose on purpose."""
+
+    # joserfc's default (512 bytes) is smaller than a DPoP header carrying an RSA-2048 `jwk`
+    # (about 640 bytes base64url), so every PS256 proof was refused; RSA-4096 takes about
+    # 1,100. Still a bound: a header is parsed before its signature is checked.
+    max_header_length = 2048
 
     def get_alg(self, name: str) -> Any:
         if name not in self.algorithms or not self.allowed or name not in self.allowed:
@@ -45,6 +57,39 @@ def b64url_decode(value: str) -> bytes:
 def sha256_b64url(value: str | bytes) -> str:
     data = value.encode() if isinstance(value, str) else value
     return b64url(hashlib.sha256(data).digest())
+
+
+def is_numeric_date(value: Any) -> bool:
+    """An RFC 7519 NumericDate: a finite JSON number. Python's json reads NaN and Infinity,
+    which pass no comparison and so slip through every time check; a bool is an int."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
+class KeyRefused(ValueError):
+    """A key below the bar for client signatures; the message is safe to show the caller."""
+
+
+def check_client_jwk(data: Any) -> None:
+    """Refuse a key a client may not sign with: RSA under 2048 bits, EC off P-256, OKP other
+    than Ed25519, or any other key type. The one rule for registered, fetched and DPoP keys.
+    Read from the JWK before it is imported: joserfc warns as it imports a small RSA key."""
+    if not isinstance(data, dict):
+        raise ValueError("a JWK must be an object")
+    kty = data.get("kty")
+    if kty == "RSA":
+        modulus = data.get("n")
+        if not isinstance(modulus, str):
+            raise ValueError("an RSA key needs 'n'")
+        bits = int.from_bytes(b64url_decode(modulus), "big").bit_length()
+        if bits < MIN_RSA_BITS:
+            raise KeyRefused(f"RSA keys need at least {MIN_RSA_BITS} bits (this one has {bits}).")
+    elif kty in _CURVES:
+        if data.get("crv") != _CURVES[kty]:
+            raise KeyRefused(f"{kty} keys must be on {_CURVES[kty]}, not {data.get('crv')}.")
+    else:
+        raise KeyRefused(f"Keys of type {kty} are not accepted.")
 
 
 def unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -74,6 +119,7 @@ def public_jwk_thumbprint(data: dict[str, Any]) -> tuple[ECKey | RSAKey | OKPKey
 @functools.lru_cache(maxsize=4096)
 def _public_jwk(text: str) -> tuple[ECKey | RSAKey | OKPKey, str]:
     data = json.loads(text)
+    check_client_jwk(data)
     kty = data.get("kty")
     key: ECKey | RSAKey | OKPKey
     if kty == "EC":
@@ -94,6 +140,27 @@ def import_key_set(jwks: dict[str, Any]) -> KeySet:
 @functools.lru_cache(maxsize=1024)
 def _key_set(text: str) -> KeySet:
     return KeySet.import_key_set(json.loads(text))
+
+
+def client_signing_keys(jwks: dict[str, Any]) -> tuple[Any, ...]:
+    """The keys of a client's JWKS that may verify its signatures. Registration refuses a set
+    with a weaker key; a set fetched from a `jwks_uri` may also publish keys for other uses
+    or parties, which are left out rather than failing the client's own keys."""
+    return _client_signing_keys(_canonical(jwks))
+
+
+@functools.lru_cache(maxsize=1024)
+def _client_signing_keys(text: str) -> tuple[Any, ...]:
+    usable = []
+    for data in json.loads(text)["keys"]:
+        if not isinstance(data, dict) or data.get("use") not in (None, "sig"):
+            continue
+        try:
+            check_client_jwk(data)
+        except ValueError:
+            continue
+        usable.append(data)
+    return tuple(KeySet.import_key_set({"keys": usable}).keys) if usable else ()
 
 
 __all__ = ["jws", "CLIENT_REGISTRY", "PLATFORM_REGISTRY"]

@@ -28,6 +28,11 @@ TOKEN_STATES = frozenset({"submitted", "in_review", "approved", "active", "rejec
 PRODUCTION_STATES = frozenset({"active"})
 
 
+def partner_states(environment: str) -> frozenset[str]:
+    """The partner states in which a client of this environment gets and uses tokens."""
+    return PRODUCTION_STATES if environment == "production" else TOKEN_STATES
+
+
 class Partner(Base):
     __tablename__ = "partners"
 

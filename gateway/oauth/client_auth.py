@@ -9,6 +9,7 @@ for sandbox clients only (see OAuthClient.check_endpoint_auth_method).
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -17,10 +18,15 @@ from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from joserfc import jwt
 from joserfc.errors import JoseError
 
-from gateway.jose import CLIENT_REGISTRY, import_key_set, unverified_parts
+from gateway.jose import (
+    ALGORITHM_KEY_TYPES,
+    CLIENT_REGISTRY,
+    client_signing_keys,
+    is_numeric_date,
+    unverified_parts,
+)
 from gateway.oauth.jwks_fetch import JWKSCache, UnsafeURL
 from gateway.oauth.replay import ReplayGuard
-from gateway.oauth.session import bound_session
 
 MAX_ASSERTION_LIFETIME = 3600
 MAX_FUTURE_SKEW = 10
@@ -34,7 +40,17 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         self.issuer = issuer
         self.replay = replay
         self.jwks_cache = jwks_cache
-        self._kid: str | None = None
+        # One instance serves every request, each in a worker thread of its own: the `kid`
+        # read from an assertion's header is the thread's, until its key is resolved.
+        self._seen = threading.local()
+
+    def __call__(self, query_client: Any, request: Any) -> Any:
+        client = super().__call__(query_client, request)
+        named = request.form.get("client_id")
+        if client is not None and named is not None and named != client.id:
+            # RFC 7521, 4.2: a client_id sent beside the assertion must name the same client.
+            raise InvalidClientError(description="'client_id' is not the assertion's client.")
+        return client
 
     def get_audiences(self) -> list[str]:
         return [self.issuer]
@@ -42,21 +58,21 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
     def extract_assertion(self, assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
         headers, claims = super().extract_assertion(assertion)
         kid = headers.get("kid")
-        self._kid = kid if isinstance(kid, str) else None
+        self._seen.kid = kid if isinstance(kid, str) else None
         return headers, claims
 
     def resolve_client_public_key(self, client: Any) -> Any:
         if client.jwks:
-            return import_key_set(client.jwks)
+            return client_signing_keys(client.jwks)
         if client.jwks_uri:
             try:
-                jwks = self.jwks_cache.get(client.jwks_uri, self._kid,
+                jwks = self.jwks_cache.get(client.jwks_uri, getattr(self._seen, "kid", None),
                                            production=client.environment == "production")
-            except (UnsafeURL, ValueError, OSError) as exc:
+                return client_signing_keys(jwks)
+            except (UnsafeURL, ValueError, OSError, JoseError) as exc:
                 raise InvalidClientError(description=f"The client's jwks_uri cannot be used: {exc}") from None
             except Exception:
                 raise InvalidClientError(description="The client's jwks_uri cannot be fetched") from None
-            return import_key_set(jwks)
         raise InvalidClientError(description="The client has no registered keys")
 
     def process_assertion_claims(self, assertion: str, resolve_key: Any) -> dict[str, Any]:
@@ -67,10 +83,12 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         if header.get("alg") not in CLIENT_REGISTRY.allowed:  # type: ignore[operator]
             raise InvalidClientError(
                 description="Client assertions must be signed with PS256, ES256 or EdDSA.")
-        try:
-            token = jwt.decode(assertion, resolve_key, registry=CLIENT_REGISTRY)
-        except (JoseError, ValueError) as exc:
-            raise InvalidClientError(description=f"Client assertion refused: {exc}") from None
+        candidates = _candidate_keys(resolve_key, header)
+        if not candidates:
+            raise InvalidClientError(
+                description=f"No usable registered key for kid {header.get('kid')!r} and "
+                            f"alg {header['alg']}.")
+        token = _decode(assertion, candidates)
         self.verify_claims(token.claims)
         return token.claims
 
@@ -84,31 +102,51 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
                 raise InvalidClientError(description=f"Missing claim '{name}'.")
         if claims["iss"] != claims["sub"]:
             raise InvalidClientError(description="'iss' and 'sub' must both be the client id.")
-        exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf")
-        if not isinstance(exp, int | float) or isinstance(exp, bool):
-            raise InvalidClientError(description="Missing or invalid 'exp'.")
+        for name in ("exp", "iat", "nbf"):
+            if (name == "exp" or name in claims) and not is_numeric_date(claims.get(name)):
+                raise InvalidClientError(description=f"Missing or invalid '{name}'.")
+        exp, iat, nbf = claims["exp"], claims.get("iat"), claims.get("nbf")
         if exp <= now:
             raise InvalidClientError(description="The client assertion has expired.")
         if iat is not None:
-            if not isinstance(iat, int | float) or isinstance(iat, bool):
-                raise InvalidClientError(description="Invalid 'iat'.")
             if iat > now + MAX_FUTURE_SKEW:
                 raise InvalidClientError(description="'iat' is in the future.")
             if exp - iat > MAX_ASSERTION_LIFETIME:
                 raise InvalidClientError(description="The assertion lives longer than 60 minutes.")
         elif exp - now > MAX_ASSERTION_LIFETIME:
             raise InvalidClientError(description="The assertion lives longer than 60 minutes.")
-        if nbf is not None:
-            if not isinstance(nbf, int | float) or isinstance(nbf, bool) or nbf > now + MAX_FUTURE_SKEW:
-                raise InvalidClientError(description="'nbf' is in the future.")
+        if nbf is not None and nbf > now + MAX_FUTURE_SKEW:
+            raise InvalidClientError(description="'nbf' is in the future.")
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti or len(jti) > 128:
             raise InvalidClientError(description="Missing claim 'jti'.")
-        if not self.replay.first_use(f"ca:{claims['sub']}:{jti}", int(exp),
-                                     session=bound_session()):
+        # Committed on its own (group commit), never in the request's transaction: a verified
+        # assertion stays used even when the rest of the request fails and rolls back.
+        if not self.replay.first_use(f"ca:{claims['sub']}:{jti}", int(exp)):
             raise InvalidClientError(description="The client assertion 'jti' was used before.")
 
     def authenticate_client(self, client: Any) -> Any:
         if client.check_endpoint_auth_method(self.CLIENT_AUTH_METHOD, "token"):
             return client
         raise InvalidClientError(description="The client cannot use private_key_jwt.")
+
+
+def _candidate_keys(keys: tuple[Any, ...], header: dict[str, Any]) -> list[Any]:
+    """The client's keys that may have signed an assertion with this header: the one its
+    `kid` names or, without a `kid` (authlib's and other common clients send none), every
+    key of the algorithm's type, each tried in turn."""
+    alg, kid = header["alg"], header.get("kid")
+    return [key for key in keys
+            if key.key_type == ALGORITHM_KEY_TYPES[alg] and key.get("alg") in (None, alg)
+            and (kid is None or key.kid == kid)]
+
+
+def _decode(assertion: str, keys: list[Any]) -> Any:
+    """The assertion, decoded with the first of the keys whose signature checks."""
+    refusal: Exception | None = None
+    for key in keys:
+        try:
+            return jwt.decode(assertion, key, registry=CLIENT_REGISTRY)
+        except (JoseError, ValueError) as exc:
+            refusal = exc
+    raise InvalidClientError(description=f"Client assertion refused: {refusal}")

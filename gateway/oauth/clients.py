@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from gateway import clock
 from gateway.errors import NotFound, ValidationFailed
 from gateway.ids import new_id
-from gateway.jose import CLIENT_ALGORITHMS, import_key_set
+from gateway.jose import CLIENT_ALGORITHMS, KeyRefused, check_client_jwk, import_key_set
+from gateway.oauth.jwks_fetch import validate_url_setting
 from gateway.oauth.models import OAuthClient, hash_secret
 from gateway.oauth.scopes import ALL_SCOPES, OPERATIONS_SCOPES
 from gateway.tenancy import Partner, ensure_tenant
@@ -50,7 +51,11 @@ class IssuedClient:
 
 def _check_jwks(jwks: dict[str, Any]) -> None:
     try:
+        for data in jwks["keys"]:
+            check_client_jwk(data)
         keyset = import_key_set(jwks)
+    except KeyRefused as exc:
+        raise ValidationFailed(f"Key refused: {exc}", code="invalid_jwks") from None
     except Exception as exc:
         raise ValidationFailed(f"The JWKS is not valid: {exc}", code="invalid_jwks") from None
     if not keyset.keys:
@@ -79,6 +84,10 @@ def create_client(session: Session, *, partner: Partner, environment: str, name:
                                code="invalid_client_keys")
     if jwks:
         _check_jwks(jwks)
+    if jwks_uri and environment == "production":
+        # The rule of webhook URLs: https, public addresses. Fetching checks the address again
+        # (DNS may change), but an http URI would never work; say so now.
+        validate_url_setting(jwks_uri, production=True, allow_loopback=False)
     if environment == "production":
         if with_secret:
             raise ValidationFailed("Production clients authenticate with private_key_jwt only.",

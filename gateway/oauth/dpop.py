@@ -8,7 +8,14 @@ from typing import Any
 from joserfc import jws
 from joserfc.errors import JoseError
 
-from gateway.jose import CLIENT_REGISTRY, public_jwk_thumbprint, sha256_b64url, unverified_parts
+from gateway.jose import (
+    CLIENT_REGISTRY,
+    KeyRefused,
+    is_numeric_date,
+    public_jwk_thumbprint,
+    sha256_b64url,
+    unverified_parts,
+)
 from gateway.oauth.replay import ReplayGuard
 
 PROOF_MAX_AGE = 300
@@ -42,6 +49,11 @@ class DPoPVerifier:
             raise DPoPInvalid("The DPoP proof's 'jwk' must not contain a private key.")
         try:
             key, jkt = public_jwk_thumbprint(jwk_data)
+        except KeyRefused as exc:
+            raise DPoPInvalid(f"The DPoP proof's 'jwk' is not accepted: {exc}") from None
+        except (JoseError, ValueError, TypeError) as exc:
+            raise DPoPInvalid(f"The DPoP proof's 'jwk' is not valid ({exc.__class__.__name__}).") from None
+        try:
             jws.deserialize_compact(proof, key, registry=CLIENT_REGISTRY)
         except (JoseError, ValueError, TypeError) as exc:
             raise DPoPInvalid(f"The DPoP proof signature is not valid ({exc.__class__.__name__}).") from None
@@ -63,7 +75,7 @@ class DPoPVerifier:
         if not isinstance(htu, str) or htu.split("?")[0].split("#")[0] != url:
             raise DPoPInvalid("The DPoP proof 'htu' does not match the request URL.")
         iat = claims.get("iat")
-        if not isinstance(iat, int | float) or isinstance(iat, bool):
+        if not is_numeric_date(iat):
             raise DPoPInvalid("The DPoP proof has no valid 'iat'.")
         now = time.time()
         if iat > now + PROOF_MAX_FUTURE or iat < now - PROOF_MAX_AGE:

@@ -60,20 +60,24 @@ class JWKSCache:
         self.allow_private = allow_private
         self.ttl = ttl
         self.transport = transport
-        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._cache: dict[tuple[str, bool], tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
     def get(self, uri: str, kid: str | None, *, production: bool) -> dict[str, Any]:
+        # Keyed by environment too: keys fetched for a sandbox client (perhaps from loopback,
+        # or over http) must never serve a production client with the same URI. So every
+        # production use, cached or not, has keys fetched under production's address check.
+        entry = (uri, production)
         now = time.monotonic()
         with self._lock:
-            cached = self._cache.get(uri)
+            cached = self._cache.get(entry)
         if cached and now - cached[0] < self.ttl:
             kids = {k.get("kid") for k in cached[1].get("keys", [])}
             if kid is None or kid in kids:
                 return cached[1]
         jwks = self._fetch(uri, production=production)
         with self._lock:
-            self._cache[uri] = (now, jwks)
+            self._cache[entry] = (now, jwks)
         return jwks
 
     def _fetch(self, uri: str, *, production: bool) -> dict[str, Any]:

@@ -15,8 +15,6 @@ import time
 from collections.abc import Sequence
 
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from gateway.batching import GroupCommit
 from gateway.bulk import driver_insert
@@ -37,23 +35,15 @@ class ReplayGuard:
         self._inserts = 0
         self._batches: GroupCommit[tuple[str, int], bool] = GroupCommit(self._first_uses)
 
-    def first_use(self, key: str, expires_at: int, session: Session | None = None) -> bool:
+    def first_use(self, key: str, expires_at: int) -> bool:
         """True exactly once per key, in every process, until `expires_at` (epoch seconds).
 
-        Given a session that already writes (SQLite allows one writer, so a second connection
-        would wait on the request itself), the insert joins its transaction; a concurrent
-        duplicate then blocks on the primary key until the first commits, and fails.
-        """
+        Committed before it returns, in a transaction of its own: a key once used stays used
+        whatever becomes of the request that used it. Call it before the request's own
+        transaction writes (on SQLite that transaction would hold the one writer's place)."""
         ttl = max(1, int(expires_at - time.time()) + 1)
         if self.redis is not None:
             return bool(self.redis.set("quanlian:nonce:" + key, b"1", nx=True, ex=ttl))  # type: ignore[attr-defined]
-        if session is not None:
-            try:
-                with session.begin_nested():
-                    session.add(UsedNonce(key=key, expires_at=expires_at))
-            except IntegrityError:
-                return False
-            return True
         return self._batches.submit((key, expires_at))
 
     def _first_uses(self, items: list[tuple[str, int]]) -> Sequence[bool]:

@@ -136,7 +136,10 @@ def metadata(request: Request) -> dict[str, Any]:
         "introspection_endpoint": issuer + INTROSPECT_PATH,
         "revocation_endpoint": issuer + REVOKE_PATH,
         "grant_types_supported": ["client_credentials"],
-        "response_types_supported": [],
+        # REQUIRED by RFC 8414, and validators refuse an empty list. There is no
+        # authorization endpoint, so no response type yields a credential: "none" (OAuth 2.0
+        # Multiple Response Type Encoding Practices) is the registered value saying exactly that.
+        "response_types_supported": ["none"],
         "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
         "token_endpoint_auth_signing_alg_values_supported": algs,
         "introspection_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],

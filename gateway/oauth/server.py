@@ -27,6 +27,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+# The read every protected call makes, so that introspection answers as the gateway does.
+from gateway.auth import STATUS_SQL as CALLER_STATUS_SQL
 from gateway.db import Database
 from gateway.oauth.client_auth import PrivateKeyJWT
 from gateway.oauth.dpop import DPoPInvalid, DPoPVerifier
@@ -36,7 +38,7 @@ from gateway.oauth.replay import ReplayGuard
 from gateway.oauth.scopes import ALL_SCOPES
 from gateway.oauth.session import bind_session, current_session, unbind_session
 from gateway.oauth.tokens import TokenInvalid, TokenService
-from gateway.tenancy import PRODUCTION_STATES, TOKEN_STATES
+from gateway.tenancy import partner_states
 
 AUTH_METHODS = ["private_key_jwt", "client_secret_basic"]
 
@@ -74,16 +76,17 @@ class ClientCredentials(ClientCredentialsGrant):
 class _TokenInfo:
     """A verified access token as authlib's endpoints expect it."""
 
-    def __init__(self, token: str, claims: dict[str, Any], revoked: bool) -> None:
+    def __init__(self, token: str, claims: dict[str, Any], refused: bool) -> None:
         self.token = token
         self.claims = claims
-        self.revoked = revoked
+        self.refused = refused
 
     def is_expired(self) -> bool:
         return self.claims["exp"] <= time.time()
 
     def is_revoked(self) -> bool:
-        return self.revoked
+        # authlib's one question for "no longer usable": any refusal of the gateway counts.
+        return self.refused
 
     def get_client_id(self) -> str:
         return str(self.claims["client_id"])
@@ -92,21 +95,39 @@ class _TokenInfo:
         return self.get_client_id() == client.id
 
 
+def _refused_on_calls(database: Database, claims: dict[str, Any]) -> bool:
+    """Whether the gateway refuses this (valid, unexpired) token on a call: the same read as
+    gateway.auth.authenticate, and its rules. Revoked, the client not active, the partner not
+    in a state its environment allows, or a Bearer token of a client that must use DPoP."""
+    row = database.read_one(CALLER_STATUS_SQL, {"jti": claims["jti"], "cid": claims["client_id"]})
+    if row is None:
+        return True
+    client_status, _, _, environment, require_dpop, partner_status, _, _, revoked, _, _ = row
+    return bool(revoked or client_status != "active"
+                or partner_status not in partner_states(environment)
+                or (require_dpop and not (claims.get("cnf") or {}).get("jkt")))
+
+
 def _query_token(server: QuanlianAuthorizationServer, token: str) -> _TokenInfo | None:
     try:
         claims = server.tokens.verify(token)
     except TokenInvalid:
         return None
-    session = current_session()
-    revoked = session.get(RevokedToken, claims["jti"]) is not None
-    client = session.get(OAuthClient, claims["client_id"])
-    if client is None or not client.is_active:
-        revoked = True
-    return _TokenInfo(token, claims, revoked)
+    return _TokenInfo(token, claims, _refused_on_calls(server.database, claims))
+
+
+def _check_token_param(request: Any) -> None:
+    # authlib refuses an unknown token_type_hint; RFC 7009, 2.1 has the server ignore it and
+    # search all its tokens (RFC 7662 takes the hints from there). Ours are access tokens.
+    if "token" not in request.form:
+        raise InvalidRequestError("Missing 'token'.")
 
 
 class Introspection(IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = AUTH_METHODS
+
+    def check_params(self, request: Any, client: OAuthClient) -> None:
+        _check_token_param(request)
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
         return _query_token(self.server, token_string)
@@ -128,6 +149,9 @@ class Introspection(IntrospectionEndpoint):
 
 class Revocation(RevocationEndpoint):
     CLIENT_AUTH_METHODS = AUTH_METHODS
+
+    def check_params(self, request: Any, client: OAuthClient) -> None:
+        _check_token_param(request)
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
         return _query_token(self.server, token_string)
@@ -181,8 +205,7 @@ class QuanlianAuthorizationServer(AuthorizationServer):
             values["jwks"] = json.loads(values["jwks"])
         values["require_dpop"] = bool(values["require_dpop"])
         client = OAuthClient(**values)
-        states = PRODUCTION_STATES if client.environment == "production" else TOKEN_STATES
-        if not client.is_active or row[-1] not in states:
+        if not client.is_active or row[-1] not in partner_states(client.environment):
             return None
         return client
 

@@ -1,10 +1,11 @@
 """The database session of the OAuth request being handled (authlib's hooks take none).
 
 The introspection and revocation endpoints bind the request's session (a revocation is
-written in the request's transaction, and single-use checks join it). The token endpoint
-binds none: it only reads, and its one write (the assertion's single-use `jti`) goes
-through the replay guard's group commit, so that on SQLite no token request holds the
-writer's place while a signature is being checked.
+written in the request's transaction). The token endpoint binds none: it only reads. At
+every endpoint the assertion's single-use `jti` goes through the replay guard's group
+commit, never the request's transaction: it stays used even when the request then fails
+and rolls back, and on SQLite no request holds the writer's place while a signature is
+being checked.
 """
 
 from __future__ import annotations
@@ -22,11 +23,6 @@ def current_session() -> Session:
     if session is None:
         raise RuntimeError("no session is bound to this OAuth request")
     return session
-
-
-def bound_session() -> Session | None:
-    """The request's session if one is bound (single-use checks join its transaction)."""
-    return _session.get()
 
 
 def bind_session(session: Session) -> contextvars.Token[Session | None]:

@@ -279,3 +279,63 @@ def test_a_key_rotated_by_another_process_is_used_and_accepted(app, http, partne
     partner._token = None
     assert kid(partner.token) == new_kid
     assert new_kid in {k["kid"] for k in http.get("/oauth/jwks").json()["keys"]}
+
+
+def test_discovery_passes_authlib_metadata_validation(http):
+    from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+
+    meta = http.get("/.well-known/oauth-authorization-server").json()
+    AuthorizationServerMetadata(meta).validate()
+    assert "authorization_endpoint" not in meta  # none: the types say so
+    assert meta["response_types_supported"] == ["none"]
+
+
+def nan_iat_proof(key, method, url, access_token=None):
+    """A proof whose `iat` is JSON NaN, which passes no comparison."""
+    from joserfc import jws
+
+    from gateway.jose import CLIENT_REGISTRY, sha256_b64url
+
+    claims = {"jti": uuid.uuid4().hex, "htm": method, "htu": url, "iat": float("nan")}
+    if access_token is not None:
+        claims["ath"] = sha256_b64url(access_token)
+    header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": key.as_dict(private=False)}
+    return jws.serialize_compact(header, json.dumps(claims).encode(), key,
+                                 registry=CLIENT_REGISTRY)
+
+
+def test_dpop_iat_nan_refused(http, dpop_client):
+    response = http.post("/oauth/token", data={"grant_type": "client_credentials"},
+                         headers=basic(dpop_client.client_id, dpop_client.secret)
+                         | {"DPoP": nan_iat_proof(dpop_client.dpop_key, "POST",
+                                                  ISSUER + "/oauth/token")})
+    assert response.status_code == 400 and response.json()["error"] == "invalid_dpop_proof"
+    proof = nan_iat_proof(dpop_client.dpop_key, "GET", ISSUER + "/v1/me", dpop_client.token)
+    invalid_token(me_with(http, dpop_client, proof), "DPoP")
+
+
+@pytest.mark.parametrize("bits", [2048, 4096])
+def test_ps256_dpop_proofs(app, http, bits):
+    """Discovery advertises PS256 for DPoP: a proof carries its RSA key in the header, which
+    is then larger than joserfc's default bound."""
+    from joserfc.jwk import RSAKey
+
+    pc = new_partner_client(app, http, dpop=True)
+    pc.dpop_key = RSAKey.generate_key(bits, parameters={"kid": "rsa-dpop"}, private=True)
+    url = ISSUER + "/oauth/token"
+    response = http.post("/oauth/token", data={"grant_type": "client_credentials"},
+                         headers=basic(pc.client_id, pc.secret)
+                         | {"DPoP": dpop_proof(pc.dpop_key, "POST", url,
+                                               header={"alg": "PS256"})})
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
+    proof = dpop_proof(pc.dpop_key, "GET", ISSUER + "/v1/me", access_token=token,
+                       header={"alg": "PS256"})
+    response = http.get("/v1/me", headers={"Authorization": f"DPoP {token}", "DPoP": proof})
+    assert response.status_code == 200, response.text
+    # Still a bound on the header, parsed before its signature is checked.
+    padded = dpop_proof(pc.dpop_key, "POST", url, header={"alg": "PS256", "kid": "k" * 1500})
+    response = http.post("/oauth/token", data={"grant_type": "client_credentials"},
+                         headers=basic(pc.client_id, pc.secret) | {"DPoP": padded})
+    assert response.status_code == 400 and response.json()["error"] == "invalid_dpop_proof"
+    assert "ExceededSize" in response.json()["error_description"]

@@ -190,3 +190,61 @@ def test_thousand_parallel_replays_exactly_one_accepted(http, pkj):
         statuses = list(pool.map(attempt, range(1000)))
     assert statuses.count(200) == 1, {s: statuses.count(s) for s in set(statuses)}
     assert set(statuses) <= {200, 400, 401, 409}
+
+
+def signed_raw(key, claims: dict, header: dict | None = None) -> str:
+    """Sign claims as Python's json writes them: NaN and Infinity included (as a careless or
+    hostile client could send them; the JSON parser on the server reads them back)."""
+    from joserfc import jws
+
+    return jws.serialize_compact(header or {"alg": "ES256", "kid": key.kid},
+                                 json.dumps(claims).encode(), key, registry=CLIENT_REGISTRY)
+
+
+# NaN passes no comparison, so an unchecked NaN slips through every time check.
+@pytest.mark.parametrize("dates", [
+    {"exp": float("nan")},
+    {"iat": float("nan"), "exp": 10 * 365 * 86400},
+    {"nbf": float("nan")},
+    {"nbf": float("-inf")},
+], ids=["exp-nan", "iat-nan-exp-in-ten-years", "nbf-nan", "nbf-minus-infinity"])
+def test_non_finite_dates_refused(http, pkj, dates):
+    now = int(time.time())
+    over = {k: (now + v if k == "exp" else v) for k, v in dates.items()}
+    response = token_call(http, signed_raw(pkj.key, claims_for(pkj.client_id, **over)))
+    refused(response)
+
+
+def _with_keys(app, client_id, *keys):
+    from gateway.oauth.models import OAuthClient
+
+    with app.state.database.transaction() as s:
+        s.get(OAuthClient, client_id).jwks = {"keys": [k.as_dict(private=False) for k in keys]}
+
+
+def test_assertion_without_kid_is_checked_against_each_fitting_key(app, http):
+    """authlib's client (and others) send no `kid`: with several registered keys, each key of
+    the algorithm's type is tried."""
+    from authlib.oauth2.rfc7523 import private_key_jwt_sign
+
+    pc = new_partner_client(app, http, private_key=True)
+    rsa = RSAKey.generate_key(2048, parameters={"kid": "r1"}, private=True)
+    second = new_ec_key()
+    _with_keys(app, pc.client_id, pc.key, rsa, second)
+    for key, alg in ((second, "ES256"), (pc.key, "ES256"), (rsa, "PS256")):
+        assertion = private_key_jwt_sign(key, pc.client_id, ISSUER, alg=alg)
+        assert "kid" not in json.loads(base64.urlsafe_b64decode(
+            assertion.split(".")[0] + "=="))
+        response = token_call(http, assertion)
+        assert response.status_code == 200, response.text
+    foreign = private_key_jwt_sign(new_ec_key(), pc.client_id, ISSUER, alg="ES256")
+    refused(token_call(http, foreign))
+
+
+def test_client_id_must_name_the_assertions_client(app, http, pkj):
+    other = new_partner_client(app, http, private_key=True)
+    refused(token_call(http, client_assertion(pkj.client_id, pkj.key),
+                       client_id=other.client_id))
+    response = token_call(http, client_assertion(pkj.client_id, pkj.key),
+                          client_id=pkj.client_id)
+    assert response.status_code == 200, response.text

@@ -53,6 +53,14 @@ def jwks_server():
 def _client(app, environment, uri):
     with app.state.database.transaction() as s:
         partner = create_partner(s, name="Uri partner", status="active")
+        if environment == "production":
+            # Registration refuses a loopback or http jwks_uri for production; a host name
+            # can still come to resolve to one later, which is what this stands for.
+            client = create_client(s, partner=partner, environment=environment, name="uri",
+                                   scopes=["accounts:read"], jwks=public_jwks(new_ec_key()),
+                                   require_dpop=False).client
+            client.jwks, client.jwks_uri = None, uri
+            return client.id
         return create_client(s, partner=partner, environment=environment, name="uri",
                              scopes=["accounts:read"], jwks_uri=uri, require_dpop=False).client.id
 
@@ -99,3 +107,66 @@ def test_sandbox_loopback_refused_unless_allowed(database, tmp_path, jwks_server
     with TestClient(app) as http:
         assert _token(http, client_id, key).status_code in (400, 401)
     assert jwks_server.hits == 0
+
+
+def test_keys_fetched_for_a_sandbox_client_never_serve_a_production_client(
+        database, tmp_path, jwks_server):
+    app = make_app(database, tmp_path, webhook_allow_loopback=True)
+    key = new_ec_key()
+    jwks_server.jwks = public_jwks(key)
+    sandbox_id = _client(app, "sandbox", jwks_server.url)
+    production_id = _client(app, "production", jwks_server.url)
+    with TestClient(app) as http:
+        assert _token(http, sandbox_id, key).status_code == 200  # loopback allowed: sandbox
+        response = _token(http, production_id, key)  # same URI, keys already cached
+        assert response.status_code in (400, 401)
+        assert response.json()["error"] == "invalid_client"
+        assert _token(http, sandbox_id, key).status_code == 200
+    assert jwks_server.hits == 1
+
+
+@pytest.mark.parametrize("uri", ["http://keys.partner.example/jwks.json",
+                                 "https://127.0.0.1/jwks.json"], ids=["http", "loopback"])
+def test_production_registration_refuses_a_jwks_uri_that_is_not_https_and_public(
+        database, tmp_path, monkeypatch, uri):
+    from sqlalchemy import func, select
+    from typer.testing import CliRunner
+
+    from gateway.cli import app as cli
+    from gateway.errors import ValidationFailed
+    from gateway.oauth.models import OAuthClient
+    from gateway.settings import get_settings
+
+    monkeypatch.setenv("QUANLIAN_DATABASE_URL", database.url)
+    monkeypatch.setenv("QUANLIAN_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, [
+            "clients", "create", "--environment", "production", "--name", "Uri partner",
+            "--scopes", "accounts:read", "--jwks-uri", uri])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ValidationFailed), result.output
+    assert result.exception.code == "unsafe_url"
+    with database.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(OAuthClient)) == 0
+
+
+@pytest.mark.filterwarnings("ignore::joserfc.errors.SecurityWarning")  # see test_key_strength
+def test_a_weak_key_published_at_the_jwks_uri_never_verifies(database, tmp_path, jwks_server):
+    """A set may publish keys for other uses beside the client's: a 1024-bit RSA key there is
+    never used to verify, and the client's good key still works."""
+    from tests.gateway.oauth.test_key_strength import weak_rsa_key
+
+    app = make_app(database, tmp_path, webhook_allow_loopback=True)
+    good, weak = new_ec_key(), weak_rsa_key()
+    jwks_server.jwks = public_jwks(good, weak)
+    client_id = _client(app, "sandbox", jwks_server.url)
+    with TestClient(app) as http:
+        response = http.post("/oauth/token", data={
+            "grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE_JWT,
+            "client_assertion": client_assertion(client_id, weak, alg="PS256")})
+        assert response.status_code in (400, 401)
+        assert response.json()["error"] == "invalid_client"
+        assert _token(http, client_id, good).status_code == 200
