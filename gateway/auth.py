@@ -9,6 +9,9 @@ The check runs on the event loop: the status read is one statement on the proces
 autocommit connection (`Database.read_one`, which never waits for a writer), so a thread
 hand-off would cost more than the work. Only a DPoP proof goes to a worker thread: its
 single-use `jti` is a write, which on SQLite may queue behind another request's transaction.
+
+A refused authentication (401) counts against the caller's address; an address that has used
+up its failures gets 429 for its further refused calls (gateway.ratelimit).
 """
 
 from __future__ import annotations
@@ -70,78 +73,93 @@ def _refuse(description: str, *, scheme: str = "Bearer", error: str = "invalid_t
     return problem
 
 
+def _count_refusal(request: Request) -> None:
+    """Count a refused authentication (401) against the caller's address; once the address
+    has used up its failures (QUANLIAN_AUTH_FAILURE_LIMITS) this raises 429 instead. Only a
+    refused token pays, after it was checked: a valid token is served whatever its address's
+    count, so a partner's server behind the same NAT as a guesser keeps working."""
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None:
+        limiter.count_auth_failure(request)
+
+
 async def authenticate(request: Request) -> Principal:
     """Check the access token (and DPoP proof) of a request and return its principal."""
     st = state(request)
     cached = st.get("principal")
     if cached is not None:
         return cached
-    app = request.app
-    # Parse the query only when it could name a token (literally or percent-encoded): most
-    # calls have no query to parse.
-    query = request.scope.get("query_string", b"")
-    if ((b"access_token" in query or b"%" in query)
-            and "access_token" in request.query_params):
-        raise _refuse("Access tokens are not accepted in the query string.",
-                      error="invalid_request", status=400)
-    headers = request.headers.getlist("authorization")
-    if not headers:
-        problem = InvalidToken("This call needs an access token.", code="unauthorized")
-        problem.headers["WWW-Authenticate"] = (_challenge("Bearer") + ", "
-                                               + _challenge("DPoP"))
-        raise problem
-    if len(headers) > 1:
-        raise _refuse("Send one Authorization header.", error="invalid_request", status=400)
-    scheme, _, token = headers[0].partition(" ")
-    scheme = scheme.strip()
-    token = token.strip()
-    if scheme.lower() not in ("bearer", "dpop") or not token:
-        raise _refuse("Use the Bearer or DPoP authorization scheme.", error="invalid_request",
-                      status=400)
-    is_dpop = scheme.lower() == "dpop"
-    shown = "DPoP" if is_dpop else "Bearer"
+    # Inline (not a wrapper coroutine): the `try` costs a valid call nothing.
     try:
-        claims = app.state.tokens.verify(token)
-    except TokenInvalid as exc:
-        raise _refuse(str(exc), scheme=shown) from None
-
-    jkt = (claims.get("cnf") or {}).get("jkt")
-    proofs = request.headers.getlist("dpop")
-    if jkt:
-        if not is_dpop:
-            raise _refuse("This token is bound to a key: use the DPoP scheme with a proof.",
-                          scheme="DPoP")
-        if len(proofs) != 1:
-            raise _refuse("Send exactly one DPoP proof.", scheme="DPoP",
-                          error="invalid_dpop_proof")
-        scope = request.scope
-        url = app.state.settings.issuer.rstrip("/") + scope.get("root_path", "") + scope["path"]
+        app = request.app
+        # Parse the query only when it could name a token (literally or percent-encoded): most
+        # calls have no query to parse.
+        query = request.scope.get("query_string", b"")
+        if ((b"access_token" in query or b"%" in query)
+                and "access_token" in request.query_params):
+            raise _refuse("Access tokens are not accepted in the query string.",
+                          error="invalid_request", status=400)
+        headers = request.headers.getlist("authorization")
+        if not headers:
+            problem = InvalidToken("This call needs an access token.", code="unauthorized")
+            problem.headers["WWW-Authenticate"] = (_challenge("Bearer") + ", "
+                                                   + _challenge("DPoP"))
+            raise problem
+        if len(headers) > 1:
+            raise _refuse("Send one Authorization header.", error="invalid_request", status=400)
+        scheme, _, token = headers[0].partition(" ")
+        scheme = scheme.strip()
+        token = token.strip()
+        if scheme.lower() not in ("bearer", "dpop") or not token:
+            raise _refuse("Use the Bearer or DPoP authorization scheme.", error="invalid_request",
+                          status=400)
+        is_dpop = scheme.lower() == "dpop"
+        shown = "DPoP" if is_dpop else "Bearer"
         try:
-            proved = await anyio.to_thread.run_sync(partial(
-                app.state.oauth.dpop.verify, proofs[0], method=request.method, url=url,
-                access_token=token))
-        except DPoPInvalid as exc:
-            raise _refuse(str(exc), scheme="DPoP", error="invalid_dpop_proof") from None
-        if proved != jkt:
-            raise _refuse("The DPoP proof's key is not the key the token is bound to.",
-                          scheme="DPoP", error="invalid_dpop_proof")
-    elif is_dpop:
-        raise _refuse("This token is not DPoP-bound: use the Bearer scheme.")
+            claims = app.state.tokens.verify(token)
+        except TokenInvalid as exc:
+            raise _refuse(str(exc), scheme=shown) from None
 
-    row = app.state.database.read_one(STATUS_SQL, {"jti": claims["jti"],
-                                                   "cid": claims["client_id"]})
-    if row is None:
-        raise _refuse("The client of this token no longer exists.", scheme=shown)
-    (client_status, tenant_id, partner_id, environment, require_dpop, partner_status,
-     is_operations, rate_plan, revoked, tenant_environment, clock_offset) = row
-    if revoked:
-        raise _refuse("The access token has been revoked.", scheme=shown)
-    if client_status != "active":
-        raise _refuse("The client of this token has been revoked.", scheme=shown)
-    if partner_status not in partner_states(environment):
-        raise _refuse("The partner of this token is not active.", scheme=shown)
-    if require_dpop and not jkt:
-        raise _refuse("This client must use DPoP-bound tokens.", scheme="DPoP")
+        jkt = (claims.get("cnf") or {}).get("jkt")
+        proofs = request.headers.getlist("dpop")
+        if jkt:
+            if not is_dpop:
+                raise _refuse("This token is bound to a key: use the DPoP scheme with a proof.",
+                              scheme="DPoP")
+            if len(proofs) != 1:
+                raise _refuse("Send exactly one DPoP proof.", scheme="DPoP",
+                              error="invalid_dpop_proof")
+            scope = request.scope
+            url = app.state.settings.issuer.rstrip("/") + scope.get("root_path", "") + scope["path"]
+            try:
+                proved = await anyio.to_thread.run_sync(partial(
+                    app.state.oauth.dpop.verify, proofs[0], method=request.method, url=url,
+                    access_token=token))
+            except DPoPInvalid as exc:
+                raise _refuse(str(exc), scheme="DPoP", error="invalid_dpop_proof") from None
+            if proved != jkt:
+                raise _refuse("The DPoP proof's key is not the key the token is bound to.",
+                              scheme="DPoP", error="invalid_dpop_proof")
+        elif is_dpop:
+            raise _refuse("This token is not DPoP-bound: use the Bearer scheme.")
+
+        row = app.state.database.read_one(STATUS_SQL, {"jti": claims["jti"],
+                                                       "cid": claims["client_id"]})
+        if row is None:
+            raise _refuse("The client of this token no longer exists.", scheme=shown)
+        (client_status, tenant_id, partner_id, environment, require_dpop, partner_status,
+         is_operations, rate_plan, revoked, tenant_environment, clock_offset) = row
+        if revoked:
+            raise _refuse("The access token has been revoked.", scheme=shown)
+        if client_status != "active":
+            raise _refuse("The client of this token has been revoked.", scheme=shown)
+        if partner_status not in partner_states(environment):
+            raise _refuse("The partner of this token is not active.", scheme=shown)
+        if require_dpop and not jkt:
+            raise _refuse("This client must use DPoP-bound tokens.", scheme="DPoP")
+    except InvalidToken:
+        _count_refusal(request)
+        raise
     principal = Principal(
         client_id=claims["client_id"], partner_id=partner_id, tenant_id=tenant_id,
         environment=environment, scopes=frozenset(claims["scope"].split()),

@@ -1,6 +1,7 @@
 """Rate limits with slowapi's limiter: per client plan (per second and per day), and per
 address for unauthenticated endpoints (token endpoint, applications, sandbox sign-up), and
-failed console logins per address.
+failures per address: failed console logins, and refused authentications (401) at protected
+routes.
 
 Storage is in memory by default and Redis when QUANLIAN_REDIS_URL is set, so that limits
 hold across several server processes. A refused call gets a 429 problem with `Retry-After`
@@ -24,6 +25,9 @@ from gateway.errors import TooManyRequests
 from gateway.tenancy import Principal
 
 PURGE_EVERY = 10.0
+# Failure buckets (storage key prefixes): only failures count in them, see `count_failure`.
+LOGIN_FAILURES = "console_login_failures"
+AUTH_FAILURES = "auth_failures"
 
 
 def _quiet_memory_storage(storage: object) -> Callable[[], None] | None:
@@ -43,13 +47,15 @@ def _quiet_memory_storage(storage: object) -> Callable[[], None] | None:
 
 class RateLimiter:
     def __init__(self, storage_uri: str, token_limits: str, public_limits: str,
-                 plans: dict[str, tuple[int, int]], login_failure_limits: str = "") -> None:
+                 plans: dict[str, tuple[int, int]], login_failure_limits: str = "",
+                 auth_failure_limits: str = "") -> None:
         self._slowapi = Limiter(key_func=get_remote_address, storage_uri=storage_uri,
                                 key_prefix="quanlian", strategy="fixed-window")
         self.strategy = self._slowapi.limiter
         self.token_limits = parse_many(token_limits)
         self.public_limits = parse_many(public_limits)
         self.login_failure_limits = parse_many(login_failure_limits) if login_failure_limits else []
+        self.auth_failure_limits = parse_many(auth_failure_limits) if auth_failure_limits else []
         self._plans = {name: (RateLimitItemPerSecond(per_s), RateLimitItemPerDay(per_day))
                        for name, (per_s, per_day) in plans.items()}
         self._purge_memory = _quiet_memory_storage(self.strategy.storage)
@@ -61,13 +67,12 @@ class RateLimiter:
             self._purge_memory()
         for item in items:
             if not self.strategy.hit(item, *identity):
-                stats = self.strategy.get_window_stats(item, *identity)
-                reset = max(1, math.ceil(stats.reset_time - time.time()))
-                raise TooManyRequests(
-                    f"Rate limit of {item} exceeded; retry after {reset} s.",
-                    headers={"Retry-After": str(reset), "RateLimit-Limit": str(item.amount),
-                             "RateLimit-Remaining": "0", "RateLimit-Reset": str(reset),
-                             "RateLimit-Policy": f"{item.amount};w={item.get_expiry()}"})
+                raise _too_many(item, self._reset_in(item, identity))
+
+    def _reset_in(self, item: RateLimitItem, identity: tuple[str, ...]) -> int:
+        """Seconds until the window of `item` for `identity` resets (at least 1)."""
+        reset = self.strategy.get_window_stats(item, *identity).reset_time
+        return max(1, math.ceil(reset - time.time()))
 
     def check_client(self, request: Request, principal: Principal) -> None:
         """Count a call against the client's plan (per second, then per day)."""
@@ -81,21 +86,48 @@ class RateLimiter:
         """Unauthenticated endpoints: per remote address."""
         self._hit(self.public_limits, bucket, get_remote_address(request))
 
-    def login_refused_for(self, request: Request) -> int | None:
-        """Seconds until this address may try to log in again, once its failed logins used up
-        a window (None: it may try now). Trying does not count; failing does
-        (`count_login_failure`), so operators who log in well are never slowed."""
-        identity = ("console_login_failures", get_remote_address(request))
-        wait = None
-        for item in self.login_failure_limits:
+    def refused_for(self, request: Request, bucket: str,
+                    limits: list[RateLimitItem]) -> tuple[RateLimitItem, int] | None:
+        """The limit of `bucket` this address has used up (the one it must wait longest for)
+        and the seconds until it resets; None: it may go on. Asking does not count; failing
+        does (`count_failure`), so callers who do well are never slowed."""
+        identity = (bucket, get_remote_address(request))
+        refused = None
+        for item in limits:
             if not self.strategy.test(item, *identity):
-                reset = self.strategy.get_window_stats(item, *identity).reset_time
-                wait = max(wait or 1, math.ceil(reset - time.time()))
-        return wait
+                wait = self._reset_in(item, identity)
+                if refused is None or wait > refused[1]:
+                    refused = (item, wait)
+        return refused
+
+    def count_failure(self, request: Request, bucket: str, limits: list[RateLimitItem]) -> None:
+        for item in limits:
+            self.strategy.hit(item, bucket, get_remote_address(request))
+
+    def login_refused_for(self, request: Request) -> int | None:
+        """Seconds until this address may try to log in to the console again (None: now)."""
+        refused = self.refused_for(request, LOGIN_FAILURES, self.login_failure_limits)
+        return None if refused is None else refused[1]
 
     def count_login_failure(self, request: Request) -> None:
-        for item in self.login_failure_limits:
-            self.strategy.hit(item, "console_login_failures", get_remote_address(request))
+        self.count_failure(request, LOGIN_FAILURES, self.login_failure_limits)
+
+    def count_auth_failure(self, request: Request) -> None:
+        """A refused authentication (401) at a protected route: counted for its address, or,
+        once the address has used up its failures, answered 429 instead. Called on refusals
+        only, so valid calls never pay for it (gateway.auth.authenticate)."""
+        refused = self.refused_for(request, AUTH_FAILURES, self.auth_failure_limits)
+        if refused is not None:
+            raise _too_many(*refused)
+        self.count_failure(request, AUTH_FAILURES, self.auth_failure_limits)
+
+
+def _too_many(item: RateLimitItem, reset: int) -> TooManyRequests:
+    return TooManyRequests(
+        f"Rate limit of {item} exceeded; retry after {reset} s.",
+        headers={"Retry-After": str(reset), "RateLimit-Limit": str(item.amount),
+                 "RateLimit-Remaining": "0", "RateLimit-Reset": str(reset),
+                 "RateLimit-Policy": f"{item.amount};w={item.get_expiry()}"})
 
 
 def setup(app: FastAPI) -> None:
@@ -103,7 +135,8 @@ def setup(app: FastAPI) -> None:
     app.state.rate_limiter = RateLimiter(settings.redis_url or "memory://",
                                          settings.token_endpoint_limits,
                                          settings.public_endpoint_limits, settings.rate_plans,
-                                         settings.console_login_failure_limits)
+                                         settings.console_login_failure_limits,
+                                         settings.auth_failure_limits)
 
 
 def rate_limit_public(bucket: str):  # type: ignore[no-untyped-def]

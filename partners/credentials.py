@@ -1,8 +1,10 @@
 """Operators issue, rotate and revoke a partner's OAuth clients (the console's credential page).
 
 Production clients need an approved (or active) partner, public keys (a JWKS, or a jwks_uri
-that passes the same address checks as webhook URLs) and, by default, DPoP. Issuing the first
-production client to an approved partner activates it (approved -> active).
+that passes the same address checks as webhook URLs) and, by default, DPoP. The keys are
+checked in one place, gateway.oauth.clients.check_client_keys: by `create_client` when a client
+is issued, and here when its keys are rotated. Issuing the first production client to an
+approved partner activates it (approved -> active).
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ from sqlalchemy.orm import Session
 from gateway.errors import ValidationFailed
 from gateway.oauth.clients import (
     IssuedClient,
-    _check_jwks,  # the one JWKS check (keys public, algorithms accepted); no twin here
+    check_client_keys,
     create_client,
     revoke_client,
     rotate_secret,
 )
-from gateway.oauth.jwks_fetch import validate_url_setting
 from gateway.oauth.models import OAuthClient
 from gateway.oauth.scopes import PARTNER_SCOPES, SUPERVISOR_SCOPES
 from partners.errors import ClientNotFound, PartnerNotReady, RoleRequired
@@ -49,13 +50,6 @@ def _require_manager(actor: Actor) -> None:
         raise RoleRequired("Managing credentials needs the approver or admin role.")
 
 
-def _check_keys(jwks: dict[str, Any] | None, jwks_uri: str | None) -> None:
-    if jwks:
-        _check_jwks(jwks)
-    if jwks_uri:
-        validate_url_setting(jwks_uri, production=True, allow_loopback=False)
-
-
 def issue_client(session: Session, partner_id: str, *, actor: Actor, environment: str,
                  name: str, scopes: list[str], jwks: dict[str, Any] | None = None,
                  jwks_uri: str | None = None, rate_plan: str | None = None,
@@ -80,14 +74,12 @@ def issue_client(session: Session, partner_id: str, *, actor: Actor, environment
         if partner.status not in ("approved", "active"):
             raise PartnerNotReady(f"The partner is {partner.status}: production clients need an "
                                   "approved or active partner.")
-        _check_keys(jwks, jwks_uri)
         issued = create_client(session, partner=partner, environment="production", name=name,
                                scopes=scopes, jwks=jwks, jwks_uri=jwks_uri, with_secret=False,
                                require_dpop=require_dpop, rate_plan=rate_plan)
     elif environment == "sandbox":
         if partner.status in ("suspended", "offboarded"):
             raise PartnerNotReady(f"The partner is {partner.status}.")
-        _check_keys(jwks, None)
         issued = create_client(session, partner=partner, environment="sandbox", name=name,
                                scopes=scopes, jwks=jwks, jwks_uri=jwks_uri,
                                with_secret=not (jwks or jwks_uri), require_dpop=require_dpop,
@@ -136,7 +128,8 @@ def rotate(session: Session, partner_id: str, client_id: str, *, actor: Actor,
         if not (jwks or jwks_uri) or (jwks and jwks_uri):
             raise ValidationFailed("Give the new JWKS or the new jwks_uri (one of them).",
                                    code="invalid_client_keys")
-        _check_keys(jwks, jwks_uri)
+        # Rotation bypasses create_client: the same check, under the client's environment.
+        check_client_keys(jwks, jwks_uri, environment=client.environment)
         client.jwks, client.jwks_uri = (jwks or None), (jwks_uri or None)
         session.flush()
     publish_operations_event(session, type="partner_client.rotated", resource_type="oauth_client",

@@ -68,6 +68,22 @@ def _check_jwks(jwks: dict[str, Any]) -> None:
             raise ValidationFailed(f"Key algorithm {alg} is not accepted.", code="invalid_jwks")
 
 
+def check_client_keys(jwks: dict[str, Any] | None, jwks_uri: str | None, *,
+                      environment: str) -> None:
+    """The one check of a client's public keys, when a client is created (`create_client`)
+    and when its keys are rotated (partners.credentials): a JWKS or a jwks_uri, not both; a
+    JWKS of accepted public keys; a production jwks_uri https and on public addresses."""
+    if jwks and jwks_uri:
+        raise ValidationFailed("Register either a JWKS or a jwks_uri, not both.",
+                               code="invalid_client_keys")
+    if jwks:
+        _check_jwks(jwks)
+    if jwks_uri and environment == "production":
+        # The rule of webhook URLs: https, public addresses. Fetching checks the address again
+        # (DNS may change), but an http URI would never work; say so now.
+        validate_url_setting(jwks_uri, production=True, allow_loopback=False)
+
+
 def create_client(session: Session, *, partner: Partner, environment: str, name: str,
                   scopes: list[str], jwks: dict[str, Any] | None = None,
                   jwks_uri: str | None = None, with_secret: bool = False,
@@ -79,15 +95,7 @@ def create_client(session: Session, *, partner: Partner, environment: str, name:
     if not partner.is_operations and any(s in OPERATIONS_SCOPES for s in scopes):
         raise ValidationFailed("Operations scopes are for the bank's own clients.",
                                code="invalid_scope")
-    if jwks and jwks_uri:
-        raise ValidationFailed("Register either a JWKS or a jwks_uri, not both.",
-                               code="invalid_client_keys")
-    if jwks:
-        _check_jwks(jwks)
-    if jwks_uri and environment == "production":
-        # The rule of webhook URLs: https, public addresses. Fetching checks the address again
-        # (DNS may change), but an http URI would never work; say so now.
-        validate_url_setting(jwks_uri, production=True, allow_loopback=False)
+    check_client_keys(jwks, jwks_uri, environment=environment)
     if environment == "production":
         if with_secret:
             raise ValidationFailed("Production clients authenticate with private_key_jwt only.",

@@ -1,9 +1,11 @@
-"""Fetching a client's JWKS from its `jwks_uri`: cached, refetched on an unknown `kid`,
-and never from private, loopback or link-local addresses in production."""
+"""Fetching a client's JWKS from its `jwks_uri`: cached, refetched on an unknown `kid` (at
+most once per UNKNOWN_KID_REFETCH_INTERVAL per URI), and never from private, loopback or
+link-local addresses in production."""
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import socket
 import threading
 import time
@@ -13,6 +15,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from gateway.errors import ValidationFailed
+
+# A client that rotates in a new key uses it at once, so an unknown `kid` refetches the set;
+# but assertions with made-up kids (an attacker's, or a broken client's) must not make the
+# platform fetch the partner's endpoint on every request. Seconds between such refetches.
+UNKNOWN_KID_REFETCH_INTERVAL = 60.0
 
 
 class UnsafeURL(ValueError):
@@ -61,6 +68,8 @@ class JWKSCache:
         self.ttl = ttl
         self.transport = transport
         self._cache: dict[tuple[str, bool], tuple[float, dict[str, Any]]] = {}
+        # When each URI was last refetched for an unknown kid (see UNKNOWN_KID_REFETCH_INTERVAL).
+        self._kid_refetched: dict[tuple[str, bool], float] = {}
         self._lock = threading.Lock()
 
     def get(self, uri: str, kid: str | None, *, production: bool) -> dict[str, Any]:
@@ -71,14 +80,22 @@ class JWKSCache:
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(entry)
-        if cached and now - cached[0] < self.ttl:
-            kids = {k.get("kid") for k in cached[1].get("keys", [])}
-            if kid is None or kid in kids:
-                return cached[1]
+            if cached and now - cached[0] < self.ttl:
+                kids = {k.get("kid") for k in cached[1].get("keys", [])}
+                if kid is None or kid in kids or not self._may_refetch(entry, now):
+                    return cached[1]  # an unknown kid then finds no key and is refused
         jwks = self._fetch(uri, production=production)
         with self._lock:
             self._cache[entry] = (now, jwks)
         return jwks
+
+    def _may_refetch(self, entry: tuple[str, bool], now: float) -> bool:
+        """Whether an unknown kid may refetch `entry` now; if so the refetch is recorded at
+        once (under the lock), so concurrent requests with unknown kids do not all fetch."""
+        if now - self._kid_refetched.get(entry, -math.inf) < UNKNOWN_KID_REFETCH_INTERVAL:
+            return False
+        self._kid_refetched[entry] = now
+        return True
 
     def _fetch(self, uri: str, *, production: bool) -> dict[str, Any]:
         if production or not self.allow_private:

@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from starlette.testclient import TestClient
 
+from gateway.oauth import jwks_fetch
 from gateway.oauth.clients import create_client
 from gateway.tenancy import create_partner
 from tests.tools.api import ASSERTION_TYPE_JWT, client_assertion, make_app, new_ec_key, public_jwks
@@ -86,6 +87,31 @@ def test_fetched_cached_and_refetched_on_unknown_kid(database, tmp_path, jwks_se
         foreign = new_ec_key()
         assert _token(http, client_id, foreign).status_code in (400, 401)
 
+
+def test_unknown_kids_refetch_at_most_once_per_interval(database, tmp_path, jwks_server,
+                                                        monkeypatch):
+    """Assertions with made-up kids must not make the platform fetch the partner's JWKS
+    endpoint on every request: one refetch per interval, the cached keys serve the rest."""
+    app = make_app(database, tmp_path, webhook_allow_loopback=True)
+    key = new_ec_key()
+    jwks_server.jwks = public_jwks(key)
+    client_id = _client(app, "sandbox", jwks_server.url)
+    with TestClient(app) as http:
+        assert _token(http, client_id, key).status_code == 200
+        assert jwks_server.hits == 1
+        for _ in range(20):
+            response = _token(http, client_id, new_ec_key())  # a kid of its own each time
+            assert response.status_code in (400, 401)
+            assert response.json()["error"] == "invalid_client"
+        assert jwks_server.hits == 2  # one refetch, not twenty
+        assert _token(http, client_id, key).status_code == 200  # from the cache
+        rotated = new_ec_key()
+        jwks_server.jwks = public_jwks(key, rotated)
+        assert _token(http, client_id, rotated).status_code in (400, 401)  # within the interval
+        assert jwks_server.hits == 2
+        monkeypatch.setattr(jwks_fetch, "UNKNOWN_KID_REFETCH_INTERVAL", 0.0)  # it has passed
+        assert _token(http, client_id, rotated).status_code == 200
+        assert jwks_server.hits == 3
 
 def test_production_never_fetches_from_loopback(database, tmp_path, jwks_server):
     app = make_app(database, tmp_path, webhook_allow_loopback=True)
