@@ -32,6 +32,7 @@ from gateway.ratelimit import rate_limit_public
 from gateway.routing import Router
 from partners import applications, credentials, operators, workflow
 from partners.api import application_body
+from partners.console import chain_credit
 from partners.console.session import (
     APPLY_CSRF_COOKIE,
     LOGIN_CSRF_COOKIE,
@@ -632,3 +633,8 @@ def apply_submit(request: Request, legal_name: str = Form("", max_length=200),
     response = render(request, "apply_done.html", {"result": result})
     clear_cookie(request, response, APPLY_CSRF_COOKIE, path="/apply")
     return response
+
+
+# --- chain credit (its own module: the operations pages of one product) ---------------------
+
+router.include_router(chain_credit.router)
