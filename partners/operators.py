@@ -62,6 +62,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "clients.manage": frozenset({"approver", "admin"}),
     "webhooks.manage": frozenset({"approver", "admin"}),
     "operators.manage": frozenset({"admin"}),
+    # Granting, freezing and renewing credit facilities, deciding financing applications and
+    # recording risk events: the checker's decisions, as on a partner's application.
+    "chain_credit.decide": frozenset({"approver", "admin"}),
 }
 
 

@@ -22,17 +22,16 @@ from gateway.errors import Problem, ValidationFailed
 from gateway.routing import Router
 from gateway.tenancy import Partner, Tenant, clock_for, get_tenant
 from partners.console.session import Console, check_csrf, console_user, error_page, render
-from partners.errors import RoleRequired
 from partners.models import Operator
+from partners.operators import can, require
 from products.chain_credit import repository, schemas, service, views
 from products.chain_credit.models import ChainMember, CreditFacility
 
 router = Router(include_in_schema=False)
 
-# Granting credit, approving financing and recording risk are credit decisions: like approving
-# a partner they are the approver's (the checker's), and admins may do what approvers do on the
-# other write pages (`clients.manage`, `webhooks.manage`). Reviewers and auditors read.
-CREDIT_ROLES = frozenset({"approver", "admin"})
+# Granting credit, approving financing and recording risk are credit decisions
+# (`partners.operators.PERMISSIONS`): approvers and admins decide, reviewers and auditors read.
+DECIDE = "chain_credit.decide"
 PAGE_SIZE = 50
 RISK_TYPES = get_args(schemas.RiskType)
 # The forms' labels, to name the field a validation message is about.
@@ -52,12 +51,11 @@ DONE_MESSAGES = {
 
 
 def may_decide(operator: Operator) -> bool:
-    return bool(set(operator.roles) & CREDIT_ROLES)
+    return can(operator, DECIDE)
 
 
 def _require_credit_role(console: Console) -> None:
-    if not may_decide(console.operator):
-        raise RoleRequired(f"This needs one of the roles: {', '.join(sorted(CREDIT_ROLES))}.")
+    require(console.operator, DECIDE)
 
 
 def _validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
