@@ -191,6 +191,7 @@ class BatchBuilder:
         if self.project is not None:
             self.workers = {w.id_digest: w for w in session.scalars(
                 select(WageWorker).where(WageWorker.project_id == self.project.id))}
+        self._payable: dict[str, bool] = {}
         self.seen: set[str] = set()
         self.count = 0
         self.total = 0
@@ -242,9 +243,10 @@ class BatchBuilder:
                                "This person is not a registered worker of the wage project."))
             else:
                 worker_id = worker.id
-                if worker.status != "active":
+                if not self._may_be_paid(worker):
                     errors.append(("id_number", "worker_not_active",
-                                   "The registered worker has left the project."))
+                                   "The registered worker has left the project and is owed no "
+                                   f"unpaid wages for {self.batch.wage_month}."))
                 if worker.name_digest != pii_digest(item.employee_name):
                     errors.append(("employee_name", "worker_name_mismatch",
                                    "The name differs from the worker's real-name registration."))
@@ -270,6 +272,17 @@ class BatchBuilder:
             self._rows.clear()
         if len(self._rows) >= INSERT_CHUNK or len(self._findings) >= INSERT_CHUNK:
             self.flush()
+
+    def _may_be_paid(self, worker: WageWorker) -> bool:
+        """The wage rule (`wage.may_be_paid`) for the batch's month, asked once per worker."""
+        if worker.id not in self._payable:
+            # Imported here: the wage module builds on this one.
+            from products.payroll.wage import batch_cycle, may_be_paid
+
+            assert self.project is not None  # only wage-account batches have workers
+            self._payable[worker.id] = may_be_paid(self.session, self.project, worker,
+                                                   batch_cycle(self.batch))
+        return self._payable[worker.id]
 
     def add_malformed(self, line: int, code: str, message: str) -> None:
         """An item line that could not even be split into its fields (counts as an item)."""

@@ -31,7 +31,8 @@ ITEM_CODES = {
     "invalid_item_reference": "the item reference is not 1-64 letters, digits or ._:/-",
     "duplicate_item_reference": "another item of the batch has the same reference",
     "worker_not_registered": "the person is not a registered worker of the wage project",
-    "worker_not_active": "the registered worker has left the project",
+    "worker_not_active": "the registered worker has left the project and is owed no unpaid "
+                         "wages for the batch's wage_month",
     "worker_name_mismatch": "the name differs from the worker's registration",
     "card_not_registered": "the card is not the worker's registered card",
     "purpose_not_allowed": "a wage account pays wages only",

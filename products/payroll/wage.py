@@ -3,7 +3,8 @@
 A wage project is a construction project with a special wage account opened for it. The
 developer (建设单位) funds the account with labour costs (人工费用拨付); the general contractor's
 labour platform registers the workers by real name (实名制) and pays them from the account in
-payroll batches, each worker only to the registered card. No other debit leaves the account:
+payroll batches, each worker only to the registered card, a worker who has left only wages still
+owed (`may_be_paid`). No other debit leaves the account:
 the ledger's debit guard (`wage_account_guard`) refuses anything that is not the payment of a
 validated item of a batch of that project.
 
@@ -105,6 +106,28 @@ def owed_for(project: WageProject, worker: WageWorker, cycle: str) -> bool:
     last = _last_day(worker)
     return (business_date(worker.created_at) <= due and worker.contract_start <= due
             and (last is None or last >= due.replace(day=1)))
+
+
+def may_be_paid(session: Session, project: WageProject, worker: WageWorker, cycle: str) -> bool:
+    """Whether the project's wage account may pay `worker` wages for pay month `cycle` (a
+    batch's `wage_month`): the one rule for batch validation and the debit guard.
+
+    An active registered worker may be paid. A worker who is no longer active (`left`) may be
+    paid only wages still owed: owed for `cycle` (`owed_for`) and `cycle` not yet paid for
+    them (`is_paid`, as the regulator's view counts it). So a leaver's arrears are paid
+    without setting them back to active, while a leaver owed nothing for that month, or
+    already paid for it, gets nothing from the account.
+    """
+    if worker.status == "active":
+        return True
+    if not owed_for(project, worker, cycle):
+        return False
+    return not is_paid(_paid_in_cycle(session, project.id, cycle, worker.id), worker.id)
+
+
+def batch_cycle(batch: PayrollBatch) -> str:
+    """The pay month a batch pays: its `wage_month` (set from the value date when not given)."""
+    return batch.wage_month or _cycle(batch.value_date)
 
 
 # --- views ---------------------------------------------------------------------------------
@@ -462,8 +485,9 @@ def wage_account_guard(session: Session, account: Account, context: DebitContext
 
     Accepts only what payroll presents for a batch of the account's own project: the hold of
     the batch's total when it is confirmed, and the capture of each of its items, for the
-    item's amount, while the item's worker is still registered, active and paid to the
-    registered card. Everything else (a transfer, another product's debit, a batch of
+    item's amount, while the item's worker is registered, may still be paid for the batch's
+    month (`may_be_paid`: active, or left and still owed that month's unpaid wages) and is
+    paid to the registered card. Everything else (a transfer, another product's debit, a batch of
     another project) is refused with `wage_account_restricted`. Reads only.
     """
     project = project_for_account(session, account.id)
@@ -489,9 +513,15 @@ def wage_account_guard(session: Session, account: Account, context: DebitContext
             or context.amount_fen != item.amount_fen or item.worker_id is None):
         raise WageAccountRestricted(refused)
     worker = session.get(WageWorker, item.worker_id)
-    if worker is None or worker.project_id != project.id or worker.status != "active":
-        raise WageAccountRestricted("The worker is no longer an active registered worker of the "
-                                    "project.", code="worker_not_active")
+    if worker is None or worker.project_id != project.id:
+        raise WageAccountRestricted("The worker is not a registered worker of the project.",
+                                    code="worker_not_active")
+    # Checked again here, not only at validation: the worker may have left, or been paid for
+    # the month by another batch, since.
+    cycle = batch_cycle(batch)
+    if not may_be_paid(session, project, worker, cycle):
+        raise WageAccountRestricted(f"The worker has left the project and is owed no unpaid "
+                                    f"wages for {cycle}.", code="worker_not_active")
     if worker.card_digest != item.account_digest:
         raise WageAccountRestricted("Wages go only to the worker's registered card.",
                                     code="card_not_registered")
@@ -628,14 +658,18 @@ def supervised_view(session: Session, project: WageProject) -> dict[str, Any]:
     return view
 
 
-def _paid_in_cycle(session: Session, project_id: str, cycle: str) -> dict[str, dict[str, Any]]:
-    """worker id -> {paid fen, payments, returned, last value date} for a pay cycle."""
-    rows = session.execute(
-        select(PayrollItem.worker_id, PayrollItem.status, PayrollItem.amount_fen,
-               PayrollBatch.value_date)
-        .join(PayrollBatch, PayrollBatch.id == PayrollItem.batch_id)
-        .where(PayrollBatch.wage_project_id == project_id, PayrollBatch.wage_month == cycle,
-               PayrollItem.status.in_(("succeeded", "returned")))).all()
+def _paid_in_cycle(session: Session, project_id: str, cycle: str,
+                   worker_id: str | None = None) -> dict[str, dict[str, Any]]:
+    """worker id -> {paid fen, payments, returned, last value date} for a pay cycle (of one
+    worker only when `worker_id` is given)."""
+    query = (select(PayrollItem.worker_id, PayrollItem.status, PayrollItem.amount_fen,
+                    PayrollBatch.value_date)
+             .join(PayrollBatch, PayrollBatch.id == PayrollItem.batch_id)
+             .where(PayrollBatch.wage_project_id == project_id, PayrollBatch.wage_month == cycle,
+                    PayrollItem.status.in_(("succeeded", "returned"))))
+    if worker_id is not None:
+        query = query.where(PayrollItem.worker_id == worker_id)
+    rows = session.execute(query).all()
     out: dict[str, dict[str, Any]] = {}
     for worker_id, status, fen, value_date in rows:
         entry = out.setdefault(worker_id, {"fen": 0, "payments": 0, "returned": 0, "last": None})
@@ -646,6 +680,13 @@ def _paid_in_cycle(session: Session, project_id: str, cycle: str) -> dict[str, d
         else:
             entry["returned"] += 1
     return out
+
+
+def is_paid(paid: dict[str, dict[str, Any]], worker_id: str) -> bool:
+    """Whether a worker's pay month counts as paid (`paid` from `_paid_in_cycle`): a payment of
+    it succeeded; a returned one did not pay. The one notion behind the regulator's view, the
+    arrears check and paying a worker who has left (`may_be_paid`)."""
+    return bool(paid.get(worker_id, {}).get("payments"))
 
 
 def monthly_status(session: Session, principal: Principal, project_id: str, month: str, *,
@@ -663,7 +704,7 @@ def monthly_status(session: Session, principal: Principal, project_id: str, mont
     data = []
     for w in workers:
         entry = paid.get(w.id)
-        if entry and entry["payments"]:
+        if is_paid(paid, w.id):
             status = "paid"
         elif entry and entry["returned"]:
             status = "returned"
@@ -740,7 +781,7 @@ def check_project(session: Session, project: WageProject, now: datetime, environ
             expected = [w for w in session.scalars(select(WageWorker).where(
                 WageWorker.project_id == project.id, WageWorker.contract_start <= due))
                 if owed_for(project, w, cycle)]
-            unpaid = [w for w in expected if not paid.get(w.id, {}).get("payments")]
+            unpaid = [w for w in expected if not is_paid(paid, w.id)]
             details = {"due_date": due.isoformat(), "grace_days": project.arrears_grace_days,
                        "expected_workers": len(expected), "unpaid_workers": len(unpaid),
                        "unpaid": [{"worker_id": w.id, "name": w.name_masked,

@@ -151,7 +151,9 @@ def test_a_wage_batch_pays_only_registered_active_workers_to_their_cards(app, co
     other_card = people(1, seed=501)[0].card
     items = items_for([a, stranger, Person(b.name, b.id_number, other_card), d,
                        Person("王某某", c.id_number, c.card)])
-    batch = contractor.post("/v1/payroll/batches", batch_body(project.wage_account, items)).json()
+    # December's wages: D, who left in November, is owed nothing for December.
+    batch = contractor.post("/v1/payroll/batches", batch_body(project.wage_account, items,
+                                                              wage_month="2026-12")).json()
     assert batch["status"] == "rejected" and batch["wage_project_id"] == project.id
     found = {(e["line"], e["code"]) for e in batch["validation"]["errors"]}
     assert found == {(2, "worker_not_registered"), (3, "card_not_registered"),
@@ -208,10 +210,12 @@ def test_no_other_debit_leaves_a_wage_account(app, contractor):
     assert balance(app, tenant, project.wage_account) == (100_000_00, 0)
 
 
-def test_a_worker_who_leaves_after_confirmation_is_not_paid(app, contractor):
+def test_a_worker_who_leaves_after_confirmation_is_not_paid_for_a_month_not_owed(app,
+                                                                                 contractor):
     project = make_project(app, contractor)
+    # December's wages, paid early: the worker leaving in November is owed nothing for December.
     batch = contractor.post("/v1/payroll/batches", batch_body(
-        project.wage_account, items_for(project.workers))).json()
+        project.wage_account, items_for(project.workers), wage_month="2026-12")).json()
     contractor.post(f"/v1/payroll/batches/{batch['id']}/confirm")
     r = contractor.request("PATCH", f"/v1/payroll/wage-projects/{project.id}/workers/"
                            f"{project.worker_ids[1]}", json={"status": "left"})
@@ -456,8 +460,9 @@ def test_the_balance_check_before_an_early_payday_runs_in_the_previous_month(
 
 def test_items_refused_by_the_wage_rules_say_why_in_words(app, contractor):
     project = make_project(app, contractor)
+    # December's wages: the worker who leaves in November is owed nothing for December.
     batch = contractor.post("/v1/payroll/batches", batch_body(
-        project.wage_account, items_for(project.workers))).json()
+        project.wage_account, items_for(project.workers), wage_month="2026-12")).json()
     contractor.post(f"/v1/payroll/batches/{batch['id']}/confirm")
     workers = f"/v1/payroll/wage-projects/{project.id}/workers"
     contractor.request("PATCH", f"{workers}/{project.worker_ids[0]}", json={"status": "left"})
@@ -470,3 +475,115 @@ def test_items_refused_by_the_wage_rules_say_why_in_words(app, contractor):
     assert [(i["reason_code"], i["reason"]) for i in items["data"]] == [
         ("worker_not_active", "工人已离场: the registered worker has left the project"),
         ("card_not_registered", "非登记工资卡: wages go only to the worker's registered card")]
+
+
+# --- paying a worker who has left the wages still owed ---------------------------------------
+
+def _batch(project: Project, persons: list[Person], fen: int, **header) -> dict:
+    r = project.client.post("/v1/payroll/batches", batch_body(
+        project.wage_account, items_for(persons, [fen] * len(persons)), **header))
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _refusals(batch: dict) -> set[tuple[int, str]]:
+    assert batch["status"] == "rejected", batch
+    return {(e["line"], e["code"]) for e in batch["validation"]["errors"]}
+
+
+def test_a_worker_who_left_unpaid_is_paid_the_wages_owed_and_the_arrears_clear(
+        app, http, contractor, operations):
+    regulator = _regulator(app, http, operations)
+    project = make_project(app, contractor, workers=2)  # payday 10, grace 3 days
+    a_id, b_id = project.worker_ids
+    b = project.workers[1]
+    _pay(app, project, project.workers[:1], 3000_00)  # 11-02: A paid for 2026-11
+    advance_days(app, contractor.tenant_id, 9)  # 11-11: after payday, B never paid, leaves
+    workers = f"/v1/payroll/wage-projects/{project.id}/workers"
+    assert contractor.request("PATCH", f"{workers}/{b_id}",
+                              json={"status": "left"}).json()["status"] == "left"
+    # C registers after the November payday and leaves at once: never owed anything.
+    c = people(3, seed=77)[2]
+    c_id = contractor.post(workers, _worker_body(c)).json()["id"]
+    contractor.request("PATCH", f"{workers}/{c_id}", json={"status": "left"})
+    today = tenant_today(app, contractor.tenant_id)
+
+    # Still refused with the existing codes: B to another card, a stranger, C, nobody else.
+    other_card = Person(b.name, b.id_number, people(1, seed=501)[0].card)
+    assert _refusals(_batch(project, [other_card, people(1, seed=500)[0], c], 100_00,
+                            value_date=today)) == {
+        (1, "card_not_registered"), (2, "worker_not_registered"), (3, "worker_not_active")}
+
+    # B's November wages, from the wage account, to the registered card, B still `left`.
+    batch = _batch(project, [b], 3000_00, value_date=today)
+    assert batch["status"] == "validated" and batch["wage_month"] == "2026-11", batch
+    assert contractor.post(f"/v1/payroll/batches/{batch['id']}/confirm").status_code == 200
+    run_payroll(app)
+    assert contractor.get(f"/v1/payroll/batches/{batch['id']}").json()["status"] == "completed"
+    assert balance(app, contractor.tenant_id, project.wage_account) == (100_000_00 - 6000_00, 0)
+    assert contractor.get(f"{workers}/{b_id}").json()["status"] == "left"
+    assert _month(regulator, project, "2026-11") == {a_id: "paid", b_id: "paid",
+                                                     c_id: "not_owed"}
+    advance_days(app, contractor.tenant_id, 2)  # 11-13: payday + 3 days, everyone owed paid
+    _arrears(app)
+    assert _warnings(app, regulator.tenant_id, "unpaid_wages") == []
+    assert _warnings(app, contractor.tenant_id, "unpaid_wages") == []
+
+    # November is paid now, and B is owed nothing for December: both refused.
+    today = tenant_today(app, contractor.tenant_id)
+    assert _refusals(_batch(project, [b], 500_00, value_date=today)) == {
+        (1, "worker_not_active")}
+    assert _refusals(_batch(project, [b], 500_00, value_date=today, wage_month="2026-12")) == {
+        (1, "worker_not_active")}
+    assert balance(app, contractor.tenant_id, project.wage_account) == (100_000_00 - 6000_00, 0)
+
+
+def test_the_debit_guard_pays_a_leaver_the_month_owed_once(app, contractor):
+    project = make_project(app, contractor)  # 11-02
+    leaver = project.worker_ids[1]
+    # Two November batches, both confirmed while the worker is active; then the worker leaves.
+    batches = [_batch(project, project.workers, 2000_00, reference=f"NOV-{n}") for n in (1, 2)]
+    for batch in batches:
+        assert batch["status"] == "validated", batch
+        assert contractor.post(f"/v1/payroll/batches/{batch['id']}/confirm").status_code == 200
+    r = contractor.request("PATCH", f"/v1/payroll/wage-projects/{project.id}/workers/{leaver}",
+                           json={"status": "left"})
+    assert r.status_code == 200 and r.json()["status"] == "left"
+    run_payroll(app)
+    # Owed for November (on the project on 11-01 and 11-02): paid by the first batch paid;
+    # November is then paid, so the other batch's capture is refused by the guard.
+    outcomes = sorted((i["status"], i["reason_code"])
+                      for batch in batches
+                      for i in contractor.get(f"/v1/payroll/batches/{batch['id']}/items")
+                      .json()["data"] if i["item_reference"] == "E00002")
+    assert outcomes == [("failed", "worker_not_active"), ("succeeded", None)]
+    assert balance(app, contractor.tenant_id, project.wage_account) == (100_000_00 - 5 * 2000_00,
+                                                                        0)
+
+
+def test_a_leavers_arrears_are_paid_in_a_later_month_by_naming_the_wage_month(
+        app, http, contractor, operations):
+    regulator = _regulator(app, http, operations)
+    project = make_project(app, contractor, workers=1)  # payday 10, grace 3 days
+    [a_id] = project.worker_ids
+    advance_days(app, contractor.tenant_id, 9)  # 11-11: after payday, unpaid, leaves
+    contractor.request("PATCH", f"/v1/payroll/wage-projects/{project.id}/workers/{a_id}",
+                       json={"status": "left"})
+    advance_days(app, contractor.tenant_id, 2)  # 11-13: the warning fires
+    _arrears(app)
+    assert [w["unpaid_workers"] for w in _warnings(app, regulator.tenant_id, "unpaid_wages")] == [1]
+    advance_days(app, contractor.tenant_id, 18)  # 12-01
+    today = tenant_today(app, contractor.tenant_id)
+    # By default a batch pays the value date's month, December, when A is owed nothing.
+    assert _refusals(_batch(project, project.workers, 3000_00, value_date=today)) == {
+        (1, "worker_not_active")}
+    batch = _batch(project, project.workers, 3000_00, value_date=today, wage_month="2026-11")
+    assert batch["status"] == "validated", batch
+    assert contractor.post(f"/v1/payroll/batches/{batch['id']}/confirm").status_code == 200
+    run_payroll(app)
+    assert contractor.get(f"/v1/payroll/batches/{batch['id']}").json()["status"] == "completed"
+    assert _month(regulator, project, "2026-11") == {a_id: "paid"}
+    assert _month(regulator, project, "2026-12") == {a_id: "not_owed"}
+    advance_days(app, contractor.tenant_id, 12)  # 12-13: December's check owes nobody
+    _arrears(app)
+    assert len(_warnings(app, regulator.tenant_id, "unpaid_wages")) == 1
