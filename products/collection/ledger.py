@@ -13,6 +13,7 @@ Accounts collection opens per tenant:
 | --- | --- | --- | --- |
 | collection clearing (`collection_clearing`, `_1` ... `_7`) | internal, no overdraft | bank | collected money waits here for settlement; eight shards, one row lock each |
 | wallet pool (`collection_wallets`) | internal, no overdraft | bank | the canteen personal wallets' money |
+| settlement advances (`collection_advances`) | internal, unlimited overdraft | bank | the bank pays refunds of already-settled orders from it; its negative balance is what the payees owe the bank, repaid from their next settlements |
 | subsidy pool, one per employer | escrow | the employer | granted, unspent subsidies |
 | virtual accounts | virtual, under the platform's account | the platform | payers transfer in; we match |
 
@@ -29,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from products.accounts import service as accounts
@@ -43,6 +45,7 @@ CLEARING_PURPOSE = "collection_clearing"
 # Orders credit one shard each (by their id), so a burst of orders spreads its row locks.
 CLEARING_SHARDS = 8
 WALLETS_PURPOSE = "collection_wallets"
+ADVANCES_PURPOSE = "collection_advances"
 
 
 class CollectionAuthority:
@@ -76,15 +79,20 @@ def core() -> Any:
 
 # --- opening and checking accounts ------------------------------------------------------
 
-def _internal(session: Session, tenant_id: str, purpose: str, label: str, at: datetime) -> str:
-    existing = session.scalar(select(Account.id).where(Account.tenant_id == tenant_id,
-                                                       Account.internal_purpose == purpose))
+def _find_internal(session: Session, tenant_id: str, purpose: str) -> str | None:
+    return session.scalar(select(Account.id).where(Account.tenant_id == tenant_id,
+                                                   Account.internal_purpose == purpose))
+
+
+def _internal(session: Session, tenant_id: str, purpose: str, label: str, at: datetime, *,
+              overdraft_limit_fen: int | None = 0) -> str:
+    existing = _find_internal(session, tenant_id, purpose)
     if existing is not None:
         return existing
     account = accounts.create_account(session, tenant_id, kind="internal",
                                       internal_purpose=purpose, label=label,
-                                      overdraft_limit_fen=0, debit_restriction=RESTRICTION,
-                                      at=at)
+                                      overdraft_limit_fen=overdraft_limit_fen,
+                                      debit_restriction=RESTRICTION, at=at)
     return account.id
 
 
@@ -101,6 +109,33 @@ def open_clearing(session: Session, tenant_id: str, at: datetime,
 def open_wallet_pool(session: Session, tenant_id: str, at: datetime) -> str:
     """The pool holding the canteen diners' personal wallets (opened on first use)."""
     return _internal(session, tenant_id, WALLETS_PURPOSE, "Canteen personal wallets", at)
+
+
+def find_advances(session: Session, tenant_id: str) -> str | None:
+    """The tenant's settlement-advances account, if the bank ever advanced a refund."""
+    return _find_internal(session, tenant_id, ADVANCES_PURPOSE)
+
+
+def open_advances(session: Session, tenant_id: str, at: datetime) -> str:
+    """The bank's settlement-advances account of the tenant (opened on first use).
+
+    Its overdraft is unlimited, as the bank's internal accounts' are: it goes negative by the
+    refunds the bank advanced and the payees have not repaid yet (a receivable), and only
+    collection's services, which debit it for nothing else, may debit it.
+    """
+    existing = find_advances(session, tenant_id)
+    if existing is not None:
+        return existing
+    try:
+        with session.begin_nested():
+            return _internal(session, tenant_id, ADVANCES_PURPOSE, "Collection settlement advances",
+                             at, overdraft_limit_fen=None)
+    except IntegrityError:
+        # A concurrent refund opened it first (one internal account per purpose and tenant).
+        found = find_advances(session, tenant_id)
+        if found is None:  # pragma: no cover - the winner committed, so the row exists
+            raise
+        return found
 
 
 def open_subsidy_pool(session: Session, tenant_id: str, *, employer_name: str, employer_uscc: str,

@@ -13,9 +13,13 @@ How the tables hang together:
 - an order's *splits* give each sub-merchant's share (and the platform's own share); the
   sub-merchant's fee rule, as it was when the order was created (kept on the split), fixes the
   platform's commission on a share when the order succeeds;
-- *refunds* take money back out of the clearing account, split the same way;
+- *refunds* take money back out of the clearing account, split the same way; a refund of an
+  order from an earlier business date is advanced by the bank instead (its money was, or will
+  be, paid out by its own date's settlement), and the payees repay the advance from their
+  next settlements;
 - a *settlement* pays each payee (sub-merchant or the platform) its net amount for one
-  business date; a negative net is carried into the next day's settlement.
+  business date, repaying the bank's advances first; a negative net (an advance not repaid
+  yet) is carried into the next day's settlement.
 
 Orders, refunds and settlements each carry the business date (`*_date`) their money moved on,
 so settlement and reconciliation aggregate by an indexed date instead of scanning times.
@@ -233,6 +237,9 @@ class Refund(Base):
     personal_fen: Mapped[int] = mapped_column(default=0)
     employer_fen: Mapped[int] = mapped_column(default=0)
     destination_account_id: Mapped[str] = mapped_column(String(60))
+    # What the bank advanced from its settlement-advances account (the whole refund of an order
+    # from an earlier business date, else 0): the payees repay it from their next settlement.
+    advanced_fen: Mapped[int] = mapped_column(default=0, server_default="0")
     journal_ref: Mapped[str] = mapped_column(String(120))
     created_by: Mapped[str] = mapped_column(String(60))
     created_at: Mapped[datetime]
@@ -264,8 +271,9 @@ class SettlementRun(Base):
 
 
 class PayeeBalance(Base):
-    """What a payee carries into its next settlement: negative after refunds exceeded its
-    share, positive when a payout could not be made (no fee account, account refused)."""
+    """What a payee carries into its next settlement: negative while it owes the bank an
+    advance it could not repay yet, positive when a payout could not be made (no fee account,
+    account refused)."""
 
     __tablename__ = "collection_payee_balances"
 
@@ -296,17 +304,22 @@ class Settlement(Base):
     gross_fen: Mapped[int] = mapped_column(default=0)
     fee_fen: Mapped[int] = mapped_column(default=0)
     refunded_fen: Mapped[int] = mapped_column(default=0)
+    # The part of `refunded_fen` the bank advanced (refunds of earlier dates' orders) ...
+    advanced_fen: Mapped[int] = mapped_column(default=0, server_default="0")
+    # ... and what this settlement repaid the bank of its advances (before paying the payee).
+    repaid_fen: Mapped[int] = mapped_column(default=0, server_default="0")
     carried_in_fen: Mapped[int] = mapped_column(default=0)
     net_fen: Mapped[int] = mapped_column(default=0)
     paid_fen: Mapped[int] = mapped_column(default=0)
     carried_out_fen: Mapped[int] = mapped_column(default=0)
-    # paid | partially_paid | carried | nothing
+    # paid | carried | nothing (partially_paid: only before revision 0004)
     status: Mapped[str] = mapped_column(String(16))
     failure_code: Mapped[str | None] = mapped_column(String(40))
     destination_account_id: Mapped[str | None] = mapped_column(String(60))
     journal_ref: Mapped[str | None] = mapped_column(String(120))
     created_at: Mapped[datetime]
     paid_at: Mapped[datetime | None]
+    # The business date the run moved this payee's money (a payout or an advance repayment).
     paid_date: Mapped[date | None] = mapped_column(Date)
 
 

@@ -353,6 +353,11 @@ class RefundOut(_Out):
     refund_reference: str
     status: str
     amount: Money
+    advanced: Money = Field(
+        description="What the bank advanced of this refund: all of a refund of an order from an "
+                    "earlier business date (its shares were settled, or will be, by that date), "
+                    "repaid from the payees' next settlement; 0 when it came from the clearing "
+                    "account")
     reason: str
     splits: list[RefundSplitOut]
     to_subsidy: Money | None = None
@@ -378,11 +383,18 @@ class SettlementOut(_Out):
     gross: Money
     fees: Money
     refunded: Money
-    carried_in: Money
+    advanced: Money = Field(
+        description="The part of `refunded` the bank advanced (refunds of earlier dates' orders): "
+                    "the payee owes it back")
+    carried_in: Money = Field(description="Carried from the last settlement: negative, an "
+                                          "advance not repaid yet; positive, a payout not made")
     net: Money
+    advance_repaid: Money = Field(
+        description="Repaid to the bank of its advances from this settlement, before the payout")
     paid: Money
     carried_out: Money
-    status: str
+    status: str = Field(description="paid | carried | nothing (partially_paid: settlements "
+                                    "from before advances)")
     destination_account_id: str | None
     created_at: str
     paid_at: str | None

@@ -7,8 +7,11 @@ order, split among payees, refunded through `create_refund` and settled by `sett
 Money (see products.collection.ledger for the accounts):
 
     order:   payer (mandate account, virtual account, wallets) -> collection clearing
-    refund:  collection clearing -> where the money came from
-    payout:  collection clearing -> each payee's account (products.collection.settlement)
+    refund:  collection clearing -> where the money came from (an order of the same date)
+             settlement advances -> where the money came from (an order of an earlier date:
+             the bank advances it, see `advanced_by_bank`)
+    payout:  collection clearing -> the bank's settlement advances (repaying them first), then
+             each payee's account (products.collection.settlement)
 
 Services take a Session, flush and never commit, raise domain errors, and read time from the
 tenant's clock. Every action publishes an event.
@@ -747,15 +750,50 @@ def _refund_plan(order: Order, splits: list[OrderSplit], body: schemas.RefundCre
     return parts
 
 
+def advanced_by_bank(order: Order, refund_date: date) -> bool:
+    """Whether the bank advances a refund of `order` made on `refund_date`.
+
+    A refund counts in the settlement of its own date, the order in its own date's: for an
+    order of an earlier date, that settlement pays (or has paid) its shares out before the
+    refund's date settles, so its money is not the clearing account's to give back, and
+    taking it from there would pay the refund with other payees' money.
+    """
+    return order.final_date is not None and order.final_date < refund_date
+
+
+def _pay_refund(session: Session, settings: CollectionSettings, order: Order, refund: Refund,
+                credits: dict[str, int], now: datetime) -> None:
+    """Pay the refund's `credits` (account -> fen) from the clearing account, or from the
+    bank's settlement advances (`refund.advanced_fen`, repaid by the payees' settlement)."""
+    memo = f"退款 {order.merchant_order_no}"
+    if advanced_by_bank(order, refund.refund_date):
+        advances = ledger.open_advances(session, order.tenant_id, now)
+        ledger.post(session, order.tenant_id, legs={advances: -refund.amount_fen, **credits},
+                    journal_ref=refund.journal_ref, reference_type="collection_refund",
+                    reference_id=refund.id, purpose="collection_refund", at=now, memo=memo)
+        refund.advanced_fen = refund.amount_fen
+        return
+    paid = ledger.pay_from_clearing(
+        session, order.tenant_id, settings.clearing_account_ids, credits=credits,
+        journal_ref=refund.journal_ref, reference_type="collection_refund",
+        reference_id=refund.id, purpose="collection_refund", at=now, memo=memo,
+        prefer=clearing_shard(settings, order.id))
+    if paid is None:  # pragma: no cover - an order of this date's money is still there
+        raise ClearingFundsShort(
+            "The clearing account holds too little right now to pay this refund. Try again "
+            "later.")
+
+
 def create_refund(session: Session, tenant_id: str, actor: str, order_id: str,
                   body: schemas.RefundCreate) -> Refund:
     """Give back part or all of what is left of a succeeded order, at once.
 
-    The money leaves the clearing account for where it came from (the mandate's account; the
-    remitter's bank for a virtual-account payment; the diner's wallets for a meal). Refunds
-    never exceed what was collected (checked under the order's row lock). A refund after the
-    order's settlement is taken from the payees' next settlement (their balance may go
-    negative and is carried).
+    The money goes back where it came from (the mandate's account; the remitter's bank for a
+    virtual-account payment; the diner's wallets for a meal), paid from the clearing account,
+    or advanced by the bank for an order of an earlier date (`advanced_by_bank`): the payees
+    repay the advance from their next settlement (their balance may go negative and is
+    carried until they do). Refunds never exceed what was collected (checked under the
+    order's row lock).
     """
     settings = ensure_settings(session, tenant_id)
     order = repository.get(session, Order, tenant_id, order_id, OrderNotFound, lock=True)
@@ -782,7 +820,7 @@ def create_refund(session: Session, tenant_id: str, actor: str, order_id: str,
     refund = Refund(id=refund_id, tenant_id=tenant_id, order_id=order.id,
                     refund_reference=reference, amount_fen=amount, reason=body.reason,
                     status="succeeded", subsidy_fen=0, personal_fen=0, employer_fen=0,
-                    destination_account_id="", journal_ref=f"collection:refund:{refund_id}",
+                    advanced_fen=0, destination_account_id="", journal_ref=f"collection:refund:{refund_id}",
                     created_by=actor, created_at=now,
                     refund_date=business_date_of(settings, now))
     legs: dict[str, int] = {}
@@ -800,16 +838,8 @@ def create_refund(session: Session, tenant_id: str, actor: str, order_id: str,
         for account_id, fen in canteen.refund_meal(session, settings, order, refund, now).items():
             legs[account_id] = legs.get(account_id, 0) + fen
         refund.destination_account_id = settings.wallet_pool_account_id
-    paid = ledger.pay_from_clearing(
-        session, tenant_id, settings.clearing_account_ids,
-        credits={account_id: fen for account_id, fen in legs.items() if fen},
-        journal_ref=refund.journal_ref, reference_type="collection_refund",
-        reference_id=refund.id, purpose="collection_refund", at=now,
-        memo=f"退款 {order.merchant_order_no}", prefer=clearing_shard(settings, order.id))
-    if paid is None:
-        raise ClearingFundsShort(
-            "The clearing account holds too little right now to pay this refund (the order "
-            "was already settled and not enough new money has come in). Try again later.")
+    _pay_refund(session, settings, order, refund,
+                {account_id: fen for account_id, fen in legs.items() if fen}, now)
     refund_splits = []
     for i, (split, part) in enumerate(zip(splits, parts, strict=True)):
         if not part:

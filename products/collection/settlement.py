@@ -10,17 +10,21 @@ still committing), per payee:
     platform:     gross = its own shares + all commissions; refunded = its shares of refunds
                   + commissions given back; net = gross - refunded + carried in
 
-A positive net is paid from the clearing account to the payee's account (the sub-merchant's
-settlement account, the platform's fee account) and published as `settlement.paid`. A negative
-net (refunds of orders settled earlier) is carried into the payee's next settlement, and so is
-a positive net that cannot be paid (no fee account yet, the payee's account refused the credit):
-`settlement.carried_forward`. A refund of a settled order was paid out of the clearing account
-with money that belongs to other payees, so the clearing account can hold less than the day's
-positive nets: payees are paid in payee order from what it holds, and what is left of a net is
-carried (`partially_paid`, `clearing_funds_short`) and paid on the next run, when the negative
-payee's new collections have refilled the account. Payees owed a positive carry are paid on
-the next run even without activity of their own. Totals come from indexed GROUP BY queries over the day's
-rows, so a day of 100,000 orders settles in a few queries.
+The bank advanced the refunds of orders from earlier dates (`service.advanced_by_bank`), so
+the payee owes it `advanced` (its part of those refunds: a sub-merchant its share less the
+commission given back, the platform that commission and its own share) plus any advance it
+could not repay before (a negative carry). The rest of the payee's day is its money in the
+clearing account (`held = net + owed`, never negative: a same-date refund is at most the
+share it gives back). The run repays the bank first, from `held` (clearing -> settlement
+advances, its own journal entry and statement line), then pays what is left, which is the
+positive net, from the clearing account to the payee's account (the sub-merchant's settlement
+account, the platform's fee account) and publishes `settlement.paid`. What the payee still
+owes the bank is carried as a negative net into its next settlement; a positive net that
+cannot be paid (no fee account yet, the payee's account refused the credit) is carried too
+(`settlement.carried_forward`), and paid on the next run even without activity of its own.
+So every payee is paid its own net in full, and never with another's money. Totals come from
+indexed GROUP BY queries over the day's rows, so a day of 100,000 orders settles in a few
+queries.
 
 Dates without any order or refund are skipped (nothing to pay; carried balances wait for the
 payee's next active day). Each (tenant, date) runs once: the settings row is locked while it
@@ -83,13 +87,14 @@ def due_date(session: Session, settings: CollectionSettings, now: datetime) -> d
 
 
 class _Payee:
-    __slots__ = ("key", "sub_merchant_id", "orders", "refunds", "gross", "fees", "refunded")
+    __slots__ = ("key", "sub_merchant_id", "orders", "refunds", "gross", "fees", "refunded",
+                 "advanced")
 
     def __init__(self, key: str, sub_merchant_id: str | None) -> None:
         self.key = key
         self.sub_merchant_id = sub_merchant_id
         self.orders = self.refunds = 0
-        self.gross = self.fees = self.refunded = 0
+        self.gross = self.fees = self.refunded = self.advanced = 0
 
 
 def _totals(session: Session, tenant_id: str, day: date) -> dict[str, _Payee]:
@@ -115,20 +120,80 @@ def _totals(session: Session, tenant_id: str, day: date) -> dict[str, _Payee]:
         if sub_merchant_id is not None and fee:
             p.fees += int(fee)
             payee(None).gross += int(fee)
+    advanced = (Refund.advanced_fen > 0).label("advanced")
     backs = session.execute(
-        select(RefundSplit.sub_merchant_id, func.count(), func.sum(RefundSplit.amount_fen),
-               func.sum(RefundSplit.fee_refund_fen))
+        select(RefundSplit.sub_merchant_id, advanced, func.count(),
+               func.sum(RefundSplit.amount_fen), func.sum(RefundSplit.fee_refund_fen))
         .join(Refund, Refund.id == RefundSplit.refund_id)
         .where(Refund.tenant_id == tenant_id, Refund.refund_date == day)
-        .group_by(RefundSplit.sub_merchant_id)).all()
-    for sub_merchant_id, count, amount, fee_back in backs:
+        .group_by(RefundSplit.sub_merchant_id, advanced)).all()
+    for sub_merchant_id, by_bank, count, amount, fee_back in backs:
         p = payee(sub_merchant_id)
         p.refunds += int(count)
         p.refunded += int(amount or 0)
-        if sub_merchant_id is not None and fee_back:
-            p.fees -= int(fee_back)
-            payee(None).refunded += int(fee_back)
+        back = int(fee_back or 0) if sub_merchant_id is not None else 0
+        if back:
+            p.fees -= back
+            payee(None).refunded += back
+        if by_bank:
+            # Each payee owes the bank what the refund took from its net.
+            p.advanced += int(amount or 0) - back
+            payee(None).advanced += back
     return payees
+
+
+def _repay_and_pay(session: Session, settings: CollectionSettings, record: Settlement,
+                   owed: int, destination: str | None, shards: dict[str, int],
+                   now: datetime) -> None:
+    """Move the payee's money held in the clearing account (`record.net_fen + owed`): first
+    what it owes the bank back to the settlement advances, then the rest to `destination`.
+    Sets the record's repaid, paid, carried-out, status and failure fields."""
+    tenant_id, day, key = settings.tenant_id, record.settlement_date, record.payee_key
+    net = record.net_fen
+    repay = min(owed, net + owed)
+    if repay > 0:
+        advances = ledger.open_advances(session, tenant_id, now)
+        _from_clearing(session, settings, record, {advances: repay},
+                       f"collection:advance_repayment:{day.isoformat()}:{key}",
+                       "advance_repayment", f"垫付偿还 {day.isoformat()}", shards, now)
+        record.repaid_fen = repay
+        record.paid_date = business_date_of(settings, now)
+    record.carried_out_fen = net
+    if net <= 0:
+        record.status = "nothing" if net == 0 else "carried"
+        return
+    if destination is None:
+        record.failure_code = "no_fee_account"
+        return
+    journal_ref = f"collection:settlement:{day.isoformat()}:{key}"
+    try:
+        with session.begin_nested():
+            _from_clearing(session, settings, record, {destination: net}, journal_ref,
+                           "settlement", f"结算 {day.isoformat()}", shards, now)
+    except PaymentRefused as exc:
+        record.failure_code = exc.code
+        return
+    record.status = "paid"
+    record.paid_fen = net
+    record.carried_out_fen = 0
+    record.journal_ref = journal_ref
+    record.paid_at = now
+    record.paid_date = business_date_of(settings, now)
+
+
+def _from_clearing(session: Session, settings: CollectionSettings, record: Settlement,
+                   credits: dict[str, int], journal_ref: str, purpose: str, memo: str,
+                   shards: dict[str, int], now: datetime) -> None:
+    entry = ledger.pay_from_clearing(
+        session, settings.tenant_id, settings.clearing_account_ids, credits=credits,
+        journal_ref=journal_ref, reference_type="collection_settlement", reference_id=record.id,
+        purpose=purpose, at=now, memo=memo, balances=shards)
+    if entry is None:
+        # Every payee's share of the day is in the clearing account (refunds of earlier
+        # dates' orders are the bank's), so this is a broken invariant: stop the run (it
+        # rolls back and is retried) rather than pay one payee with another's money.
+        raise RuntimeError(f"collection clearing of tenant {settings.tenant_id} cannot fund "
+                           f"{purpose} {journal_ref}")
 
 
 def settle_day(session: Session, settings: CollectionSettings, day: date, now: datetime,
@@ -145,10 +210,7 @@ def settle_day(session: Session, settings: CollectionSettings, day: date, now: d
             payees[key] = _Payee(key, None if key == PLATFORM else key)
     balances = {b.payee_key: b for b in repository.lock(session, select(PayeeBalance).where(
         PayeeBalance.tenant_id == tenant_id, PayeeBalance.payee_key.in_(list(payees))))}
-    # What the clearing account holds now: refunds of settled orders were paid from it, so
-    # it can hold less than the payees' positive nets; the rest of a net is then carried.
     shards = ledger.shard_balances(session, tenant_id, settings.clearing_account_ids)
-    available = sum(shards.values())
     merchants = {m.id: m for m in session.scalars(select(SubMerchant).where(
         SubMerchant.tenant_id == tenant_id,
         SubMerchant.id.in_([p.sub_merchant_id for p in payees.values() if p.sub_merchant_id])))}
@@ -172,40 +234,13 @@ def settle_day(session: Session, settings: CollectionSettings, day: date, now: d
             payee_type="merchant" if p.sub_merchant_id else "platform",
             sub_merchant_id=p.sub_merchant_id, payee_key=key, order_count=p.orders,
             refund_count=p.refunds, gross_fen=p.gross, fee_fen=p.fees, refunded_fen=p.refunded,
-            carried_in_fen=carried_in, net_fen=net, paid_fen=0, carried_out_fen=net,
-            status="nothing" if net == 0 else "carried", failure_code=None,
+            advanced_fen=p.advanced, repaid_fen=0, carried_in_fen=carried_in, net_fen=net,
+            paid_fen=0, carried_out_fen=net, status="carried", failure_code=None,
             destination_account_id=destination, journal_ref=None, created_at=now, paid_at=None,
             paid_date=None)
-        pay = min(net, available)
-        if net > 0 and destination is None:
-            record.failure_code = "no_fee_account"
-        elif net > 0 and pay <= 0:
-            record.failure_code = "clearing_funds_short"
-        elif net > 0 and destination is not None:
-            journal_ref = f"collection:settlement:{day.isoformat()}:{key}"
-            try:
-                with session.begin_nested():
-                    entry = ledger.pay_from_clearing(
-                        session, tenant_id, settings.clearing_account_ids,
-                        credits={destination: pay}, journal_ref=journal_ref,
-                        reference_type="collection_settlement", reference_id=record.id,
-                        purpose="settlement", at=now, memo=f"结算 {day.isoformat()}",
-                        balances=shards)
-            except PaymentRefused as exc:
-                record.failure_code = exc.code
-            else:
-                if entry is None:  # a refund took money meanwhile
-                    record.failure_code = "clearing_funds_short"
-                    pay = 0
-            if pay and record.failure_code is None:
-                available -= pay
-                record.status = "paid" if pay == net else "partially_paid"
-                record.failure_code = None if pay == net else "clearing_funds_short"
-                record.paid_fen = pay
-                record.carried_out_fen = net - pay
-                record.journal_ref = journal_ref
-                record.paid_at = now
-                record.paid_date = business_date_of(settings, now)
+        # A negative carry is an advance the payee has not repaid yet.
+        owed = p.advanced + max(0, -carried_in)
+        _repay_and_pay(session, settings, record, owed, destination, shards, now)
         balance.carried_fen = record.carried_out_fen
         balance.updated_at = now
         paid_total += record.paid_fen

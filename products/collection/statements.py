@@ -6,11 +6,12 @@ Lines of business date D (the window `[start, end)` of D at the tenant's cut-off
 | kind | which | status | clearing effect |
 | --- | --- | --- | --- |
 | `order` | created or finalized in D | as of the window's end (`pending` if not final yet) | + amount if it succeeded in D |
-| `refund` | made in D | `succeeded` | - amount |
+| `refund` | made in D | `succeeded` | - amount, 0 if the bank advanced it (`funded_by`) |
 | `settlement` | payouts made in D (usually of D - 1) | `paid` | - amount |
+| `advance_repayment` | advances repaid by settlements run in D | `repaid` | - amount |
 
 Orders are matched with uploaded records by `merchant_order_no`, refunds by
-`refund_reference`, settlements by their id. The summary lists the settlement of D itself
+`refund_reference`, settlements and advance repayments by the settlement's id. The summary lists the settlement of D itself
 (run after D closed, so its payouts are lines of D + 1's statement).
 """
 
@@ -34,7 +35,7 @@ from products.accounts.reconciliation import (
     diff_records,
     parse_records,
 )
-from products.collection import service
+from products.collection import ledger, service
 from products.collection.models import (
     Order,
     ReconciliationComparison,
@@ -42,7 +43,7 @@ from products.collection.models import (
     Settlement,
 )
 
-DETAIL_COLUMNS = ["scene", "payer_method", "order_id", "settlement_date", "payee"]
+DETAIL_COLUMNS = ["scene", "payer_method", "order_id", "funded_by", "settlement_date", "payee"]
 
 
 def order_lines(session: Session, ctx: StatementContext) -> Iterator[StatementLine]:
@@ -68,14 +69,18 @@ def order_lines(session: Session, ctx: StatementContext) -> Iterator[StatementLi
 def refund_lines(session: Session, ctx: StatementContext) -> Iterator[StatementLine]:
     rows = session.execute(
         select(Refund.id, Refund.refund_reference, Refund.status, Refund.amount_fen,
-               Refund.created_at, Refund.order_id, Order.merchant_order_no, Order.scene)
+               Refund.advanced_fen, Refund.created_at, Refund.order_id, Order.merchant_order_no,
+               Order.scene)
         .join(Order, Order.id == Refund.order_id)
         .where(Refund.tenant_id == ctx.tenant_id, Refund.refund_date == ctx.business_date))
-    for refund_id, reference, status, amount, created_at, order_id, number, scene in rows:
+    for (refund_id, reference, status, amount, advanced, created_at, order_id, number,
+         scene) in rows:
+        # What the bank advanced never left the clearing account.
         yield StatementLine(kind="refund", id=refund_id, reference=reference, status=status,
-                            amount_fen=amount, clearing_effect_fen=-amount,
+                            amount_fen=amount, clearing_effect_fen=advanced - amount,
                             occurred_at=created_at, counterparty=number,
-                            detail={"scene": scene, "order_id": order_id})
+                            detail={"scene": scene, "order_id": order_id,
+                                    "funded_by": "advance" if advanced else "clearing"})
 
 
 def settlement_lines(session: Session, ctx: StatementContext) -> Iterator[StatementLine]:
@@ -92,7 +97,23 @@ def settlement_lines(session: Session, ctx: StatementContext) -> Iterator[Statem
                                     "payee": payee})
 
 
-SOURCES = (order_lines, refund_lines, settlement_lines)
+def advance_repayment_lines(session: Session, ctx: StatementContext) -> Iterator[StatementLine]:
+    """The bank's advances repaid from the clearing account by the settlements run in D."""
+    rows = session.execute(
+        select(Settlement.id, Settlement.repaid_fen, Settlement.created_at,
+               Settlement.settlement_date, Settlement.payee_key)
+        .where(Settlement.tenant_id == ctx.tenant_id, Settlement.paid_date == ctx.business_date,
+               Settlement.repaid_fen > 0))
+    advances = ledger.find_advances(session, ctx.tenant_id)
+    for settlement_id, repaid, ran_at, settlement_date, payee in rows:
+        yield StatementLine(kind="advance_repayment", id=settlement_id, reference=settlement_id,
+                            status="repaid", amount_fen=repaid, clearing_effect_fen=-repaid,
+                            occurred_at=ran_at, counterparty=advances,
+                            detail={"settlement_date": settlement_date.isoformat(),
+                                    "payee": payee})
+
+
+SOURCES = (order_lines, refund_lines, settlement_lines, advance_repayment_lines)
 
 
 def _settlement_summary(session: Session, tenant_id: str, day: date) -> dict[str, Any]:
@@ -105,6 +126,8 @@ def _settlement_summary(session: Session, tenant_id: str, day: date) -> dict[str
             "payees": len(rows),
             "paid": Money.of(sum(r.paid_fen for r in rows)).model_dump(),
             "carried_forward": Money.of(sum(r.carried_out_fen for r in rows)).model_dump(),
+            "advanced": Money.of(sum(r.advanced_fen for r in rows)).model_dump(),
+            "advance_repaid": Money.of(sum(r.repaid_fen for r in rows)).model_dump(),
             "settlement_ids": [r.id for r in rows],
         }
     }

@@ -125,7 +125,8 @@ def refund_out(row: Refund, splits: list[RefundSplit], scene: str) -> schemas.Re
     canteen = scene == "canteen"
     return schemas.RefundOut(
         id=row.id, order_id=row.order_id, refund_reference=row.refund_reference,
-        status=row.status, amount=Money.of(row.amount_fen), reason=row.reason,
+        status=row.status, amount=Money.of(row.amount_fen),
+        advanced=Money.of(row.advanced_fen), reason=row.reason,
         splits=[schemas.RefundSplitOut(sub_merchant_id=s.sub_merchant_id,
                                        amount=Money.of(s.amount_fen),
                                        fee_refund=Money.of(s.fee_refund_fen))
@@ -141,8 +142,9 @@ def settlement_out(row: Settlement) -> schemas.SettlementOut:
         id=row.id, settlement_date=row.settlement_date, payee_type=row.payee_type,
         sub_merchant_id=row.sub_merchant_id, order_count=row.order_count,
         refund_count=row.refund_count, gross=Money.of(row.gross_fen), fees=Money.of(row.fee_fen),
-        refunded=Money.of(row.refunded_fen), carried_in=Money.of(row.carried_in_fen),
-        net=Money.of(row.net_fen), paid=Money.of(row.paid_fen),
+        refunded=Money.of(row.refunded_fen), advanced=Money.of(row.advanced_fen),
+        carried_in=Money.of(row.carried_in_fen), net=Money.of(row.net_fen),
+        advance_repaid=Money.of(row.repaid_fen), paid=Money.of(row.paid_fen),
         carried_out=Money.of(row.carried_out_fen), status=row.status,
         destination_account_id=row.destination_account_id,
         created_at=to_rfc3339(row.created_at), paid_at=_ts(row.paid_at))

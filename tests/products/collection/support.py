@@ -190,27 +190,56 @@ def next_cutoff(platform: Platform, hour: int = 0, minute: int = 0) -> datetime:
 
 
 def clearing_invariants(platform: Platform) -> dict[str, int]:
-    """Collected - refunded - settled == clearing balance; refunds never exceed collections."""
-    from products.collection.models import CollectionSettings, Order, Refund, Settlement
+    """Collected - refunded - settled == clearing balance; refunds never exceed collections;
+    the bank's settlement advances are exactly what the payees owe it.
+
+    `settled` is what the settlements moved out of the clearing account for the payees (their
+    payouts and the advances they repaid to the bank) less what the bank advanced for them (a
+    refund of an earlier date's order leaves from the advances account, not the clearing
+    account: the bank pays it back to the payer on the payees' behalf)."""
+    from products.collection.ledger import ADVANCES_PURPOSE
+    from products.collection.models import (
+        CollectionSettings,
+        Order,
+        PayeeBalance,
+        Refund,
+        Settlement,
+    )
+
+    tenant = platform.tenant_id
+
+    def total(column: Any, *where: Any) -> int:
+        return int(s.scalar(select(func.coalesce(func.sum(column), 0)).where(*where)) or 0)
 
     with platform.database.transaction() as s:
-        settings = s.get(CollectionSettings, platform.tenant_id)
+        settings = s.get(CollectionSettings, tenant)
         assert settings is not None
-        collected = s.scalar(select(func.coalesce(func.sum(Order.amount_fen), 0)).where(
-            Order.tenant_id == platform.tenant_id, Order.status == "succeeded")) or 0
-        refunded = s.scalar(select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(
-            Refund.tenant_id == platform.tenant_id)) or 0
-        settled = s.scalar(select(func.coalesce(func.sum(Settlement.paid_fen), 0)).where(
-            Settlement.tenant_id == platform.tenant_id)) or 0
+        collected = total(Order.amount_fen, Order.tenant_id == tenant, Order.status == "succeeded")
+        refunded = total(Refund.amount_fen, Refund.tenant_id == tenant)
+        advanced = total(Refund.advanced_fen, Refund.tenant_id == tenant)
+        paid = total(Settlement.paid_fen, Settlement.tenant_id == tenant)
+        repaid = total(Settlement.repaid_fen, Settlement.tenant_id == tenant)
+        settled = paid + repaid - advanced
         clearing = sum(s.get(Account, shard).ledger_fen  # type: ignore[union-attr]
                        for shard in settings.clearing_account_ids)
         over = s.scalar(select(func.count()).select_from(Order).where(
-            Order.tenant_id == platform.tenant_id, Order.refunded_fen > Order.amount_fen)) or 0
+            Order.tenant_id == tenant, Order.refunded_fen > Order.amount_fen)) or 0
         assert over == 0
         assert clearing == collected - refunded - settled, (clearing, collected, refunded, settled)
-        assert accounts.audit(s, platform.tenant_id) == []
-        total = s.scalar(select(func.coalesce(func.sum(Account.ledger_fen), 0)).where(
-            Account.tenant_id == platform.tenant_id))
-        assert total == 0
+        # What the payees owe the bank: negative carries (advances a settlement could not
+        # repay) and the advanced refunds of dates not settled yet.
+        carried_debts = -total(PayeeBalance.carried_fen, PayeeBalance.tenant_id == tenant,
+                               PayeeBalance.carried_fen < 0)
+        unsettled = [Refund.tenant_id == tenant]
+        if settings.settled_through is not None:
+            unsettled.append(Refund.refund_date > settings.settled_through)
+        owed = carried_debts + total(Refund.advanced_fen, *unsettled)
+        advances = s.scalar(select(Account.ledger_fen).where(
+            Account.tenant_id == tenant, Account.internal_purpose == ADVANCES_PURPOSE)) or 0
+        assert -advances == owed == advanced - repaid, (advances, owed, advanced, repaid)
+        assert accounts.audit(s, tenant) == []
+        ledger_total = s.scalar(select(func.coalesce(func.sum(Account.ledger_fen), 0)).where(
+            Account.tenant_id == tenant))
+        assert ledger_total == 0
         return {"collected": collected, "refunded": refunded, "settled": settled,
-                "clearing": clearing}
+                "clearing": clearing, "advances": advances}

@@ -80,52 +80,71 @@ def test_three_days_of_settlement_with_refunds_after_settlement_and_statements(a
     assert statement["summary"]["settlement_of_this_date"]["paid"] == money("120.00")
     assert not any(line["kind"] == "settlement" for line in statement["lines"])
 
-    # day 2: a refund of the settled order B is taken from m0's next settlement
+    # day 2: a refund of the settled order B is paid at once, advanced by the bank, and taken
+    # from m0's next settlement
     c = p.order("80.00", splits=[(1, "80.00")], number="C-2")
     refund_b = p.post(f"/orders/{b['id']}/refunds", {"amount": money("50.00")})
     assert refund_b.status_code == 201, refund_b.text
+    assert refund_b.json()["advanced"] == money("50.00")
     p.advance_to(next_cutoff(p, 0, 2))
     day3 = p.today()
     p.run_jobs()
     s2 = settlements(p, day2)
-    # m0: V-1's 5.00 (commission 0.03) less the 50.00 refund (its 0.30 commission given back)
+    # m0: V-1's 5.00 (commission 0.03) less the 50.00 refund (its 0.30 commission given back):
+    # its 4.97 repays the bank's 49.70 advance in part, the rest is carried
     assert s2[m0]["status"] == "carried" and s2[m0]["carried_out"] == money("-44.73")
     assert s2[m0]["net"] == money("-44.73") and s2[m0]["paid"] == money("0.00")
-    # the clearing account fronted m0's refund: m1 gets what it holds, the rest is carried
+    assert (s2[m0]["advanced"], s2[m0]["advance_repaid"]) == (money("49.70"), money("4.97"))
+    # the bank fronted m0's refund, not the clearing account: m1 is paid its whole net
     assert s2[m1]["net"] == money("79.50")
-    assert s2[m1]["status"] == "partially_paid" and s2[m1]["paid"] == money("35.00")
-    assert s2[m1]["carried_out"] == money("44.50")
-    assert s2["platform"]["status"] == "carried"
+    assert s2[m1]["status"] == "paid" and s2[m1]["paid"] == money("79.50")
+    assert s2[m1]["carried_out"] == money("0.00") and s2[m1]["advance_repaid"] == money("0.00")
+    # the platform repays the 0.30 commission it gives back and is paid the rest
+    assert (s2["platform"]["advanced"], s2["platform"]["advance_repaid"]) == (
+        money("0.30"), money("0.30"))
+    assert s2["platform"]["status"] == "paid" and s2["platform"]["paid"] == money("0.23")
     assert p.clearing() == 0
     statement2 = p.get(f"/reconciliation/{day2.isoformat()}?format=json").json()
     assert statement2["ledger_agrees"] is True
     assert statement2["opening_balance"] == money("120.00")
-    assert statement2["closing_balance"] == money("35.00")
+    assert statement2["closing_balance"] == money("85.00")
     kinds = [line["kind"] for line in statement2["lines"]]
     assert kinds.count("settlement") == 3
     v1 = [line for line in statement2["lines"] if line["reference"] == "V-1"][0]
     assert v1["status"] == "succeeded" and v1["clearing_effect"] == money("5.00")
+    rb = [line for line in statement2["lines"] if line["id"] == refund_b.json()["id"]][0]
+    assert rb["clearing_effect"] == money("0.00") and rb["detail"]["funded_by"] == "advance"
 
-    # day 3: m0 sells again; everyone owed is paid in full
+    # day 3: m0 sells again; it repays the rest of the advance and is paid what is left
     p.order("100.00", splits=[(0, "100.00")], number="D-3")
     p.advance_to(next_cutoff(p, 0, 2))
     p.run_jobs()
     s3 = settlements(p, day3)
     assert s3[m0]["carried_in"] == money("-44.73") and s3[m0]["paid"] == money("54.67")
-    assert s3[m1]["carried_in"] == money("44.50") and s3[m1]["paid"] == money("44.50")
-    assert s3[m1]["order_count"] == 0
-    assert s3["platform"]["carried_in"] == money("0.23")
-    assert s3["platform"]["paid"] == money("0.83")
+    assert s3[m0]["advance_repaid"] == money("44.73") and s3[m0]["carried_out"] == money("0.00")
+    assert m1 not in s3  # nothing owed to it, nothing sold
+    assert s3["platform"]["carried_in"] == money("0.00")
+    assert s3["platform"]["paid"] == money("0.60")
     assert p.clearing() == 0
+    # the statement of day 3 shows day 2's repayments as their own lines
+    statement3 = p.get(f"/reconciliation/{day3.isoformat()}").json()
+    assert statement3["ledger_agrees"] is True
+    repayments = {line["detail"]["payee"]: line for line in statement3["lines"]
+                  if line["kind"] == "advance_repayment"}
+    assert {k: (v["amount"], v["clearing_effect"]) for k, v in repayments.items()} == {
+        m0: (money("4.97"), money("-4.97")), "platform": (money("0.30"), money("-0.30"))}
+    assert statement3["totals"]["advance_repayment"]["amount"] == money("5.27")
+    assert statement3["summary"]["settlement_of_this_date"]["advance_repaid"] == money("44.73")
     totals = clearing_invariants(p)
     assert totals["collected"] == 100_00 + 50_00 + 5_00 + 80_00 + 100_00
+    assert totals["advances"] == 0  # every advance repaid
     assert c["status"] == "succeeded" and failed["status"] == "failed"
     assert late["status"] == "pending"
     with p.database.transaction() as s:
         types = list(s.scalars(select(Event.type).where(Event.tenant_id == p.tenant_id,
                                                         Event.type.startswith("settlement."))))
-    assert types.count("settlement.paid") == 3 + 1 + 3
-    assert types.count("settlement.carried_forward") == 2
+    assert types.count("settlement.paid") == 3 + 2 + 2
+    assert types.count("settlement.carried_forward") == 1
 
 
 def test_statement_as_csv_and_the_comparison_of_uploaded_records(app, http):
