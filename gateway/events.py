@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from gateway import clock as clock_module
 from gateway.bulk import session_store
 from gateway.db import Base
+from gateway.event_types import check_event_type
 from gateway.ids import new_id
 
 
@@ -58,8 +59,10 @@ def publish(session: Session, *, tenant_id: str, type: str, resource_type: str,
     """Record that `type` happened to a resource; delivered later as a signed webhook.
 
     `data` is the resource's public representation (already masked: no personal data in
-    clear), and its digest goes into the evidence log.
+    clear), and its digest goes into the evidence log. `type` is one of
+    `gateway.event_types` (an uncatalogued one is logged, or refused in strict mode).
     """
+    check_event_type(type)
     event = Event(
         id=new_id("evt"), tenant_id=tenant_id, type=type, resource_type=resource_type,
         resource_id=resource_id, actor=actor, data=data,

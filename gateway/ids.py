@@ -1,11 +1,19 @@
-"""Opaque, prefixed, sortable identifiers (`pcert_01J...`): a ULID behind a type prefix."""
+"""Opaque, prefixed, sortable identifiers (`pcert_01J...`): a ULID behind a type prefix.
+
+Under `deterministic_ids` (the sandbox's seeding), ids of the given prefixes are derived from a
+key and their order of creation instead, so that seeding a tenant again gives the same ids.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
 _lock = threading.Lock()
@@ -27,10 +35,50 @@ def _encode_ulid(ms: int, rand: int) -> str:
     return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
+class _DeterministicIds:
+    """The n-th id of a prefix: the fixed time, then n above 48 bits that depend on the key and
+    the prefix only. Ids of a prefix sort in creation order; keys (tenants) never share ids."""
+
+    def __init__(self, key: str, ms: int, prefixes: frozenset[str]) -> None:
+        self.key, self.ms, self.prefixes = key, ms, prefixes
+        self.counts: dict[str, int] = {}
+
+    def next(self, prefix: str) -> str | None:
+        if prefix not in self.prefixes:
+            return None
+        n = self.counts.get(prefix, 0) + 1
+        self.counts[prefix] = n
+        salt = hashlib.sha256(f"{self.key}\0{prefix}".encode()).digest()[:6]
+        return f"{prefix}_{_encode_ulid(self.ms, (n << 48) | int.from_bytes(salt, 'big'))}"
+
+
+_deterministic: ContextVar[_DeterministicIds | None] = ContextVar("deterministic_ids",
+                                                                  default=None)
+
+
+@contextmanager
+def deterministic_ids(key: str, at_ms: int, prefixes: frozenset[str]) -> Iterator[None]:
+    """Within the block, `new_id` of one of `prefixes` is a function of `key`, the prefix and
+    how many such ids came before, stamped `at_ms`; other prefixes stay random. Only for rows
+    that are deleted before the same ids are made again (a sandbox reset)."""
+    if not 0 <= at_ms < 1 << 48 or not all(_PREFIX.match(p) for p in prefixes):
+        raise ValueError("deterministic ids need a 48-bit time and valid prefixes")
+    token = _deterministic.set(_DeterministicIds(key, at_ms, prefixes))
+    try:
+        yield
+    finally:
+        _deterministic.reset(token)
+
+
 def new_id(prefix: str) -> str:
     """A new id: `prefix_` + 26 chars, lexicographically ordered by creation within a process."""
     if not _PREFIX.match(prefix):
         raise ValueError(f"bad id prefix {prefix!r}")
+    deterministic = _deterministic.get()
+    if deterministic is not None:
+        made = deterministic.next(prefix)
+        if made is not None:
+            return made
     global _last_ms, _last_rand
     with _lock:
         ms = time.time_ns() // 1_000_000

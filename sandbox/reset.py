@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from gateway.db import Base
 from gateway.idempotency import IdempotencyRecord
 from gateway.oauth.models import OAuthClient
-from gateway.tenancy import reset_clock
+from gateway.tenancy import Tenant, reset_clock
 from sandbox.seed import seed_tenant
 
 KEEP = {"tenants", "partners", "oauth_clients", "events", "evidence_entries", "evidence_tiles",
@@ -61,7 +61,14 @@ def forget_idempotency_keys(session: Session, tenant_id: str) -> int:
 
 
 def reset_sandbox(session: Session, tenant_id: str) -> tuple[int, dict[str, Any]]:
-    """Clear a tenant's business data, put its clock back on real time and seed it again."""
+    """Clear a tenant's business data, put its clock back on real time and seed it again.
+
+    The tenant's row is locked first: two resets at once would otherwise both seed the same
+    (deterministic) ids, and the second would fail on them. `FOR NO KEY UPDATE` (key_share):
+    the tenant's other calls insert rows referring to the tenant meanwhile, and their foreign
+    key checks must not wait for the reset."""
+    session.execute(select(Tenant.id).where(Tenant.id == tenant_id)
+                    .with_for_update(key_share=True))
     deleted = clear_tenant(session, tenant_id) + forget_idempotency_keys(session, tenant_id)
     reset_clock(session, tenant_id)
     return deleted, seed_tenant(session, tenant_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
@@ -14,20 +13,18 @@ from gateway.auth import authenticate
 from gateway.clock import to_rfc3339
 from gateway.db import get_session
 from gateway.errors import Problem, ValidationFailed, error_responses
+from gateway.event_types import PARTNER_EVENT_TYPES
 from gateway.events import publish
 from gateway.idempotency import idempotency
-from gateway.ids import new_id
 from gateway.ratelimit import rate_limit_public
 from gateway.routing import Router
 from gateway.tenancy import Principal, advance_clock, advance_clock_to, clock_for, create_partner
 from sandbox.provision import provision_sandbox
 from sandbox.reset import reset_sandbox
+from sandbox.samples import build_sample
 
 router = Router(prefix="/sandbox/v1", tags=["sandbox"],
                    responses=error_responses(400, 401, 403, 422, 429))
-
-_EVENT_TYPE = re.compile(r"^[a-z][a-z_]{1,40}\.[a-z][a-z_]{1,40}$")
-
 
 class NotSandbox(Problem):
     status, code, title = 403, "sandbox_only", "Sandbox only"
@@ -129,14 +126,16 @@ class SampleEventOut(BaseModel):
              response_model=SampleEventOut, status_code=201, dependencies=[Depends(idempotency())])
 def sandbox_fire_event(event_type: str, principal: Principal = Depends(sandbox_principal),
                        session: Session = Depends(get_session)) -> SampleEventOut:
-    if not _EVENT_TYPE.match(event_type):
-        raise ValidationFailed("Event types look like `resource.action`.",
-                               code="invalid_event_type")
+    """Any event type the platform delivers to partners; the event is the real one's shape,
+    built from the tenant's seeded data, with `"sample": true` added to its `data`."""
+    if event_type not in PARTNER_EVENT_TYPES:
+        raise ValidationFailed(f"Unknown event type {event_type!r}.", code="invalid_event_type",
+                               extra={"known_types": sorted(PARTNER_EVENT_TYPES)})
     now = clock_for(session, principal.tenant_id).now()
-    resource_id = new_id("sample")
+    sample = build_sample(session, principal.tenant_id, event_type, now)
     event = publish(session, tenant_id=principal.tenant_id, type=event_type,
-                    resource_type=event_type.split(".")[0], resource_id=resource_id,
-                    data={"id": resource_id, "sample": True}, actor=principal.client_id, at=now)
+                    resource_type=sample.resource_type, resource_id=sample.resource_id,
+                    data=sample.data, actor=principal.client_id, at=now)
     return SampleEventOut(id=event.id, type=event.type, created_at=to_rfc3339(now))
 
 

@@ -45,15 +45,18 @@ def _load() -> None:
 
 
 def seed_tenant(session: Session, tenant_id: str, seed: int | None = None) -> dict[str, Any]:
-    """Create a tenant's realistic sandbox data; deterministic for a given seed."""
+    """Create a tenant's realistic sandbox data; deterministic for a given seed, and its ids
+    for the tenant."""
     from sandbox.fakedata import FakeData
+    from sandbox.seeded_ids import seeded_ids
 
     _load()
     if seed is None:  # stable across processes (str hash() is salted per process)
         seed = int.from_bytes(hashlib.sha256(tenant_id.encode()).digest()[:4], "big")
     fake = FakeData(seed)
     summary: dict[str, Any] = {}
-    for name, (_, fn) in sorted(_seeders.items(), key=lambda kv: (kv[1][0], kv[0])):
-        summary[name] = fn(session, tenant_id, fake)
-        session.flush()
+    with seeded_ids(session, tenant_id):  # a reset brings back the same ids
+        for name, (_, fn) in sorted(_seeders.items(), key=lambda kv: (kv[1][0], kv[0])):
+            summary[name] = fn(session, tenant_id, fake)
+            session.flush()
     return summary

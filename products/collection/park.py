@@ -14,6 +14,13 @@
   after its due date (`bill.overdue`), and reminders go out (`bill.reminder`). After a clock
   jump only the latest reminder that is due is sent, never a stale "due in 3 days" after the
   due date. `bill.paid` when nothing is outstanding.
+- A bill payment is refunded like any order (`service.create_refund`: partial, repeated, never
+  beyond what it collected, advanced by the bank once settled). The refund reopens what it
+  gives back on the bill (`reopen_for_refund`): the payment's late fee part first, then its
+  principal (the reverse of how it was applied); a paid bill goes back to open, or overdue
+  after its due date; dunning resumes. The days the money was paid cost no late fee: a
+  reopened amount accrues from the day after the refund. `bill.payment_refunded`.
+- A bill with money paid on it is not cancelled: its payments are refunded first.
 """
 
 from __future__ import annotations
@@ -238,18 +245,30 @@ def run_dunning(session: Session, tenant_id: str, now: datetime, actor: str,
     return len(ids)
 
 
+def _turn_overdue(bill: Bill, now: datetime) -> bool:
+    """open | paid -> overdue; whether for the first time (`bill.overdue` is sent once a bill,
+    when it first falls overdue, not again when a refund reopens it)."""
+    check_bill(bill.status, "overdue", action="overdue")
+    bill.status = "overdue"
+    bill.updated_at = now
+    first = bill.overdue_at is None
+    if first:
+        bill.overdue_at = now
+    return first
+
+
+def _publish_overdue(session: Session, bill: Bill, now: datetime, actor: str) -> None:
+    publish(session, tenant_id=bill.tenant_id, type="bill.overdue", resource_type="bill",
+            resource_id=bill.id, data=views.data(views.bill_out(bill)), actor=actor, at=now)
+
+
 def dun_bill(session: Session, park: Park, bill: Bill, now: datetime, actor: str) -> None:
     """Bring one unpaid bill up to date: late fees, overdue, the latest reminder due."""
     today = _today(now)
     charged = accrue_late_fees(park, bill, today)
-    if bill.status == "open" and today > bill.due_date:
-        check_bill(bill.status, "overdue", action="overdue")
-        bill.status = "overdue"
-        bill.overdue_at = now
-        bill.updated_at = now
+    if bill.status == "open" and today > bill.due_date and _turn_overdue(bill, now):
         session.flush()
-        publish(session, tenant_id=bill.tenant_id, type="bill.overdue", resource_type="bill",
-                resource_id=bill.id, data=views.data(views.bill_out(bill)), actor=actor, at=now)
+        _publish_overdue(session, bill, now, actor)
     if charged:
         bill.updated_at = now
         session.flush()
@@ -324,13 +343,32 @@ def create_bill(session: Session, tenant_id: str, actor: str, park_id: str,
     return bill
 
 
+def _refuse_if_money_paid(session: Session, bill: Bill) -> None:
+    """A bill keeps the payments on it: cancelling it would leave money collected for
+    nothing. The problem names the orders to refund first (what is left of each)."""
+    if not (bill.paid_principal_fen or bill.paid_late_fee_fen):
+        return
+    orders = session.execute(select(Order.id, Order.amount_fen - Order.refunded_fen).where(
+        Order.tenant_id == bill.tenant_id, Order.bill_id == bill.id,
+        Order.status == "succeeded", Order.amount_fen > Order.refunded_fen)
+        .order_by(Order.created_at, Order.id)).all()
+    raise BillNotPayable(
+        f"{Money.of(bill.paid_principal_fen + bill.paid_late_fee_fen).amount} CNY has been "
+        "paid on this bill: refund its payments first (POST /v1/collection/orders/{order_id}"
+        "/refunds), then cancel it.",
+        code="bill_partly_paid", title="Money has been paid on the bill",
+        extra={"payments_to_refund": [{"order_id": order_id,
+                                       "refundable": Money.of(left).model_dump()}
+                                      for order_id, left in orders]})
+
+
 def cancel_bill(session: Session, tenant_id: str, actor: str, bill_id: str) -> Bill:
-    """Withdraw a bill nothing has been paid on."""
+    """Withdraw a bill nothing is paid on (refund its payments first)."""
     bill = repository.get(session, Bill, tenant_id, bill_id, BillNotFound, lock=True)
+    # Money paid is the problem to report first, even on a paid bill (which could not be
+    # cancelled anyway): it says what to do about it.
+    _refuse_if_money_paid(session, bill)
     check_bill(bill.status, "cancelled", action="cancelled")
-    if bill.paid_principal_fen or bill.paid_late_fee_fen:
-        raise BillNotPayable("Money has been paid on this bill: it cannot be cancelled.",
-                             code="bill_partly_paid", title="Bill partly paid")
     now = service.now_for(session, tenant_id)
     bill.status = "cancelled"
     bill.cancelled_at = now
@@ -371,6 +409,75 @@ def _record_payment(session: Session, park: Park, bill: Bill, order: Order, sour
                               "late_fee": Money.of(late).model_dump()},
                   "bill": views.data(views.bill_out(bill))}, actor=actor, at=now)
     return payment
+
+
+# --- refunds of bill payments ----------------------------------------------------------------
+
+def lock_bill_of(session: Session, order: Order) -> Bill:
+    """The bill a payment order paid, locked. A refund takes it before any ledger account, as
+    a payment does (bill, then accounts), so the two never wait on each other in a cycle."""
+    return repository.get(session, Bill, order.tenant_id, order.bill_id, BillNotFound, lock=True)
+
+
+def refunded_parts(payment: BillPayment, refunded_before: int, amount: int) -> tuple[int, int]:
+    """(principal, late fee) that a refund of `amount` gives back of a payment already
+    refunded `refunded_before`: the reverse of how the payment was applied (principal first,
+    then the late fee), so its late fee part first, then its principal; repeated refunds
+    retrace the payment in that order."""
+    late = (min(refunded_before + amount, payment.late_fee_fen)
+            - min(refunded_before, payment.late_fee_fen))
+    return amount - late, late
+
+
+def _stop_late_fees_while_paid(park: Park, bill: Bill, today: date) -> None:
+    """Late fees are charged up to today on what was owed before the refund; what the refund
+    reopens accrues from tomorrow. A paid bill accrued nothing while paid, and does not now
+    for those days: the tenant had paid them (the fair reading of a mistaken payment)."""
+    accrue_late_fees(park, bill, today)
+    if today > bill.due_date:
+        bill.late_fee_through = today
+
+
+def _reopen(bill: Bill, now: datetime) -> bool:
+    """A paid bill owing again goes back to what its due date says: open up to it, overdue
+    after it. Returns whether it fell overdue for the first time (an open or overdue bill
+    keeps its status: dunning turns it overdue on its day)."""
+    if bill.status != "paid":
+        return False
+    bill.paid_at = None
+    if _today(now) > bill.due_date:
+        return _turn_overdue(bill, now)
+    check_bill(bill.status, "open", action="reopened")
+    bill.status = "open"
+    return False
+
+
+def reopen_for_refund(session: Session, bill: Bill, order: Order, refund_id: str,
+                      amount_fen: int, refunded_before: int, now: datetime, actor: str) -> None:
+    """A refund of `amount_fen` of bill payment `order` (refunded `refunded_before` until now)
+    reopens that amount on the bill (locked by `lock_bill_of`), with `bill.payment_refunded`.
+    """
+    payment = session.scalars(select(BillPayment).where(BillPayment.order_id == order.id)).one()
+    park = referenced(session, Park, bill.park_id)
+    today = _today(now)
+    _stop_late_fees_while_paid(park, bill, today)
+    principal, late = refunded_parts(payment, refunded_before, amount_fen)
+    bill.paid_principal_fen -= principal
+    bill.paid_late_fee_fen -= late
+    bill.updated_at = now
+    first_overdue = _reopen(bill, now)
+    # Reminders and late fees resume from today, as for a bill paid in part.
+    bill.dunning_due_on = _next_action(park, bill, today - timedelta(days=1))
+    session.flush()
+    publish(session, tenant_id=bill.tenant_id, type="bill.payment_refunded",
+            resource_type="bill", resource_id=bill.id,
+            data={"refund": {"id": refund_id, "payment_id": payment.id, "order_id": order.id,
+                             "amount": Money.of(amount_fen).model_dump(),
+                             "principal": Money.of(principal).model_dump(),
+                             "late_fee": Money.of(late).model_dump()},
+                  "bill": views.data(views.bill_out(bill))}, actor=actor, at=now)
+    if first_overdue:
+        _publish_overdue(session, bill, now, actor)
 
 
 def _bill_order(session: Session, settings: CollectionSettings, bill: Bill, amount_fen: int, *,
@@ -453,4 +560,6 @@ def bill_view(session: Session, bill: Bill) -> schemas.BillOut:
                                     .order_by(BillPayment.created_at, BillPayment.id)))
     notices = list(session.scalars(select(BillNotice).where(BillNotice.bill_id == bill.id)
                                    .order_by(BillNotice.sent_at, BillNotice.id)))
-    return views.bill_out(bill, payments, notices)
+    refunded = dict(session.execute(select(Order.id, Order.refunded_fen).where(
+        Order.tenant_id == bill.tenant_id, Order.bill_id == bill.id)).all())
+    return views.bill_out(bill, payments, notices, refunded)

@@ -685,6 +685,8 @@ class BillPaymentOut(_Out):
     source: str
     principal: Money
     late_fee: Money
+    refunded: Money = Field(description="Refunded of this payment so far (its order's "
+                                        "refunds); the bill owes that amount again")
     created_at: str
 
 

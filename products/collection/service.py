@@ -793,7 +793,8 @@ def create_refund(session: Session, tenant_id: str, actor: str, order_id: str,
     or advanced by the bank for an order of an earlier date (`advanced_by_bank`): the payees
     repay the advance from their next settlement (their balance may go negative and is
     carried until they do). Refunds never exceed what was collected (checked under the
-    order's row lock).
+    order's row lock). A bill payment's refund reopens its amount on the bill
+    (`park.reopen_for_refund`).
     """
     settings = ensure_settings(session, tenant_id)
     order = repository.get(session, Order, tenant_id, order_id, OrderNotFound, lock=True)
@@ -801,14 +802,18 @@ def create_refund(session: Session, tenant_id: str, actor: str, order_id: str,
     if order.status != "succeeded":
         raise OrderNotRefundable(f"Order {order.id} is {order.status}: only a succeeded order "
                                  "can be refunded.", extra={"order_status": order.status})
-    if order.bill_id is not None:
-        raise OrderNotRefundable("A bill payment is not refunded: adjust the bill instead.")
     amount = body.amount.fen
-    left = order.amount_fen - order.refunded_fen
+    refunded_before = order.refunded_fen
+    left = order.amount_fen - refunded_before
     if amount > left:
         raise RefundExceedsCollected(
             f"Only {views.Money.of(left).amount} CNY of order {order.id} is left to refund.",
             extra={"refundable": views.Money.of(left).model_dump()})
+    bill = None
+    if order.bill_id is not None:
+        from products.collection import park
+
+        bill = park.lock_bill_of(session, order)
     refund_id = new_id("crf")
     reference = body.refund_reference or refund_id
     if session.scalar(select(Refund.id).where(Refund.tenant_id == tenant_id,
@@ -864,6 +869,9 @@ def create_refund(session: Session, tenant_id: str, actor: str, order_id: str,
             resource_type="collection_refund", resource_id=refund.id,
             data=views.data(views.refund_out(refund, refund_splits, order.scene)), actor=actor,
             at=now)
+    if bill is not None:
+        park.reopen_for_refund(session, bill, order, refund.id, amount, refunded_before, now,
+                               actor)
     return refund
 
 

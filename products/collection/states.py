@@ -13,7 +13,9 @@ Debit mandate:
 Bill (park):
     open -> overdue           (the due date passed unpaid)
     open | overdue -> paid    (principal and late fee fully paid)
-    open -> cancelled         (only while nothing has been paid)
+    paid -> open | overdue    (a refund of one of its payments leaves money owing again: open
+                               up to its due date, overdue after it)
+    open -> cancelled         (only while nothing is paid on it: refund its payments first)
 
 Subsidy grant and lot: funded/open -> expired (the month ended; the rest went back).
 """
@@ -41,7 +43,7 @@ MANDATE_STATES = tuple(MANDATE_TRANSITIONS)
 BILL_TRANSITIONS: dict[str, frozenset[str]] = {
     "open": frozenset({"overdue", "paid", "cancelled"}),
     "overdue": frozenset({"paid"}),
-    "paid": frozenset(),
+    "paid": frozenset({"open", "overdue"}),
     "cancelled": frozenset(),
 }
 BILL_STATES = tuple(BILL_TRANSITIONS)

@@ -191,7 +191,10 @@ def park_tenant_out(row: ParkTenant, account: VirtualAccount) -> schemas.ParkTen
 
 
 def bill_out(row: Bill, payments: list[BillPayment] | None = None,
-             notices: list[BillNotice] | None = None) -> schemas.BillOut:
+             notices: list[BillNotice] | None = None,
+             refunded: dict[str, int] | None = None) -> schemas.BillOut:
+    """`refunded`: what has been refunded of each payment, by its order id."""
+    refunded = refunded or {}
     return schemas.BillOut(
         id=row.id, park_id=row.park_id, park_tenant_id=row.park_tenant_id,
         sub_merchant_id=row.sub_merchant_id, reference=row.reference, item=row.item,
@@ -204,6 +207,7 @@ def bill_out(row: Bill, payments: list[BillPayment] | None = None,
         payments=[schemas.BillPaymentOut(id=p.id, order_id=p.order_id, source=p.source,
                                          principal=Money.of(p.principal_fen),
                                          late_fee=Money.of(p.late_fee_fen),
+                                         refunded=Money.of(refunded.get(p.order_id, 0)),
                                          created_at=to_rfc3339(p.created_at))
                   for p in (payments or [])],
         notices=[schemas.BillNoticeOut(kind=n.kind, offset_days=n.offset_days,

@@ -94,3 +94,20 @@ def test_ulid_encoding_is_crockford_base32_of_time_then_randomness(ms: int, rand
     value = (ms << 80) | rand
     naive = "".join(CROCKFORD[(value >> (5 * i)) & 31] for i in reversed(range(26)))
     assert gateway.ids._encode_ulid(ms, rand) == naive
+
+
+def test_deterministic_ids_repeat_for_the_listed_prefixes_only() -> None:
+    from gateway.ids import deterministic_ids
+
+    def seeding(key: str) -> tuple[list[str], list[str]]:
+        with deterministic_ids(key, 1_796_000_000_000, frozenset({"acct"})):
+            return [new_id("acct") for _ in range(3)], [new_id("evt") for _ in range(2)]
+
+    first, kept = seeding("ten_A")
+    again, kept_again = seeding("ten_A")
+    assert first == again and first == sorted(first) and len(set(first)) == 3
+    assert all(has_prefix(i, "acct") for i in first)
+    assert not set(kept) & set(kept_again)  # other prefixes stay random
+    assert not set(seeding("ten_B")[0]) & set(first)  # per key
+    assert new_id("acct") not in first  # only inside the block
+    assert first[0] < new_id("acct")  # stamped with the given (earlier) time

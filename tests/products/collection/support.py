@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -243,3 +244,26 @@ def clearing_invariants(platform: Platform) -> dict[str, int]:
         assert ledger_total == 0
         return {"collected": collected, "refunded": refunded, "settled": settled,
                 "clearing": clearing, "advances": advances}
+
+
+def concurrent_refunds(p: Platform, order_id: str, amount: str, times: int = 32) -> list[int]:
+    """Send `times` refunds of `amount` of one order at the same moment (a barrier, one thread
+    each, each its own Idempotency-Key); returns their HTTP statuses."""
+    results: list[int] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(times)
+    batch = uuid.uuid4().hex[:8]
+
+    def refund(i: int) -> None:
+        barrier.wait()
+        response = p.post(f"/orders/{order_id}/refunds", {"amount": money(amount)},
+                          idempotency_key=f"concurrent-{batch}-{i}")
+        with lock:
+            results.append(response.status_code)
+
+    threads = [threading.Thread(target=refund, args=(i,)) for i in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results

@@ -142,10 +142,15 @@ def test_a_bill_reminded_overdue_with_late_fee_and_paid_by_transfer(app, http):
     assert p.get(f"/bills/{power['id']}").json()["status"] == "paid"
     assert p.get(f"/park-tenants/{occupant['id']}").json()["credit"] == money("439.60")
     assert bill_events(p, rent["id"])[-1][0] == "bill.paid"
-    problem(p.post(f"/bills/{rent['id']}/cancel"), 409, "invalid_state")
+    # money is paid on it: cancelling is refused, naming the payments to refund first
+    refused = problem(p.post(f"/bills/{rent['id']}/cancel"), 409, "bill_partly_paid")
+    assert "refund its payments first" in refused["detail"]
+    assert [x["order_id"] for x in refused["payments_to_refund"]] == [
+        x["order_id"] for x in done["payments"]]
+    # a bill payment is refundable, but never beyond what that payment collected
     bill_order = done["payments"][0]["order_id"]
-    problem(p.post(f"/orders/{bill_order}/refunds", {"amount": money("1.00")}), 409,
-            "order_not_refundable")
+    problem(p.post(f"/orders/{bill_order}/refunds", {"amount": money("5000.01")}), 409,
+            "refund_exceeds_collected")
     listed = p.get(f"/parks/{park['id']}/bills?status=paid").json()["data"]
     assert {b["id"] for b in listed} == {rent["id"], water["id"], power["id"]}
 

@@ -15,6 +15,7 @@ from gateway.clock import SHANGHAI
 from gateway.money import parse_fen
 from products.accounts.models import Account
 from products.collection.models import (
+    Bill,
     CollectionSettings,
     Diner,
     Employer,
@@ -69,6 +70,7 @@ class World:
         self.occupant, self.va = occupant["id"], occupant["virtual_account_id"]
         self.grants = 0
         self.advanced = 0  # refunds of earlier dates' orders, advanced by the bank
+        self.bill_refunds = 0  # refunds of bill payments (they reopen the bill)
 
     def apply(self, op: tuple) -> None:
         p, kind = self.p, op[0]
@@ -100,6 +102,8 @@ class World:
             elif order["business_date"] < p.today().isoformat():
                 assert response.json()["advanced"] == response.json()["amount"]
                 self.advanced += 1
+            if response.status_code == 201 and order["bill_id"]:
+                self.bill_refunds += 1
         elif kind == "grant":
             self.grants += 1
             month = p.now().astimezone(SHANGHAI).strftime("%Y-%m")
@@ -132,10 +136,14 @@ class World:
             response = p.post(f"/virtual-accounts/{self.va}/simulate-incoming",
                               {"amount": fen(op[1]), "remitter_name": "租户"})
             assert response.status_code == 201, response.text
+            # bill payments are refunded like any order
+            self.orders += [a["order_id"] for a in response.json()["applications"]]
         elif kind == "pay_bill" and self.bills:
             bill = self.bills[op[1] % len(self.bills)]
             response = p.post(f"/bills/{bill}/pay", {"mandate_id": p.extra["mandate_id"]})
             assert response.status_code in (201, 409), response.text
+            if response.status_code == 201 and response.json()["status"] == "succeeded":
+                self.orders.append(response.json()["id"])
 
     def check(self) -> None:
         p = self.p
@@ -166,6 +174,18 @@ class World:
                 assert all(0 <= x.fee_refunded_fen <= x.fee_fen <= x.amount_fen for x in splits)
                 if order.scene == "canteen" and order.status == "succeeded":
                     assert order.subsidy_fen + order.personal_fen == order.amount_fen
+            # a bill counts as paid what its payments collected less what was refunded of them
+            kept: dict[str, int] = {}
+            for order in s.scalars(select(Order).where(Order.tenant_id == p.tenant_id,
+                                                       Order.bill_id.is_not(None),
+                                                       Order.status == "succeeded")):
+                kept[order.bill_id] = kept.get(order.bill_id, 0) + (order.amount_fen
+                                                                    - order.refunded_fen)
+            for bill in s.scalars(select(Bill).where(Bill.tenant_id == p.tenant_id)):
+                assert bill.paid_principal_fen + bill.paid_late_fee_fen == kept.get(bill.id, 0)
+                assert 0 <= bill.paid_principal_fen <= bill.amount_fen
+                assert 0 <= bill.paid_late_fee_fen <= bill.late_fee_fen
+                assert (bill.status == "paid") == (bill.outstanding_fen == 0), bill.status
 
 
 def test_money_is_conserved_under_any_sequence(app, http):
@@ -183,3 +203,4 @@ def test_money_is_conserved_under_any_sequence(app, http):
 
     run()
     assert world.advanced, "no refund of an earlier date's order was tried"
+    assert world.bill_refunds, "no bill payment was refunded"

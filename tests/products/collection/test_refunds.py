@@ -3,10 +3,9 @@ given back in proportion, and the money back where it came from."""
 
 from __future__ import annotations
 
-import threading
-
 from tests.products.collection.support import (
     clearing_invariants,
+    concurrent_refunds,
     money,
     next_cutoff,
     setup_platform,
@@ -78,22 +77,7 @@ def test_32_concurrent_refunds_never_exceed_the_collected_amount(app, http):
     p = setup_platform(app, http)
     order = p.order("100.00", splits=[(0, "70.00"), (1, "30.00")])
     # 32 refunds of 5.00 against 100.00: exactly 20 may succeed
-    results: list[int] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(32)
-
-    def refund(i: int) -> None:
-        barrier.wait()
-        response = p.post(f"/orders/{order['id']}/refunds", {"amount": money("5.00")},
-                          idempotency_key=f"concurrent-{i}")
-        with lock:
-            results.append(response.status_code)
-
-    threads = [threading.Thread(target=refund, args=(i,)) for i in range(32)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = concurrent_refunds(p, order["id"], "5.00")
     assert sorted(set(results)) == [201, 409], results
     assert results.count(201) == 20
     view = p.get(f"/orders/{order['id']}").json()
@@ -181,22 +165,7 @@ def test_32_concurrent_refunds_of_a_settled_order_never_exceed_the_collected_amo
     p.advance_to(next_cutoff(p, 10))
     order = p.order("100.00", splits=[(0, "70.00"), (1, "30.00")])
     settle_the_day(p)
-    results: list[int] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(32)
-
-    def refund(i: int) -> None:
-        barrier.wait()
-        response = p.post(f"/orders/{order['id']}/refunds", {"amount": money("5.00")},
-                          idempotency_key=f"settled-{i}")
-        with lock:
-            results.append(response.status_code)
-
-    threads = [threading.Thread(target=refund, args=(i,)) for i in range(32)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = concurrent_refunds(p, order["id"], "5.00")
     assert sorted(set(results)) == [201, 409], results
     assert results.count(201) == 20
     assert p.get(f"/orders/{order['id']}").json()["refunded"] == money("100.00")
