@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, DateTime, MetaData, TypeDecorator, create_engine, event
+from sqlalchemy import BigInteger, DateTime, MetaData, TypeDecorator, create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError, NoResultFound
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -444,3 +444,18 @@ def referenced(session: Session, model: type[_Row], ident: Any) -> _Row:
 def for_update(dialect_name: str) -> dict[str, Any]:
     """Options for `with_for_update` where the database supports row locks."""
     return {} if dialect_name == "sqlite" else {"nowait": False}
+
+
+def advisory_lock(session: Session, key: str) -> None:
+    """Serialize a check-then-act on `key` across transactions until this one ends: a
+    transaction-scoped advisory lock on PostgreSQL (re-entrant within the transaction);
+    nothing on SQLite, which serializes writers already (`BEGIN IMMEDIATE`)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
+
+
+def advisory_locks(session: Session, keys: list[str]) -> None:
+    """`advisory_lock` on several keys, always in the same (sorted) order, so two transactions
+    wanting overlapping keys queue instead of deadlocking."""
+    for key in sorted(set(keys)):
+        advisory_lock(session, key)

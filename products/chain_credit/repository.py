@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import Select, bindparam, func, select, text, true
+from sqlalchemy import Select, bindparam, func, select, true
 from sqlalchemy.orm import Session
 
 from gateway.bulk import session_select
+from gateway.db import advisory_lock, advisory_locks  # noqa: F401  (moved; the service uses them here)
 from gateway.pagination import decode_cursor, encode_cursor, page  # noqa: F401  (one pagination)
 from products.chain_credit.errors import (
     ApplicationNotFound,
@@ -153,19 +154,6 @@ def get_application(session: Session, tenant_id: str, app_id: str, *,
     if found is None:
         raise ApplicationNotFound(f"No financing application {app_id} in this tenant.")
     return found
-
-
-def advisory_lock(session: Session, key: str) -> None:
-    """Serialize a check-then-insert across transactions (PostgreSQL; SQLite serializes writers)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
-
-
-def advisory_locks(session: Session, keys: list[str]) -> None:
-    """`advisory_lock` on several keys, always in the same (sorted) order, so two transactions
-    wanting overlapping keys queue instead of deadlocking."""
-    for key in sorted(set(keys)):
-        advisory_lock(session, key)
 
 
 def invoices_backing_certificates(session: Session, tenant_id: str, numbers: list[str], *,

@@ -26,6 +26,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from gateway.clock import business_date, to_rfc3339
+from gateway.db import advisory_lock
 from gateway.errors import ValidationFailed
 from gateway.events import publish
 from gateway.identifiers import IdentifierError, validate_bank_card, validate_resident_id, validate_uscc
@@ -488,7 +489,8 @@ def wage_account_guard(session: Session, account: Account, context: DebitContext
     item's amount, while the item's worker is registered, may still be paid for the batch's
     month (`may_be_paid`: active, or left and still owed that month's unpaid wages) and is
     paid to the registered card. Everything else (a transfer, another product's debit, a batch of
-    another project) is refused with `wage_account_restricted`. Reads only.
+    another project) is refused with `wage_account_restricted`. Reads only, but for a leaver
+    it locks the worker's month until the transaction ends (`_may_be_paid_now`).
     """
     project = project_for_account(session, account.id)
     if project is None or project.tenant_id != context.tenant_id:
@@ -519,12 +521,49 @@ def wage_account_guard(session: Session, account: Account, context: DebitContext
     # Checked again here, not only at validation: the worker may have left, or been paid for
     # the month by another batch, since.
     cycle = batch_cycle(batch)
-    if not may_be_paid(session, project, worker, cycle):
+    if not _may_be_paid_now(session, project, worker, cycle, item.id):
         raise WageAccountRestricted(f"The worker has left the project and is owed no unpaid "
                                     f"wages for {cycle}.", code="worker_not_active")
     if worker.card_digest != item.account_digest:
         raise WageAccountRestricted("Wages go only to the worker's registered card.",
                                     code="card_not_registered")
+    if worker.status != "active":
+        _leaver_months_paid_here(session)[(worker.id, cycle)] = item.id
+
+
+def _may_be_paid_now(session: Session, project: WageProject, worker: WageWorker, cycle: str,
+                     item_id: str) -> bool:
+    """`may_be_paid`, asked by the debit guard for one item, so that a leaver's month is paid
+    once whatever pays it concurrently.
+
+    For a leaver, "is the month paid?" is a check-then-pay: two batches paying that month in
+    two transactions could both read "unpaid" and both pay. The lock on (worker, month), taken
+    before the read and held until the paying transaction ends, makes the second wait for the
+    first and then read its payment. Within one transaction (two items of a chunk) the first
+    item's payment is not written yet when the second is checked, so the guard remembers
+    which item it let pay the month.
+    """
+    if worker.status == "active":
+        return True  # no once-per-month rule: nothing to serialise
+    advisory_lock(session, f"payroll-wage-month:{worker.id}:{cycle}")
+    paid_by = _leaver_months_paid_here(session).get((worker.id, cycle))
+    if paid_by is not None and paid_by != item_id:  # the same item asks again on a retry
+        return False
+    return may_be_paid(session, project, worker, cycle)
+
+
+_PAID_HERE = "payroll.wage_leaver_months"
+
+
+def _leaver_months_paid_here(session: Session) -> dict[tuple[str, str], str]:
+    """(worker id, pay month) -> the item the guard let pay a leaver's month in the session's
+    current transaction. Kept with that transaction: a session used for another transaction
+    must not carry payments that were rolled back or that the database now shows anyway."""
+    transaction = session.get_transaction()
+    kept = session.info.get(_PAID_HERE)
+    if kept is None or kept[0] is not transaction:
+        kept = session.info[_PAID_HERE] = (transaction, {})
+    return kept[1]
 
 
 # --- regulators ------------------------------------------------------------------------------

@@ -4,16 +4,24 @@ regulator's view and arrears warnings on the test clock."""
 from __future__ import annotations
 
 import random
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
 import pytest
+from sqlalchemy import select, text, update
 
 from gateway.identifiers import generate_uscc
 from gateway.jobs import run_all_once
 from products.accounts import service as accounts
 from products.accounts.errors import DebitRestricted, PaymentRefused
+from products.accounts.port import DebitContext
+from products.payroll import processing
 from products.payroll.ledger import PayrollDebit
+from products.payroll.models import PayrollBatch, PayrollItem
+from products.payroll.wage import wage_account_guard
 from tests.products.payroll.support import (
     TODAY,
     Person,
@@ -587,3 +595,161 @@ def test_a_leavers_arrears_are_paid_in_a_later_month_by_naming_the_wage_month(
     advance_days(app, contractor.tenant_id, 12)  # 12-13: December's check owes nobody
     _arrears(app)
     assert len(_warnings(app, regulator.tenant_id, "unpaid_wages")) == 1
+
+
+# --- a leaver's month is paid once, however the batches paying it run -------------------------
+
+def _leaver_owed_november(app, contractor) -> tuple[Project, str]:
+    """A project whose one worker leaves on 11-02: owed November's wages, not yet paid."""
+    project = make_project(app, contractor, workers=1)  # 11-02
+    [leaver] = project.worker_ids
+    r = contractor.request("PATCH", f"/v1/payroll/wage-projects/{project.id}/workers/{leaver}",
+                           json={"status": "left"})
+    assert r.status_code == 200 and r.json()["status"] == "left"
+    return project, leaver
+
+
+def _confirmed_november_batches(project: Project, n: int) -> list[dict]:
+    """`n` batches each paying the leaver 2000.00 for November, confirmed and processing."""
+    batches = [_batch(project, project.workers, 2000_00, reference=f"NOV-{i}") for i in range(n)]
+    for batch in batches:
+        assert batch["status"] == "validated", batch
+        r = project.client.post(f"/v1/payroll/batches/{batch['id']}/confirm")
+        # Value date today: confirmed straight into processing, its items pending.
+        assert r.status_code == 200 and r.json()["status"] == "processing", r.text
+    return batches
+
+
+def _item_outcomes(project: Project, batches: list[dict]) -> list[tuple[str, str | None]]:
+    return sorted((i["status"], i["reason_code"]) for batch in batches
+                  for i in project.client.get(f"/v1/payroll/batches/{batch['id']}/items")
+                  .json()["data"])
+
+
+def _skip_on_sqlite(app) -> None:
+    if app.state.database.is_sqlite:
+        # SQLite serializes writers (BEGIN IMMEDIATE): two paying transactions cannot overlap.
+        pytest.skip("concurrent transactions need PostgreSQL")
+
+
+def test_two_items_of_one_batch_pay_a_leavers_month_once(app, contractor):
+    project, _ = _leaver_owed_november(app, contractor)
+    # Both items pass validation: the month is unpaid when the batch is checked.
+    batch = _batch(project, project.workers * 2, 2000_00)
+    assert batch["status"] == "validated" and batch["item_count"] == 2, batch
+    assert contractor.post(f"/v1/payroll/batches/{batch['id']}/confirm").status_code == 200
+    # Paid in one chunk (one transaction), only the first pays the month: the second fails
+    # with the reason, its money released back to the wage account.
+    run_payroll(app)
+    assert _item_outcomes(project, [batch]) == [("failed", "worker_not_active"),
+                                                ("succeeded", None)]
+    assert balance(app, contractor.tenant_id, project.wage_account) == (100_000_00 - 2000_00, 0)
+
+
+def _in_threads(*bodies: Callable[[], None]) -> None:
+    """Run each body in its own thread; re-raise the first error in the test's thread."""
+    errors: list[BaseException] = []
+
+    def run(body: Callable[[], None]) -> None:
+        try:
+            body()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(body,)) for body in bodies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a paying transaction hung (deadlock?)"
+    assert errors == [], errors
+
+
+@pytest.mark.timeout(120)
+def test_two_batches_paying_a_leavers_month_at_once_pay_it_once(app, contractor, monkeypatch):
+    _skip_on_sqlite(app)
+    project, _ = _leaver_owed_november(app, contractor)
+    batches = _confirmed_november_batches(project, 2)
+    # Both chunks have read their pending item, each in its own transaction, before either
+    # pays: the barrier lets them into the capture together.
+    barrier = threading.Barrier(2)
+    pay_items = processing.ledger.pay_items
+
+    def pay_together(*args, **kwargs):
+        barrier.wait(timeout=30)
+        return pay_items(*args, **kwargs)
+
+    monkeypatch.setattr(processing.ledger, "pay_items", pay_together)
+    database = app.state.database
+
+    def pay(batch_id: str) -> Callable[[], None]:
+        def body() -> None:
+            with database.transaction() as session:
+                assert processing.process_chunk(session, batch_id) == 1
+        return body
+
+    _in_threads(*(pay(b["id"]) for b in batches))
+    assert _item_outcomes(project, batches) == [("failed", "worker_not_active"),
+                                                ("succeeded", None)]
+    assert balance(app, contractor.tenant_id, project.wage_account) == (100_000_00 - 2000_00, 0)
+
+
+def _capture_context(app, tenant_id: str, batch_id: str) -> tuple[str, DebitContext]:
+    """The wage account and what the ledger shows the guard to capture the batch's one item."""
+    with app.state.database.transaction() as session:
+        batch = session.get(PayrollBatch, batch_id)
+        [item] = session.scalars(select(PayrollItem).where(PayrollItem.batch_id == batch_id))
+        return batch.payer_account_id, DebitContext(
+            tenant_id=tenant_id, operation="capture", purpose="payroll",
+            amount_fen=item.amount_fen, authorization=PayrollDebit(batch_id, item.id),
+            reference_type="payroll_item", reference_id=item.id, hold_id=batch.hold_id)
+
+
+def _waiting_on_advisory_lock(app) -> bool:
+    with app.state.database.transaction() as session:
+        return bool(session.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND wait_event = 'advisory'")).scalar())
+
+
+@pytest.mark.timeout(120)
+def test_the_guard_lets_one_of_two_open_transactions_pay_a_leavers_month(app, contractor):
+    """The rule on its own, without the ledger's lock of the wage account (which today also
+    orders two captures from it): B asks while A, having been let pay, has not committed."""
+    _skip_on_sqlite(app)
+    project, _ = _leaver_owed_november(app, contractor)
+    batches = _confirmed_november_batches(project, 2)
+    account_id, context_a = _capture_context(app, contractor.tenant_id, batches[0]["id"])
+    _, context_b = _capture_context(app, contractor.tenant_id, batches[1]["id"])
+    database = app.state.database
+    a_let_pay, b_answered = threading.Event(), threading.Event()
+    answers: dict[str, str] = {}
+
+    def ask(session, context: DebitContext) -> str:
+        account = accounts.get_account(session, contractor.tenant_id, account_id)
+        try:
+            wage_account_guard(session, account, context)
+        except PaymentRefused as exc:
+            return exc.code
+        return "accepted"
+
+    def a() -> None:
+        with database.transaction() as session:
+            answers["a"] = ask(session, context_a)
+            a_let_pay.set()
+            # Pay only once B has asked, or is waiting to: the window is open for sure.
+            deadline = time.monotonic() + 30
+            while not (b_answered.is_set() or _waiting_on_advisory_lock(app)):
+                assert time.monotonic() < deadline, "B never asked"
+                time.sleep(0.01)
+            session.execute(update(PayrollItem).where(
+                PayrollItem.id == context_a.authorization.item_id).values(status="succeeded"))
+
+    def b() -> None:
+        assert a_let_pay.wait(timeout=30)
+        with database.transaction() as session:
+            answers["b"] = ask(session, context_b)
+        b_answered.set()
+
+    _in_threads(a, b)
+    assert answers == {"a": "accepted", "b": "worker_not_active"}
