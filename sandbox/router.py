@@ -124,7 +124,8 @@ class SampleEventOut(BaseModel):
 
 @router.post("/events/{event_type}", summary="Fire a sample event to the tenant's webhooks",
              response_model=SampleEventOut, status_code=201, dependencies=[Depends(idempotency())])
-def sandbox_fire_event(event_type: str, principal: Principal = Depends(sandbox_principal),
+def sandbox_fire_event(event_type: str, request: Request,
+                       principal: Principal = Depends(sandbox_principal),
                        session: Session = Depends(get_session)) -> SampleEventOut:
     """Any event type the platform delivers to partners; the event is the real one's shape,
     built from the tenant's seeded data, with `"sample": true` added to its `data`."""
@@ -132,7 +133,8 @@ def sandbox_fire_event(event_type: str, principal: Principal = Depends(sandbox_p
         raise ValidationFailed(f"Unknown event type {event_type!r}.", code="invalid_event_type",
                                extra={"known_types": sorted(PARTNER_EVENT_TYPES)})
     now = clock_for(session, principal.tenant_id).now()
-    sample = build_sample(session, principal.tenant_id, event_type, now)
+    sample = build_sample(session, principal.tenant_id, event_type, now,
+                          issuer=str(request.app.state.settings.issuer).rstrip("/"))
     event = publish(session, tenant_id=principal.tenant_id, type=event_type,
                     resource_type=sample.resource_type, resource_id=sample.resource_id,
                     data=sample.data, actor=principal.client_id, at=now)

@@ -8,8 +8,9 @@ to `data`; the webhook envelope is the real one. Nothing here writes: seeded row
 unsaved instances are never added to the session, and changes (a status for the event's
 action) are made on the view's output, never on a row.
 
-A type without a builder below, or whose resource the tenant's seed lacks, falls back to the
-tenant's latest real event of that type, then to `{"id": ...}` (see `FALLBACK_ONLY`).
+Every partner-facing type has a builder. The e-government and escrow products seed nothing, so
+their samples are unsaved rows around the seeded accounts. Only a tenant whose seed lacks the
+resource (a product not installed) gets a sample carrying just `{"id": ...}`.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.clock import to_rfc3339
-from gateway.event_types import CATALOGUE
+from gateway.event_types import CATALOGUE, PARTNER_EVENT_TYPES
 from gateway.events import Event
 from gateway.ids import new_id
+from gateway.settings import get_settings
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,13 @@ class Seeded:
     session: Session
     tenant_id: str
     now: datetime
+    issuer: str  # the public base URL, for the links some views carry
+
+    @property
+    def partner_id(self) -> str:
+        from gateway.tenancy import Tenant
+
+        return self.session.get(Tenant, self.tenant_id).partner_id
 
     def first(self, model: Any, *where: Any) -> Any:
         """The tenant's earliest row of `model` (matching `where`), or None."""
@@ -394,7 +403,124 @@ def _bill(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | None:
                                     "source": "order", "principal": bill["outstanding"],
                                     "late_fee": _money(0)},
                         "bill": bill | {"status": action}}
+    if action == "payment_refunded":  # the shape of park.reopen_for_refund's data
+        return row.id, {"refund": {"id": new_id("crf"), "payment_id": new_id("cbpay"),
+                                   "order_id": new_id("cord"), "amount": _money(100_00),
+                                   "principal": _money(100_00), "late_fee": _money(0)},
+                        "bill": bill}
     return row.id, bill
+
+
+def _order(seeded: Seeded, status: str) -> tuple[Any, list[Any]] | None:
+    """An unsaved order of 120.00 from the seeded payer to the first sub-merchant, with its
+    split: a pending or expired order waits for a transfer to the seeded virtual account (only
+    those wait), a decided one is a mandate debit."""
+    from gateway.clock import business_date
+    from products.collection.models import Mandate, Order, OrderSplit, SubMerchant, VirtualAccount
+
+    merchant, mandate = seeded.first(SubMerchant), seeded.first(Mandate)
+    account = seeded.first(VirtualAccount)
+    if merchant is None or mandate is None or account is None:
+        return None
+    waits = status in ("pending", "expired")
+    failed = status == "failed"
+    order = Order(
+        id=new_id("cord"), tenant_id=seeded.tenant_id, merchant_order_no="ORD-2026-000123",
+        scene="general", payer_method="virtual_account" if waits else "mandate",
+        mandate_id=None if waits else mandate.id,
+        virtual_account_id=account.id if waits else None, diner_id=None, bill_id=None,
+        description="物业费 2026-12", amount_fen=120_00, refunded_fen=0, subsidy_fen=0,
+        personal_fen=0, status=status,
+        failure_code="insufficient_funds" if failed else None,
+        failure_message="The payer's account could not fund the debit." if failed else None,
+        created_at=seeded.now, expires_at=seeded.now + timedelta(hours=2) if waits else None,
+        finalized_at=None if status == "pending" else seeded.now,
+        final_date=business_date(seeded.now) if status == "succeeded" else None)
+    split = OrderSplit(order_id=order.id, seq=0, tenant_id=seeded.tenant_id,
+                       sub_merchant_id=merchant.id, amount_fen=120_00, fee_fen=72,
+                       refunded_fen=0)
+    return order, [split]
+
+
+@_builds("collection_order")
+def _collection_order(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | None:
+    from products.collection import service, views
+
+    made = _order(seeded, {"created": "pending"}.get(action, action))
+    if made is None:
+        return None
+    order, splits = made
+    return order.id, views.data(service.order_view(seeded.session, order, splits))
+
+
+@_builds("collection_refund")
+def _collection_refund(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | None:
+    from gateway.clock import business_date
+    from products.collection import views
+    from products.collection.models import Mandate, Refund, RefundSplit
+
+    made = _order(seeded, "succeeded")
+    if made is None:
+        return None
+    order, splits = made
+    mandate = seeded.session.get(Mandate, order.mandate_id)
+    refund = Refund(
+        id=new_id("crf"), tenant_id=seeded.tenant_id, order_id=order.id,
+        refund_reference="RFD-2026-000045", amount_fen=20_00, reason="Sample: overcharged",
+        status="succeeded", subsidy_fen=0, personal_fen=0, employer_fen=0,
+        destination_account_id=mandate.payer_account_id, advanced_fen=0,
+        created_at=seeded.now, refund_date=business_date(seeded.now))
+    part = RefundSplit(refund_id=refund.id, seq=0, tenant_id=seeded.tenant_id,
+                       sub_merchant_id=splits[0].sub_merchant_id, amount_fen=20_00,
+                       fee_refund_fen=12)
+    return refund.id, views.data(views.refund_out(refund, [part], order.scene))
+
+
+@_builds("settlement")
+def _settlement(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | None:
+    from gateway.clock import business_date
+    from products.collection import views
+    from products.collection.models import Settlement, SubMerchant
+
+    merchant = seeded.first(SubMerchant)
+    if merchant is None:
+        return None
+    # Paid: yesterday's net share. Carried forward: a refund advanced that day, more than
+    # the payee collected, so it owes the difference to its next settlements.
+    paid = action == "paid"
+    gross, fees, refunded = (1_200_00, 7_20, 0) if paid else (50_00, 30, 120_00)
+    net = gross - fees - refunded
+    row = Settlement(
+        id=new_id("cstl"), tenant_id=seeded.tenant_id,
+        settlement_date=business_date(seeded.now) - timedelta(days=1), payee_type="merchant",
+        sub_merchant_id=merchant.id, payee_key=merchant.id, order_count=10,
+        refund_count=0 if paid else 1, gross_fen=gross, fee_fen=fees, refunded_fen=refunded,
+        advanced_fen=refunded, repaid_fen=0, carried_in_fen=0, net_fen=net,
+        paid_fen=net if paid else 0, carried_out_fen=0 if paid else net,
+        status="paid" if paid else "carried",
+        destination_account_id=merchant.settlement_account_id, created_at=seeded.now,
+        paid_at=seeded.now if paid else None)
+    return row.id, views.data(views.settlement_out(row))
+
+
+@_builds("reconciliation")
+def _reconciliation(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | None:
+    """No view makes this event's data (statements.compare writes it out, counts only): the
+    same keys, counted from the product's own `Differences` of a comparison of yesterday."""
+    from gateway.clock import business_date
+    from products.accounts.reconciliation import Differences
+
+    missing = {"kind": "order", "id": new_id("cord"), "reference": "ORD-2026-000124",
+               "amount": _money(80_00), "status": "succeeded"}
+    differences = Differences(matched=41, missing_at_bank=[missing])
+    comparison_id = new_id("crec")
+    return comparison_id, {
+        "id": comparison_id,
+        "business_date": (business_date(seeded.now) - timedelta(days=1)).isoformat(),
+        "record_count": 42, "agrees": differences.agrees, "matched": differences.matched,
+        **{key: len(getattr(differences, key)) for key in (
+            "missing_at_platform", "missing_at_bank", "amount_mismatches",
+            "status_mismatches")}}
 
 
 # --- payroll (seeded: a supervised wage project, its funding and workers) ------------------
@@ -432,52 +558,323 @@ def _wage_worker(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | No
     return None if worker is None else (worker.id, wage.worker_view(worker))
 
 
+# Batch statuses by event action: a confirmed batch waits, held, for its value date.
+_BATCH_STATUS = {"confirmed": "scheduled"}
+_ITEM_REASON = {"failed": "account_frozen", "returned": "account_closed"}
+WAGE_FEN = 8_600_00
+
+
+def _wage_batch(seeded: Seeded, project: Any, workers: int, status: str) -> Any:
+    """An unsaved wage batch of the seeded project's workers, from its wage account."""
+    from products.payroll.models import PayrollBatch
+
+    done = status == "completed"
+    rejected = status == "rejected"
+    return PayrollBatch(
+        id=new_id("pbatch"), tenant_id=seeded.tenant_id, payer_account_id=project.wage_account_id,
+        wage_project_id=project.id, purpose="wages", value_date=seeded.now.date(),
+        external_reference="WAGES-" + seeded.now.strftime("%Y-%m"),
+        item_count=0 if rejected else workers, total_fen=0 if rejected else workers * WAGE_FEN,
+        succeeded=workers if done else 0, failed=0, returned=0,
+        succeeded_fen=workers * WAGE_FEN if done else 0, failed_fen=0, returned_fen=0,
+        error_count=1 if rejected else 0, warning_count=0, status=status)
+
+
+@_builds("payroll_batch")
+def _payroll_batch(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | None:
+    from products.payroll.models import WageProject, WageWorker
+    from products.payroll.service import batch_event_data
+
+    project = seeded.first(WageProject)
+    if project is None:
+        return None
+    workers = len(seeded.session.scalars(select(WageWorker.id).where(
+        WageWorker.project_id == project.id)).all())
+    batch = _wage_batch(seeded, project, workers, _BATCH_STATUS.get(action, action))
+    return batch.id, batch_event_data(batch)
+
+
+@_builds("payroll_item")
+def _payroll_item(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | None:
+    from products.payroll import receiving
+    from products.payroll.models import PayrollItem, WageWorker
+
+    # processing._item_event is the one function that makes both events' data.
+    from products.payroll.processing import _item_event
+
+    worker = seeded.first(WageWorker)
+    if worker is None:
+        return None
+    item = PayrollItem(
+        id=new_id("pitem"), tenant_id=seeded.tenant_id, batch_id=new_id("pbatch"), seq=0,
+        line=2, item_reference="WAGES-0001", name_masked=worker.name_masked,
+        id_masked=worker.id_masked, account_masked=worker.card_masked, amount_fen=WAGE_FEN)
+    code = _ITEM_REASON[action]
+    return item.id, _item_event(item, item.batch_id, status=action, reason_code=code,
+                                reason=receiving.reason_text(code))
+
+
+@_builds("payroll_regulator")
+def _payroll_regulator(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | None:
+    from products.payroll import wage
+    from products.payroll.models import RegulatorRegion, WageProject
+
+    # The grant is the partner's own (a regulator's events go to its tenants), for the region
+    # of the seeded project, so the sample is what that regulator would then supervise.
+    project = seeded.first(WageProject)
+    if project is None:
+        return None
+    grant = RegulatorRegion(partner_id=seeded.partner_id, region_code=project.region_code,
+                            name="浦东新区人力资源和社会保障局", granted_by="operator",
+                            created_at=seeded.now)
+    return grant.partner_id, wage.grant_view(grant)
+
+
+# --- e-government payments and escrow (nothing seeded: unsaved rows paying the seeded
+# operating account, from the seeded person and supplier) -----------------------------------
+
+
+def _operating(seeded: Seeded) -> Any:
+    from products.accounts.models import Account
+
+    return seeded.first(Account, Account.label == "operating")
+
+
+@_builds("egov_portal")
+def _egov_portal(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | None:
+    from products.egov.models import EgovPortal
+    from products.egov.service import portal_view
+
+    payee = _operating(seeded)
+    if payee is None:
+        return None
+    portal = EgovPortal(tenant_id=seeded.tenant_id, name="一网通办", payee_name=payee.owner_display_name,
+                        payee_account_id=payee.id, origins=["https://portal.example.gov.cn"],
+                        created_at=seeded.now, updated_at=seeded.now)
+    return seeded.tenant_id, portal_view(portal)
+
+
+# Order statuses by event action; an attempt that failed leaves the order open.
+_EGOV_STATUS = {"created": "open", "attempt_failed": "open", "succeeded": "paid"}
+
+
+@_builds("egov_payment")
+def _egov_payment(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | None:
+    from products.accounts.models import Account
+    from products.egov import service
+    from products.egov.models import PaymentOrder
+
+    payee = _operating(seeded)
+    payer = seeded.first(Account, Account.label == "person")
+    if payee is None or payer is None:
+        return None
+    status = _EGOV_STATUS.get(action, action)
+    paid = status == "paid"
+    tries = {"attempt_failed": 1, "failed": service.MAX_FAILED_ATTEMPTS}.get(action, 0)
+    order = PaymentOrder(
+        id=new_id("egpo"), tenant_id=seeded.tenant_id, portal_reference="GOV-2026-000318",
+        item_code="103001", item_name="机动车驾驶证工本费", payer_name_masked=payer.owner_display_name,
+        payer_id_type="resident_id", payer_id_masked=payer.owner_id_number_masked,
+        amount_fen=10_00, description="Sample: driving licence fee",
+        return_url="https://portal.example.gov.cn/pay/done", payee_name=payee.owner_display_name,
+        payee_account_id=payee.id, payment_code=service._payment_code(),
+        checkout_token=new_id("sample"), status=status,
+        expires_at=seeded.now + service.DEFAULT_TTL, failed_attempts=tries,
+        payment_method="bank_account" if paid or tries else None,
+        payer_account_masked=payer.account_number_masked if paid or tries else None,
+        receipt_number=service._receipt_number(seeded.now) if paid else None,
+        created_at=seeded.now, updated_at=seeded.now, paid_at=seeded.now if paid else None)
+    return order.id, service.order_view(order, seeded.issuer)
+
+
+@_builds("egov_regulator")
+def _egov_regulator(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | None:
+    from products.egov.escrow import regulator_view
+    from products.egov.models import EscrowRegulator
+
+    row = EscrowRegulator(partner_id=seeded.partner_id, name="示例市住房和城乡建设局",
+                          kinds=["bid_deposit", "presale_housing"], granted_by="operator",
+                          created_at=seeded.now)
+    return row.partner_id, regulator_view(row)
+
+
+@dataclass(frozen=True)
+class _Tender:
+    """An unsaved bid-deposit scheme (the operating account's tender, supervised by the
+    partner itself) and the seeded supplier's bid in it."""
+
+    scheme: Any
+    bid: Any
+    bidder: Any
+
+
+DEPOSIT_FEN = 50_000_00
+
+
+def _tender(seeded: Seeded, bid_status: str) -> _Tender | None:
+    from products.accounts.models import Account
+    from products.egov.models import EscrowScheme, EscrowSubAccount
+
+    owner, bidder = _operating(seeded), seeded.first(Account, Account.label == "supplier")
+    if owner is None or bidder is None:
+        return None
+    won = bid_status in ("awarded", "completed")
+    scheme = EscrowScheme(
+        id=new_id("escrow"), tenant_id=seeded.tenant_id, kind="bid_deposit",
+        reference="ZB-2026-0042", name="示例学校食堂改造工程招标", regulator_partner_id=seeded.partner_id,
+        holder_name=owner.owner_display_name, beneficiary_account_id=owner.id,
+        escrow_account_id=new_id("acct"),
+        policy={"kind": "bid_deposit", "required_approvals": 1, "deposit_fen": DEPOSIT_FEN,
+                "refund_days": 5},
+        status="active", created_at=seeded.now)
+    gone = {"completed": "released_fen", "refunded": "refunded_fen",
+            "withdrawn": "refunded_fen"}.get(bid_status)
+    bid = EscrowSubAccount(
+        id=new_id("esub"), tenant_id=seeded.tenant_id, scheme_id=scheme.id, reference="BIDDER-01",
+        holder_name_masked=bidder.owner_display_name, ledger_account_id=new_id("acct"), terms={},
+        status=bid_status, deposited_fen=0 if bid_status == "open" else DEPOSIT_FEN,
+        released_fen=0, refunded_fen=0, consumed_classes=0, created_at=seeded.now)
+    if gone is not None:
+        setattr(bid, gone, DEPOSIT_FEN)
+    if won:
+        scheme.awarded_sub_account_id, scheme.awarded_at = bid.id, seeded.now
+    return _Tender(scheme, bid, bidder)
+
+
+@_builds("escrow_scheme")
+def _escrow_scheme(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | None:
+    from products.egov.escrow import scheme_view
+
+    tender = _tender(seeded, "awarded" if action == "awarded" else "open")
+    if tender is None:
+        return None
+    return tender.scheme.id, scheme_view(seeded.session, tender.scheme)
+
+
+@_builds("escrow_deposit")
+def _escrow_deposit(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | None:
+    from products.egov.escrow import deposit_view
+    from products.egov.models import EscrowDeposit
+
+    tender = _tender(seeded, "open")
+    if tender is None:
+        return None
+    deposit = EscrowDeposit(
+        id=new_id("edep"), tenant_id=seeded.tenant_id, scheme_id=tender.scheme.id,
+        sub_account_id=tender.bid.id, from_account_id=tender.bidder.id, amount_fen=DEPOSIT_FEN,
+        transfer_id=new_id("jnl"), created_at=seeded.now)
+    return deposit.id, deposit_view(deposit)
+
+
+@_builds("escrow_sub_account")
+def _escrow_sub_account(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | None:
+    from products.egov.escrow import sub_account_view
+
+    tender = _tender(seeded, "open" if action == "opened" else action)
+    return None if tender is None else (tender.bid.id, sub_account_view(tender.bid))
+
+
+# Instruction statuses by event action: a decision short of the approvals required leaves
+# the instruction pending.
+_INSTRUCTION_STATUS = {"created": "pending_approval", "decision_recorded": "pending_approval"}
+
+
+@_builds("release_instruction")
+def _release_instruction(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | None:
+    from products.egov.escrow import instruction_view
+    from products.egov.models import ReleaseInstruction
+
+    tender = _tender(seeded, "awarded")
+    if tender is None:
+        return None
+    status = _INSTRUCTION_STATUS.get(action, action)
+    # The winner's deposit released to the tenderer after the award (escrow._plan_release).
+    ins = ReleaseInstruction(
+        id=new_id("erel"), tenant_id=seeded.tenant_id, scheme_id=tender.scheme.id,
+        sub_account_id=tender.bid.id, kind="release", amount_fen=DEPOSIT_FEN,
+        destination_account_id=tender.scheme.beneficiary_account_id,
+        basis={"award": tender.bid.id}, reason="中标保证金转履约保证金", status=status,
+        required_approvals=2 if action == "decision_recorded" else 1, approved_by_policy=False,
+        due_by=None, transfer_id=new_id("jnl") if status == "executed" else None,
+        failure="Sample: the ledger refused the transfer" if status == "failed" else None,
+        created_at=seeded.now, executed_at=seeded.now if status == "executed" else None)
+    return ins.id, instruction_view(seeded.session, ins)
+
+
 # --- the partner's webhook configuration -------------------------------------------------
+
+
+def _endpoint(seeded: Seeded) -> Any:
+    """The tenant's first webhook endpoint, or (none registered yet: the seed makes none) an
+    unsaved one listening to every type."""
+    from partners.webhooks.models import WebhookEndpoint
+
+    endpoint = seeded.first(WebhookEndpoint)
+    if endpoint is not None:
+        return endpoint
+    return WebhookEndpoint(
+        id=new_id("we"), tenant_id=seeded.tenant_id, partner_id=seeded.partner_id,
+        environment="sandbox", url="https://partner.example.com/quanlian/webhooks",
+        description="Sample endpoint", event_types=["*"], status="enabled",
+        disabled_reason=None, created_at=seeded.now, updated_at=seeded.now)
 
 
 @_builds("webhook_endpoint")
 def _webhook_endpoint(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | None:
-    from partners.webhooks.models import WebhookEndpoint
     from partners.webhooks.service import endpoint_view
 
-    endpoint = seeded.first(WebhookEndpoint)
-    if endpoint is None:
-        return None
+    endpoint = _endpoint(seeded)
     data = endpoint_view(endpoint)
-    if action == "disabled":
+    if action == "disabled":  # disabled for failing, as delivery._disable_failing says it
         data |= {"status": "disabled", "disabled_reason": "failing",
                  "failing_since": to_rfc3339(seeded.now - timedelta(days=3))}
     return endpoint.id, data
 
 
+@_builds("webhook_delivery")
+def _webhook_delivery(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | None:
+    """No view makes this event's data (service.retry_delivery writes its three ids out): the
+    tenant's latest delivery, or one of its latest event to its endpoint."""
+    from partners.webhooks.models import WebhookDelivery
+
+    delivery = seeded.session.scalars(
+        select(WebhookDelivery).where(WebhookDelivery.tenant_id == seeded.tenant_id)
+        .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).limit(1)).first()
+    if delivery is None:
+        event_id = seeded.session.scalars(
+            select(Event.id).where(Event.tenant_id == seeded.tenant_id)
+            .order_by(Event.created_at.desc(), Event.id.desc()).limit(1)).first()
+        delivery = WebhookDelivery(id=new_id("msg"), endpoint_id=_endpoint(seeded).id,
+                                   event_id=event_id or new_id("evt"))
+    return delivery.id, {"id": delivery.id, "endpoint_id": delivery.endpoint_id,
+                         "event_id": delivery.event_id}
+
+
 # -----------------------------------------------------------------------------------------
 
 BUILT_RESOURCES = frozenset(_builders)
-# Types no builder makes: their samples are the tenant's latest real event of the type, when
-# there is one, else `{"id": ...}` only.
-FALLBACK_ONLY = frozenset(t for t in CATALOGUE if t.split(".")[0] not in BUILT_RESOURCES)
+# Partner-facing types no builder makes (none: a test keeps it so); their samples carry only
+# `{"id": ...}`, as does the sample of a type whose resource the tenant's seed lacks.
+FALLBACK_ONLY = frozenset(t for t in PARTNER_EVENT_TYPES
+                          if t.split(".")[0] not in BUILT_RESOURCES)
 
 
-def _latest_real(seeded: Seeded, type_: str) -> Event | None:
-    """The tenant's latest event of the type that is not itself a sample."""
-    recent = seeded.session.scalars(
-        select(Event).where(Event.tenant_id == seeded.tenant_id, Event.type == type_)
-        .order_by(Event.created_at.desc(), Event.id.desc()).limit(20))
-    return next((e for e in recent if not e.data.get("sample")), None)
-
-
-def build_sample(session: Session, tenant_id: str, type_: str, now: datetime) -> Sample:
-    """The sample of a catalogued event type for a tenant, marked `sample: true` in its data."""
-    seeded = Seeded(session, tenant_id, now)
-    resource_type = CATALOGUE[type_].resource_type
+def build_data(seeded: Seeded, type_: str) -> tuple[str, dict[str, Any]] | None:
+    """The resource id and data its builder makes for a type, or None (no builder, or nothing
+    in the seed to build it from)."""
     prefix, action = type_.split(".", 1)
     builder = _builders.get(prefix)
-    built = builder(seeded, action) if builder is not None else None
-    if built is None:
-        real = _latest_real(seeded, type_)
-        built = (real.resource_id, dict(real.data)) if real is not None else None
+    return builder(seeded, action) if builder is not None else None
+
+
+def build_sample(session: Session, tenant_id: str, type_: str, now: datetime,
+                 issuer: str | None = None) -> Sample:
+    """The sample of a catalogued event type for a tenant, marked `sample: true` in its data.
+    `issuer`: the public base URL the real event's links start with (the app's setting)."""
+    seeded = Seeded(session, tenant_id, now, issuer or get_settings().issuer)
+    built = build_data(seeded, type_)
     if built is None:
         resource_id = new_id("sample")
         built = (resource_id, {"id": resource_id})
     resource_id, data = built
-    return Sample(resource_type, resource_id, {**data, "sample": True})
+    return Sample(CATALOGUE[type_].resource_type, resource_id, {**data, "sample": True})
