@@ -156,12 +156,20 @@ def get_application(session: Session, tenant_id: str, app_id: str, *,
     return found
 
 
+def canonical_reference(column: Any) -> Any:
+    """An invoice or purchase-order number column as compared: upper-case, trimmed. The API
+    stores them so (`schemas.FinancedReference`), but one stored before it did (`inv-1`) is the
+    same document as `INV-1`."""
+    return func.upper(func.trim(column))
+
+
 def invoices_backing_certificates(session: Session, tenant_id: str, numbers: list[str], *,
                                   issuer_id: str | None = None) -> set[str]:
-    """Which of `numbers` back a certificate of the tenant (or of one issuer). A rejected or
+    """Which of `numbers` (canonical: upper-case, trimmed) back a certificate of the tenant (or
+    of one issuer), whatever the case they were stored in; returned canonical. A rejected or
     cancelled certificate has released its invoices (`CertificateInvoice`)."""
-    stmt = select(CertificateInvoice.invoice_number).where(
-        CertificateInvoice.tenant_id == tenant_id, CertificateInvoice.invoice_number.in_(numbers))
+    number = canonical_reference(CertificateInvoice.invoice_number)
+    stmt = select(number).where(CertificateInvoice.tenant_id == tenant_id, number.in_(numbers))
     if issuer_id is not None:
         stmt = stmt.where(CertificateInvoice.issuer_id == issuer_id)
     return set(session.scalars(stmt))
@@ -169,15 +177,18 @@ def invoices_backing_certificates(session: Session, tenant_id: str, numbers: lis
 
 def references_of_applications(session: Session, tenant_id: str, kind: str, references: list[str],
                                statuses: frozenset[str], *, exclude_id: str | None = None) -> set[str]:
-    """Which of `references` (invoice or purchase-order numbers) an application of `kind` in
-    `statuses` cites, other than `exclude_id`; matched in the database, element by element of
-    the JSON list."""
+    """Which of `references` (invoice or purchase-order numbers, canonical) an application of
+    `kind` in `statuses` cites, other than `exclude_id`, whatever the case it stored them in;
+    matched in the database, element by element of the JSON list (PostgreSQL
+    `json_array_elements_text`, SQLite `json_each`: both yield the elements as text), and
+    returned canonical."""
     a = FinancingApplication
     elements = (func.json_array_elements_text if session.get_bind().dialect.name == "postgresql"
                 else func.json_each)(a.references).table_valued("value")
-    stmt = (select(elements.c.value).select_from(a).join(elements, true())
+    value = canonical_reference(elements.c.value)
+    stmt = (select(value).select_from(a).join(elements, true())
             .where(a.tenant_id == tenant_id, a.kind == kind, a.status.in_(sorted(statuses)),
-                   elements.c.value.in_(references)))
+                   value.in_(references)))
     if exclude_id is not None:
         stmt = stmt.where(a.id != exclude_id)
     return set(session.scalars(stmt))

@@ -17,6 +17,22 @@ Reference = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z
                                  examples=["INV-2026-000123"])]
 
 
+def canonical_reference(value: object) -> object:
+    """An invoice or purchase-order number as stored: upper-case, without surrounding spaces. To
+    the bank `inv-1`, ` INV-1 ` and `INV-1` are one document, and it finances once."""
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+# Invoice and purchase-order numbers: normalised first (the BeforeValidator, listed last, wraps
+# the others), so the length and pattern are checked on the stored form.
+FinancedReference = Annotated[
+    str,
+    Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$",
+          description="Stored upper-case (`inv-2026-000123` is `INV-2026-000123`)",
+          examples=["INV-2026-000123"]),
+    BeforeValidator(canonical_reference)]
+
+
 def _rate(value: str) -> str:
     parse_rate(value)
     return value
@@ -161,7 +177,7 @@ class CertificateIssue(Acting):
     to_member_id: MemberId = Field(description="The tier-1 member receiving the certificate")
     amount: MoneyIn
     maturity_date: date = Field(description="Between tomorrow and 365 days ahead (Asia/Shanghai)")
-    invoice_numbers: list[Reference] = Field(min_length=1, max_length=50)
+    invoice_numbers: list[FinancedReference] = Field(min_length=1, max_length=50)
     contract_number: Reference
 
 
@@ -266,9 +282,9 @@ class QuoteAccepted(_Out):
 class ApplicationCreate(Acting):
     kind: ApplicationKind
     amount: MoneyIn
-    invoice_numbers: list[Reference] | None = Field(None, max_length=50,
-                                                    description="Factoring: the receivables")
-    purchase_order_numbers: list[Reference] | None = Field(
+    invoice_numbers: list[FinancedReference] | None = Field(None, max_length=50,
+                                                            description="Factoring: the receivables")
+    purchase_order_numbers: list[FinancedReference] | None = Field(
         None, max_length=50, description="Order financing: the purchase orders")
     counterparty_member_id: MemberId | None = Field(
         None, description="The buyer owing the receivable or placing the order (a chain member)")

@@ -70,6 +70,7 @@ from products.chain_credit.models import (
 )
 from products.chain_credit.pricing import discount_quote, interest_fen, parse_rate
 from products.chain_credit.repository import MemberTerms
+from products.chain_credit.schemas import canonical_reference
 from products.chain_credit.settings import chain_credit_settings
 from products.chain_credit.states import (
     APPLICATION_TRANSITIONS,
@@ -93,6 +94,13 @@ _REFERENCES: dict[str, tuple[str, str, type[Problem]]] = {  # field, noun, probl
     FACTORING: ("invoice_numbers", "Invoice(s)", InvoiceAlreadyFinanced),
     "order_financing": ("purchase_order_numbers", "Purchase order(s)", PurchaseOrderAlreadyFinanced),
 }
+
+
+def _canonical_references(references: list[str]) -> list[str]:
+    """Invoice or purchase-order numbers as stored, compared and locked: upper-case, trimmed
+    (`schemas.canonical_reference`; the API stores them so already, this covers other callers
+    and the references of applications stored before it did)."""
+    return [str(canonical_reference(reference)) for reference in references]
 
 
 def _now(session: Session, tenant_id: str) -> datetime:
@@ -534,6 +542,7 @@ def issue_certificate(session: Session, tenant_id: str, *, acting_member_id: str
         raise LimitExceeded(f"The facility has {format_fen(available)} CNY available.",
                             extra={"available": {"amount": format_fen(max(available, 0)),
                                                  "currency": "CNY"}})
+    invoice_numbers = _canonical_references(invoice_numbers)
     if len(set(invoice_numbers)) != len(invoice_numbers):
         raise ValidationFailed("Each invoice is listed once.", code="duplicate_invoice_numbers",
                                errors=[{"field": "body.invoice_numbers", "message": "duplicates"}])
@@ -998,8 +1007,10 @@ def _refuse_financed_references(session: Session, tenant_id: str, kind: str, ref
                                 certificates: bool = True) -> None:
     """One invoice (purchase order) finances once: refuse `references` already cited by another
     application of `kind` in `application_statuses` or (invoices, if `certificates`) backing a
-    certificate of the tenant. The references' locks are taken first and held to the commit, so
+    certificate of the tenant, whatever their case. The references' locks (on their canonical
+    form, so `INV-1` and `inv-1` queue on one lock) are taken first and held to the commit, so
     of two concurrent financings of one reference the second sees the first."""
+    references = _canonical_references(references)
     repository.advisory_locks(session, [f"chain-credit-reference:{tenant_id}:{kind}:{reference}"
                                         for reference in references])
     taken = repository.references_of_applications(session, tenant_id, kind, references,
@@ -1024,6 +1035,7 @@ def create_application(session: Session, tenant_id: str, *, acting_member_id: st
         raise InvalidApplicant("A core enterprise does not apply for chain financing: its "
                                "suppliers and distributors do.",
                                errors=[{"field": "body.acting_member_id", "message": "is a core enterprise"}])
+    references = _canonical_references(references)
     counterparty = None
     if counterparty_member_id is not None:
         counterparty = acting_member(session, tenant_id, counterparty_member_id, "counterparty_member_id")

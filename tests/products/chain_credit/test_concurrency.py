@@ -7,6 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select, update
 
 from gateway.events import Event
@@ -90,9 +91,11 @@ def test_concurrent_issuance_never_exceeds_the_limit(app, http):
     assert facility["outstanding"] == money("1000.00") and facility["available"] == money("0.00")
 
 
-def test_concurrent_approvals_of_one_invoice_pay_once(app, http):
-    """Applications filed before invoices were checked at filing may cite the same invoice;
-    approving them all at once disburses exactly one, the rest are refused."""
+@pytest.mark.parametrize("cases", [False, True], ids=["same", "case-variants"])
+def test_concurrent_approvals_of_one_invoice_pay_once(app, http, cases):
+    """Applications filed before invoices were checked at filing (or upper-cased) may cite the
+    same invoice, in any case; approving them all at once disburses exactly one, the rest are
+    refused (the lock is on the canonical number, so `INV-RACE-0` and `inv-race-0` queue)."""
     racers = 8
     chain = build_chain(app, http, tiers=(1, 1, 1))
     ids = []
@@ -102,9 +105,12 @@ def test_concurrent_approvals_of_one_invoice_pay_once(app, http):
             "invoice_numbers": [f"INV-RACE-{i}"], "counterparty_member_id": chain.core.id})
         assert filed.status_code == 201, filed.text
         ids.append(filed.json()["id"])
+    variants = ["INV-RACE-0", "inv-race-0", "Inv-Race-0", "iNV-rACE-0"]
     with app.state.database.transaction() as session:  # as filed before the check existed
-        session.execute(update(FinancingApplication).where(FinancingApplication.id.in_(ids))
-                        .values(references=["INV-RACE-0"]))
+        for i, app_id in enumerate(ids):
+            number = variants[i % len(variants)] if cases else "INV-RACE-0"
+            session.execute(update(FinancingApplication).where(FinancingApplication.id == app_id)
+                            .values(references=[number]))
     before = balance(app, chain.tenant_id, chain.t1.account_id)
     due = (chain.today() + timedelta(days=30)).isoformat()
     chain.ops.token  # noqa: B018 - fetch the token once, before the race

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import update
+
 from gateway.jobs import run_until_idle
+from products.chain_credit.models import CertificateInvoice, FinancingApplication
 from tests.products.chain_credit.helpers import (
     BASE,
     OPS,
@@ -184,3 +187,72 @@ def test_approval_checks_the_invoices_again(app, http):
     assert body["invoice_numbers"] == ["INV-LATE"]
     assert balance(app, chain.tenant_id, chain.t1.account_id) == before
     assert chain.pc.get(f"{BASE}/financing-applications/{application['id']}").json()["status"] == "submitted"
+
+
+def test_an_invoice_is_one_reference_whatever_its_case(app, http):
+    """`INV-C2`, `inv-c2` and ` Inv-C2 ` are one invoice: stored upper-case and trimmed, and it
+    finances once (applications, certificates, and each against the other)."""
+    chain = build_chain(app, http, tiers=(2, 1, 1))
+    t1, t1b = chain.tiers[0]
+    before = balance(app, chain.tenant_id, t1.account_id)
+    first = _factor(chain, t1, "INV-C2")
+    assert first.status_code == 201, first.text
+    problem(_factor(chain, t1b, "inv-c2"), 409, "invoice_already_financed")
+    problem(_factor(chain, chain.t2, "Inv-C2"), 409, "invoice_already_financed")
+    body = problem(_factor(chain, t1b, " inv-C2 "), 409, "invoice_already_financed")
+    assert body["invoice_numbers"] == ["INV-C2"]
+    problem(_factor(chain, t1b, "INV-OTHER", "iNV-c2"), 409, "invoice_already_financed")
+    assert _approve(chain, first.json()["id"], amount="100000.00").status_code == 200
+    assert balance(app, chain.tenant_id, t1.account_id) - before == 10_000_000
+    # A factored invoice backs no certificate, in any case.
+    problem(chain.issue("100.00", invoice_numbers=["inv-C2"]), 409, "invoice_already_financed")
+
+    # A certificate's invoice cannot be factored in another case...
+    cert = chain.issue("100.00", invoice_numbers=["inv-cert-1"])
+    assert cert.status_code == 201, cert.text
+    assert cert.json()["invoice_numbers"] == ["INV-CERT-1"]
+    body = problem(_factor(chain, t1, "Inv-Cert-1"), 409, "invoice_already_financed")
+    assert body["invoice_numbers"] == ["INV-CERT-1"]
+    # ...nor back a second certificate of the issuer ("an invoice backs one certificate").
+    problem(chain.issue("100.00", invoice_numbers=["INV-CERT-1"]), 409, "invoice_already_used")
+    # One request listing an invoice twice, in two cases, lists it twice.
+    problem(chain.issue("100.00", invoice_numbers=["INV-DUP", "inv-dup"]), 422)
+
+    # Purchase orders likewise.
+    order = _apply(chain, chain.t2, kind="order_financing", purchase_order_numbers=["PO-C2"])
+    assert order.status_code == 201, order.text
+    body = problem(_apply(chain, t1, kind="order_financing", purchase_order_numbers=["po-c2"]),
+                   409, "purchase_order_already_financed")
+    assert body["purchase_order_numbers"] == ["PO-C2"]
+    problem(_apply(chain, t1, kind="order_financing", purchase_order_numbers=[" Po-C2"]),
+            409, "purchase_order_already_financed")
+    stored = _apply(chain, t1, kind="order_financing", purchase_order_numbers=[" po-new-1 "])
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["purchase_order_numbers"] == ["PO-NEW-1"]
+    assert ledger_audit(app, chain.tenant_id) == []
+
+
+def test_references_stored_before_are_compared_without_case(app, http):
+    """Applications and certificates stored before numbers were upper-cased (`inv-old`) still
+    hold their invoices and purchase orders against `INV-OLD`."""
+    chain = build_chain(app, http, tiers=(2, 1, 1))
+    t1, t1b = chain.tiers[0]
+    invoice = _factor(chain, t1, "INV-OLD-1").json()
+    order = _apply(chain, t1, kind="order_financing", purchase_order_numbers=["PO-OLD-1"]).json()
+    cert = chain.issue("100.00", invoice_numbers=["INV-OLD-2"]).json()
+    with app.state.database.transaction() as session:  # as stored before
+        session.execute(update(FinancingApplication).where(FinancingApplication.id == invoice["id"])
+                        .values(references=["inv-old-1"]))
+        session.execute(update(FinancingApplication).where(FinancingApplication.id == order["id"])
+                        .values(references=["po-old-1"]))
+        session.execute(update(CertificateInvoice).where(CertificateInvoice.certificate_id == cert["id"])
+                        .values(invoice_number="inv-old-2"))
+    body = problem(_factor(chain, t1b, "INV-OLD-1"), 409, "invoice_already_financed")
+    assert body["invoice_numbers"] == ["INV-OLD-1"]
+    problem(_apply(chain, t1b, kind="order_financing", purchase_order_numbers=["PO-OLD-1"]),
+            409, "purchase_order_already_financed")
+    problem(_factor(chain, t1b, "INV-OLD-2"), 409, "invoice_already_financed")
+    problem(chain.issue("100.00", invoice_numbers=["INV-OLD-2"]), 409, "invoice_already_used")
+    # Once factored, it backs no certificate either.
+    assert _approve(chain, invoice["id"], amount="100000.00").status_code == 200
+    problem(chain.issue("100.00", invoice_numbers=["INV-OLD-1"]), 409, "invoice_already_financed")
