@@ -271,13 +271,14 @@ def pay_meal(session: Session, tenant_id: str, actor: str, body: schemas.MealCre
     diner.updated_at = now
     order.subsidy_fen = from_subsidy
     order.personal_fen = from_personal
+    held = service.hold_business_date(session, settings)  # before any account moves
     ledger.post(session, tenant_id, legs={
         employer.subsidy_pool_account_id: -from_subsidy,
         settings.wallet_pool_account_id: -from_personal,
         service.clearing_shard(settings, order.id): amount,
     }, journal_ref=order.journal_ref, reference_type="collection_order", reference_id=order.id,
         purpose="collection", at=now, memo=f"餐费 {order.merchant_order_no}")
-    service.succeed_order(session, settings, order, splits, now)
+    service.succeed_order(session, settings, order, splits, held)
     service.publish_order(session, order, splits, actor, now)
     return order
 

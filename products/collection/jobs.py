@@ -8,13 +8,16 @@
 | `collection.dunning` | late fees, overdue bills and reminders |
 | `collection.mandate_expiry` | mandates past their expiry date |
 
-Each finds its tenants with one query, then works tenant by tenant in short transactions,
-reading each tenant's now from `gateway.tenancy.clock_for`. All are safe to run in several
+Each finds its tenants with one query (in tenant id order), then works tenant by tenant in
+short transactions, reading each tenant's now from `gateway.tenancy.clock_for`. Settlement
+runs each tenant on its own: a tenant whose run fails is logged (with its id) and retried on
+the next run, and the tenants after it are settled all the same. All are safe to run in several
 processes at once (row locks, unique journal references, one settlement run per date).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -30,10 +33,12 @@ from products.collection.states import BILL_UNPAID
 
 ACTOR = "system:collection"
 
+log = logging.getLogger("quanlian.collection")
+
 
 def _tenants(database: Database, query: Select[Any]) -> list[str]:
     with database.transaction() as session:
-        return [row for row in session.scalars(query.distinct())]
+        return sorted(set(session.scalars(query.distinct())))
 
 
 def _each(database: Database, query: Select[Any],
@@ -52,17 +57,31 @@ def expire_orders(database: Database) -> int:
                  lambda s, t, now: service.expire_orders(s, t, now, ACTOR))
 
 
+def settle_tenant(database: Database, tenant_id: str) -> int:
+    """Settle one tenant's due business dates, one date per transaction."""
+    done = 0
+    for _ in range(366):
+        with database.transaction() as session:
+            now = service.now_for(session, tenant_id)
+            handled = settlement.settle_due(session, tenant_id, now, ACTOR)
+        if not handled:
+            break
+        done += handled
+    return done
+
+
 def settle(database: Database) -> int:
-    """Settle every due business date, one date per transaction."""
+    """Settle every tenant's due business dates, tenant by tenant in tenant id order.
+
+    A tenant whose settlement fails (its transaction rolls back) is logged and skipped until
+    the next run: it never holds back the tenants after it."""
     done = 0
     for tenant_id in _tenants(database, select(CollectionSettings.tenant_id)):
-        for _ in range(366):
-            with database.transaction() as session:
-                now = service.now_for(session, tenant_id)
-                handled = settlement.settle_due(session, tenant_id, now, ACTOR)
-            if not handled:
-                break
-            done += handled
+        try:
+            done += settle_tenant(database, tenant_id)
+        except Exception:
+            log.exception("collection settlement of tenant %s failed; the other tenants go on",
+                          tenant_id)
     return done
 
 

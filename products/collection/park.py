@@ -435,7 +435,8 @@ def _stop_late_fees_while_paid(park: Park, bill: Bill, today: date) -> None:
     for those days: the tenant had paid them (the fair reading of a mistaken payment)."""
     accrue_late_fees(park, bill, today)
     if today > bill.due_date:
-        bill.late_fee_through = today
+        # Never backwards: a day the dunning job already charged is not charged again.
+        bill.late_fee_through = max(today, bill.late_fee_through or today)
 
 
 def _reopen(bill: Bill, now: datetime) -> bool:
@@ -509,8 +510,11 @@ def apply_to_bills(session: Session, settings: CollectionSettings, account: Virt
                               lock=True)
         if bill.status not in BILL_UNPAID:
             continue
+        # The bill's late fees and the payment's date by the clock read now, under the
+        # settings row's share lock (the dunning job may have moved the bill on meanwhile).
+        held = service.hold_business_date(session, settings)
         park = referenced(session, Park, bill.park_id)
-        accrue_late_fees(park, bill, _today(now))
+        accrue_late_fees(park, bill, _today(held.now))
         pay = min(account.unapplied_fen, bill.outstanding_fen)
         if pay <= 0:
             continue
@@ -523,7 +527,7 @@ def apply_to_bills(session: Session, settings: CollectionSettings, account: Virt
                     reference_id=order.id, purpose="collection", at=now,
                     memo=f"园区缴费 {bill.reference}")
         account.unapplied_fen -= pay
-        service.succeed_order(session, settings, order, splits, now)
+        service.succeed_order(session, settings, order, splits, held)
         service.publish_order(session, order, splits, actor, now)
         _record_payment(session, park, bill, order, "virtual_account", now, actor)
         applications.append(schemas.Application(kind="bill", id=bill.id, order_id=order.id,
@@ -539,7 +543,8 @@ def pay_bill_by_mandate(session: Session, tenant_id: str, actor: str, bill_id: s
     if bill.status not in BILL_UNPAID:
         raise BillNotPayable(f"Bill {bill.id} is {bill.status}.",
                              extra={"bill_status": bill.status})
-    now = service.now_for(session, tenant_id)
+    # Read afresh under the bill's lock: the dunning job may have charged later days meanwhile.
+    now = service.fresh_now(session, tenant_id)
     park = referenced(session, Park, bill.park_id)
     accrue_late_fees(park, bill, _today(now))
     amount = bill.outstanding_fen

@@ -35,7 +35,7 @@ from gateway.errors import ValidationFailed, concurrent_update
 from gateway.events import publish
 from gateway.ids import new_id
 from gateway.pii import mask_name
-from gateway.tenancy import clock_for, is_sandbox
+from gateway.tenancy import Tenant, clock_for, is_sandbox, note_facts
 from products.accounts import magic
 from products.accounts.errors import PaymentRefused
 from products.accounts.reconciliation import accounting_date, parse_cutoff
@@ -78,6 +78,16 @@ def now_for(session: Session, tenant_id: str) -> datetime:
     return clock_for(session, tenant_id).now()
 
 
+def fresh_now(session: Session, tenant_id: str) -> datetime:
+    """The tenant's now read afresh from its row: the request's own clock (`now_for`) is the
+    one its authentication read, which a test clock moved since (while the request waited for
+    a lock) leaves behind. The transaction's later `now_for` calls see it too."""
+    tenant = session.get(Tenant, tenant_id, populate_existing=True)
+    if tenant is not None:
+        note_facts(session, tenant)
+    return clock_for(session, tenant_id).now()
+
+
 def month_of(instant: datetime) -> str:
     return instant.astimezone(SHANGHAI).strftime("%Y-%m")
 
@@ -115,6 +125,41 @@ def lock_settings(session: Session, tenant_id: str) -> CollectionSettings | None
     rows = repository.lock(session, select(CollectionSettings).where(
         CollectionSettings.tenant_id == tenant_id))
     return rows[0] if rows else None
+
+
+class Held(NamedTuple):
+    """The instant and business date of a money event settlement counts (`hold_business_date`)."""
+
+    now: datetime
+    day: date
+
+
+def hold_business_date(session: Session, settings: Settings) -> Held:
+    """Date a money event that settlement counts (an order succeeding, a refund).
+
+    Holds the tenant's settings row FOR SHARE until the transaction ends: settlement
+    (`settlement.settle_due`) locks it FOR UPDATE before it reads a day's totals and moves
+    `settled_through`, so it waits for the events in flight, and they for it. Then reads the
+    tenant's clock afresh (`fresh_now`: a request's clock is as of its authentication, and a
+    test clock may have moved while it waited for its locks) and dates the event
+    max(business date of now, settled_through + 1 day): never a date already settled.
+
+    Lock order: take it after the event's own rows (order, bill, splits, diner, lots) and
+    before any account moves (settlement holds this row while it moves the clearing and
+    payees' accounts). On SQLite writers are serialised (BEGIN IMMEDIATE), the lock clause is
+    left out, and the same fresh read and date rule apply.
+    """
+    tenant_id = settings.tenant_id
+    rows = session_select(session, CollectionSettings.__table__, ("settled_through",),
+                          "tenant_id = :tenant", {"tenant": tenant_id}, share_lock=True)
+    if not rows:
+        raise concurrent_update()  # the settings were deleted (a sandbox reset) meanwhile
+    settled_through = rows[0][0]
+    now = fresh_now(session, tenant_id)
+    day = business_date_of(settings, now)
+    if settled_through is not None and day <= settled_through:
+        day = settled_through + timedelta(days=1)
+    return Held(now, day)
 
 
 @dataclass(frozen=True, slots=True)
@@ -551,9 +596,11 @@ def _split_rules(session: Session, splits: list[OrderSplit]) -> dict[str, FeeRul
 
 
 def succeed_order(session: Session, settings: Settings, order: Order,
-                  splits: list[OrderSplit], now: datetime) -> None:
+                  splits: list[OrderSplit], held: Held) -> None:
     """pending -> succeeded: fix the commissions by each sub-merchant's fee rule of the
-    order's creation (`_split_rules`)."""
+    order's creation (`_split_rules`). `held` is the business time the caller took with
+    `hold_business_date` before it moved the money."""
+    now = held.now
     check_order(order.status, "succeeded", action="paid")
     rules = _split_rules(session, splits)
     commission = 0
@@ -564,7 +611,7 @@ def succeed_order(session: Session, settings: Settings, order: Order,
     order.commission_fen = commission
     order.status = "succeeded"
     order.finalized_at = now
-    order.final_date = business_date_of(settings, now)
+    order.final_date = held.day
     order.failure_code = order.failure_message = None
 
 
@@ -677,6 +724,7 @@ def debit_by_mandate(session: Session, settings: Settings, order: Order,
             order.expires_at = now + magic.PENDING_FAILS_AFTER
             order.failure_code = forced.failure_code  # what it will fail with
             return
+    held = hold_business_date(session, settings)
     try:
         ledger.move(session, tenant_id, from_account_id=mandate.payer_account_id,
                     to_account_id=clearing_shard(settings, order.id),
@@ -688,7 +736,7 @@ def debit_by_mandate(session: Session, settings: Settings, order: Order,
         fail_order(session, settings, order, now, status="failed", code=exc.code,
                    message=exc.detail or exc.title)
         return
-    succeed_order(session, settings, order, splits, now)
+    succeed_order(session, settings, order, splits, held)
 
 
 def expire_orders(session: Session, tenant_id: str, now: datetime, actor: str,
@@ -822,12 +870,17 @@ def create_refund(session: Session, tenant_id: str, actor: str, order_id: str,
     splits = repository.lock(session, select(OrderSplit).where(OrderSplit.order_id == order.id)
                              .order_by(OrderSplit.seq))
     parts = _refund_plan(order, splits, body)
+    # Dated under the settings row's share lock with the clock read now, not as of the
+    # request's arrival: a refund that waited for the order's lock while its date settled
+    # belongs to the next date (`hold_business_date`).
+    held = hold_business_date(session, settings)
+    now = held.now
     refund = Refund(id=refund_id, tenant_id=tenant_id, order_id=order.id,
                     refund_reference=reference, amount_fen=amount, reason=body.reason,
                     status="succeeded", subsidy_fen=0, personal_fen=0, employer_fen=0,
                     advanced_fen=0, destination_account_id="", journal_ref=f"collection:refund:{refund_id}",
                     created_by=actor, created_at=now,
-                    refund_date=business_date_of(settings, now))
+                    refund_date=held.day)
     legs: dict[str, int] = {}
     if order.payer_method == "mandate":
         mandate = referenced(session, Mandate, order.mandate_id)

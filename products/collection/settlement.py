@@ -26,6 +26,11 @@ So every payee is paid its own net in full, and never with another's money. Tota
 indexed GROUP BY queries over the day's rows, so a day of 100,000 orders settles in a few
 queries.
 
+Orders and refunds take their date under a share lock of the settings row, with the tenant's
+clock read then, and never a settled date (`service.hold_business_date`); `settle_due` locks
+the row FOR UPDATE before it reads a day's totals and moves `settled_through`, so it waits for
+the events in flight and they for it: each is counted by exactly one settlement.
+
 Dates without any order or refund are skipped (nothing to pay; carried balances wait for the
 payee's next active day). Each (tenant, date) runs once: the settings row is locked while it
 runs, the run is recorded, and each payout has its own journal reference, so a crash and re-run

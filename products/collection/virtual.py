@@ -220,6 +220,8 @@ def apply_credit(session: Session, settings: CollectionSettings, account: Virtua
         if order.status != "pending" or (order.expires_at is not None
                                          and order.expires_at <= now):
             continue
+        # Dated now, under the settings row's share lock (`service.hold_business_date`).
+        held = service.hold_business_date(session, settings)
         ledger.move(session, account.tenant_id, from_account_id=account.ledger_account_id,
                     to_account_id=service.clearing_shard(settings, order.id),
                     amount_fen=order.amount_fen,
@@ -228,7 +230,7 @@ def apply_credit(session: Session, settings: CollectionSettings, account: Virtua
                     memo=f"转账代收 {order.merchant_order_no}")
         account.unapplied_fen -= order.amount_fen
         splits = service.order_splits(session, order.id)
-        service.succeed_order(session, settings, order, splits, now)
+        service.succeed_order(session, settings, order, splits, held)
         service.publish_order(session, order, splits, actor, now)
         applications.append(schemas.Application(kind="order", id=order.id, order_id=order.id,
                                                 amount=Money.of(order.amount_fen)))
