@@ -9,10 +9,11 @@
 | `collection.mandate_expiry` | mandates past their expiry date |
 
 Each finds its tenants with one query (in tenant id order), then works tenant by tenant in
-short transactions, reading each tenant's now from `gateway.tenancy.clock_for`. Settlement
-runs each tenant on its own: a tenant whose run fails is logged (with its id) and retried on
-the next run, and the tenants after it are settled all the same. All are safe to run in several
-processes at once (row locks, unique journal references, one settlement run per date).
+short transactions, reading each tenant's now from `gateway.tenancy.clock_for`. Each tenant
+runs on its own (`_for_each_tenant`): a tenant whose run fails is logged (with its id) and
+retried on the next run, and the tenants after it are served all the same. All are safe to run
+in several processes at once (row locks, unique journal references, one settlement run per
+date).
 """
 
 from __future__ import annotations
@@ -41,20 +42,34 @@ def _tenants(database: Database, query: Select[Any]) -> list[str]:
         return sorted(set(session.scalars(query.distinct())))
 
 
-def _each(database: Database, query: Select[Any],
-          work: Callable[[Session, str, datetime], int]) -> int:
+def _for_each_tenant(database: Database, query: Select[Any], run: Callable[[str], int],
+                     job: str) -> int:
+    """`run` each tenant the query finds, in tenant id order; a tenant whose run fails (its
+    transaction rolls back) is logged and left to the next run, never holding back the tenants
+    after it."""
     done = 0
     for tenant_id in _tenants(database, query):
-        with database.transaction() as session:
-            now = service.now_for(session, tenant_id)
-            done += work(session, tenant_id, now)
+        try:
+            done += run(tenant_id)
+        except Exception:
+            log.exception("%s of tenant %s failed; the other tenants go on", job, tenant_id)
     return done
+
+
+def _each(database: Database, query: Select[Any],
+          work: Callable[[Session, str, datetime], int], job: str) -> int:
+    """`work` in one transaction per tenant, on the tenant's own clock."""
+    def run(tenant_id: str) -> int:
+        with database.transaction() as session:
+            return work(session, tenant_id, service.now_for(session, tenant_id))
+
+    return _for_each_tenant(database, query, run, job)
 
 
 def expire_orders(database: Database) -> int:
     return _each(database, select(Order.tenant_id).where(Order.status == "pending",
                                                          Order.expires_at.is_not(None)),
-                 lambda s, t, now: service.expire_orders(s, t, now, ACTOR))
+                 lambda s, t, now: service.expire_orders(s, t, now, ACTOR), "order expiry")
 
 
 def settle_tenant(database: Database, tenant_id: str) -> int:
@@ -71,34 +86,26 @@ def settle_tenant(database: Database, tenant_id: str) -> int:
 
 
 def settle(database: Database) -> int:
-    """Settle every tenant's due business dates, tenant by tenant in tenant id order.
-
-    A tenant whose settlement fails (its transaction rolls back) is logged and skipped until
-    the next run: it never holds back the tenants after it."""
-    done = 0
-    for tenant_id in _tenants(database, select(CollectionSettings.tenant_id)):
-        try:
-            done += settle_tenant(database, tenant_id)
-        except Exception:
-            log.exception("collection settlement of tenant %s failed; the other tenants go on",
-                          tenant_id)
-    return done
+    """Settle every tenant's due business dates, tenant by tenant in tenant id order."""
+    return _for_each_tenant(database, select(CollectionSettings.tenant_id),
+                            lambda tenant_id: settle_tenant(database, tenant_id),
+                            "collection settlement")
 
 
 def expire_subsidies(database: Database) -> int:
     return _each(database, select(SubsidyGrant.tenant_id).where(SubsidyGrant.status == "funded"),
-                 lambda s, t, now: canteen.expire_grants(s, t, now, ACTOR))
+                 lambda s, t, now: canteen.expire_grants(s, t, now, ACTOR), "subsidy expiry")
 
 
 def dunning(database: Database) -> int:
     return _each(database, select(Bill.tenant_id).where(Bill.status.in_(BILL_UNPAID),
                                                         Bill.dunning_due_on.is_not(None)),
-                 lambda s, t, now: park.run_dunning(s, t, now, ACTOR))
+                 lambda s, t, now: park.run_dunning(s, t, now, ACTOR), "dunning")
 
 
 def expire_mandates(database: Database) -> int:
     return _each(database, select(Mandate.tenant_id).where(Mandate.status == "active"),
-                 lambda s, t, now: service.expire_mandates(s, t, now, ACTOR))
+                 lambda s, t, now: service.expire_mandates(s, t, now, ACTOR), "mandate expiry")
 
 
 def register() -> None:

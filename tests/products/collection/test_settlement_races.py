@@ -211,3 +211,24 @@ def test_one_tenant_failing_its_settlement_does_not_stop_the_others(app, http, m
     collection_jobs.settle(app.state.database)  # the stuck tenant settles once it can
     for p in platforms:
         clearing_invariants(p)
+
+
+def test_one_tenant_failing_another_collection_job_does_not_stop_the_others(app, http,
+                                                                             monkeypatch):
+    """Every collection job serves each tenant on its own, as settlement does: here mandate
+    expiry, whose tenants are those with an active mandate (each platform has one)."""
+    from products.collection import service
+
+    platforms = [setup_platform(app, http) for _ in range(3)]
+    served: list[str] = []
+    stuck = sorted(p.tenant_id for p in platforms)[0]  # first in the job's order
+
+    def expire_mandates(session: Any, tenant_id: str, *args: Any, **kwargs: Any) -> int:
+        served.append(tenant_id)
+        if tenant_id == stuck:
+            raise RuntimeError("this tenant's run fails")
+        return 1
+
+    monkeypatch.setattr(service, "expire_mandates", expire_mandates)
+    assert collection_jobs.expire_mandates(app.state.database) == 2
+    assert served == sorted(p.tenant_id for p in platforms)
