@@ -20,7 +20,12 @@
   principal (the reverse of how it was applied); a paid bill goes back to open, or overdue
   after its due date; dunning resumes. The days the money was paid cost no late fee: a
   reopened amount accrues from the day after the refund. `bill.payment_refunded`.
-- A bill with money paid on it is not cancelled: its payments are refunded first.
+- A bill is cancelled while nothing is paid on it, open or overdue (a bill whose payments were
+  all refunded is one of these again): its late fee is withdrawn with it, and dunning stops.
+  A bill with money paid on it is not cancelled: its payments are refunded first (409
+  `bill_partly_paid` names them). A cancelled bill is never paid: not by mandate (409
+  `bill_not_payable`), and a transfer naming it is not applied to it; like any transfer
+  left unmatched, its money stays the tenant's credit for its other bills.
 """
 
 from __future__ import annotations
@@ -363,7 +368,10 @@ def _refuse_if_money_paid(session: Session, bill: Bill) -> None:
 
 
 def cancel_bill(session: Session, tenant_id: str, actor: str, bill_id: str) -> Bill:
-    """Withdraw a bill nothing is paid on (refund its payments first)."""
+    """Withdraw a bill nothing is paid on, open or overdue (refund its payments first).
+
+    Dunning stops; the late fee charged so far stays on the bill for the record, owed no more
+    (a cancelled bill's outstanding is nothing)."""
     bill = repository.get(session, Bill, tenant_id, bill_id, BillNotFound, lock=True)
     # Money paid is the problem to report first, even on a paid bill (which could not be
     # cancelled anyway): it says what to do about it.

@@ -599,6 +599,11 @@ def pay_bill(bill_id: Id, body: schemas.BillPay, principal: Write,
              response_model=schemas.BillOut, dependencies=OPTIONAL_KEY,
              responses=error_responses(404, 409))
 def cancel_bill(bill_id: Id, principal: Write, session: Db) -> schemas.BillOut:
+    """Withdraws an open or overdue bill (one whose payments were all refunded is one of these
+    again): dunning and late fees stop and nothing more is owed. 409 `bill_partly_paid` while
+    money is paid on it, listing the payments to refund first (`payments_to_refund`); 409
+    `invalid_state` for a bill already cancelled. A transfer naming a cancelled bill is not
+    applied to it: the money stays the tenant's credit."""
     return park.bill_view(session, park.cancel_bill(session, principal.tenant_id,
                                                     principal.client_id, bill_id))
 

@@ -716,6 +716,7 @@ class BillOut(_Out):
     created_at: str
     overdue_at: str | None
     paid_at: str | None
+    cancelled_at: str | None
     payments: list[BillPaymentOut] = Field(default_factory=list)
     notices: list[BillNoticeOut] = Field(default_factory=list)
 

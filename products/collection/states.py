@@ -15,7 +15,11 @@ Bill (park):
     open | overdue -> paid    (principal and late fee fully paid)
     paid -> open | overdue    (a refund of one of its payments leaves money owing again: open
                                up to its due date, overdue after it)
-    open -> cancelled         (only while nothing is paid on it: refund its payments first)
+    open | overdue -> cancelled
+                              (only while nothing is paid on it: refund its payments first;
+                               an overdue bill is withdrawn like an open one, its late fee
+                               with it, and a bill whose payments were all refunded is back
+                               to open or overdue, so it may be cancelled too)
 
 Subsidy grant and lot: funded/open -> expired (the month ended; the rest went back).
 """
@@ -42,7 +46,7 @@ MANDATE_STATES = tuple(MANDATE_TRANSITIONS)
 
 BILL_TRANSITIONS: dict[str, frozenset[str]] = {
     "open": frozenset({"overdue", "paid", "cancelled"}),
-    "overdue": frozenset({"paid"}),
+    "overdue": frozenset({"paid", "cancelled"}),
     "paid": frozenset({"open", "overdue"}),
     "cancelled": frozenset(),
 }
