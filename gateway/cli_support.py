@@ -14,20 +14,21 @@ from contextlib import contextmanager
 from sqlalchemy.orm import Session
 
 from gateway.db import Database
-from gateway.settings import get_settings
+from gateway.settings import Settings, get_settings
 
 
 @contextmanager
-def cli_transaction() -> Iterator[Session]:
-    """One unit of work on the configured database, set up as the app is (models imported,
-    the vault of `QUANLIAN_DATA_DIR` / `QUANLIAN_ENCRYPTION_KEY` installed); commits on success,
-    rolls back on an exception, and disposes of the engine either way."""
+def cli_transaction(settings: Settings | None = None) -> Iterator[Session]:
+    """One unit of work on the configured database (or that of `settings`), set up as the app
+    is (models imported, the vault of `QUANLIAN_DATA_DIR` / `QUANLIAN_ENCRYPTION_KEY`
+    installed); commits on success, rolls back on an exception, and disposes of the engine
+    either way."""
     from gateway import pii
     from gateway.app import import_models
     from gateway.keys import PlatformKeys
 
     import_models()
-    settings = get_settings()
+    settings = settings or get_settings()
     pii.set_vault(pii.Vault(PlatformKeys(settings.data_dir, settings.encryption_key)))
     database = Database(settings.effective_database_url)
     try:

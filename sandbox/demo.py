@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from gateway import pii
-from gateway.db import Database
-from gateway.keys import PlatformKeys
+from gateway.cli_support import cli_transaction
 from gateway.oauth.clients import partner_clients, rotate_secret
 from gateway.settings import Settings
 from gateway.tenancy import Partner, create_partner
@@ -17,21 +15,16 @@ DEMO_NAME = "Quanlian Demo Platform"
 
 def ensure_demo(settings: Settings) -> dict[str, str]:
     """Create the demo partner's seeded sandbox once; on later starts issue a fresh secret."""
-    pii.set_vault(pii.Vault(PlatformKeys(settings.data_dir, settings.encryption_key)))
-    database = Database(settings.effective_database_url)
-    try:
-        with database.transaction() as session:
-            partner = session.scalars(select(Partner).where(Partner.name == DEMO_NAME)).first()
-            if partner is None:
-                partner = create_partner(session, name=DEMO_NAME, email="demo@quanlian.local")
-                box = provision_sandbox(session, partner, seed=20261123)
-                client_id, secret = box.issued.client.id, box.issued.secret or ""
-            else:
-                client = next(c for c in partner_clients(session, partner.id)
-                              if c.environment == "sandbox" and c.status == "active")
-                client_id, secret = client.id, rotate_secret(session, client.id)
-    finally:
-        database.dispose()
+    with cli_transaction(settings) as session:
+        partner = session.scalars(select(Partner).where(Partner.name == DEMO_NAME)).first()
+        if partner is None:
+            partner = create_partner(session, name=DEMO_NAME, email="demo@quanlian.local")
+            box = provision_sandbox(session, partner, seed=20261123)
+            client_id, secret = box.issued.client.id, box.issued.secret or ""
+        else:
+            client = next(c for c in partner_clients(session, partner.id)
+                          if c.environment == "sandbox" and c.status == "active")
+            client_id, secret = client.id, rotate_secret(session, client.id)
     return {"client_id": client_id, "client_secret": secret}
 
 
