@@ -97,8 +97,13 @@ def unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     parts = token.split(".")
     if len(parts) != 3:
         raise ValueError("not a compact JWS")
-    header = json.loads(b64url_decode(parts[0]))
-    claims = json.loads(b64url_decode(parts[1]))
+    try:
+        header = json.loads(b64url_decode(parts[0]))
+        claims = json.loads(b64url_decode(parts[1]))
+    except RecursionError:
+        # JSON nested deeper than the parser's stack (a few hundred to a thousand levels,
+        # from whoever holds the header): as malformed as any other, not a server error.
+        raise ValueError("JWS header or payload nested too deeply") from None
     if not isinstance(header, dict) or not isinstance(claims, dict):
         raise ValueError("JWS header and payload must be objects")
     return header, claims

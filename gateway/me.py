@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import Depends
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from gateway.auth import authenticate
+from gateway.clock import to_rfc3339
 from gateway.errors import error_responses
 from gateway.routing import Router
 from gateway.tenancy import Principal
@@ -19,11 +22,14 @@ class Me(BaseModel):
     tenant_id: str
     environment: str
     scopes: list[str]
-    token_expires_at: int
+    token_expires_at: str = Field(
+        description="When the access token of this call expires (its `exp`), RFC 3339 in UTC.",
+        examples=["2026-11-02T02:10:00Z"], json_schema_extra={"format": "date-time"})
 
 
 @router.get("/me", summary="The calling client", response_model=Me)
 async def me(principal: Principal = Depends(authenticate)) -> Me:
     return Me(client_id=principal.client_id, partner_id=principal.partner_id,
               tenant_id=principal.tenant_id, environment=principal.environment,
-              scopes=sorted(principal.scopes), token_expires_at=principal.expires_at)
+              scopes=sorted(principal.scopes),
+              token_expires_at=to_rfc3339(datetime.fromtimestamp(principal.expires_at, UTC)))

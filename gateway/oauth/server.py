@@ -17,8 +17,10 @@ from authlib.oauth2 import OAuth2Request
 from authlib.oauth2.rfc6749 import (
     AuthorizationServer,
     InvalidClientError,
+    InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
+    UnsupportedGrantTypeError,
 )
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc7009 import RevocationEndpoint
@@ -30,7 +32,7 @@ from sqlalchemy.orm import Session
 # The read every protected call makes, so that introspection answers as the gateway does.
 from gateway.auth import STATUS_SQL as CALLER_STATUS_SQL
 from gateway.db import Database
-from gateway.oauth.client_auth import PrivateKeyJWT
+from gateway.oauth.client_auth import ClientAuthentication, PrivateKeyJWT, shown
 from gateway.oauth.dpop import DPoPInvalid, DPoPVerifier
 from gateway.oauth.jwks_fetch import JWKSCache
 from gateway.oauth.models import OAuthClient, RevokedToken
@@ -41,6 +43,7 @@ from gateway.oauth.tokens import TokenInvalid, TokenService
 from gateway.tenancy import partner_states
 
 AUTH_METHODS = ["private_key_jwt", "client_secret_basic"]
+GRANT_TYPE = "client_credentials"
 
 
 class ClientCredentials(ClientCredentialsGrant):
@@ -59,7 +62,8 @@ class ClientCredentials(ClientCredentialsGrant):
         if requested:
             unknown = [s for s in requested if s not in allowed]
             if unknown:
-                raise InvalidScopeError(f"Scopes not granted to this client: {' '.join(unknown)}")
+                raise InvalidScopeError("Scopes not granted to this client: "
+                                        + shown(" ".join(unknown), 200))
             granted = sorted(set(requested))
         else:
             granted = sorted(allowed)
@@ -156,6 +160,14 @@ class Revocation(RevocationEndpoint):
     def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
         return _query_token(self.server, token_string)
 
+    def authenticate_token(self, request: Any, client: OAuthClient) -> Any:
+        self.check_params(request, client)
+        token = self.query_token(request.form["token"], request.form.get("token_type_hint"))
+        if token is not None and not token.check_client(client):
+            # authlib's refusal, with a description (it had none).
+            raise InvalidGrantError("The token was issued to another client.")
+        return token
+
     def revoke_token(self, token: _TokenInfo, request: Any) -> None:
         if token.get_client_id() != request.client.id:
             return  # RFC 7009: answer 200 either way, but never revoke another client's token
@@ -185,8 +197,8 @@ class QuanlianAuthorizationServer(AuthorizationServer):
         self.issuer = issuer
         self.tokens = tokens
         self.dpop = DPoPVerifier(replay)
-        self.register_client_auth_method("private_key_jwt",
-                                         PrivateKeyJWT(issuer, replay, jwks_cache))
+        self.client_authentication = ClientAuthentication(
+            self.query_client, PrivateKeyJWT(issuer, replay, jwks_cache))
         self.register_grant(ClientCredentials)
         self.register_endpoint(Introspection)
         self.register_endpoint(Revocation)
@@ -215,6 +227,10 @@ class QuanlianAuthorizationServer(AuthorizationServer):
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         return None
 
+    def authenticate_client(self, request: Any, methods: list[str],
+                            endpoint: str = "token") -> OAuthClient:
+        return self.client_authentication(request, methods, endpoint)
+
     def create_oauth2_request(self, request: OAuth2Request) -> OAuth2Request:
         return request
 
@@ -226,6 +242,17 @@ class QuanlianAuthorizationServer(AuthorizationServer):
               url: str) -> tuple[int, Any, Any]:
         """The token endpoint only reads (the client, its partner); its single-use checks
         commit on their own, in groups (gateway.oauth.replay)."""
+        grant_type = request.form.get("grant_type")
+        # authlib answers both a missing and an unknown grant type with a bare
+        # unsupported_grant_type; RFC 6749, 5.2 has a missing parameter be invalid_request.
+        if not grant_type:
+            return self.handle_error_response(
+                request, InvalidRequestError("The grant_type parameter is required."))
+        if grant_type != GRANT_TYPE:
+            unsupported = UnsupportedGrantTypeError(grant_type)
+            unsupported.description = (f"The grant_type '{shown(grant_type)}' is not supported: "
+                                       f"this server issues tokens for {GRANT_TYPE} only.")
+            return self.handle_error_response(request, unsupported)
         if dpop_proof is not None:
             try:
                 request.dpop_jkt = self.dpop.verify(  # type: ignore[attr-defined]

@@ -94,12 +94,14 @@ class TokenService:
             raise TokenInvalid("The access token is not signed with the platform's algorithm.")
         kid = header.get("kid")
         known = {k.kid for k in self._keyset.keys}
-        if kid not in known:
+        if isinstance(kid, str) and kid not in known:
             # Another process may have rotated in a new key: reload once.
             self._keyset = self.keys.signing_keys
         try:
             decoded = jwt.decode(token, self._keyset, registry=PLATFORM_REGISTRY)
-        except (JoseError, ValueError) as exc:
+        # TypeError: joserfc checks a header's `crit` (before the signature) assuming a list
+        # of strings; `"crit": null` or `[1]` from anyone was a 500.
+        except (JoseError, ValueError, TypeError) as exc:
             raise TokenInvalid(
                 f"The access token signature is not valid ({exc.__class__.__name__}).") from None
         return dict(decoded.claims)

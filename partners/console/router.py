@@ -290,7 +290,7 @@ def _parse_jwks(text: str) -> dict[str, Any] | None:
         return None
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser's stack
         raise ValidationFailed("The JWKS is not valid JSON.", code="invalid_jwks") from None
     if not isinstance(value, dict):
         raise ValidationFailed("The JWKS must be a JSON object with `keys`.", code="invalid_jwks")

@@ -149,6 +149,7 @@ def test_bad_client_forms_are_refused(app, http):
     cases = [
         ({"jwks": ""}, "jwks"),  # production needs keys
         ({"jwks": "{not json"}, "not valid JSON"),
+        ({"jwks": '{"keys": ' + "[" * 5000 + "]" * 5000 + "}"}, "not valid JSON"),  # too deep
         ({"jwks": json.dumps({"keys": [private]})}, "public keys only"),
         ({"jwks": "", "jwks_uri": "https://127.0.0.1/jwks"}, "URL refused"),
         ({"jwks": json.dumps(public_jwks(new_ec_key())), "scopes": ["operations:write"]},

@@ -339,3 +339,30 @@ def test_ps256_dpop_proofs(app, http, bits):
                          headers=basic(pc.client_id, pc.secret) | {"DPoP": padded})
     assert response.status_code == 400 and response.json()["error"] == "invalid_dpop_proof"
     assert "ExceededSize" in response.json()["error_description"]
+
+
+def test_json_nested_too_deeply_in_a_token_or_a_proof_is_refused(http, partner, dpop_client):
+    """A JWS's header and claims are read before its signature is checked: JSON nested deeper
+    than the parser's stack there (found by fuzzing: a 500 from every protected route, the
+    token endpoint's DPoP check and introspection) is a malformed token, like any other."""
+    deep = b"[" * 5000 + b"]" * 5000
+    header = {"alg": "ES256", "typ": "at+jwt"}
+    nested_header = b64(b'{"alg":"ES256","typ":"at+jwt","x":' + deep + b"}") + ".e30.sig"
+    nested_claims = b64(json.dumps(header).encode()) + "." + b64(deep) + ".sig"
+    for token in (nested_header, nested_claims):
+        invalid_token(call(http, token))
+        response = http.post("/oauth/introspect", data={"token": token},
+                             headers=basic(partner.client_id, partner.secret))
+        assert response.status_code == 200 and response.json() == {"active": False}, response.text
+        response = http.post("/oauth/revoke", data={"token": token},
+                             headers=basic(partner.client_id, partner.secret))
+        assert response.status_code == 200, response.text
+    jwk = json.dumps(dpop_client.dpop_key.as_dict(private=False)).encode()
+    nested_proof = (b64(b'{"typ":"dpop+jwt","alg":"ES256","jwk":' + jwk + b',"x":' + deep + b"}")
+                    + "." + b64(b'{"jti":"a"}') + ".sig")
+    invalid_token(me_with(http, dpop_client, nested_proof), "DPoP")
+    response = http.post("/oauth/token", data={"grant_type": "client_credentials"},
+                         headers=basic(dpop_client.client_id, dpop_client.secret)
+                         | {"DPoP": nested_proof})
+    assert response.status_code == 400 and response.json()["error"] == "invalid_dpop_proof"
+    assert dpop_client.get("/v1/me").status_code == 200  # and the client's own calls still work
