@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
-from gateway import admission, pii, solving
+from gateway import admission, docs_ui, pii, solving
 from gateway import clock as clock_module
 from gateway.db import Database
 from gateway.errors import ProblemDetails, install_error_handlers
@@ -124,8 +124,11 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         lifespan=lifespan,
         dependencies=[Depends(admission.admit)],
         generate_unique_id_function=_operation_id,
-        docs_url="/docs",
+        # /docs is served from the platform's own copy of Swagger UI (gateway.docs_ui), not
+        # FastAPI's page, which loads it from a CDN; no ReDoc, no OAuth redirect page.
+        docs_url=None,
         redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         # The platform observes itself through /metrics and its access log; FastAPI's own
         # OpenTelemetry hooks would only look for a provider on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False,
@@ -139,6 +142,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.keys = keys
     app.state.call_recorder = None
     install_error_handlers(app)
+    docs_ui.setup(app)
     for name in ROUTERS:
         module = importlib.import_module(name)
         setup = getattr(module, "setup", None)

@@ -11,9 +11,16 @@ developer learns it once. Import the helpers rather than copying the values.
 | amount `4040.03` | any payment | fails, nothing moves | `account_frozen` |
 | amount `4040.04` | any payment | fails, nothing moves | `name_mismatch` |
 | amount `4040.05` | any payment | `pending` (amount held), fails after 60 s | `processing_failed` |
-| account number ending `0002` | account created, or payee | the account is closed | `account_closed` |
-| account number ending `0003` | account created, or payee | the account is frozen | `account_frozen` |
+| account number ending `0002` | account created, payer's card, payroll card | the account is closed: payments from it and into it fail | `account_closed` |
+| account number ending `0003` | account created, payer's card, payroll card | the account is frozen (只收不付): payments from it fail, payments into it succeed; a payroll item to such a card is refused by the receiving bank | `account_frozen` |
 | owner name `户名不符`, or containing `MISMATCH` | payee paid by name | name check fails | `name_mismatch` |
+
+A frozen account here is frozen as banks commonly freeze one (冻结, 只收不付): it refuses debits
+and holds and still accepts credits (`products.accounts.service`); only a closed account
+refuses both. So a transfer into the sandbox's frozen account (the seed's `frozen`, number
+ending 0003) completes, and one out of it fails with `account_frozen`. A payroll item's card
+that is not an account of the tenant is another bank's, and its suffix decides what that
+receiving bank answers (`products.payroll.receiving`): 0003 makes it refuse the item.
 
 The amounts are chosen to be unlikely by accident (a "404" and the cents name the outcome; the
 cents of .02/.03 match the account-number suffixes). The time until a pending payment fails
@@ -62,6 +69,22 @@ MAGIC_ACCOUNT_SUFFIXES: Final[dict[str, Literal["closed", "frozen"]]] = {
     "0003": "frozen",
 }
 
+# What each magic status does to money, as the table (sign-up, /docs) says it: the ledger's
+# rules (`service._check_debitable`, `service._check_creditable`) and payroll's receiving bank.
+STATUS_OUTCOMES: Final[dict[str, str]] = {
+    "closed": "account closed: debits and credits fail",
+    "frozen": "account frozen: debits fail, credits succeed",
+}
+STATUS_DESCRIPTIONS: Final[dict[str, str]] = {
+    "closed": "The account is closed (销户): it neither pays nor receives. A payment from it or "
+              "into it fails with account_closed and nothing moves. A payroll item to a card "
+              "ending 0002 is refused by the receiving bank (account_closed).",
+    "frozen": "The account is frozen (冻结, 只收不付): it refuses debits and accepts credits. A "
+              "payment from it (or a hold on it) fails with account_frozen and nothing moves; "
+              "a payment into it succeeds. A payroll item to a card ending 0003 is refused by "
+              "the receiving bank (account_frozen).",
+}
+
 MISMATCH_NAMES: Final = frozenset({"户名不符"})
 MISMATCH_MARKER: Final = "MISMATCH"
 
@@ -85,9 +108,8 @@ def table() -> list[dict[str, str]]:
     """The magic values as rows, for the sandbox's documentation endpoint."""
     rows = [{"input": f"amount {m.amount}", "outcome": m.outcome, "failure_code": m.failure_code,
              "description": m.description} for m in MAGIC_AMOUNTS.values()]
-    rows += [{"input": f"account number ending {suffix}", "outcome": status,
-              "failure_code": f"account_{status}",
-              "description": f"The account is {status}."}
+    rows += [{"input": f"account number ending {suffix}", "outcome": STATUS_OUTCOMES[status],
+              "failure_code": f"account_{status}", "description": STATUS_DESCRIPTIONS[status]}
              for suffix, status in MAGIC_ACCOUNT_SUFFIXES.items()]
     rows.append({"input": f"owner name 户名不符 or containing {MISMATCH_MARKER}",
                  "outcome": "failed", "failure_code": "name_mismatch",

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import Depends, Header, Query
 from fastapi.responses import Response, StreamingResponse
+from pydantic import BeforeValidator, TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
 from gateway.auth import require_scope
@@ -90,18 +92,76 @@ def get_account_balances(account_id: str, principal: Reader, session: SessionDep
         service.get_core_banking().balance(session, principal.tenant_id, account_id))
 
 
+_BUSINESS_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_INSTANT = TypeAdapter(datetime)
+
+
+def _period_bound(value: object) -> object:
+    """A query bound as given: `YYYY-MM-DD` is a business date, anything else an instant
+    (parsed as FastAPI parses a datetime, so instants behave as they always have)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        if _BUSINESS_DATE.fullmatch(value):
+            return date.fromisoformat(value)
+        return _INSTANT.validate_python(value)
+    except (ValueError, ValidationError):
+        raise ValueError("expected an RFC 3339 instant (2026-12-01T00:00:00+08:00) or a "
+                         "business date (2026-12-01)") from None
+
+
+# A period bound: an RFC 3339 instant, or a business date (Asia/Shanghai).
+PeriodBound = Annotated[datetime | date | None, BeforeValidator(_period_bound)]
+
+
+def _bound_instant(name: str, bound: datetime | date | None, *, end: bool) -> datetime | None:
+    """The instant a bound stands for: an instant as given; a business date's start for
+    `from`, and the next day's start for `to` (so that `to` includes the whole day)."""
+    if bound is None:
+        return None
+    if isinstance(bound, datetime):
+        if bound.tzinfo is None:
+            raise InvalidPeriod(f"`{name}` needs a time zone offset (Z or +08:00), or is a "
+                                "business date YYYY-MM-DD.")
+        return bound
+    try:
+        return start_of_business_day(bound + timedelta(days=1) if end else bound)
+    except OverflowError:
+        raise ValidationFailed(f"`{name}` is beyond the calendar the platform keeps.",
+                               code="value_out_of_range",
+                               errors=[{"field": f"query.{name}", "message": "out of range"}]
+                               ) from None
+
+
 @accounts.get("/{account_id}/transactions", response_model=TransactionList,
               summary="List an account's transactions, newest first",
+              description="The account's postings, newest first, each with its running balance, "
+                          "in cursor pages. `from` and `to` bound them by time, and each is "
+                          "either an RFC 3339 instant with an offset (`2026-12-01T00:00:00Z`, "
+                          "`2026-12-01T08:00:00+08:00`) or a business date `YYYY-MM-DD` in "
+                          "Asia/Shanghai, as the statement takes. An instant `from` is "
+                          "inclusive and an instant `to` exclusive. A date `from` starts at "
+                          "that business day's beginning (00:00 Asia/Shanghai) and a date `to` "
+                          "includes that whole business day (up to the next day's beginning, "
+                          "exclusive): `from=2026-12-01&to=2026-12-31` is the whole of "
+                          "December in Shanghai. The two forms may be mixed. An instant without "
+                          "an offset, or `from` not before `to`, is a 422 `invalid_period`.",
               responses=error_responses(404))
 def list_account_transactions(
         account_id: str, principal: Reader, session: SessionDep, limit: Limit = 20,
         cursor: Cursor = None,
-        start: Annotated[datetime | None, Query(alias="from", description="RFC 3339, inclusive")] = None,
-        end: Annotated[datetime | None, Query(alias="to", description="RFC 3339, exclusive")] = None,
+        start: Annotated[PeriodBound, Query(
+            alias="from", description="RFC 3339 instant (inclusive), or business date "
+                                      "YYYY-MM-DD (from the day's start, Asia/Shanghai)")] = None,
+        end: Annotated[PeriodBound, Query(
+            alias="to", description="RFC 3339 instant (exclusive), or business date "
+                                    "YYYY-MM-DD (the whole day included, Asia/Shanghai)")] = None,
 ) -> TransactionList:
+    start_at = _bound_instant("from", start, end=False)
+    end_at = _bound_instant("to", end, end=True)
     _visible(session, principal, account_id)
-    page = service.transactions(session, principal.tenant_id, account_id, start=start, end=end,
-                                cursor=cursor, limit=limit)
+    page = service.transactions(session, principal.tenant_id, account_id, start=start_at,
+                                end=end_at, cursor=cursor, limit=limit)
     return TransactionList(data=[TransactionOut.from_line(line) for line in page.data],
                            next_cursor=page.next_cursor)
 
