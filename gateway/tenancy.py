@@ -8,7 +8,7 @@ tenants never see each other's. A sandbox tenant's test clock is an offset on th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import Float, ForeignKey, String, UniqueConstraint, event, select
@@ -19,7 +19,7 @@ from gateway.bulk import session_rows
 from gateway.context import current_state
 from gateway.db import Base
 from gateway.errors import Conflict, NotFound, ValidationFailed
-from gateway.ids import new_id
+from gateway.ids import deterministic_ids, new_id
 
 Environment = Literal["sandbox", "production"]
 
@@ -102,6 +102,61 @@ def ensure_tenant(session: Session, partner_id: str, environment: str) -> Tenant
         session.add(tenant)
         session.flush()
     return tenant
+
+
+# A regulator partner the sandbox makes for one sandbox tenant (`POST /sandbox/v1/regulators`),
+# so that a developer can try supervision with regulator credentials of their own.
+SANDBOX_REGULATOR = "sandbox_regulator"
+SANDBOX_REGULATOR_NAME = "沙箱监管部门 (sandbox regulator)"
+
+
+def _created_ms(tenant: Tenant) -> int:
+    created = tenant.created_at
+    if created.tzinfo is None:  # SQLite gives back naive UTC
+        created = created.replace(tzinfo=UTC)
+    return int(created.timestamp() * 1000)
+
+
+def sandbox_regulator_id(session: Session, tenant_id: str) -> str:
+    """The partner id of a sandbox tenant's own regulator: derived from the tenant (its id and
+    creation time), so every process finds the same one, a reset keeps it, and no other tenant
+    has it. The row exists once the sandbox made it (`ensure_sandbox_regulator`)."""
+    tenant = get_tenant(session, tenant_id)
+    with deterministic_ids(f"sandbox-regulator:{tenant_id}", _created_ms(tenant),
+                           frozenset({"ptn"})):
+        return new_id("ptn")
+
+
+def ensure_sandbox_regulator(session: Session, tenant_id: str) -> tuple[Partner, bool]:
+    """The sandbox tenant's own regulator partner, created on first use; also whether it is new.
+    The caller holds the tenant's row locked, so two first uses cannot both create it."""
+    if get_tenant(session, tenant_id).environment != "sandbox":
+        raise Conflict("Only a sandbox tenant has a sandbox regulator.", code="not_sandbox")
+    partner_id = sandbox_regulator_id(session, tenant_id)
+    partner = session.get(Partner, partner_id)
+    if partner is not None:
+        return partner, False
+    # Its tokens work as a sandbox sign-up's do (`TOKEN_STATES`). It never applied, so it has no
+    # production credentials, and even with some it would serve no other tenant
+    # (`regulator_serves`).
+    partner = Partner(id=partner_id, name=SANDBOX_REGULATOR_NAME, uscc=None,
+                      partner_type=SANDBOX_REGULATOR, email=None, status="submitted",
+                      is_operations=False, created_at=clock_module.utcnow())
+    session.add(partner)
+    session.flush()
+    return partner, True
+
+
+def regulator_serves(session: Session, partner_id: str, tenant_id: str) -> bool:
+    """Whether a regulator partner may supervise this tenant's business at all. A sandbox
+    regulator serves only the sandbox tenant it was made for; any other regulator serves every
+    tenant (what it supervises there is the product's own recognition: kinds, regions)."""
+    partner = session.get(Partner, partner_id)
+    if partner is None:
+        return False
+    if partner.partner_type != SANDBOX_REGULATOR:
+        return True
+    return partner_id == sandbox_regulator_id(session, tenant_id)
 
 
 _HELD = "held_tenants"

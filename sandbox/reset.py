@@ -3,27 +3,30 @@
 Generic over the schema: every table with a `tenant_id` column is cleared for the tenant, in
 reverse dependency order; a child table without `tenant_id` is cleared through its foreign key.
 The evidence log and the events history are append-only and never deleted; the tenant's
-partner, clients and webhook configuration are kept. The answers kept for the clients'
-`Idempotency-Key`s are forgotten: they name data that no longer exists, so a request sent again
-after a reset runs against the new seed instead of replaying a resource that is gone.
+partner, clients and configuration are kept: webhook endpoints, the e-government portal profile
+(its registered origins, which return URLs and framing depend on) and the sandbox regulator with
+its clients (`sandbox.regulators`; the regulator's recognition is bank configuration about a
+partner, not tenant data). The answers kept for the clients' `Idempotency-Key`s, the sandbox
+regulator's clients' too, are forgotten: they name data that no longer exists, so a request sent
+again after a reset runs against the new seed instead of replaying a resource that is gone.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, delete, or_, select
 from sqlalchemy.orm import Session
 
 from gateway.db import Base
 from gateway.idempotency import IdempotencyRecord
 from gateway.oauth.models import OAuthClient
-from gateway.tenancy import Tenant, reset_clock
+from gateway.tenancy import Tenant, reset_clock, sandbox_regulator_id
 from sandbox.seed import seed_tenant
 
 KEEP = {"tenants", "partners", "oauth_clients", "events", "evidence_entries", "evidence_tiles",
         "evidence_checkpoints", "evidence_state", "idempotency_keys", "revoked_tokens",
-        "used_nonces"}
+        "used_nonces", "egov_portals"}
 KEEP_PREFIXES = ("webhook_", "partner_", "operator", "usage_", "console_")
 
 
@@ -52,9 +55,12 @@ def clear_tenant(session: Session, tenant_id: str) -> int:
 
 
 def forget_idempotency_keys(session: Session, tenant_id: str) -> int:
-    """The tenant's clients' completed keys (a key still in progress, as the reset's own is,
-    is left to its request)."""
-    clients = select(OAuthClient.id).where(OAuthClient.tenant_id == tenant_id)
+    """The completed keys of the tenant's clients and of its sandbox regulator's, whose
+    decisions were about the tenant's data (a key still in progress, as the reset's own is, is
+    left to its request)."""
+    clients = select(OAuthClient.id).where(or_(
+        OAuthClient.tenant_id == tenant_id,
+        OAuthClient.partner_id == sandbox_regulator_id(session, tenant_id)))
     result = session.execute(delete(IdempotencyRecord).where(
         IdempotencyRecord.client_id.in_(clients), IdempotencyRecord.state == "completed"))
     return int(getattr(result, "rowcount", 0) or 0)

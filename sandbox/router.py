@@ -1,4 +1,5 @@
-"""The sandbox API: self-serve sign-up, test clock, sample events, reset."""
+"""The sandbox API: self-serve sign-up, test clock, sample events, reset, and a regulator of
+the tenant's own for trying supervised escrow (`sandbox.regulators`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.orm import Session
 
-from gateway.auth import authenticate
+from gateway.auth import authenticate, require_scope
 from gateway.clock import to_rfc3339
 from gateway.db import get_session
 from gateway.errors import Problem, ValidationFailed, error_responses
@@ -19,7 +20,10 @@ from gateway.idempotency import idempotency
 from gateway.ratelimit import rate_limit_public
 from gateway.routing import Router
 from gateway.tenancy import Principal, advance_clock, advance_clock_to, clock_for, create_partner
+from products.egov.escrow import regulator_view
+from products.egov.schemas import RegulatorOut
 from sandbox.provision import provision_sandbox
+from sandbox.regulators import issue_regulator_client
 from sandbox.reset import reset_sandbox
 from sandbox.samples import build_sample
 
@@ -51,7 +55,12 @@ class SignupOut(BaseModel):
     scopes: list[str]
     token_endpoint: str
     token_endpoint_auth_methods: list[str]
-    seeded: dict[str, Any]
+    seeded: dict[str, Any] = Field(
+        description="What the tenant was seeded with, per product (ids, and how to use them: "
+                    "`accounts.magic_values`). `egov` says what e-government needs first: the "
+                    "portal profile (`PUT /v1/egov/portal`) and, for supervised escrow, a "
+                    "regulator: `POST /sandbox/v1/regulators` makes the sandbox's own and issues "
+                    "regulator clients (`egov:supervise`)")
 
 
 @router.post("/signup", summary="Sign up for a seeded sandbox", response_model=SignupOut,
@@ -68,10 +77,23 @@ def sandbox_signup(body: SignupIn, request: Request,
                      token_endpoint_auth_methods=methods, seeded=box.seeded)
 
 
+# The test clock's offset is not whole seconds by design: advancing `to` an instant moves the
+# clock by exactly the time to it, fractions of the real clock's second included, so that `now`
+# is that instant. The offset is kept as a float and applied as a `timedelta`, which holds
+# microseconds: the answer gives it to the microsecond, as the clock applies it.
+OFFSET_DECIMALS = 6
+
+
 class ClockOut(BaseModel):
-    now: str = Field(examples=["2026-11-23T02:00:00Z"])
-    business_date: str
-    offset_seconds: float
+    now: str = Field(description="The tenant's current time: RFC 3339 in UTC, to the second",
+                     examples=["2026-11-23T02:00:00Z"])
+    business_date: str = Field(description="Today's business date (YYYY-MM-DD, Asia/Shanghai) "
+                                           "on the test clock", examples=["2026-11-23"])
+    offset_seconds: float = Field(
+        description="How far the test clock is ahead of real time, in seconds: a number with "
+                    "up to 6 decimals (microseconds), not always whole, since advancing `to` an "
+                    "instant moves the clock by exactly the time to it; 0 on real time",
+        examples=[83615.640763])
 
 
 class AdvanceIn(BaseModel):
@@ -94,7 +116,8 @@ def _clock_out(session: Session, tenant_id: str) -> ClockOut:
 
     now = clock_for(session, tenant_id).now()
     return ClockOut(now=to_rfc3339(now), business_date=business_date(now).isoformat(),
-                    offset_seconds=get_tenant(session, tenant_id).clock_offset_seconds)
+                    offset_seconds=round(float(get_tenant(session, tenant_id).clock_offset_seconds),
+                                         OFFSET_DECIMALS))
 
 
 @router.get("/clock", summary="The tenant's test clock", response_model=ClockOut)
@@ -152,3 +175,62 @@ def sandbox_reset(principal: Principal = Depends(sandbox_principal),
                   session: Session = Depends(get_session)) -> ResetOut:
     deleted, seeded = reset_sandbox(session, principal.tenant_id)
     return ResetOut(deleted_rows=deleted, seeded=seeded)
+
+
+def sandbox_egov_writer(principal: Principal = Depends(require_scope("egov:write"))) -> Principal:
+    return sandbox_principal(principal)
+
+
+class RegulatorClientIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1, max_length=120, examples=["审批人 张科长"],
+                             description="A name for this regulator user's client (default "
+                                         "`监管用户 N (regulator user)`)")
+
+
+class SandboxRegulatorOut(BaseModel):
+    regulator: RegulatorOut = Field(
+        description="The tenant's sandbox regulator: name its `partner_id` as "
+                    "`regulator_partner_id` when opening an escrow scheme. It is recognised for "
+                    "every kind of scheme, and for this sandbox tenant's schemes only")
+    created: bool = Field(description="Whether this call made the regulator (false: it existed, "
+                                      "and this call only issued a new client)")
+    client_id: str = Field(description="A new client of the regulator: one regulator user. "
+                                       "Approvals count per client, so call again for a second "
+                                       "user when a scheme needs two approvals")
+    client_secret: str
+    client_name: str
+    scopes: list[str] = Field(examples=[["egov:supervise"]])
+    token_endpoint: str
+    token_endpoint_auth_methods: list[str]
+
+
+@router.post("/regulators", summary="A sandbox regulator and a new regulator client",
+             description="Makes the tenant's own sandbox regulator on first use (later calls find "
+                         "it) and issues a new client of it each call, with `egov:supervise`: the "
+                         "regulator's side of supervised escrow (`/v1/egov/supervision/…`), which "
+                         "sign-up's credentials cannot play. Sandbox tenants only; a reset keeps the "
+                         "regulator and its clients. Payroll supervision is not offered: a payroll "
+                         "regulator's regions span every tenant of its environment.",
+             response_model=SandboxRegulatorOut, status_code=201,
+             dependencies=[Depends(idempotency())])
+def sandbox_regulator(request: Request, body: RegulatorClientIn | None = None,
+                      principal: Principal = Depends(sandbox_egov_writer),
+                      session: Session = Depends(get_session)) -> SandboxRegulatorOut:
+    made = issue_regulator_client(session, principal.tenant_id, actor=principal.client_id,
+                                  name=body.name if body is not None else None)
+    issuer = request.app.state.settings.issuer.rstrip("/")
+    client = made.issued.client
+    return SandboxRegulatorOut(
+        regulator=RegulatorOut.model_validate(regulator_view(made.recognition)),
+        created=made.created, client_id=client.id, client_secret=made.issued.secret or "",
+        client_name=client.name, scopes=client.scopes.split(),
+        token_endpoint=issuer + "/oauth/token", token_endpoint_auth_methods=["client_secret_basic"])
+
+
+def setup(app: Any) -> None:
+    """Register the worker's watch on the test clocks: due work runs on the worker's next tick
+    after a clock moves (`sandbox.clock_watch`)."""
+    from sandbox import clock_watch
+
+    clock_watch.register()

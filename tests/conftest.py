@@ -16,6 +16,15 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             f"quanlian redis: {REDIS_URL or 'not configured (in-memory)'}"]
 
 
+@pytest.fixture(autouse=True)
+def _strict_jobs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job's failure for one tenant is logged and the others are served (gateway.jobs); in
+    tests it is raised too, once the job has served the others, unless the test is about that
+    (`tolerant_jobs`)."""
+    if request.node.get_closest_marker("tolerant_jobs") is None:
+        monkeypatch.setenv("QUANLIAN_STRICT_JOBS", "1")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if REQUIRE_SERVICES and not REDIS_URL:
         raise pytest.UsageError("CI requires QUANLIAN_TEST_REDIS_URL")

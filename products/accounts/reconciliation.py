@@ -25,6 +25,12 @@ Lines
     `ctx` is a `StatementContext` (tenant, business date, window, clearing account). Sources
     should select with SQL Core (a day may hold 100,000 lines) and filter by tenant.
 
+    A line's money *moved* when its status is one of `MONEY_MOVED` (an order `succeeded`, a
+    payment order `paid`, a payout `paid`, an advance `repaid`); a failed, pending, expired or
+    cancelled one moved nothing. Each kind's total counts all its lines (`count`, `amount`) and,
+    apart, those whose money moved (`moved`); a comparison's totals are the same `moved` figures
+    for each kind compared, beside the partner's own (`compare`).
+
 The balance check
     `build_statement` reads the clearing account's balance from the ledger at the window's
     start (opening) and end (closing) and totals the lines. `Statement.ledger_agrees` is
@@ -60,6 +66,10 @@ How e-government plugs in (the whole integration)::
     csv_text = "".join(statement_csv(statement))  # or stream the generator
     records = parse_records(raw_bytes, content_type)  # a partner's upload (CSV or JSON)
     differences = diff_records(statement, records)   # -> Differences; .as_dict() for JSON
+    # or all of it at once, as the products' comparison routes do (publishes the event):
+    comparison = compare(session, tenant_id=t, actor=client_id, business_date=d, body=raw_bytes,
+                         content_type=content_type, statement=lambda: statement, id_prefix="egrec",
+                         now=now)                 # -> Comparison; .as_dict() is a ComparisonOut
 
 `build_statement` raises `StatementNotReady` (a 409 problem) when the window has not closed
 on the tenant's clock; `parse_records` raises `InvalidRecords` (422) with field errors.
@@ -75,14 +85,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from gateway.clock import SHANGHAI, to_rfc3339
 from gateway.errors import Conflict, ValidationFailed
+from gateway.events import publish
+from gateway.ids import new_id
 from gateway.money import Money, MoneyError, format_fen, parse_fen
 
 __all__ = [
     "BalanceReader",
+    "Comparison",
+    "ComparisonOut",
     "Differences",
     "InvalidRecords",
     "LineSource",
@@ -93,10 +108,12 @@ __all__ = [
     "UploadedRecord",
     "accounting_date",
     "build_statement",
+    "compare",
     "day_window",
     "diff_records",
     "parse_cutoff",
     "parse_records",
+    "records_request_doc",
     "statement_csv",
     "statement_json",
     "window_end",
@@ -104,6 +121,8 @@ __all__ = [
 
 MIDNIGHT = time(0, 0)
 MAX_UPLOADED_RECORDS = 200_000
+# The statuses that say a line's (or an uploaded record's) money moved; see "Lines" above.
+MONEY_MOVED = frozenset({"succeeded", "paid", "repaid"})
 
 
 class StatementNotReady(Conflict):
@@ -187,6 +206,8 @@ class KindTotal:
     count: int = 0
     amount_fen: int = 0
     clearing_effect_fen: int = 0
+    moved_count: int = 0  # the lines whose money moved (status in MONEY_MOVED) ...
+    moved_fen: int = 0  # ... and their amounts
 
 
 @dataclass
@@ -263,6 +284,9 @@ def build_statement(session: Session, *, tenant_id: str, business_date: date,
         total.count += 1
         total.amount_fen += line.amount_fen
         total.clearing_effect_fen += line.clearing_effect_fen
+        if line.status in MONEY_MOVED:
+            total.moved_count += 1
+            total.moved_fen += line.amount_fen
     reader = balance_reader or _default_balance_reader
     opening = sum(reader(session, tenant_id, account, start) for account in accounts)
     closing = sum(reader(session, tenant_id, account, end) for account in accounts)
@@ -302,7 +326,8 @@ def statement_json(statement: Statement) -> dict[str, Any]:
         "ledger_agrees": statement.ledger_agrees,
         "difference": _money(statement.difference_fen),
         "totals": {kind: {"count": t.count, "amount": _money(t.amount_fen),
-                          "clearing_effect": _money(t.clearing_effect_fen)}
+                          "clearing_effect": _money(t.clearing_effect_fen),
+                          "moved": {"count": t.moved_count, "amount": _money(t.moved_fen)}}
                    for kind, t in statement.totals.items()},
         "summary": statement.summary,
         "line_count": len(statement.lines),
@@ -458,6 +483,8 @@ def parse_records(body: bytes, content_type: str | None) -> list[UploadedRecord]
             document = json.loads(text)
         except ValueError:
             raise InvalidRecords("The body is not valid JSON.") from None
+        except RecursionError:  # nested deeper than the parser's stack: no records either
+            raise InvalidRecords("The body's JSON is nested too deeply.") from None
         items = document.get("records") if isinstance(document, dict) else None
         if not isinstance(items, list):
             raise InvalidRecords('The JSON body must be {"records": [...]}.')
@@ -492,16 +519,30 @@ def parse_records(body: bytes, content_type: str | None) -> list[UploadedRecord]
 
 
 @dataclass
+class SideTotals:
+    """The money that moved on one side of a comparison, for one kind."""
+
+    bank_count: int = 0
+    bank_fen: int = 0
+    platform_count: int = 0
+    platform_fen: int = 0
+
+
+@dataclass
 class Differences:
-    """What the bank's statement and the partner's records disagree on."""
+    """What the bank's statement and the partner's records disagree on.
+
+    `totals`: per kind compared, the money that moved by the statement (its lines of the kind
+    whose status is in MONEY_MOVED: the statement's own `moved` total of that kind) and by the
+    partner's records (those of the kind with such a status). Orders, refunds and payouts are
+    never added up together, and nothing that failed or is still pending counts."""
 
     matched: int = 0
     missing_at_platform: list[dict[str, Any]] = field(default_factory=list)
     missing_at_bank: list[dict[str, Any]] = field(default_factory=list)
     amount_mismatches: list[dict[str, Any]] = field(default_factory=list)
     status_mismatches: list[dict[str, Any]] = field(default_factory=list)
-    bank_total_fen: int = 0
-    platform_total_fen: int = 0
+    totals: dict[str, SideTotals] = field(default_factory=dict)
 
     @property
     def agrees(self) -> bool:
@@ -516,8 +557,10 @@ class Differences:
             "missing_at_bank": self.missing_at_bank,
             "amount_mismatches": self.amount_mismatches,
             "status_mismatches": self.status_mismatches,
-            "bank_total": Money.of(self.bank_total_fen).model_dump(),
-            "platform_total": Money.of(self.platform_total_fen).model_dump(),
+            "totals": {kind: {
+                "bank": {"count": t.bank_count, "amount": _money(t.bank_fen)},
+                "platform": {"count": t.platform_count, "amount": _money(t.platform_fen)}}
+                for kind, t in sorted(self.totals.items())},
         }
 
 
@@ -539,7 +582,8 @@ def diff_records(statement: Statement, records: Sequence[UploadedRecord],
     A record matches a line of the same kind by `reference`, or by `id` when it gives no
     reference. `kinds` limits the comparison to those line kinds; by default it is the kinds
     that occur in the upload (a partner that keeps only its orders is not told it lacks the
-    settlement lines), or every kind when the upload is empty. Totals are of compared amounts.
+    settlement lines), or every kind when the upload is empty. Totals are per kind compared, of
+    the money that moved on each side (see `Differences`).
     """
     wanted: set[str] | None
     if kinds is not None:
@@ -555,11 +599,16 @@ def diff_records(statement: Statement, records: Sequence[UploadedRecord],
             by_reference[(line.kind, line.reference)] = line
         by_id[(line.kind, line.id)] = line
     out = Differences()
+    if wanted is not None:
+        out.totals = {kind: SideTotals() for kind in wanted}
     used: set[tuple[str, str]] = set()
     for record in records:
         if wanted is not None and record.kind not in wanted:
             continue
-        out.platform_total_fen += record.amount_fen
+        if record.status in MONEY_MOVED:
+            total = out.totals.setdefault(record.kind, SideTotals())
+            total.platform_count += 1
+            total.platform_fen += record.amount_fen
         if record.reference:
             line = by_reference.get((record.kind, record.reference))
             if line is None and record.id:
@@ -589,8 +638,100 @@ def diff_records(statement: Statement, records: Sequence[UploadedRecord],
     for line in statement.lines:
         if wanted is not None and line.kind not in wanted:
             continue
-        out.bank_total_fen += line.amount_fen
+        total = out.totals.setdefault(line.kind, SideTotals())
+        if line.status in MONEY_MOVED:
+            total.bank_count += 1
+            total.bank_fen += line.amount_fen
         if (line.kind, line.id) not in used:
             out.missing_at_platform.append(_line_ref(line))
     return out
 
+
+# --- a comparison, as both products answer and record it ------------------------------------
+
+class CountedMoney(BaseModel):
+    count: int
+    amount: Money
+
+
+class ComparisonTotal(BaseModel):
+    bank: CountedMoney = Field(description="The statement's lines of the kind whose money "
+                                           "moved: its `totals[kind].moved`")
+    platform: CountedMoney = Field(description="Your records of the kind whose money moved")
+
+
+class ComparisonOut(BaseModel):
+    """The answer to an upload of a partner's records of a day, in every product."""
+
+    id: str
+    business_date: date
+    record_count: int
+    agrees: bool
+    matched: int
+    missing_at_platform: list[dict[str, Any]] = Field(
+        description="On the bank's statement, not in your records")
+    missing_at_bank: list[dict[str, Any]] = Field(
+        description="In your records, not on the bank's statement")
+    amount_mismatches: list[dict[str, Any]]
+    status_mismatches: list[dict[str, Any]]
+    totals: dict[str, ComparisonTotal] = Field(
+        description="Per kind compared, the money that moved (status succeeded, paid or "
+                    "repaid) by the statement and by your records: orders, refunds and "
+                    "payouts are never added together, failed or pending ones never count")
+    created_at: str
+
+
+@dataclass
+class Comparison:
+    """A partner's records of a day compared with the statement (`compare`)."""
+
+    id: str
+    business_date: date
+    record_count: int
+    differences: Differences
+    created_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        """The `ComparisonOut` of it, as JSON-ready values."""
+        return {"id": self.id, "business_date": self.business_date.isoformat(),
+                "record_count": self.record_count, **self.differences.as_dict(),
+                "created_at": to_rfc3339(self.created_at)}
+
+
+def compare(session: Session, *, tenant_id: str, actor: str, business_date: date, body: bytes,
+            content_type: str | None, statement: Callable[[], Statement], id_prefix: str,
+            now: datetime) -> Comparison:
+    """Compare a partner's upload (`parse_records`: CSV `kind,reference,id,amount,status`, `id`
+    optional, or JSON) with the statement of `business_date` (`statement()`, built after the
+    upload is read, so a bad upload is refused first) and publish `reconciliation.compared`.
+
+    The one comparison of every product: collection keeps the result as a row as well."""
+    records = parse_records(body, content_type)
+    differences = diff_records(statement(), records)
+    comparison = Comparison(id=new_id(id_prefix), business_date=business_date,
+                            record_count=len(records), differences=differences, created_at=now)
+    publish(session, tenant_id=tenant_id, type="reconciliation.compared",
+            resource_type="reconciliation_comparison", resource_id=comparison.id,
+            data={"id": comparison.id, "business_date": business_date.isoformat(),
+                  "record_count": len(records), "agrees": differences.agrees,
+                  "matched": differences.matched,
+                  "missing_at_platform": len(differences.missing_at_platform),
+                  "missing_at_bank": len(differences.missing_at_bank),
+                  "amount_mismatches": len(differences.amount_mismatches),
+                  "status_mismatches": len(differences.status_mismatches)},
+            actor=actor, at=now)
+    return comparison
+
+
+def records_request_doc(kind: str, reference: str, status: str) -> dict[str, Any]:
+    """The OpenAPI `requestBody` of a comparison upload (`openapi_extra`), with an example
+    record of `kind`."""
+    return {"requestBody": {"required": True, "content": {
+        "text/csv": {"schema": {"type": "string"},
+                     "example": f"kind,reference,id,amount,status\n"
+                                f"{kind},{reference},,12.50,{status}\n"},
+        "application/json": {"schema": {"type": "object", "properties": {"records": {
+            "type": "array", "items": {"type": "object", "properties": {
+                "kind": {"type": "string"}, "reference": {"type": "string"},
+                "id": {"type": "string"}, "amount": {"type": "string"},
+                "status": {"type": "string"}}}}}}}}}}

@@ -25,6 +25,10 @@ class VirtualAccountNotFound(NotFound):
     code, title = "virtual_account_not_found", "No such virtual account"
 
 
+class IncomingTransferNotFound(NotFound):
+    code, title = "incoming_transfer_not_found", "No such incoming transfer"
+
+
 class SettlementNotFound(NotFound):
     code, title = "settlement_not_found", "No such settlement"
 

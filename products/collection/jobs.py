@@ -10,10 +10,10 @@
 
 Each finds its tenants with one query (in tenant id order), then works tenant by tenant in
 short transactions, reading each tenant's now from `gateway.tenancy.clock_for`. Each tenant
-runs on its own (`_for_each_tenant`): a tenant whose run fails is logged (with its id) and
-retried on the next run, and the tenants after it are served all the same. All are safe to run
-in several processes at once (row locks, unique journal references, one settlement run per
-date).
+runs on its own (`gateway.jobs.for_each_tenant`, shared by every product's jobs): a tenant
+whose run fails is logged (with its id) and retried on the next run, and the tenants after it
+are served all the same. All are safe to run in several processes at once (row locks, unique
+journal references, one settlement run per date).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from gateway.db import Database
-from gateway.jobs import register_job
+from gateway.jobs import for_each_tenant, register_job
 from products.collection import canteen, park, service, settlement
 from products.collection.models import Bill, CollectionSettings, Mandate, Order, SubsidyGrant
 from products.collection.states import BILL_UNPAID
@@ -37,25 +37,6 @@ ACTOR = "system:collection"
 log = logging.getLogger("quanlian.collection")
 
 
-def _tenants(database: Database, query: Select[Any]) -> list[str]:
-    with database.transaction() as session:
-        return sorted(set(session.scalars(query.distinct())))
-
-
-def _for_each_tenant(database: Database, query: Select[Any], run: Callable[[str], int],
-                     job: str) -> int:
-    """`run` each tenant the query finds, in tenant id order; a tenant whose run fails (its
-    transaction rolls back) is logged and left to the next run, never holding back the tenants
-    after it."""
-    done = 0
-    for tenant_id in _tenants(database, query):
-        try:
-            done += run(tenant_id)
-        except Exception:
-            log.exception("%s of tenant %s failed; the other tenants go on", job, tenant_id)
-    return done
-
-
 def _each(database: Database, query: Select[Any],
           work: Callable[[Session, str, datetime], int], job: str) -> int:
     """`work` in one transaction per tenant, on the tenant's own clock."""
@@ -63,7 +44,7 @@ def _each(database: Database, query: Select[Any],
         with database.transaction() as session:
             return work(session, tenant_id, service.now_for(session, tenant_id))
 
-    return _for_each_tenant(database, query, run, job)
+    return for_each_tenant(database, query, run, job, logger=log)
 
 
 def expire_orders(database: Database) -> int:
@@ -87,9 +68,9 @@ def settle_tenant(database: Database, tenant_id: str) -> int:
 
 def settle(database: Database) -> int:
     """Settle every tenant's due business dates, tenant by tenant in tenant id order."""
-    return _for_each_tenant(database, select(CollectionSettings.tenant_id),
-                            lambda tenant_id: settle_tenant(database, tenant_id),
-                            "collection settlement")
+    return for_each_tenant(database, select(CollectionSettings.tenant_id),
+                           lambda tenant_id: settle_tenant(database, tenant_id),
+                           "collection settlement", logger=log)
 
 
 def expire_subsidies(database: Database) -> int:

@@ -155,6 +155,26 @@ class IncomingTransfer(Base):
     received_at: Mapped[datetime]
 
 
+class IncomingApplication(Base):
+    """What part of one incoming transfer's money paid one order or bill payment.
+
+    A virtual account's credit is spent first in, first applied, so one payment may draw on
+    several transfers and one transfer pay several orders and bills; a transfer's rows add up
+    to its `applied_fen`. Written by the matcher under the virtual account's row lock."""
+
+    __tablename__ = "collection_incoming_applications"
+
+    incoming_transfer_id: Mapped[str] = mapped_column(
+        ForeignKey("collection_incoming_transfers.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(primary_key=True)  # the order applied, in the transfer
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # order | bill
+    target_id: Mapped[str] = mapped_column(String(40))  # the order's id, or the bill's
+    order_id: Mapped[str] = mapped_column(ForeignKey("collection_orders.id"), index=True)
+    amount_fen: Mapped[int]
+    applied_at: Mapped[datetime]
+
+
 class Order(Base):
     __tablename__ = "collection_orders"
     __table_args__ = (

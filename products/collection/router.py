@@ -24,7 +24,7 @@ from gateway.idempotency import idempotency
 from gateway.money import Money
 from gateway.routing import Router
 from gateway.tenancy import Principal
-from products.accounts.reconciliation import statement_csv, statement_json
+from products.accounts.reconciliation import records_request_doc, statement_csv, statement_json
 from products.collection import (
     canteen,
     jobs,
@@ -224,8 +224,18 @@ def list_incoming_transfers(virtual_account_id: Id, principal: Read, session: Db
         IncomingTransfer.tenant_id == principal.tenant_id,
         IncomingTransfer.virtual_account_id == account.id), IncomingTransfer.id, limit=limit,
         cursor=cursor)
-    return schemas.IncomingTransferPage(data=[views.incoming_out(r) for r in rows],
+    return schemas.IncomingTransferPage(data=virtual.incoming_views(session, rows),
                                         next_cursor=nxt)
+
+
+@router.get("/virtual-accounts/{virtual_account_id}/incoming-transfers/{incoming_transfer_id}",
+            summary="One transfer received by a virtual account, and what it paid",
+            response_model=schemas.IncomingTransferOut, responses=error_responses(404))
+def get_incoming_transfer(virtual_account_id: Id, incoming_transfer_id: Id, principal: Read,
+                          session: Db) -> schemas.IncomingTransferOut:
+    row = virtual.get_incoming_transfer(session, principal.tenant_id, virtual_account_id,
+                                        incoming_transfer_id)
+    return virtual.incoming_views(session, [row])[0]
 
 
 @router.post("/virtual-accounts/{virtual_account_id}/simulate-incoming",
@@ -359,32 +369,22 @@ def get_reconciliation_statement(business_date: date, request: Request, principa
     return JSONResponse(statement_json(statement))
 
 
-_RECORDS_DOC: dict[str, Any] = {"requestBody": {"required": True, "content": {
-    "text/csv": {"schema": {"type": "string"},
-                 "example": "kind,reference,amount,status\norder,ORD-1,12.50,succeeded\n"},
-    "application/json": {"schema": {"type": "object", "properties": {"records": {
-        "type": "array", "items": {"type": "object", "properties": {
-            "kind": {"type": "string"}, "reference": {"type": "string"},
-            "id": {"type": "string"}, "amount": {"type": "string"},
-            "status": {"type": "string"}}}}}}}}}}
-
-
 @router.post("/reconciliation/{business_date}/comparisons",
              summary="Compare your own records of a day with the statement", status_code=201,
              response_model=schemas.ComparisonOut, dependencies=OPTIONAL_KEY,
-             openapi_extra=_RECORDS_DOC, responses=error_responses(409, 413, 415))
+             openapi_extra=records_request_doc("order", "ORD-20261102-000123", "succeeded"),
+             responses=error_responses(409, 413, 415))
 async def compare_reconciliation(business_date: date, request: Request, principal: Write,
                                  session: Db) -> schemas.ComparisonOut:
-    """Upload your records (CSV `kind,reference,amount,status`, or JSON `{"records": [...]}`)
-    and get back what differs: records missing on either side, amount and status mismatches."""
+    """Upload your records (CSV `kind,reference,id,amount,status`, `id` optional, or JSON
+    `{"records": [...]}`) and get back what differs: records missing on either side, amount
+    and status mismatches, and per kind the money that moved by the statement and by you."""
     body = await request.body()
     call = functools.partial(statements.compare, session, principal.tenant_id,
                              principal.client_id, business_date, body,
                              request.headers.get("content-type"))
-    row = await anyio.to_thread.run_sync(call)
-    return schemas.ComparisonOut(id=row.id, business_date=row.business_date,
-                                 record_count=row.record_count, created_at=to_rfc3339(
-                                     row.created_at), **row.differences)
+    comparison = await anyio.to_thread.run_sync(call)
+    return schemas.ComparisonOut.model_validate(comparison.as_dict())
 
 
 # --- canteen --------------------------------------------------------------------------------------

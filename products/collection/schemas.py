@@ -16,14 +16,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from gateway.errors import ValidationFailed
 from gateway.identifiers import USCC
 from gateway.money import Money, MoneyIn, MoneyInNonNegative
-from products.accounts.reconciliation import parse_cutoff
+from products.accounts import reconciliation
+from products.accounts.reconciliation import CountedMoney, parse_cutoff
 from products.collection.rules import parse_rate
 
+# No examples on these two: each field gives its own (an order number is not a refund's or a
+# bill's, and an `acct_…` id of the account it means), else Optional fields show two.
 Reference = Annotated[str, Field(min_length=1, max_length=64,
-                                 pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/\-]*$",
-                                 examples=["ORD-20261102-000123"])]
-AccountId = Annotated[str, Field(min_length=1, max_length=60, description="A ledger account id",
-                                 examples=["acc_01JD0Z8Q0000000000000000"])]
+                                 pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/\-]*$")]
+AccountId = Annotated[str, Field(min_length=1, max_length=60, description="A ledger account id")]
 ResourceId = Annotated[str, Field(min_length=1, max_length=40)]
 Text140 = Annotated[str, Field(max_length=140)]
 Month = Annotated[str, Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", examples=["2026-11"])]
@@ -92,7 +93,7 @@ class SettingsOut(_Out):
 
 class SettingsUpdate(_In):
     cutoff: Cutoff | None = Field(None, description="Only before the first order")
-    fee_account_id: AccountId | None = None
+    fee_account_id: AccountId | None = Field(None, examples=["acct_01JD0Z3K7M9P2R4T6V8X0Y1Z3A"])
     order_ttl_seconds: int | None = Field(None, ge=60, le=7 * 86400,
                                           description="Default life of a virtual-account order")
 
@@ -136,12 +137,13 @@ class FeeRuleOut(_Out):
 class SubMerchantCreate(_In):
     name: str = Field(min_length=1, max_length=200, examples=["苏州恒达餐饮管理有限公司"])
     uscc: USCC
-    settlement_account_id: AccountId
+    settlement_account_id: AccountId = Field(examples=["acct_01JD0Z5F8H2J4K6M8N0P2Q4R6S"])
     fee_rule: FeeRuleIn = Field(default_factory=lambda: FeeRuleIn(type="none"))
 
 
 class SubMerchantUpdate(_In):
-    settlement_account_id: AccountId | None = None
+    settlement_account_id: AccountId | None = Field(
+        None, examples=["acct_01JD0Z5F8H2J4K6M8N0P2Q4R6S"])
     fee_rule: FeeRuleIn | None = Field(None, description="Applies to orders from now on")
     status: Literal["active", "suspended"] | None = None
 
@@ -164,9 +166,10 @@ class SubMerchantPage(Page):
 # --- mandates ---------------------------------------------------------------------------------
 
 class MandateCreate(_In):
-    reference: Reference = Field(description="The platform's agreement number")
+    reference: Reference = Field(description="The platform's agreement number",
+                                 examples=["MDT-2026-004512"])
     payer_name: str = Field(min_length=1, max_length=100, examples=["张伟"])
-    payer_account_id: AccountId
+    payer_account_id: AccountId = Field(examples=["acct_01JD0Z9B3C5D7E9F1G3H5J7K9M"])
     per_debit_limit: MoneyIn
     monthly_limit: MoneyIn
     expires_on: date = Field(description="Last business date a debit may be made")
@@ -239,10 +242,12 @@ class IncomingTransferSimulate(_In):
 
 
 class Application(_Out):
+    """Part of a transfer's money paying an order, or a bill (through an order of its own)."""
+
     kind: Literal["order", "bill"]
-    id: str
-    order_id: str
-    amount: Money
+    id: str = Field(description="The order's id, or the bill's")
+    order_id: str = Field(description="The order the money paid (a bill payment's own order)")
+    amount: Money = Field(description="What this transfer's money paid of it")
 
 
 class IncomingTransferOut(_Out):
@@ -255,7 +260,11 @@ class IncomingTransferOut(_Out):
     remitter_account: str
     memo: str
     received_at: str
-    applications: list[Application] = Field(default_factory=list)
+    applications: list[Application] = Field(
+        default_factory=list,
+        description="What this transfer's money paid, in the order paid: credit is spent first "
+                    "in, first applied, so a payment may draw on several transfers; the amounts "
+                    "add up to `applied`")
 
 
 class IncomingTransferPage(Page):
@@ -281,7 +290,7 @@ class VirtualAccountPayer(_In):
 
 
 class OrderCreate(_In):
-    merchant_order_no: Reference
+    merchant_order_no: Reference = Field(examples=["ORD-20261102-000123"])
     amount: MoneyIn
     payer: MandatePayer | VirtualAccountPayer = Field(discriminator="method")
     splits: list[SplitIn] = Field(min_length=1, max_length=20)
@@ -334,7 +343,8 @@ class RefundSplitIn(_In):
 
 class RefundCreate(_In):
     amount: MoneyIn
-    refund_reference: Reference | None = Field(None, description="Your refund number")
+    refund_reference: Reference | None = Field(None, description="Your refund number",
+                                               examples=["RFD-20261103-000017"])
     reason: Text140 = ""
     splits: list[RefundSplitIn] | None = Field(
         None, max_length=21,
@@ -408,6 +418,8 @@ class StatementTotal(_Out):
     count: int
     amount: Money
     clearing_effect: Money
+    moved: CountedMoney = Field(description="The lines whose money moved (succeeded, paid, "
+                                            "repaid): what a comparison's `totals` show")
 
 
 class StatementLineOut(_Out):
@@ -441,21 +453,8 @@ class StatementOut(_Out):
     generated_at: str
 
 
-class ComparisonOut(_Out):
-    id: str
-    business_date: date
-    record_count: int
-    agrees: bool
-    matched: int
-    missing_at_platform: list[dict[str, Any]] = Field(
-        description="On the bank's statement, not in your records")
-    missing_at_bank: list[dict[str, Any]] = Field(
-        description="In your records, not on the bank's statement")
-    amount_mismatches: list[dict[str, Any]]
-    status_mismatches: list[dict[str, Any]]
-    bank_total: Money
-    platform_total: Money
-    created_at: str
+# The answer of a comparison is the same in every product (products.accounts.reconciliation).
+ComparisonOut = reconciliation.ComparisonOut
 
 
 # --- canteen -------------------------------------------------------------------------------------
@@ -463,7 +462,8 @@ class ComparisonOut(_Out):
 class EmployerCreate(_In):
     name: str = Field(min_length=1, max_length=200)
     uscc: USCC
-    funding_account_id: AccountId = Field(description="Pays the grants; gets expired subsidies")
+    funding_account_id: AccountId = Field(description="Pays the grants; gets expired subsidies",
+                                          examples=["acct_01JD0ZB4N6P8Q0R2S4T6V8W0X2"])
 
 
 class EmployerOut(_Out):
@@ -483,7 +483,8 @@ class DinerCreate(_In):
     employee_no: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
     name: str = Field(min_length=1, max_length=100)
     phone: str | None = Field(None, pattern=r"^1[3-9][0-9]{9}$")
-    funding_account_id: AccountId | None = Field(None, description="Tops up the personal wallet")
+    funding_account_id: AccountId | None = Field(None, description="Tops up the personal wallet",
+                                                 examples=["acct_01JD0ZC7Q9R1S3T5V7W9X1Y3Z5"])
 
 
 class DinerOut(_Out):
@@ -526,7 +527,8 @@ def _grant_month_in_range(month: str) -> str:
 
 
 class GrantCreate(_In):
-    reference: Reference
+    reference: Reference = Field(description="Your number for this month's funding",
+                                 examples=["SUB-202611-HR01"])
     month: Annotated[Month, AfterValidator(_grant_month_in_range)] = Field(
         description="The month the subsidy can be spent in (at most 9999-11); it expires after")
     items: list[GrantItem] = Field(min_length=1, max_length=5000)
@@ -558,7 +560,7 @@ class TopUpOut(_Out):
 
 
 class MealCreate(_In):
-    merchant_order_no: Reference
+    merchant_order_no: Reference = Field(examples=["MEAL-20261102-0815-0042"])
     diner_id: ResourceId
     sub_merchant_id: ResourceId = Field(description="The canteen operator paid for the meal")
     amount: MoneyIn
@@ -665,7 +667,8 @@ class ParkTenantPage(Page):
 
 
 class BillCreate(_In):
-    reference: Reference
+    reference: Reference = Field(description="Your bill number, named in transfer memos",
+                                 examples=["RENT-B2-1203-202611"])
     park_tenant_id: ResourceId
     item: Literal["rent", "property_fee", "electricity", "water"]
     period: str = Field(min_length=1, max_length=20, examples=["2026-11"])

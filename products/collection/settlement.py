@@ -1,7 +1,7 @@
 """Daily settlement (日终结算): pay each payee its net share of a business date.
 
-For a tenant and a business date D (its window closed, plus a grace minute for transactions
-still committing), per payee:
+For a tenant and a business date D (its window closed at the cut-off on the tenant's clock),
+per payee:
 
     sub-merchant: gross = its shares of orders that succeeded on D
                   fees  = the platform's commission on them, minus commission given back
@@ -29,7 +29,10 @@ queries.
 Orders and refunds take their date under a share lock of the settings row, with the tenant's
 clock read then, and never a settled date (`service.hold_business_date`); `settle_due` locks
 the row FOR UPDATE before it reads a day's totals and moves `settled_through`, so it waits for
-the events in flight and they for it: each is counted by exactly one settlement.
+the events in flight and they for it: each is counted by exactly one settlement. So a day is
+settled the moment its cut-off passes: no grace period is needed for transactions still
+committing (there was a minute's, from before that lock; in the sandbox it held a settlement
+back for up to a minute of real time after the test clock was moved past the cut-off).
 
 Dates without any order or refund are skipped (nothing to pay; carried balances wait for the
 payee's next active day). Each (tenant, date) runs once: the settings row is locked while it
@@ -61,13 +64,11 @@ from products.collection.models import (
 )
 from products.collection.service import PLATFORM, business_date_of, lock_settings
 
-# Transactions that took their business date just before the cut-off finish within this.
-GRACE = timedelta(seconds=60)
-
 
 def last_closed_date(settings: CollectionSettings, now: datetime) -> date:
-    """The latest business date whose window (plus the grace) has passed at `now`."""
-    return business_date_of(settings, now - GRACE) - timedelta(days=1)
+    """The latest business date whose window has closed at `now` (see the module docstring:
+    money still in flight for it holds the settings row, which settlement waits for)."""
+    return business_date_of(settings, now) - timedelta(days=1)
 
 
 def _next_activity(session: Session, tenant_id: str, after: date | None, until: date) -> date | None:

@@ -11,8 +11,9 @@ Lines of business date D (the window `[start, end)` of D at the tenant's cut-off
 | `advance_repayment` | advances repaid by settlements run in D | `repaid` | - amount |
 
 Orders are matched with uploaded records by `merchant_order_no`, refunds by
-`refund_reference`, settlements and advance repayments by the settlement's id. The summary lists the settlement of D itself
-(run after D closed, so its payouts are lines of D + 1's statement).
+`refund_reference`, settlements and advance repayments by the settlement's id (a record may
+give the `id` column instead of, or besides, the reference). The summary lists the settlement
+of D itself (run after D closed, so its payouts are lines of D + 1's statement).
 """
 
 from __future__ import annotations
@@ -24,16 +25,14 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from gateway.events import publish
-from gateway.ids import new_id
 from gateway.money import Money
+from products.accounts import reconciliation
 from products.accounts.reconciliation import (
+    Comparison,
     Statement,
     StatementContext,
     StatementLine,
     build_statement,
-    diff_records,
-    parse_records,
 )
 from products.collection import ledger, service
 from products.collection.models import (
@@ -144,25 +143,17 @@ def statement_for(session: Session, tenant_id: str, day: date) -> Statement:
 
 
 def compare(session: Session, tenant_id: str, actor: str, day: date, body: bytes,
-            content_type: str | None) -> ReconciliationComparison:
-    """Compare the partner's own records of `day` with the statement; keep and return the result."""
-    records = parse_records(body, content_type)
-    statement = statement_for(session, tenant_id, day)
-    differences = diff_records(statement, records)
-    now = service.now_for(session, tenant_id)
-    row = ReconciliationComparison(id=new_id("crec"), tenant_id=tenant_id, business_date=day,
-                                   record_count=len(records), agrees=differences.agrees,
-                                   differences=differences.as_dict(), created_by=actor,
-                                   created_at=now)
-    session.add(row)
+            content_type: str | None) -> Comparison:
+    """Compare the partner's own records of `day` with the statement (the comparison every
+    product makes, `products.accounts.reconciliation.compare`); keep and return the result."""
+    comparison = reconciliation.compare(
+        session, tenant_id=tenant_id, actor=actor, business_date=day, body=body,
+        content_type=content_type, statement=lambda: statement_for(session, tenant_id, day),
+        id_prefix="crec", now=service.now_for(session, tenant_id))
+    session.add(ReconciliationComparison(
+        id=comparison.id, tenant_id=tenant_id, business_date=day,
+        record_count=comparison.record_count, agrees=comparison.differences.agrees,
+        differences=comparison.differences.as_dict(), created_by=actor,
+        created_at=comparison.created_at))
     session.flush()
-    publish(session, tenant_id=tenant_id, type="reconciliation.compared",
-            resource_type="reconciliation_comparison", resource_id=row.id,
-            data={"id": row.id, "business_date": day.isoformat(), "record_count": len(records),
-                  "agrees": differences.agrees, "matched": differences.matched,
-                  "missing_at_platform": len(differences.missing_at_platform),
-                  "missing_at_bank": len(differences.missing_at_bank),
-                  "amount_mismatches": len(differences.amount_mismatches),
-                  "status_mismatches": len(differences.status_mismatches)},
-            actor=actor, at=now)
-    return row
+    return comparison

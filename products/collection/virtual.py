@@ -16,9 +16,10 @@ What is left stays as credit and pays the next order or bill created for the acc
 matcher runs when money arrives, when an order is created on the account and when a bill is
 created for its tenant, always under the virtual account's row lock.
 
-Each incoming transfer records how much of *its* money was applied: credit is spent first in,
-first applied (`_record_applied`), so an older transfer's row changes when its credit pays an
-order or bill later.
+Each incoming transfer records how much of *its* money was applied, and to what: credit is
+spent first in, first applied (`_record_applied`), so an older transfer's row changes when its
+credit pays an order or bill later, and a payment may draw on several transfers. A transfer's
+`applications` (one `IncomingApplication` row each) add up to its `applied`.
 
 Incoming transfers: in production the core-banking adapter calls `receive_transfer` when an
 interbank credit for a virtual account number arrives. In the sandbox, the partner simulates
@@ -31,19 +32,24 @@ from __future__ import annotations
 import string
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway.errors import Conflict
 from gateway.events import publish
 from gateway.ids import new_id
-from gateway.money import Money
+from gateway.money import Money, parse_fen
 from gateway.pii import mask_account_number, mask_name
 from gateway.tenancy import is_sandbox
 from products.collection import ledger, repository, schemas, service, views
-from products.collection.errors import SandboxOnly, VirtualAccountNotFound
+from products.collection.errors import (
+    IncomingTransferNotFound,
+    SandboxOnly,
+    VirtualAccountNotFound,
+)
 from products.collection.models import (
     CollectionSettings,
+    IncomingApplication,
     IncomingTransfer,
     Order,
     VirtualAccount,
@@ -104,7 +110,9 @@ def receive_transfer(session: Session, tenant_id: str, actor: str, virtual_accou
                      amount_fen: int, remitter_name: str, remitter_account: str, memo: str,
                      transfer_id: str | None = None
                      ) -> tuple[IncomingTransfer, list[schemas.Application]]:
-    """Money from another bank arrived at a virtual account: book it, then match it."""
+    """Money from another bank arrived at a virtual account: book it, then match it.
+
+    Returns the transfer and what its own money paid (its `applications`)."""
     settings = service.ensure_settings(session, tenant_id)
     account = repository.get(session, VirtualAccount, tenant_id, virtual_account_id,
                              VirtualAccountNotFound, lock=True)
@@ -123,7 +131,8 @@ def receive_transfer(session: Session, tenant_id: str, actor: str, virtual_accou
                             memo=f"来账 {memo}".strip(), at=now)
     account.unapplied_fen += amount_fen
     session.flush()
-    applications = apply_credit(session, settings, account, now, actor, memo=memo)
+    apply_credit(session, settings, account, now, actor, memo=memo)
+    applications = applications_of(session, [incoming.id]).get(incoming.id, [])
     publish(session, tenant_id=tenant_id, type="virtual_account.funds_received",
             resource_type="virtual_account", resource_id=account.id,
             data=views.data(views.incoming_out(incoming, applications)), actor=actor, at=now)
@@ -174,26 +183,62 @@ def memo_rank(memo: str | None, *keys: str | None) -> tuple[bool, int]:
     return text in named, max(len(key) for key in named)
 
 
-def _record_applied(session: Session, account: VirtualAccount, applied_fen: int) -> None:
-    """Book `applied_fen` of the account's credit against its incoming transfers, first in,
-    first applied, so that each transfer says how much of its own money paid orders or bills.
+def _record_applied(session: Session, account: VirtualAccount,
+                    applications: list[schemas.Application], now: datetime) -> None:
+    """Book the money of `applications` (in the order they were paid) against the account's
+    incoming transfers, first in, first applied, so that each transfer says how much of its own
+    money paid orders or bills, and which (an `IncomingApplication` row per part).
 
     The caller holds the virtual account's row lock (no other matcher moves these rows)."""
-    if applied_fen <= 0:
+    if not applications:
         return
-    open_transfers = session.scalars(select(IncomingTransfer).where(
+    open_transfers = list(session.scalars(select(IncomingTransfer).where(
         IncomingTransfer.tenant_id == account.tenant_id,
         IncomingTransfer.virtual_account_id == account.id,
         IncomingTransfer.applied_fen < IncomingTransfer.amount_fen)
-        .order_by(IncomingTransfer.received_at, IncomingTransfer.id))
-    for incoming in open_transfers:
-        if applied_fen <= 0:
-            break
-        used = min(applied_fen, incoming.amount_fen - incoming.applied_fen)
-        incoming.applied_fen += used
-        incoming.status = ("applied" if incoming.applied_fen == incoming.amount_fen
-                           else "partially_applied")
-        applied_fen -= used
+        .order_by(IncomingTransfer.received_at, IncomingTransfer.id)))
+    if not open_transfers:
+        return
+    # Where each open transfer's next application row goes (a partly applied one has some).
+    seqs: dict[str, int] = {transfer_id: int(n) for transfer_id, n in session.execute(
+        select(IncomingApplication.incoming_transfer_id, func.count())
+        .where(IncomingApplication.incoming_transfer_id.in_([t.id for t in open_transfers]))
+        .group_by(IncomingApplication.incoming_transfer_id))}
+    transfers = iter(open_transfers)
+    incoming = next(transfers)
+    for application in applications:
+        due = parse_fen(application.amount.amount)
+        while due > 0 and incoming is not None:
+            used = min(due, incoming.amount_fen - incoming.applied_fen)
+            seq = seqs.get(incoming.id, 0)
+            seqs[incoming.id] = seq + 1
+            session.add(IncomingApplication(
+                incoming_transfer_id=incoming.id, seq=seq, tenant_id=account.tenant_id,
+                kind=application.kind, target_id=application.id,
+                order_id=application.order_id, amount_fen=used, applied_at=now))
+            incoming.applied_fen += used
+            incoming.status = ("applied" if incoming.applied_fen == incoming.amount_fen
+                               else "partially_applied")
+            due -= used
+            if incoming.applied_fen == incoming.amount_fen:
+                incoming = next(transfers, None)
+
+
+def applications_of(session: Session, transfer_ids: list[str]
+                    ) -> dict[str, list[schemas.Application]]:
+    """What each of these incoming transfers' money paid, in the order paid: one query for
+    them all (a page of transfers)."""
+    found: dict[str, list[schemas.Application]] = {}
+    if not transfer_ids:
+        return found
+    rows = session.scalars(select(IncomingApplication).where(
+        IncomingApplication.incoming_transfer_id.in_(transfer_ids))
+        .order_by(IncomingApplication.incoming_transfer_id, IncomingApplication.seq))
+    for row in rows:
+        found.setdefault(row.incoming_transfer_id, []).append(schemas.Application.model_validate(
+            {"kind": row.kind, "id": row.target_id, "order_id": row.order_id,
+             "amount": Money.of(row.amount_fen)}))
+    return found
 
 
 def apply_credit(session: Session, settings: CollectionSettings, account: VirtualAccount,
@@ -206,7 +251,6 @@ def apply_credit(session: Session, settings: CollectionSettings, account: Virtua
     applications: list[schemas.Application] = []
     if account.unapplied_fen <= 0:
         return applications
-    credit_before = account.unapplied_fen
     pending = list(session.scalars(select(Order).where(
         Order.tenant_id == account.tenant_id, Order.virtual_account_id == account.id,
         Order.status == "pending", Order.bill_id.is_(None))
@@ -238,10 +282,27 @@ def apply_credit(session: Session, settings: CollectionSettings, account: Virtua
         from products.collection import park
 
         applications.extend(park.apply_to_bills(session, settings, account, now, actor, memo=memo))
-    _record_applied(session, account, credit_before - account.unapplied_fen)
+    _record_applied(session, account, applications, now)
     session.flush()
     return applications
 
 
-def incoming_view(session: Session, incoming: IncomingTransfer) -> schemas.IncomingTransferOut:
-    return views.incoming_out(incoming)
+def incoming_views(session: Session, rows: list[IncomingTransfer]
+                   ) -> list[schemas.IncomingTransferOut]:
+    """Incoming transfers as the API shows them, each with its applications (one query)."""
+    applications = applications_of(session, [row.id for row in rows])
+    return [views.incoming_out(row, applications.get(row.id, [])) for row in rows]
+
+
+def get_incoming_transfer(session: Session, tenant_id: str, virtual_account_id: str,
+                          incoming_transfer_id: str) -> IncomingTransfer:
+    """One transfer received by one of the tenant's virtual accounts."""
+    account = repository.get(session, VirtualAccount, tenant_id, virtual_account_id,
+                             VirtualAccountNotFound)
+    row = session.scalar(select(IncomingTransfer).where(
+        IncomingTransfer.tenant_id == tenant_id, IncomingTransfer.virtual_account_id == account.id,
+        IncomingTransfer.id == incoming_transfer_id))
+    if row is None:
+        raise IncomingTransferNotFound(
+            f"Virtual account {account.id} received no transfer {incoming_transfer_id}.")
+    return row

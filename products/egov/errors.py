@@ -9,6 +9,14 @@ from products.accounts.errors import DebitNotAuthorized
 
 
 class PortalNotConfigured(Conflict):
+    """What needs the profile (an order, a statement) cannot be done before it is set: 409."""
+
+    code, title = "portal_not_configured", "The portal profile is not set up"
+
+
+class PortalProfileNotFound(NotFound):
+    """Reading a profile that was never set: there is nothing to read (404), same code."""
+
     code, title = "portal_not_configured", "The portal profile is not set up"
 
 

@@ -28,10 +28,11 @@ for exactly that account, amount and payee.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -41,10 +42,17 @@ from gateway.db import Database, referenced
 from gateway.errors import ValidationFailed
 from gateway.events import publish
 from gateway.ids import new_id
+from gateway.jobs import for_each_tenant
 from gateway.money import Money
 from gateway.pagination import page
 from gateway.pii import mask_name
-from gateway.tenancy import Partner, Principal, clock_for
+from gateway.tenancy import (
+    SANDBOX_REGULATOR_NAME,
+    Partner,
+    Principal,
+    clock_for,
+    regulator_serves,
+)
 from products.accounts.guards import register_debit_guard
 from products.accounts.models import Account
 from products.accounts.port import DebitContext
@@ -73,12 +81,22 @@ from products.egov.models import (
     ReleaseApproval,
     ReleaseInstruction,
 )
-from products.egov.schemas import DecisionIn, DepositIn, InstructionIn, RegulatorIn, SchemeIn, SubAccountIn
+from products.egov.schemas import (
+    DecisionIn,
+    DepositIn,
+    InstructionIn,
+    RegulatorIn,
+    SchemeIn,
+    SchemeKind,
+    SubAccountIn,
+)
 from products.egov.states import (
     INSTRUCTION_OUTSTANDING,
     check_instruction,
     check_sub_account,
 )
+
+log = logging.getLogger("quanlian.egov")
 
 PERSONAL_HOLDERS = frozenset({"tuition", "court_funds"})
 
@@ -109,6 +127,29 @@ def register_regulator(session: Session, *, body: RegulatorIn, actor: str, now: 
             resource_type="egov_regulator", resource_id=row.partner_id, data=regulator_view(row),
             actor=actor, at=now)
     return row, created
+
+
+SCHEME_KINDS: tuple[str, ...] = get_args(SchemeKind)
+
+
+def recognise_sandbox_regulator(session: Session, *, partner_id: str, tenant_id: str,
+                                actor: str) -> tuple[EscrowRegulator, bool]:
+    """The sandbox's own regulator of a sandbox tenant (`gateway.tenancy.ensure_sandbox_regulator`),
+    recognised for every kind of scheme, as bank operations would recognise one; also whether the
+    recognition is new. An existing recognition is returned as it stands. It serves that tenant
+    only (`_recognised`). The event goes to the tenant, whose developer asked for it."""
+    row = session.get(EscrowRegulator, partner_id, with_for_update=True, populate_existing=True)
+    if row is not None:
+        return row, False
+    now = clock_for(session, tenant_id).now()
+    row = EscrowRegulator(partner_id=partner_id, name=SANDBOX_REGULATOR_NAME,
+                          kinds=list(SCHEME_KINDS), granted_by="sandbox", created_at=now)
+    session.add(row)
+    session.flush()
+    publish(session, tenant_id=tenant_id, type="egov_regulator.registered",
+            resource_type="egov_regulator", resource_id=row.partner_id, data=regulator_view(row),
+            actor=actor, at=now)
+    return row, True
 
 
 def list_regulators(session: Session, *, limit: int,
@@ -235,7 +276,7 @@ def create_scheme(session: Session, *, tenant_id: str, environment: str, actor: 
                   body: SchemeIn) -> EscrowScheme:
     """Open a scheme: its escrow account (restricted) and its release policy."""
     kind = body.policy.kind
-    if not _recognised(session, body.regulator_partner_id, kind):
+    if not _recognised(session, body.regulator_partner_id, kind, tenant_id):
         raise RegulatorNotRecognised(f"Partner {body.regulator_partner_id} is not a recognised "
                                      f"regulator of {kind} schemes.")
     if kind != "court_funds" and body.beneficiary_account_id is None:
@@ -276,11 +317,13 @@ def get_scheme(session: Session, tenant_id: str, scheme_id: str, *, lock: bool =
     return scheme
 
 
-def _recognised(session: Session, partner_id: str, kind: str) -> bool:
+def _recognised(session: Session, partner_id: str, kind: str, tenant_id: str) -> bool:
     """Whether the bank currently recognises the partner as a regulator of this kind of scheme
-    (operations may narrow or withdraw the recognition at any time)."""
+    for this tenant (operations may narrow or withdraw the recognition at any time; a sandbox
+    regulator serves only the sandbox tenant it was made for)."""
     regulator = session.get(EscrowRegulator, partner_id)
-    return regulator is not None and kind in regulator.kinds
+    return (regulator is not None and kind in regulator.kinds
+            and regulator_serves(session, partner_id, tenant_id))
 
 
 def supervised_scheme(session: Session, principal: Principal, scheme_id: str) -> EscrowScheme:
@@ -782,7 +825,7 @@ def _check_first_decision(session: Session, principal: Principal, ins: ReleaseIn
 
 
 def _check_still_recognised(session: Session, principal: Principal, scheme: EscrowScheme) -> None:
-    if not _recognised(session, principal.partner_id, scheme.kind):
+    if not _recognised(session, principal.partner_id, scheme.kind, scheme.tenant_id):
         raise SupervisionWithdrawn(f"The bank no longer recognises you as a regulator of "
                                    f"{scheme.kind} schemes: you cannot decide on {scheme.id}'s "
                                    "instructions.", extra={"scheme_id": scheme.id, "kind": scheme.kind})
@@ -873,10 +916,11 @@ def award(session: Session, scheme: EscrowScheme, winner_id: str, *, actor: str)
 
 
 def withdraw(session: Session, scheme: EscrowScheme, sub_id: str, *, actor: str,
-             reason: str) -> EscrowSubAccount:
+             reason: str) -> tuple[EscrowSubAccount, list[ReleaseInstruction]]:
     """A student leaves: refunds of the unconsumed tuition to whoever paid it are instructed; they
     wait for the regulator like any other money leaving escrow, and the sub-account is withdrawn
-    when the last one executes (at once when nothing is left to refund)."""
+    when the last one executes (at once when nothing is left to refund). Returns the sub-account
+    and the refund instructions made (one per depositing account; none when nothing is left)."""
     if scheme.kind != "tuition":
         raise ReleaseNotAllowed("Only a tuition sub-account is withdrawn from.", code="not_tuition")
     sub = get_sub_account(session, scheme, sub_id, lock=True)
@@ -887,45 +931,54 @@ def withdraw(session: Session, scheme: EscrowScheme, sub_id: str, *, actor: str,
     now = clock_for(session, scheme.tenant_id).now()
     refunds = sorted(_refundable(session, sub).items())
     remaining = _sub_balance(sub)
+    made: list[ReleaseInstruction] = []
     for destination, amount in refunds:
         part = min(amount, remaining)
         if part <= 0:
             break
         remaining -= part
-        _new_instruction(session, scheme, sub,
-                         _Plan(part, destination, {"refund_to_depositor": destination, "withdrawal": True},
-                               _required(scheme), False),
-                         kind="refund", reason=reason or "学员退学退费 (withdrawal refund)", actor=actor,
-                         now=now, execute_now=True)
+        plan = _Plan(part, destination, {"refund_to_depositor": destination, "withdrawal": True},
+                     _required(scheme), False)
+        made.append(_new_instruction(session, scheme, sub, plan, kind="refund",
+                                     reason=reason or "学员退学退费 (withdrawal refund)",
+                                     actor=actor, now=now, execute_now=True))
     if sub.status == "open":  # nothing to refund: settle it now
         if _sub_balance(sub) == 0:
             check_sub_account(sub.status, "withdrawn", action="withdrawn")
             sub.status = "withdrawn"
             session.flush()
             _publish_sub(session, sub, "escrow_sub_account.withdrawn", actor, now)
-    return sub
+    return sub, made
 
 
 def run_due_refunds(database: Database, batch: int = 100) -> int:
-    """Job: pay policy-approved refunds (losing bids) that wait for execution."""
-    with database.transaction() as session:
-        ids = list(session.scalars(select(ReleaseInstruction.id).where(
-            ReleaseInstruction.status == "approved", ReleaseInstruction.due_by.is_not(None))
-            .order_by(ReleaseInstruction.due_by).limit(batch)))
-    done = 0
-    for ins_id in ids:
+    """Job: pay policy-approved refunds (losing bids) that wait for execution, tenant by tenant
+    (up to `batch` a tenant a run; a tenant whose run fails is logged and left to the next run,
+    the others go on)."""
+    def run(tenant_id: str) -> int:
         with database.transaction() as session:
-            ins = session.scalars(select(ReleaseInstruction).where(ReleaseInstruction.id == ins_id)
-                                  .with_for_update().execution_options(populate_existing=True)).first()
-            if ins is None or ins.status != "approved":
-                continue
-            scheme = referenced(session, EscrowScheme, ins.scheme_id)
-            sub = session.scalars(select(EscrowSubAccount).where(EscrowSubAccount.id == ins.sub_account_id)
-                                  .with_for_update().execution_options(populate_existing=True)).one()
-            _execute(session, scheme, sub, ins, actor="system",
-                     now=clock_for(session, ins.tenant_id).now())
-            done += 1
-    return done
+            ids = list(session.scalars(select(ReleaseInstruction.id).where(
+                ReleaseInstruction.tenant_id == tenant_id,
+                ReleaseInstruction.status == "approved", ReleaseInstruction.due_by.is_not(None))
+                .order_by(ReleaseInstruction.due_by).limit(batch)))
+        done = 0
+        for ins_id in ids:
+            with database.transaction() as session:
+                ins = session.scalars(select(ReleaseInstruction).where(ReleaseInstruction.id == ins_id)
+                                      .with_for_update().execution_options(populate_existing=True)).first()
+                if ins is None or ins.status != "approved":
+                    continue
+                scheme = referenced(session, EscrowScheme, ins.scheme_id)
+                sub = session.scalars(select(EscrowSubAccount).where(EscrowSubAccount.id == ins.sub_account_id)
+                                      .with_for_update().execution_options(populate_existing=True)).one()
+                _execute(session, scheme, sub, ins, actor="system",
+                         now=clock_for(session, ins.tenant_id).now())
+                done += 1
+        return done
+
+    return for_each_tenant(database, select(ReleaseInstruction.tenant_id).where(
+        ReleaseInstruction.status == "approved", ReleaseInstruction.due_by.is_not(None)), run,
+        "escrow refunds", logger=log)
 
 
 # --- the debit guard -------------------------------------------------------------------------

@@ -5,6 +5,9 @@ A line is an order closed in the business day: `paid` ones moved their amount in
 collection account (clearing effect = amount), `expired`, `cancelled` and `failed` ones moved
 nothing (effect 0). An order's status cannot change after it closed, so a day's statement never
 changes once the day is over.
+
+A portal's own records of a day are compared with it by the same comparison as collection's
+(`compare`: the same upload layout, answer and event).
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.tenancy import clock_for
+from products.accounts import reconciliation
 from products.accounts.reconciliation import (
+    Comparison,
     Statement,
     StatementContext,
     StatementLine,
@@ -55,3 +60,14 @@ def portal_statement(session: Session, tenant_id: str, business_date: date) -> S
                            now=clock_for(session, tenant_id).now(), detail_columns=DETAIL_COLUMNS,
                            balance_reader=ledger.balance_before,
                            summary={"portal": portal.name, "payee_name": portal.payee_name})
+
+
+def compare(session: Session, tenant_id: str, actor: str, business_date: date, body: bytes,
+            content_type: str | None) -> Comparison:
+    """Compare the portal's own records of `business_date` with its statement (CSV
+    `kind,reference,id,amount,status`, `id` optional, kind `payment_order`; or JSON)."""
+    return reconciliation.compare(
+        session, tenant_id=tenant_id, actor=actor, business_date=business_date, body=body,
+        content_type=content_type,
+        statement=lambda: portal_statement(session, tenant_id, business_date),
+        id_prefix="egrec", now=clock_for(session, tenant_id).now())

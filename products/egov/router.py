@@ -7,6 +7,7 @@ Thin: authenticate with a scope, call one service function, shape the response.
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import date
 from typing import Annotated, Any, Literal
@@ -23,7 +24,14 @@ from gateway.evidence import service as evidence_service
 from gateway.idempotency import idempotency
 from gateway.routing import Router
 from gateway.tenancy import Principal, clock_for
-from products.accounts.reconciliation import diff_records, parse_records, statement_csv, statement_json
+from products.accounts.reconciliation import (
+    ComparisonOut,
+    diff_records,
+    parse_records,
+    records_request_doc,
+    statement_csv,
+    statement_json,
+)
 from products.egov import escrow, receipts, reconciliation, service
 from products.egov.evidence import scheme_bundle
 from products.egov.receipt_pdf import receipt_pdf
@@ -56,6 +64,7 @@ from products.egov.schemas import (
     SubAccountList,
     SubAccountOut,
     WithdrawIn,
+    WithdrawOut,
 )
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -79,9 +88,7 @@ PDF_RESPONSE: dict[int | str, dict[str, Any]] = {
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}, "text/csv": {}},
           "description": "The statement as JSON, or as CSV (`Accept: text/csv` or `?format=csv`)"}}
-RECORDS_BODY = {"requestBody": {"required": True, "content": {
-    "text/csv": {"schema": {"type": "string", "description": "header kind,reference,id,amount,status"}},
-    "application/json": {"schema": {"type": "object", "properties": {"records": {"type": "array"}}}}}}}
+RECORDS_BODY = records_request_doc("payment_order", "WB-2026-000123", "paid")
 
 
 def _issuer(request: Request) -> str:
@@ -114,9 +121,12 @@ def put_portal(body: PortalIn, principal: Writer, session: SessionDep) -> dict[s
 
 
 @payments.get("/portal", response_model=PortalOut, summary="The portal profile",
-              responses=error_responses(409))
+              description="404 `portal_not_configured` until `PUT /v1/egov/portal` set it up (the "
+                          "calls that need it, such as creating a payment order, answer 409 with "
+                          "the same code). A sandbox reset keeps it, as it keeps webhook endpoints.",
+              responses=error_responses(404))
 def get_portal_profile(principal: Reader, session: SessionDep) -> dict[str, Any]:
-    return service.portal_view(service.get_portal(session, principal.tenant_id))
+    return service.portal_view(service.portal_profile(session, principal.tenant_id))
 
 
 # --- payment orders ---------------------------------------------------------------------------
@@ -124,7 +134,9 @@ def get_portal_profile(principal: Reader, session: SessionDep) -> dict[str, Any]
 @payments.post("/payment-orders", status_code=201, response_model=PaymentOrderOut,
                summary="Create a payment order (fee, fine, non-tax revenue)",
                description="Returns the order with its payment code (缴款码) and the `checkout_url` "
-                           "to send the payer to, or to embed in an iframe on a registered origin.",
+                           "to send the payer to, or to embed in an iframe on a registered origin. "
+                           "409 `portal_not_configured` until the portal is set up "
+                           "(`PUT /v1/egov/portal`).",
                dependencies=[Depends(idempotency(required=True))],
                responses=error_responses(409, 422))
 def create_payment_order(body: PaymentOrderIn, request: Request, principal: Writer,
@@ -209,11 +221,33 @@ def get_reconciliation_statement(business_date: date, request: Request, principa
                     media_type="application/json")
 
 
+@payments.post("/reconciliation/{business_date}/comparisons", response_model=ComparisonOut,
+               status_code=201, summary="Compare your own records of a day with the statement",
+               description="Send your records (CSV `kind,reference,id,amount,status`, `id` "
+                           "optional, or JSON `{\"records\": [...]}`, kind `payment_order`); the "
+                           "answer lists what is missing on either side, every amount or status "
+                           "mismatch, and per kind the money that moved by the statement and by "
+                           "your records. The same upload and answer as collection's "
+                           "`POST /v1/collection/reconciliation/{business_date}/comparisons`.",
+               openapi_extra=RECORDS_BODY, dependencies=[Depends(idempotency())],
+               responses=error_responses(404, 409, 413, 415, 422))
+async def compare_reconciliation(business_date: date, request: Request, principal: Writer,
+                                 session: SessionDep) -> ComparisonOut:
+    body = await request.body()
+    call = functools.partial(reconciliation.compare, session, principal.tenant_id,
+                             principal.client_id, business_date, body,
+                             request.headers.get("content-type"))
+    comparison = await anyio.to_thread.run_sync(call)
+    return ComparisonOut.model_validate(comparison.as_dict())
+
+
 @payments.post("/reconciliation/{business_date}/differences", response_model=DifferencesOut,
-               summary="Compare your records of a day with the statement",
-               description="Send your records (CSV `kind,reference,id,amount,status`, or JSON "
-                           "`{\"records\": [...]}`, kind `payment_order`); the answer lists what is "
-                           "missing on either side and every amount or status mismatch.",
+               summary="Compare your records of a day with the statement (deprecated)",
+               description="Deprecated: use `POST /v1/egov/reconciliation/{business_date}/"
+                           "comparisons`, which takes the same upload and answers as collection's "
+                           "comparison does. This route still answers `{business_date, "
+                           "differences}`, the differences as that answer gives them.",
+               deprecated=True,
                openapi_extra=RECORDS_BODY, dependencies=[Depends(idempotency())],
                responses=error_responses(404, 409, 413, 415, 422))
 async def compare_reconciliation_records(business_date: date, request: Request,
@@ -296,15 +330,25 @@ def create_deposit(scheme_id: str, sub_account_id: str, body: DepositIn, princip
     return escrow.deposit_view(dep)
 
 
-@schemes.post("/{scheme_id}/sub-accounts/{sub_account_id}/withdraw", response_model=SubAccountOut,
+@schemes.post("/{scheme_id}/sub-accounts/{sub_account_id}/withdraw", response_model=WithdrawOut,
               summary="Tuition: the student withdraws; unconsumed tuition is refunded",
+              description="Instructs the refund of the unconsumed tuition to each account that paid "
+                          "it (原路退回). The refunds wait for the regulator's approval(s) like any "
+                          "money leaving escrow: the answer is the sub-account (still `open`, its "
+                          "balance unchanged, until the last refund executes) with the refund "
+                          "instructions in `refund_instructions` (ids `erel_…`, status "
+                          "`pending_approval`), to follow at `GET …/release-instructions/{id}`. "
+                          "With nothing left to refund the sub-account is `withdrawn` at once and "
+                          "the list is empty.",
               dependencies=[Depends(idempotency(required=True))],
               responses=error_responses(404, 409, 422))
 def withdraw_sub_account(scheme_id: str, sub_account_id: str, body: WithdrawIn,
                                 principal: Writer, session: SessionDep) -> dict[str, Any]:
     scheme = escrow.get_scheme(session, principal.tenant_id, scheme_id)
-    sub = escrow.withdraw(session, scheme, sub_account_id, actor=principal.client_id, reason=body.reason)
-    return escrow.sub_account_view(sub)
+    sub, refunds = escrow.withdraw(session, scheme, sub_account_id, actor=principal.client_id,
+                                   reason=body.reason)
+    return {**escrow.sub_account_view(sub),
+            "refund_instructions": [escrow.instruction_view(session, i) for i in refunds]}
 
 
 @schemes.post("/{scheme_id}/award", response_model=SchemeOut,

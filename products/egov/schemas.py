@@ -460,3 +460,14 @@ class AwardIn(_In):
 
 class WithdrawIn(_In):
     reason: str = Field("", max_length=300)
+
+
+class WithdrawOut(SubAccountOut):
+    """The sub-account as the withdrawal left it, and the refunds it instructed."""
+
+    refund_instructions: list[InstructionOut] = Field(
+        description="The refund instructions the withdrawal made (kind `refund`, one per account "
+                    "that deposited money still held, each for what goes back to it): they wait "
+                    "for the regulator (`status` `pending_approval`) like any money leaving "
+                    "escrow, and the sub-account stays `open` until the last one executes. Empty "
+                    "when nothing was left to refund: the sub-account is then `withdrawn` at once")

@@ -10,6 +10,7 @@ and the ledger entry carries one journal reference per order. Every change publi
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from gateway.db import Database
 from gateway.events import publish
 from gateway.identifiers import IdentifierError, luhn_check_digit, validate_bank_card
 from gateway.ids import new_id
+from gateway.jobs import for_each_tenant
 from gateway.money import Money
 from gateway.pagination import page
 from gateway.pii import mask_account_number, mask_id_number, mask_name, pii_digest
@@ -34,14 +36,18 @@ from products.egov.errors import (
     CheckoutNotFound,
     DuplicatePortalReference,
     InvalidOrigin,
+    PayeeAccountNotFound,
     PayerLoginUnavailable,
     PaymentOrderNotFound,
     PortalNotConfigured,
+    PortalProfileNotFound,
     ReturnUrlNotRegistered,
 )
 from products.egov.models import EgovPortal, PaymentAttempt, PaymentOrder
 from products.egov.schemas import PaymentOrderIn, PortalIn
 from products.egov.states import check_order
+
+log = logging.getLogger("quanlian.egov")
 
 DEFAULT_TTL = timedelta(minutes=30)
 MIN_TTL = timedelta(minutes=1)
@@ -98,8 +104,19 @@ def portal_view(portal: EgovPortal) -> dict[str, Any]:
 
 
 def get_portal(session: Session, tenant_id: str) -> EgovPortal:
-    """The tenant's portal profile; `PortalNotConfigured` until it is set."""
+    """The tenant's portal profile; `PortalNotConfigured` (409) until it is set."""
     return portal_and_tenant(session, tenant_id)[0]
+
+
+def portal_profile(session: Session, tenant_id: str) -> EgovPortal:
+    """The tenant's portal profile to read: `PortalProfileNotFound` (404, code
+    `portal_not_configured`) until it is set. What needs the profile to act (creating an order,
+    a statement) answers 409 instead: a precondition of that call's state, not a missing
+    resource (`get_portal`, `portal_terms`)."""
+    portal = session.get(EgovPortal, tenant_id)
+    if portal is None:
+        raise PortalProfileNotFound(_SET_UP_FIRST)
+    return portal
 
 
 _SET_UP_FIRST = "Set up the portal first: PUT /v1/egov/portal with its payee account and web origins."
@@ -135,11 +152,35 @@ def set_portal(session: Session, *, tenant_id: str, environment: str, body: Port
     portal.payee_name = body.payee_name
     portal.payee_account_id = body.payee_account_id
     portal.origins = origins
-    portal.updated_at = now
-    session.flush()
-    publish(session, tenant_id=tenant_id, type="egov_portal.updated", resource_type="egov_portal",
-            resource_id=tenant_id, data=portal_view(portal), actor=actor, at=now)
+    _updated(session, portal, actor=actor, at=now)
     return portal
+
+
+def _updated(session: Session, portal: EgovPortal, *, actor: str, at: datetime) -> None:
+    portal.updated_at = at
+    session.flush()
+    publish(session, tenant_id=portal.tenant_id, type="egov_portal.updated",
+            resource_type="egov_portal", resource_id=portal.tenant_id, data=portal_view(portal),
+            actor=actor, at=at)
+
+
+def keep_portal_payable(session: Session, tenant_id: str, *, fallback_account_id: str,
+                        actor: str) -> bool:
+    """After a sandbox reset, which keeps the portal profile but deletes the accounts made
+    since sign-up: a payee account that did not come back with the seed is replaced by
+    `fallback_account_id` (the seeded `operating` account), so that orders remain payable; the
+    change is published as `egov_portal.updated`. Answers whether it changed anything."""
+    portal = session.get(EgovPortal, tenant_id, with_for_update=True, populate_existing=True)
+    if portal is None:
+        return False
+    try:
+        ledger.check_payee(session, tenant_id, portal.payee_account_id, "payee_account_id")
+        return False
+    except PayeeAccountNotFound:
+        pass
+    portal.payee_account_id = fallback_account_id
+    _updated(session, portal, actor=actor, at=clock_for(session, tenant_id).now())
+    return True
 
 
 def origin_of(url: str) -> str | None:
@@ -460,12 +501,10 @@ def pay(session: Session, token: str, *, method: str, account_number: str = "", 
 
 
 def expire_due_orders(database: Database, issuer: str, batch: int = 200) -> int:
-    """Job: expire open orders past their expiry, each tenant on its own clock."""
-    with database.transaction() as session:
-        tenants = list(session.scalars(select(PaymentOrder.tenant_id)
-                                       .where(PaymentOrder.status == "open").distinct()))
-    done = 0
-    for tenant_id in tenants:
+    """Job: expire open orders past their expiry, each tenant on its own clock and on its own
+    (a tenant whose run fails is logged and left to the next run; the others go on)."""
+    def run(tenant_id: str) -> int:
+        done = 0
         while True:
             with database.transaction() as session:
                 now = clock_for(session, tenant_id).now()
@@ -479,5 +518,8 @@ def expire_due_orders(database: Database, issuer: str, batch: int = 200) -> int:
                     if expire_if_due(session, order, now, issuer):
                         done += 1
             if len(orders) < batch:
-                break
-    return done
+                return done
+
+    return for_each_tenant(database, select(PaymentOrder.tenant_id)
+                           .where(PaymentOrder.status == "open"), run, "payment order expiry",
+                           logger=log)

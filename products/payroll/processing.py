@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import date, datetime
 from functools import partial
+from itertools import takewhile
 from typing import Any
 
 from sqlalchemy import Row, Text, select, type_coerce
@@ -31,6 +32,7 @@ from gateway.bulk import update_rows
 from gateway.clock import business_date
 from gateway.db import Database
 from gateway.events import publish
+from gateway.jobs import for_each_tenant, for_each_tenant_item
 from gateway.pii import decrypt
 from gateway.tenancy import Tenant, clock_for
 from products.payroll import ledger, receiving
@@ -70,22 +72,24 @@ def _tenant_now(session: Session, tenant_id: str, cache: dict[str, datetime]) ->
 # --- scheduled -> processing ---------------------------------------------------------------
 
 def start_due_batches(database: Database) -> int:
-    """Move scheduled batches whose value date has come (on their tenant's clock) to processing."""
+    """Move scheduled batches whose value date has come (on their tenant's clock) to processing,
+    each in its own transaction; a tenant whose run fails is left to the next run."""
     with database.transaction() as session:
-        rows = session.execute(select(PayrollBatch.id, PayrollBatch.tenant_id,
+        rows = session.execute(select(PayrollBatch.tenant_id, PayrollBatch.id,
                                       PayrollBatch.value_date)
                                .where(PayrollBatch.status == "scheduled")).all()
-    started = 0
-    for batch_id, tenant_id, value_date in rows:
+
+    def start(tenant_id: str, row: tuple[str, date]) -> int:
+        batch_id, value_date = row
         with database.transaction() as session:
             now = clock_for(session, tenant_id).now()
             if value_date > business_date(now):
-                continue
+                return 0
             batch = session.scalars(select(PayrollBatch).where(
                 PayrollBatch.id == batch_id, PayrollBatch.status == "scheduled")
                 .with_for_update(skip_locked=True)).first()
             if batch is None:
-                continue
+                return 0
             check_batch(batch.status, "processing", action="started")
             batch.status = "processing"
             batch.started_at = now
@@ -94,8 +98,10 @@ def start_due_batches(database: Database) -> int:
             publish(session, tenant_id=tenant_id, type="payroll_batch.processing",
                     resource_type="payroll_batch", resource_id=batch.id,
                     data=batch_event_data(batch), actor=WORKER_ACTOR, at=now)
-            started += 1
-    return started
+            return 1
+
+    return for_each_tenant_item(((t, (b, v)) for t, b, v in rows), start,
+                                "payroll batch start", logger=log)
 
 
 # --- paying ----------------------------------------------------------------------------------
@@ -223,25 +229,32 @@ def _settle(session: Session, batch: PayrollBatch, now: datetime) -> None:
 
 
 def pay_batches(database: Database) -> int:
-    """Pay processing batches chunk by chunk, one transaction per chunk, within a time budget."""
+    """Pay processing batches chunk by chunk, one transaction per chunk, within a time budget.
+
+    Oldest batch first, whatever its tenant; a tenant whose chunk fails (it rolls back) is
+    logged and its batches are left to the next run, while the other tenants' are paid.
+    """
     settings = payroll_settings()
     chunk = settings.chunk_size
     deadline = time.monotonic() + settings.time_budget_seconds
     with database.transaction() as session:
-        batch_ids = list(session.scalars(select(PayrollBatch.id)
-                                         .where(PayrollBatch.status == "processing")
-                                         .order_by(PayrollBatch.started_at, PayrollBatch.id)))
-    handled = 0
-    for batch_id in batch_ids:
+        batches = session.execute(select(PayrollBatch.tenant_id, PayrollBatch.id)
+                                  .where(PayrollBatch.status == "processing")
+                                  .order_by(PayrollBatch.started_at, PayrollBatch.id)).all()
+
+    def pay(tenant_id: str, batch_id: str) -> int:
+        handled = 0
         while time.monotonic() < deadline:
             with database.transaction() as session:
                 done = process_chunk(session, batch_id, chunk)
             handled += done
             if done < chunk:  # settled, or being paid by another worker
                 break
-        if time.monotonic() >= deadline:
-            break
-    return handled
+        return handled
+
+    return for_each_tenant_item(
+        takewhile(lambda _: time.monotonic() < deadline, ((t, b) for t, b in batches)), pay,
+        "payroll payment", logger=log)
 
 
 # --- returns (退票) ---------------------------------------------------------------------------
@@ -274,12 +287,9 @@ def return_item(session: Session, item: PayrollItem, *, now: datetime, actor: st
 
 
 def process_returns(database: Database) -> int:
-    """Returns whose time has come on their tenant's clock."""
-    with database.transaction() as session:
-        tenants = list(session.scalars(select(PayrollItem.tenant_id).where(
-            PayrollItem.return_due_at.is_not(None), PayrollItem.status == "succeeded").distinct()))
-    handled = 0
-    for tenant_id in tenants:
+    """Returns whose time has come on their tenant's clock (one transaction per tenant; a tenant
+    whose run fails is left to the next run)."""
+    def run(tenant_id: str) -> int:
         with database.transaction() as session:
             now = clock_for(session, tenant_id).now()
             due = list(session.scalars(select(PayrollItem).where(
@@ -287,8 +297,11 @@ def process_returns(database: Database) -> int:
                 PayrollItem.return_due_at <= now).order_by(PayrollItem.return_due_at).limit(200)))
             for item in due:
                 return_item(session, item, now=now, actor=WORKER_ACTOR)
-                handled += 1
-    return handled
+            return len(due)
+
+    return for_each_tenant(database, select(PayrollItem.tenant_id).where(
+        PayrollItem.return_due_at.is_not(None), PayrollItem.status == "succeeded"), run,
+        "payroll returns", logger=log)
 
 
 def run(database: Database) -> int:

@@ -194,8 +194,11 @@ def download_payroll_result(batch_id: str, principal: Reader, session: SessionDe
               summary="Sandbox: have the receiving bank return a paid item (退票)",
               dependencies=[Depends(idempotency(required=True))],
               responses=error_responses(404, 409, 422))
-def simulate_payroll_return(batch_id: str, item_id: str, body: SimulateReturnIn,
-                            principal: Writer, session: SessionDep) -> dict[str, Any]:
+def simulate_payroll_return(batch_id: str, item_id: str, principal: Writer,
+                            session: SessionDep,
+                            body: SimulateReturnIn | None = None) -> dict[str, Any]:
+    """Every field has a default: no body at all returns the item at once, `account_closed`."""
+    body = body or SimulateReturnIn()
     item = service.simulate_return(session, principal, batch_id, item_id,
                                    reason_code=body.reason_code, after_seconds=body.after_seconds)
     return service.item_view(item)

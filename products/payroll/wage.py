@@ -18,6 +18,7 @@ to the cycle in its `wage_month` (by default its value date's month), due on tha
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from gateway.errors import ValidationFailed
 from gateway.events import publish
 from gateway.identifiers import IdentifierError, validate_bank_card, validate_resident_id, validate_uscc
 from gateway.ids import new_id
+from gateway.jobs import for_each_tenant_item
 from gateway.pii import mask_account_number, mask_id_number, mask_name, pii_digest
 from gateway.tenancy import Partner, Principal, Tenant, clock_for
 from products.accounts.models import Account
@@ -57,6 +59,8 @@ from products.payroll.models import (
 )
 from products.payroll.schemas import FundingIn, RegulatorGrantIn, WageProjectIn, WorkerIn, WorkerPatch
 from products.payroll.service import _decode_cursor, _encode_cursor, _money, _ts
+
+log = logging.getLogger("quanlian.payroll")
 
 MAX_WORKER_FILE_LINES = 20_000
 FUNDED_STATES = ("scheduled", "processing", "completed", "partially_completed")
@@ -733,7 +737,13 @@ def monthly_status(session: Session, principal: Principal, project_id: str, mont
     """Every registered worker's payment status for one pay cycle (the regulator's view)."""
     project = supervised_project(session, principal, project_id)
     today = business_date(_now(session, project.tenant_id))
-    due = _cycle_due(month, project.payday)
+    try:
+        due = _cycle_due(month, project.payday)
+    except ValueError:  # YYYY-MM admits year 0000, which the calendar does not hold
+        raise ValidationFailed(f"{month} is not a calendar month (0001-01 to 9999-12).",
+                               code="invalid_month",
+                               errors=[{"field": "query.month", "message": "not a calendar month",
+                                        "code": "invalid_month"}]) from None
     paid = _paid_in_cycle(session, project.id, month)
     query = select(WageWorker).where(WageWorker.project_id == project.id)
     if cursor:
@@ -860,19 +870,23 @@ def _record(session: Session, project: WageProject, cycle: str, kind: str, warne
 
 
 def check_arrears(database: Any) -> int:
-    """The registered job: every active project's due checks, each in its own transaction."""
+    """The registered job: every active project's due checks, each in its own transaction; a
+    tenant whose run fails is logged and left to the next run, the other tenants go on."""
     with database.transaction() as session:
-        projects = session.execute(select(WageProject.id, WageProject.tenant_id,
+        projects = session.execute(select(WageProject.tenant_id, WageProject.id,
                                           Tenant.environment)
                                    .join(Tenant, Tenant.id == WageProject.tenant_id)
                                    .where(WageProject.status == "active")).all()
-    handled = 0
-    for project_id, tenant_id, environment in projects:
+
+    def check(tenant_id: str, row: tuple[str, str]) -> int:
+        project_id, environment = row
         with database.transaction() as session:
             project = session.scalars(select(WageProject).where(WageProject.id == project_id)
                                       .with_for_update(skip_locked=True)).first()
             if project is None:
-                continue
-            handled += check_project(session, project, clock_for(session, tenant_id).now(),
-                                     environment)
-    return handled
+                return 0
+            return check_project(session, project, clock_for(session, tenant_id).now(),
+                                 environment)
+
+    return for_each_tenant_item(((t, (p, e)) for t, p, e in projects), check,
+                                "wage arrears check", logger=log)

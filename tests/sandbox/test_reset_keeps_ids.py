@@ -6,15 +6,14 @@ import re
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from gateway.db import Base
-from gateway.oauth.models import OAuthClient
 from partners.webhooks.models import WebhookDelivery
 from sandbox.reset import _kept
 from sandbox.seeded_ids import SEEDED_ID_PREFIXES
 from tests.partners.helpers import run_jobs
-from tests.tools.api import PartnerClient, make_app
+from tests.tools.api import PartnerClient, make_app, sandbox_signup
 
 ID = re.compile(r"^([a-z][a-z0-9]*)_[0-9A-HJKMNP-TV-Z]{26}$")
 
@@ -26,14 +25,7 @@ def app(database, tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 def signup(app, http) -> tuple[PartnerClient, dict[str, Any]]:
-    response = http.post("/sandbox/v1/signup", json={"name": "Acme", "email": "dev@acme.example"})
-    assert response.status_code == 201, response.text
-    body = response.json()
-    with app.state.database.transaction() as session:
-        session.execute(update(OAuthClient).where(OAuthClient.id == body["client_id"])
-                        .values(rate_plan="unlimited"))
-    return PartnerClient(http=http, client_id=body["client_id"], partner_id=body["partner_id"],
-                         tenant_id=body["tenant_id"], secret=body["client_secret"]), body
+    return sandbox_signup(app, http)
 
 
 def ids_in(value: Any) -> set[str]:

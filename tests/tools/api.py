@@ -186,3 +186,22 @@ def problem(response: Any, status: int, code: str | None = None) -> dict[str, An
 
 def dumps(data: Any) -> str:
     return json.dumps(data)
+
+
+def sandbox_signup(app: FastAPI, http: TestClient, *, name: str = "Acme",
+                   email: str = "dev@acme.example") -> tuple[PartnerClient, dict[str, Any]]:
+    """A self-serve sandbox sign-up over HTTP (`POST /sandbox/v1/signup`): the developer's client
+    and the whole answer. The client is moved off the sandbox rate plan, which a test's burst of
+    calls would exhaust."""
+    from sqlalchemy import update
+
+    from gateway.oauth.models import OAuthClient
+
+    response = http.post("/sandbox/v1/signup", json={"name": name, "email": email})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    with app.state.database.transaction() as session:
+        session.execute(update(OAuthClient).where(OAuthClient.id == body["client_id"])
+                        .values(rate_plan="unlimited"))
+    return PartnerClient(http=http, client_id=body["client_id"], partner_id=body["partner_id"],
+                         tenant_id=body["tenant_id"], secret=body["client_secret"]), body

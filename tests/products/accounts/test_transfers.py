@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from sqlalchemy import select
 
@@ -17,6 +19,7 @@ from tests.products.accounts.factories import (
     new_tenant,
     person_account,
 )
+from tests.tools.jobs import assert_failure_logged, break_clock
 
 
 def _events(session, resource_id: str) -> list[Event]:
@@ -219,3 +222,31 @@ def test_the_banks_internal_accounts_are_never_a_partners_to_pay_from(database, 
         assert clearing in [a.id for a in service.list_accounts(s, production,
                                                                 include_internal=True).data]
         assert service.balance(s, production, mine).ledger_fen == 1_000
+
+
+@pytest.mark.tolerant_jobs
+def test_one_tenant_failing_pending_resolution_does_not_stop_the_others(database, caplog):
+    """The job resolves each tenant on its own: a tenant whose run fails (its clock cannot be
+    read) is logged with its id and left to the next run; the tenant after it is served."""
+    from products.accounts import jobs
+
+    with database.transaction() as s:
+        stuck, served = sorted(new_tenant(s, "sandbox") for _ in range(2))
+    transfers = {}
+    for tenant in (stuck, served):
+        with database.transaction() as s:
+            a = funded_account(s, tenant, 1_000_000).id
+            b = enterprise_account(s, tenant).id
+            transfers[tenant] = service.create_transfer(
+                s, tenant, from_account_id=a, to_account_id=b,
+                amount_fen=magic.MAGIC_AMOUNTS[404005].fen, actor="c").id
+        with database.transaction() as s:
+            advance_clock(s, tenant, magic.PENDING_FAILS_AFTER.total_seconds())
+    break_clock(database, stuck)
+
+    with caplog.at_level(logging.ERROR):
+        assert jobs.resolve_pending(database) == 1
+    with database.transaction() as s:
+        status = dict(s.execute(select(Transfer.tenant_id, Transfer.status)).all())
+    assert status == {stuck: "pending", served: "failed"}
+    assert_failure_logged(caplog, stuck)

@@ -46,7 +46,7 @@ def test_three_days_of_settlement_with_refunds_after_settlement_and_statements(a
     problem(p.get(f"/reconciliation/{day1.isoformat()}"), 409, "statement_not_ready")
     assert p.run_jobs().get("collection.settle", 0) == 0
 
-    p.advance_to(next_cutoff(p, 0, 2))  # day 1 closed (and the grace minute passed)
+    p.advance_to(next_cutoff(p, 0, 2))  # day 1 closed
     day2 = p.today()
     p.post(f"/virtual-accounts/{pending_va['id']}/simulate-incoming",
            {"amount": money("5.00"), "remitter_name": "张伟"})  # pays V-1 on day 2
@@ -212,6 +212,8 @@ def test_statement_as_csv_and_the_comparison_of_uploaded_records(app, http):
     bad(b'{"records": [{"kind": "order", "reference": "X", "amount": 1.0, "status": "ok"}]}',
         "application/json")
     bad(b"not json", "application/json")
+    # JSON nested deeper than the parser's stack (once a 500, found by fuzzing)
+    bad(b'{"records": ' + b"[" * 5000 + b"]" * 5000 + b"}", "application/json")
     bad(b"\xff\xfe", "text/csv")
     bad(b"x", "application/xml", 415, "unsupported_media_type")
     # A file saved with bare CR line ends (once a 500) compares like any other.
@@ -244,7 +246,7 @@ def test_cutoff_rolls_late_orders_to_the_next_date_and_locks_after_the_first_ord
     problem(p.patch("/settings", {"cutoff": "22:00"}), 409, "cutoff_locked")
     problem(p.patch("/settings", {"cutoff": "25:00"}), 422, "validation_failed")
     problem(p.patch("/settings", {"fee_account_id": "acct_nope"}), 422, "account_not_usable")
-    p.advance(120)  # 23:32: day `day` closed at 23:00 (+ grace)
+    p.advance(120)  # 23:32: day `day` closed at 23:00
     p.run_jobs()
     statement = p.get(f"/reconciliation/{day.isoformat()}").json()
     assert statement["cutoff"] == "23:00"

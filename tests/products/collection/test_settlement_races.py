@@ -186,6 +186,7 @@ def test_a_transfer_queued_across_settlement_pays_its_order_on_the_next_date(app
     clearing_invariants(p)
 
 
+@pytest.mark.tolerant_jobs
 def test_one_tenant_failing_its_settlement_does_not_stop_the_others(app, http, monkeypatch):
     platforms = [setup_platform(app, http) for _ in range(3)]
     for p in platforms:
@@ -213,6 +214,7 @@ def test_one_tenant_failing_its_settlement_does_not_stop_the_others(app, http, m
         clearing_invariants(p)
 
 
+@pytest.mark.tolerant_jobs
 def test_one_tenant_failing_another_collection_job_does_not_stop_the_others(app, http,
                                                                              monkeypatch):
     """Every collection job serves each tenant on its own, as settlement does: here mandate

@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import logging
 from datetime import datetime
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from gateway.identifiers import generate_uscc
 from products.accounts import service as accounts
@@ -18,9 +20,11 @@ from products.accounts.errors import DebitRestricted, PaymentRefused
 from products.egov.errors import EscrowDebitRefused
 from products.egov.escrow import _class_value
 from products.egov.evidence import BundleInvalid, verify_bundle
+from products.egov.models import ReleaseInstruction
 from tests.products.egov.escrow_support import World, recognise, regulator_user, world
 from tests.products.egov.helpers import RNG, advance, run_jobs
 from tests.tools.api import new_partner_client, problem
+from tests.tools.jobs import assert_failure_logged, break_clock
 
 DAY = 86400
 
@@ -535,3 +539,37 @@ def test_withdrawn_recognition_stops_a_regulators_decisions(app, http, partner):
     recognise(w.ops, w.regulator.partner_id, ["tuition", "court_funds"], status=200)
     assert w.decide(pending, "judge-1").json()["status"] == "executed"
     assert w.balance(payee) == 50000
+
+
+@pytest.mark.tolerant_jobs
+def test_one_tenant_failing_its_refunds_does_not_stop_the_others(app, http, caplog):
+    """The refund job serves each tenant on its own: a tenant whose run fails (its clock cannot
+    be read) is logged with its id and left to the next run; the others are refunded."""
+    operators = sorted((new_partner_client(app, http) for _ in range(2)),
+                       key=lambda client: client.tenant_id)
+    refunds = {}
+    for operator in operators:
+        w = world(app, http, operator, kinds=("bid_deposit",))
+        scheme = w.scheme({"kind": "bid_deposit", "required_approvals": 1,
+                           "deposit": {"amount": "500.00", "currency": "CNY"}, "refund_days": 5})
+        subs = []
+        for name in ("甲建设", "乙建设"):
+            sub = w.sub_account(scheme, f"BID-{name.encode().hex()[:8]}", holder=f"{name}有限公司")
+            assert w.deposit(scheme, sub, w.account(fund=50000), "500.00").status_code == 201
+            subs.append(sub)
+        awarded = operator.post(f"/v1/egov/escrow-schemes/{scheme['id']}/award",
+                                {"winner_sub_account_id": subs[0]["id"]})
+        assert awarded.status_code == 200, awarded.text
+        [refund] = [i for i in w.instructions(scheme) if i["kind"] == "refund"]
+        assert refund["status"] == "approved"
+        refunds[operator.tenant_id] = refund["id"]
+    stuck, served = (operator.tenant_id for operator in operators)
+    break_clock(app.state.database, stuck)
+
+    with caplog.at_level(logging.ERROR):
+        assert run_jobs(app, "egov.escrow_refunds") == {"egov.escrow_refunds": 1}
+    with app.state.database.transaction() as session:
+        status = {tenant: session.scalar(select(ReleaseInstruction.status).where(
+            ReleaseInstruction.id == ident)) for tenant, ident in refunds.items()}
+    assert status == {stuck: "approved", served: "executed"}
+    assert_failure_logged(caplog, stuck)

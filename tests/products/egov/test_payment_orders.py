@@ -3,14 +3,18 @@ results, cancellation, expiry, attempts, and paying exactly once."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from gateway.identifiers import luhn_check_digit
+from products.egov.models import PaymentOrder
 from tests.products.egov.helpers import (
     ORIGIN,
     advance,
@@ -26,6 +30,7 @@ from tests.products.egov.helpers import (
     setup_portal,
 )
 from tests.tools.api import new_partner_client, problem
+from tests.tools.jobs import assert_failure_logged, break_clock
 
 
 def _orders(pc) -> list[dict]:
@@ -35,7 +40,8 @@ def _orders(pc) -> list[dict]:
 # --- portal profile -----------------------------------------------------------------------
 
 def test_portal_profile_validates_origins_and_payee(app, partner):
-    problem(partner.get("/v1/egov/portal"), 409, "portal_not_configured")
+    # Nothing to read yet: a 404 (creating an order without it is a 409: a precondition).
+    problem(partner.get("/v1/egov/portal"), 404, "portal_not_configured")
     payee = open_account(app, partner.tenant_id)
     base = {"name": "一网通办", "payee_name": "财政局", "payee_account_id": payee}
     for bad in ("https://portal.example.gov.cn/path", "ftp://portal.example.gov.cn",
@@ -46,7 +52,7 @@ def test_portal_profile_validates_origins_and_payee(app, partner):
     problem(partner.request("PUT", "/v1/egov/portal",
                             json={**base, "payee_account_id": "acct_nope", "origins": []}),
             422, "account_not_found")
-    problem(partner.get("/v1/egov/portal"), 409, "portal_not_configured")  # nothing stored
+    problem(partner.get("/v1/egov/portal"), 404, "portal_not_configured")  # nothing stored
 
     ok = partner.request("PUT", "/v1/egov/portal", json={
         **base, "origins": ["HTTPS://Portal.Example.gov.cn:443/", "http://127.0.0.1:8080",
@@ -498,3 +504,26 @@ def test_no_return_link_to_an_origin_the_portal_removed(app, http, partner):
     assert 'id="return-link"' not in page.text and other not in page.text
     # The outcome still reaches the portal's current origin (postMessage), and only it.
     assert f'"targets": ["{ORIGIN}"]' in page.text
+
+
+@pytest.mark.tolerant_jobs
+def test_one_tenant_failing_its_order_expiry_does_not_stop_the_others(app, http, caplog):
+    """Order expiry serves each tenant on its own: a tenant whose run fails (its clock cannot be
+    read) is logged with its id and left to the next run; the others' orders expire."""
+    portals = sorted((new_partner_client(app, http) for _ in range(2)),
+                     key=lambda client: client.tenant_id)
+    orders = {}
+    for pc in portals:
+        setup_portal(app, pc)
+        orders[pc.tenant_id] = create_order(pc)["id"]  # 30 minutes
+        advance(app, pc.tenant_id, 31 * 60)
+    stuck, served = (pc.tenant_id for pc in portals)
+    break_clock(app.state.database, stuck)
+
+    with caplog.at_level(logging.ERROR):
+        assert run_jobs(app, "egov.expire_orders") == {"egov.expire_orders": 1}
+    with app.state.database.transaction() as session:
+        status = {tenant: session.scalar(select(PaymentOrder.status).where(
+            PaymentOrder.id == ident)) for tenant, ident in orders.items()}
+    assert status == {stuck: "open", served: "expired"}
+    assert_failure_logged(caplog, stuck)

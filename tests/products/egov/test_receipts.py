@@ -201,3 +201,7 @@ def test_daily_reconciliation_of_the_portal(app, http, partner):
     bad = partner.post(f"/v1/egov/reconciliation/{day}/differences", content=b"nonsense",
                        headers={"Content-Type": "text/csv"})
     problem(bad, 422, "invalid_records")
+    deep = b'{"records": ' + b"[" * 5000 + b"]" * 5000 + b"}"  # once a 500, found by fuzzing
+    bad = partner.post(f"/v1/egov/reconciliation/{day}/differences", content=deep,
+                       headers={"Content-Type": "application/json"})
+    assert "nested too deeply" in problem(bad, 422, "invalid_records")["detail"]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from products.accounts import service as accounts
 from products.accounts.models import Hold, JournalEntry
-from products.payroll.models import PayrollItem
+from products.payroll import processing
+from products.payroll.models import PayrollBatch, PayrollItem
 from tests.products.payroll.support import (
     TODAY,
     Person,
@@ -27,7 +30,8 @@ from tests.products.payroll.support import (
     run_payroll,
     upload,
 )
-from tests.tools.api import new_partner_client, problem
+from tests.tools.api import PartnerClient, new_partner_client, problem
+from tests.tools.jobs import assert_failure_logged, break_clock
 
 START = 10_000_000_00
 
@@ -258,3 +262,85 @@ def test_worker_pays_each_item_once_even_when_a_chunk_is_rerun(app, employer):
             PayrollItem.batch_id == batch["id"])).all()
     assert sorted(refs) == sorted(f"payroll:{i}" for i in ids)
     assert _audit(app, pc.tenant_id) == []
+
+
+# --- one tenant whose run fails among others ---------------------------------------------------
+
+def _employers(app, http) -> list[tuple[PartnerClient, str]]:
+    """Two employers (partners with a funded account), in the order the jobs serve tenants."""
+    out = []
+    for _ in range(2):
+        pc = new_partner_client(app, http)
+        out.append((pc, open_account(app, pc.tenant_id, fen=START)))
+    return sorted(out, key=lambda e: e[0].tenant_id)
+
+
+def _confirmed(pc: PartnerClient, account_id: str, staff: list[Person], **kwargs) -> str:
+    batch = pc.post("/v1/payroll/batches", batch_body(account_id, items_for(staff), **kwargs))
+    assert batch.status_code == 201, batch.text
+    confirmed = pc.post(f"/v1/payroll/batches/{batch.json()['id']}/confirm")
+    assert confirmed.status_code == 200, confirmed.text
+    return batch.json()["id"]
+
+
+def _statuses(app, model, ids: dict[str, str]) -> dict[str, str]:
+    with app.state.database.transaction() as session:
+        return {tenant: session.scalar(select(model.status).where(model.id == ident))
+                for tenant, ident in ids.items()}
+
+
+@pytest.mark.tolerant_jobs
+def test_one_tenant_failing_to_start_its_batches_does_not_stop_the_others(app, http, clock,
+                                                                          caplog):
+    (stuck, a), (served, b) = _employers(app, http)
+    batches = {pc.tenant_id: _confirmed(pc, account, people(2), value_date=TODAY + timedelta(1))
+               for pc, account in ((stuck, a), (served, b))}
+    assert set(_statuses(app, PayrollBatch, batches).values()) == {"scheduled"}
+    advance_days(app, served.tenant_id, 1)  # its value date has come
+    break_clock(app.state.database, stuck.tenant_id)
+
+    with caplog.at_level(logging.ERROR):
+        assert processing.start_due_batches(app.state.database) == 1
+    assert _statuses(app, PayrollBatch, batches) == {stuck.tenant_id: "scheduled",
+                                                     served.tenant_id: "processing"}
+    assert_failure_logged(caplog, stuck.tenant_id)
+
+
+@pytest.mark.tolerant_jobs
+def test_one_tenant_failing_to_pay_its_batches_does_not_stop_the_others(app, http, clock, caplog):
+    (stuck, a), (served, b) = _employers(app, http)
+    # The failing tenant's batch is the oldest: paid first.
+    batches = {pc.tenant_id: _confirmed(pc, account, people(3))
+               for pc, account in ((stuck, a), (served, b))}
+    assert set(_statuses(app, PayrollBatch, batches).values()) == {"processing"}
+    break_clock(app.state.database, stuck.tenant_id)
+
+    with caplog.at_level(logging.ERROR):
+        assert processing.pay_batches(app.state.database) >= 3
+    assert _statuses(app, PayrollBatch, batches) == {stuck.tenant_id: "processing",
+                                                     served.tenant_id: "completed"}
+    assert balance(app, served.tenant_id, b)[1] == 0
+    assert_failure_logged(caplog, stuck.tenant_id)
+
+
+@pytest.mark.tolerant_jobs
+def test_one_tenant_failing_its_returns_does_not_stop_the_others(app, http, clock, caplog):
+    (stuck, a), (served, b) = _employers(app, http)
+    staff = people(1)
+    returned = [Person("李RETURN", staff[0].id_number, staff[0].card)]  # paid, then returned
+    batches = {pc.tenant_id: _confirmed(pc, account, returned)
+               for pc, account in ((stuck, a), (served, b))}
+    run_payroll(app)
+    with app.state.database.transaction() as session:
+        items = {tenant: session.scalar(select(PayrollItem.id).where(PayrollItem.batch_id == batch))
+                 for tenant, batch in batches.items()}
+    assert set(_statuses(app, PayrollItem, items).values()) == {"succeeded"}
+    for pc in (stuck, served):
+        advance_days(app, pc.tenant_id, 1)  # the receiving bank returns the item
+    break_clock(app.state.database, stuck.tenant_id)
+
+    with caplog.at_level(logging.ERROR):
+        assert processing.process_returns(app.state.database) == 1
+    assert _statuses(app, PayrollItem, items) == {stuck.tenant_id: "succeeded",
+                                                  served.tenant_id: "returned"}
+    assert_failure_logged(caplog, stuck.tenant_id)

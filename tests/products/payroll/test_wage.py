@@ -3,6 +3,7 @@ regulator's view and arrears warnings on the test clock."""
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -18,7 +19,7 @@ from gateway.jobs import run_all_once
 from products.accounts import service as accounts
 from products.accounts.errors import DebitRestricted, PaymentRefused
 from products.accounts.port import DebitContext
-from products.payroll import processing
+from products.payroll import processing, wage
 from products.payroll.ledger import PayrollDebit
 from products.payroll.models import PayrollBatch, PayrollItem
 from products.payroll.wage import wage_account_guard
@@ -36,6 +37,7 @@ from tests.products.payroll.support import (
     tenant_today,
 )
 from tests.tools.api import PartnerClient, new_partner_client, problem
+from tests.tools.jobs import assert_failure_logged, break_clock
 
 RNG = random.Random(3)
 
@@ -270,6 +272,9 @@ def test_the_regulator_sees_its_regions_and_the_contractor_never_does(app, http,
     assert sorted(w["payment_status"] for w in month) == ["not_due", "paid", "paid"]
     assert all("*" in w["id_number"] for w in month)
     problem(regulator.get(f"/v1/payroll/supervision/projects/{project.id}/workers?month=11"), 422)
+    # Year 0000 matches YYYY-MM but is no calendar month (once a 500, found by fuzzing).
+    problem(regulator.get(f"/v1/payroll/supervision/projects/{project.id}/workers"
+                          "?month=0000-01"), 422, "invalid_month")
 
     # The contractor holds every partner scope but never the supervisor's view.
     for path in ("/v1/payroll/supervision/projects",
@@ -753,3 +758,22 @@ def test_the_guard_lets_one_of_two_open_transactions_pay_a_leavers_month(app, co
 
     _in_threads(a, b)
     assert answers == {"a": "accepted", "b": "worker_not_active"}
+
+
+@pytest.mark.tolerant_jobs
+def test_one_tenant_failing_its_arrears_checks_does_not_stop_the_others(app, http, clock, caplog):
+    """The arrears job serves each tenant on its own: a tenant whose run fails (its clock
+    cannot be read) is logged with its id and left to the next run; the others are checked."""
+    stuck, served = sorted((new_partner_client(app, http) for _ in range(2)),
+                           key=lambda client: client.tenant_id)
+    for client in (stuck, served):
+        make_project(app, client)  # nobody paid for November
+        advance_days(app, client.tenant_id, 11)  # 11-13: payday (10th) + 3 days' grace
+    break_clock(app.state.database, stuck.tenant_id)
+
+    with caplog.at_level(logging.ERROR):
+        assert wage.check_arrears(app.state.database) >= 1
+    warned = {client.tenant_id: [e.data["kind"] for e in events(
+        app, client.tenant_id, "wage_project.arrears_warning")] for client in (stuck, served)}
+    assert warned == {stuck.tenant_id: [], served.tenant_id: ["unpaid_wages"]}
+    assert_failure_logged(caplog, stuck.tenant_id)
