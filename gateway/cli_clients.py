@@ -8,17 +8,13 @@ from pathlib import Path
 import typer
 from sqlalchemy import select
 
-from gateway.db import Database
+from gateway.cli_support import cli_transaction
 from gateway.oauth.clients import create_client, revoke_client
 from gateway.settings import get_settings
 from gateway.tenancy import Partner, create_partner
 
 clients_app = typer.Typer(no_args_is_help=True, help="OAuth clients")
 keys_app = typer.Typer(no_args_is_help=True, help="Platform keys")
-
-
-def _database() -> Database:
-    return Database(get_settings().effective_database_url)
 
 
 @clients_app.command("create")
@@ -32,8 +28,7 @@ def create(
     operations: bool = typer.Option(False, "--operations", help="A bank operations client"),
 ) -> None:
     """Create the partner if needed and a client; print JSON with client_id (and secret)."""
-    database = _database()
-    with database.transaction() as session:
+    with cli_transaction() as session:
         partner = session.scalars(select(Partner).where(Partner.name == name)).first()
         if partner is None:
             partner = create_partner(session, name=name,
@@ -55,7 +50,7 @@ def create(
 @clients_app.command("revoke")
 def revoke(client_id: str) -> None:
     """Revoke a client; its tokens stop working at once."""
-    with _database().transaction() as session:
+    with cli_transaction() as session:
         revoke_client(session, client_id)
     typer.echo(json.dumps({"client_id": client_id, "status": "revoked"}))
 

@@ -394,9 +394,15 @@ class Database:
 
     def _close_direct(self) -> None:
         direct, self._direct = self._direct, None
-        if direct is not None:
-            with contextlib.suppress(Exception):  # closing a broken connection
-                direct.close()
+        if direct is None or direct.dbapi_connection is None:
+            return
+        # Closed on the driver, not through the pool: the pool's close of a detached
+        # connection first resets it (a ROLLBACK), and when that fails (a connection left
+        # busy or broken) it logs the error and leaves the connection open, for the garbage
+        # collector to find later (a ResourceWarning). An autocommit connection has nothing
+        # to roll back.
+        with contextlib.suppress(Exception):  # closing a broken connection
+            self.engine.dialect.do_close(direct.dbapi_connection)
 
     def dispose(self) -> None:
         with self._direct_lock:

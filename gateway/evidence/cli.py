@@ -26,16 +26,23 @@ def _log() -> tuple[Database, service.Log]:
 def integrate() -> None:
     """Integrate waiting entries and sign a checkpoint now."""
     database, log = _log()
-    typer.echo(f"integrated {service.integrate(database, log)} entries")
+    try:
+        added = service.integrate(database, log)
+    finally:
+        database.dispose()
+    typer.echo(f"integrated {added} entries")
 
 
 @evidence_app.command("export")
 def export(out: Path = typer.Option(..., "--out", help="Directory to write")) -> None:
     """Write every integrated entry and every checkpoint for offline verification."""
     database, log = _log()
-    service.integrate(database, log)
-    with database.transaction() as session:
-        n, n_cp = verifier.export(session, out, log.verifier_key)
+    try:
+        service.integrate(database, log)
+        with database.transaction() as session:
+            n, n_cp = verifier.export(session, out, log.verifier_key)
+    finally:
+        database.dispose()
     typer.echo(f"exported {n} entries and {n_cp} checkpoints to {out}")
 
 
