@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gateway import clock as clock_module
+from tests.tools.clock import manual_clock
 
 START = datetime(2026, 11, 2, 2, 0, 0, 700_000, tzinfo=UTC)
 
@@ -20,13 +21,8 @@ START = datetime(2026, 11, 2, 2, 0, 0, 700_000, tzinfo=UTC)
 @pytest.fixture
 def clock() -> Iterator[clock_module.ManualClock]:
     """A base clock in the middle of a second (tokens keep using real time)."""
-    previous = clock_module.base_clock()
-    manual = clock_module.ManualClock(START)
-    clock_module.set_base_clock(manual)
-    try:
+    with manual_clock(START) as manual:
         yield manual
-    finally:
-        clock_module.set_base_clock(previous)
 
 
 def _decimals(value: float) -> int:

@@ -22,6 +22,7 @@ from gateway.money import format_fen
 from products.accounts import service as accounts
 from products.accounts.magic import account_number_status
 from tests.tools.api import PartnerClient, new_partner_client
+from tests.tools.clock import manual_clock
 
 NOW = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)  # Monday 10:00 in Shanghai
 TODAY = date(2026, 11, 2)
@@ -31,13 +32,8 @@ PAYROLL_JOBS = ["payroll.pay"]
 @pytest.fixture
 def clock() -> Iterator[clock_module.ManualClock]:
     """A manual base clock (tokens keep using real time): business dates are deterministic."""
-    previous = clock_module.base_clock()
-    manual = clock_module.ManualClock(NOW)
-    clock_module.set_base_clock(manual)
-    try:
+    with manual_clock(NOW) as manual:
         yield manual
-    finally:
-        clock_module.set_base_clock(previous)
 
 
 @dataclass
