@@ -47,7 +47,7 @@ from gateway.oauth.jwks_fetch import UnsafeURL, check_public_url
 from gateway.tenancy import Partner, Tenant, clock_for
 from partners.settings import PartnerSettings, get_partner_settings
 from partners.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from partners.webhooks.service import endpoint_view, subscribed
+from partners.webhooks.service import endpoint_view, event_view, subscribed
 from partners.webhooks.signing import signature_header
 
 log = logging.getLogger("quanlian.webhooks")
@@ -167,14 +167,9 @@ class Claimed:
 
 
 def payload(event: Event, environment: str) -> bytes:
-    """The JSON body: Standard Webhooks' `type`, `timestamp`, `data`, plus ids."""
-    document = {"id": event.id, "type": event.type,
-                "timestamp": clock_module.to_rfc3339(event.created_at),
-                "environment": environment,
-                "resource": {"type": event.resource_type, "id": event.resource_id},
-                "data": event.data}
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"),
-                      sort_keys=True, default=str).encode()
+    """The JSON body: the event as `GET /v1/events` shows it."""
+    return json.dumps(event_view(event, environment), ensure_ascii=False,
+                      separators=(",", ":"), sort_keys=True, default=str).encode()
 
 
 def _due(session: Session, now: datetime, base_now: datetime, limit: int,

@@ -166,11 +166,12 @@ def list_events(limit: int = LIMIT, cursor: str | None = CURSOR,
                 session: Session = Depends(get_session)) -> dict[str, Any]:
     rows, next_cursor = service.list_events(session, principal.tenant_id, type_=type,
                                             limit=limit, cursor=cursor)
-    return {"data": [service.event_view(e) for e in rows], "next_cursor": next_cursor}
+    return {"data": [service.event_view(e, principal.environment) for e in rows], "next_cursor": next_cursor}
 
 
 @events_router.get("/events/{event_id}", summary="Get an event", response_model=EventOut,
                    responses=error_responses(404))
 def get_event(event_id: str, principal: Principal = Depends(manage),
               session: Session = Depends(get_session)) -> dict[str, Any]:
-    return service.event_view(service.get_event(session, principal.tenant_id, event_id))
+    return service.event_view(service.get_event(session, principal.tenant_id, event_id),
+                              principal.environment)

@@ -48,13 +48,21 @@ class EndpointList(BaseModel):
     next_cursor: str | None
 
 
+class EventResource(BaseModel):
+    type: str = Field(description="The kind of resource the event is about, e.g. `transfer`")
+    id: str
+
+
 class EventOut(BaseModel):
+    """The same document a webhook delivers as its body."""
+
     id: str
     type: str
-    resource_type: str
-    resource_id: str
-    data: dict[str, Any]
-    created_at: datetime
+    timestamp: datetime = Field(description="When the event happened (RFC 3339)")
+    environment: Literal["sandbox", "production"]
+    resource: EventResource
+    data: dict[str, Any] = Field(description="The resource as its own GET shows it, at the "
+                                             "time of the event")
 
 
 class EventList(BaseModel):

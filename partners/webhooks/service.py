@@ -219,10 +219,14 @@ def disable_partner_endpoints(session: Session, partner_id: str, *, reason: str)
 
 # --- events and deliveries ----------------------------------------------------------------
 
-def event_view(event: Event) -> dict[str, Any]:
-    return {"id": event.id, "type": event.type, "resource_type": event.resource_type,
-            "resource_id": event.resource_id, "data": event.data,
-            "created_at": to_rfc3339(event.created_at)}
+def event_view(event: Event, environment: str) -> dict[str, Any]:
+    """An event as partners see it, in `GET /v1/events` and as a webhook's body alike (one
+    handler serves both, e.g. to catch up on missed deliveries): Standard Webhooks' `type`,
+    `timestamp` and `data`, plus ids."""
+    return {"id": event.id, "type": event.type, "timestamp": to_rfc3339(event.created_at),
+            "environment": environment,
+            "resource": {"type": event.resource_type, "id": event.resource_id},
+            "data": event.data}
 
 
 def list_events(session: Session, tenant_id: str, *, type_: str | None, limit: int,

@@ -71,6 +71,8 @@ def test_deliveries_are_signed_and_verifiable(app, http, partner, receiver):
     for p in payloads:
         assert p["type"] == "payroll_batch.validated" and p["timestamp"].endswith("Z")
         assert p["environment"] == "sandbox" and p["data"]["amount"]["currency"] == "CNY"
+        # One document, delivered or listed: a handler for one serves the other.
+        assert partner.get(f"/v1/events/{p['id']}").json() == p
     headers = receiver.received[0]["headers"]
     assert headers["content-type"] == "application/json"
     assert headers["webhook-signature"].startswith("v1,")
@@ -231,7 +233,7 @@ def test_failing_for_three_days_disables_the_endpoint_and_tells_the_partner(app,
         got = partner.get(f"/v1/webhook-endpoints/{ep['id']}").json()
         assert got["status"] == "disabled" and got["disabled_reason"] == "failing"
         events = partner.get("/v1/events?type=webhook_endpoint.disabled").json()["data"]
-        assert [e["resource_id"] for e in events] == [ep["id"]]
+        assert [e["resource"]["id"] for e in events] == [ep["id"]]
         notified = verify_all(healthy, watcher["secret"])
         assert [p["type"] for p in notified] == ["webhook_endpoint.disabled"]
         assert notified[0]["data"]["id"] == ep["id"]

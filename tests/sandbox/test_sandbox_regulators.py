@@ -84,7 +84,7 @@ def test_sign_up_to_a_release_approved_by_two_regulator_users(app, http):
     assert again["created"] is False and again["regulator"] == regulator
     assert again["client_id"] != made["client_id"]
     registered = developer.get("/v1/events?type=egov_regulator.registered").json()["data"]
-    assert [e["resource_id"] for e in registered] == [regulator["partner_id"]]  # once
+    assert [e["resource"]["id"] for e in registered] == [regulator["partner_id"]]  # once
     me = second.get("/v1/me").json()
     assert me["environment"] == "sandbox" and me["scopes"] == SCOPES_OUT
     assert me["partner_id"] == regulator["partner_id"]

@@ -225,7 +225,7 @@ def test_an_expired_facility_is_renewed_in_place(app, http, partner, monkeypatch
             if f["core_enterprise_id"] == chain.core.id] == [chain.facility_id]
 
     events = partner.get("/v1/events?type=credit_facility.renewed").json()["data"]
-    assert [(e["resource_id"], e["data"]["limit"]) for e in events] == [
+    assert [(e["resource"]["id"], e["data"]["limit"]) for e in events] == [
         (chain.facility_id, money("800.00"))]
     assert _evidence_types(partner, chain.facility_id) == ["credit_facility.expired",
                                                            "credit_facility.renewed"]
@@ -379,7 +379,7 @@ def test_cli_renews_an_expired_facility_with_the_apis_circle_rule(app, http, par
     out = json.loads(renewed.stdout)
     assert out["id"] == facility["id"] and out["status"] == "active"
     assert out["limit"] == money("3000000.00") and out["guarantee_circle"] == "GC-CLI"
-    assert [e["resource_id"] for e in partner.get("/v1/events?type=credit_facility.renewed")
+    assert [e["resource"]["id"] for e in partner.get("/v1/events?type=credit_facility.renewed")
             .json()["data"]] == [facility["id"]]
 
 

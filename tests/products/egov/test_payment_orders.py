@@ -88,7 +88,7 @@ def test_create_order_masks_the_payer_and_gives_a_payment_code(app, partner):
     created = datetime.fromisoformat(order["created_at"].replace("Z", "+00:00"))
     expires = datetime.fromisoformat(order["expires_at"].replace("Z", "+00:00"))
     assert expires - created == timedelta(minutes=30)
-    assert events(partner, "egov_payment.created")[0]["resource_id"] == order["id"]
+    assert events(partner, "egov_payment.created")[0]["resource"]["id"] == order["id"]
     assert partner.get(f"/v1/egov/payment-orders/{order['id']}").json() == order
 
 
@@ -172,7 +172,7 @@ def test_payer_pays_once_and_the_portal_is_told(app, http, partner):
     assert paid["receipt_number"].startswith("EG") and paid["receipt_url"].endswith("/receipt")
     assert ledger_balance(app, partner.tenant_id, payee) == 140950
     succeeded = events(partner, "egov_payment.succeeded")
-    assert [e["resource_id"] for e in succeeded] == [order["id"]]
+    assert [e["resource"]["id"] for e in succeeded] == [order["id"]]
     assert succeeded[0]["data"]["status"] == "paid"
     assert "张三" not in str(succeeded[0]["data"])
 

@@ -57,7 +57,7 @@ def test_a_portal_compares_its_records_as_collection_does(app, http, partner):
     statement = partner.get(f"/v1/egov/reconciliation/{day}").json()
     assert statement["totals"]["payment_order"]["moved"] == answer["totals"]["payment_order"][
         "bank"]
-    assert [e["resource_id"] for e in events(partner, "reconciliation.compared")] == [
+    assert [e["resource"]["id"] for e in events(partner, "reconciliation.compared")] == [
         answer["id"]]
 
     # the very same answer's layout as a collection comparison's
