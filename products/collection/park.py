@@ -264,7 +264,7 @@ def _turn_overdue(bill: Bill, now: datetime) -> bool:
 
 def _publish_overdue(session: Session, bill: Bill, now: datetime, actor: str) -> None:
     publish(session, tenant_id=bill.tenant_id, type="bill.overdue", resource_type="bill",
-            resource_id=bill.id, data=views.data(views.bill_out(bill)), actor=actor, at=now)
+            resource_id=bill.id, data=views.data(bill_view(session, bill)), actor=actor, at=now)
 
 
 def dun_bill(session: Session, park: Park, bill: Bill, now: datetime, actor: str) -> None:
@@ -280,7 +280,7 @@ def dun_bill(session: Session, park: Park, bill: Bill, now: datetime, actor: str
         publish(session, tenant_id=bill.tenant_id, type="bill.late_fee_accrued",
                 resource_type="bill", resource_id=bill.id,
                 data={"charged": Money.of(charged).model_dump(), "through": today.isoformat(),
-                      "bill": views.data(views.bill_out(bill))}, actor=actor, at=now)
+                      "bill": views.data(bill_view(session, bill))}, actor=actor, at=now)
     plan = schedule(park, bill.due_date)
     latest = _last_passed(plan, today, -1)
     if latest > bill.last_notice:
@@ -297,7 +297,7 @@ def dun_bill(session: Session, park: Park, bill: Bill, now: datetime, actor: str
             publish(session, tenant_id=bill.tenant_id, type="bill.reminder", resource_type="bill",
                     resource_id=bill.id,
                     data={"kind": kind, "offset_days": offset, "scheduled_for": day.isoformat(),
-                          "bill": views.data(views.bill_out(bill))}, actor=actor, at=now)
+                          "bill": views.data(bill_view(session, bill))}, actor=actor, at=now)
     bill.dunning_due_on = _next_action(park, bill, today)
     session.flush()
 
@@ -339,7 +339,7 @@ def create_bill(session: Session, tenant_id: str, actor: str, park_id: str,
     session.add(bill)
     session.flush()
     publish(session, tenant_id=tenant_id, type="bill.created", resource_type="bill",
-            resource_id=bill.id, data=views.data(views.bill_out(bill)), actor=actor, at=now)
+            resource_id=bill.id, data=views.data(bill_view(session, bill)), actor=actor, at=now)
     account = repository.get(session, VirtualAccount, tenant_id, occupant.virtual_account_id,
                              VirtualAccountNotFound, lock=True)
     from products.collection.virtual import apply_credit
@@ -384,7 +384,7 @@ def cancel_bill(session: Session, tenant_id: str, actor: str, bill_id: str) -> B
     bill.dunning_due_on = None
     session.flush()
     publish(session, tenant_id=tenant_id, type="bill.cancelled", resource_type="bill",
-            resource_id=bill.id, data=views.data(views.bill_out(bill)), actor=actor, at=now)
+            resource_id=bill.id, data=views.data(bill_view(session, bill)), actor=actor, at=now)
     return bill
 
 
@@ -415,7 +415,7 @@ def _record_payment(session: Session, park: Park, bill: Bill, order: Order, sour
             data={"payment": {"id": payment.id, "order_id": order.id, "source": source,
                               "principal": Money.of(principal).model_dump(),
                               "late_fee": Money.of(late).model_dump()},
-                  "bill": views.data(views.bill_out(bill))}, actor=actor, at=now)
+                  "bill": views.data(bill_view(session, bill))}, actor=actor, at=now)
     return payment
 
 
@@ -484,7 +484,7 @@ def reopen_for_refund(session: Session, bill: Bill, order: Order, refund_id: str
                              "amount": Money.of(amount_fen).model_dump(),
                              "principal": Money.of(principal).model_dump(),
                              "late_fee": Money.of(late).model_dump()},
-                  "bill": views.data(views.bill_out(bill))}, actor=actor, at=now)
+                  "bill": views.data(bill_view(session, bill))}, actor=actor, at=now)
     if first_overdue:
         _publish_overdue(session, bill, now, actor)
 
@@ -569,10 +569,24 @@ def pay_bill_by_mandate(session: Session, tenant_id: str, actor: str, bill_id: s
 
 
 def bill_view(session: Session, bill: Bill) -> schemas.BillOut:
-    payments = list(session.scalars(select(BillPayment).where(BillPayment.bill_id == bill.id)
-                                    .order_by(BillPayment.created_at, BillPayment.id)))
-    notices = list(session.scalars(select(BillNotice).where(BillNotice.bill_id == bill.id)
-                                   .order_by(BillNotice.sent_at, BillNotice.id)))
+    """A bill with its payments and notices, as its GET, its list and its events show it."""
+    return bill_views(session, [bill])[0]
+
+
+def bill_views(session: Session, bills: list[Bill]) -> list[schemas.BillOut]:
+    """`bill_view` of each bill, in three statements whatever their number."""
+    if not bills:
+        return []
+    session.flush()  # a payment or notice just added is part of the view
+    ids = [b.id for b in bills]
+    payments: dict[str, list[BillPayment]] = {i: [] for i in ids}
+    for p in session.scalars(select(BillPayment).where(BillPayment.bill_id.in_(ids))
+                             .order_by(BillPayment.created_at, BillPayment.id)):
+        payments[p.bill_id].append(p)
+    notices: dict[str, list[BillNotice]] = {i: [] for i in ids}
+    for n in session.scalars(select(BillNotice).where(BillNotice.bill_id.in_(ids))
+                             .order_by(BillNotice.sent_at, BillNotice.id)):
+        notices[n.bill_id].append(n)
     refunded = dict(session.execute(select(Order.id, Order.refunded_fen).where(
-        Order.tenant_id == bill.tenant_id, Order.bill_id == bill.id)).all())
-    return views.bill_out(bill, payments, notices, refunded)
+        Order.tenant_id == bills[0].tenant_id, Order.bill_id.in_(ids))).all())
+    return [views.bill_out(b, payments[b.id], notices[b.id], refunded) for b in bills]

@@ -575,7 +575,7 @@ def list_bills(park_id: Id, principal: Read, session: Db, limit: Limit = 20,
     if park_tenant_id:
         query = query.where(Bill.park_tenant_id == park_tenant_id)
     rows, nxt = repository.page(session, query, Bill.id, limit=limit, cursor=cursor)
-    return schemas.BillPage(data=[views.bill_out(r) for r in rows], next_cursor=nxt)
+    return schemas.BillPage(data=park.bill_views(session, rows), next_cursor=nxt)
 
 
 @router.get("/bills/{bill_id}", summary="A bill with its payments and reminders",

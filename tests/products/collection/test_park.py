@@ -153,6 +153,11 @@ def test_a_bill_reminded_overdue_with_late_fee_and_paid_by_transfer(app, http):
             "refund_exceeds_collected")
     listed = p.get(f"/parks/{park['id']}/bills?status=paid").json()["data"]
     assert {b["id"] for b in listed} == {rent["id"], water["id"], power["id"]}
+    # the list and the events show a bill as its GET does: payments and notices included
+    assert next(b for b in listed if b["id"] == rent["id"]) == done
+    paid_event = bill_events(p, rent["id"])[-1][1]
+    assert paid_event["bill"]["payments"] == done["payments"]
+    assert paid_event["bill"]["notices"] == done["notices"]
 
     # another tenant pays by mandate
     other = p.post(f"/parks/{park['id']}/tenants", {"name": "杭州华信物流有限公司",
