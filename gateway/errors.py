@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import traceback
 from typing import Any, ClassVar
 
 import psycopg
@@ -314,8 +315,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OverflowError)
     async def _overflow(request: Request, exc: OverflowError) -> Response:
         # A number (or a date reached from one) beyond what the calendar or the code can hold.
+        # A routine 422, so no traceback: where it was raised is enough to bound that input
+        # with a clearer message.
         rid = _request_id(request)
-        log.warning("out-of-range input", exc_info=exc, extra={"request_id": rid})
+        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        log.warning("out-of-range input (%s) at %s", exc,
+                    f"{frame.filename}:{frame.lineno}" if frame else "unknown",
+                    extra={"request_id": rid})
         return problem_response(_out_of_range(), rid)
 
     @app.exception_handler(StatementError)  # DBAPIError's base: a value that failed to bind

@@ -205,6 +205,24 @@ def _after_failure(database: Database, client_id: str, key: str) -> Callable[[in
     return record
 
 
+def _route_scopes(request: Request) -> frozenset[str]:
+    """The scopes the request's route requires (`gateway.auth.require_scope`), found once per
+    route in its dependency tree."""
+    route = request.scope.get("route")
+    known = getattr(route, "_required_scopes", None)
+    if known is None:
+        found: set[str] = set()
+        pending = list(getattr(getattr(route, "dependant", None), "dependencies", ()))
+        while pending:
+            dependant = pending.pop()
+            found.update(getattr(dependant.call, "required_scopes", ()))
+            pending.extend(dependant.dependencies)
+        known = frozenset(found)
+        if route is not None:
+            route._required_scopes = known  # type: ignore[union-attr]
+    return known
+
+
 def idempotency(required: bool = False) -> Callable[[Request], Awaitable[None]]:
     """A route dependency. `required=True` for routes that move money."""
 
@@ -215,6 +233,10 @@ def idempotency(required: bool = False) -> Callable[[Request], Awaitable[None]]:
         # Who calls is checked first: a call without a valid token is a 401 whatever its key.
         principal = await authenticate(request)
         if raw is None:
+            # What may call at all is answered first: a client without the route's scopes
+            # gets the scope dependency's 403, not this 400.
+            if not _route_scopes(request) <= principal.scopes:
+                return
             raise BadRequest("This call moves money: send an Idempotency-Key header.",
                              code="idempotency_key_required")
         if not _KEY.match(raw):
@@ -228,6 +250,9 @@ def idempotency(required: bool = False) -> Callable[[Request], Awaitable[None]]:
         digest.update(request.method.encode() + b" "
                       + (scope.get("root_path", "") + scope["path"]).encode() + b"?"
                       + scope.get("query_string", b"") + b"\n")
+        # The same bytes as another media type (a CSV upload sent as JSON) are another request.
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        digest.update(media_type.encode() + b"\n")
         digest.update(body)
         database: Database = request.app.state.database
         client_id, request_hash = principal.client_id, digest.hexdigest()

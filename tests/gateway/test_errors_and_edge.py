@@ -157,6 +157,25 @@ def test_a_number_too_large_for_the_database_is_a_422_that_changes_nothing(app, 
         assert conn.execute(text("SELECT n FROM probe_numbers ORDER BY n")).scalars().all() == [1, 5]
 
 
+def test_an_overflow_is_a_422_logged_in_one_line_without_a_traceback(app, caplog):
+    """A value beyond what the calendar holds is the caller's mistake: operators get one line
+    saying where it was raised (to bound that input with a clearer message), not a traceback
+    that reads like a failure."""
+    from datetime import date, timedelta
+
+    @app.get("/v1/probe-overflow", include_in_schema=False)
+    def overflow() -> dict[str, str]:
+        return {"day": str(date.max + timedelta(days=1))}
+
+    with TestClient(app, raise_server_exceptions=False) as client, \
+            caplog.at_level(logging.WARNING, logger="quanlian"):
+        response = client.get("/v1/probe-overflow")
+    problem(response, 422, "value_out_of_range")
+    [record] = [r for r in caplog.records if "out-of-range input" in r.getMessage()]
+    assert "test_errors_and_edge.py:" in record.getMessage()
+    assert record.exc_info is None and "Traceback" not in caplog.text
+
+
 def test_other_database_errors_stay_500s(app):
     """Only out-of-range values are the request's fault; a broken statement is not."""
     @app.get("/v1/probe-broken", include_in_schema=False)

@@ -241,9 +241,17 @@ def test_the_document_says_which_calls_take_a_key_and_which_require_one(app, htt
     def bare(path: str) -> str:  # a path parameter filled with an id nobody holds
         return re.sub(r"\{[^}]+\}", "x_00000000000000000000000000", path)
 
+    held = set(partner.scopes)
+    asked = 0
     for path in required:
         response = http.post(bare(path), json={}, headers=partner.auth("POST", bare(path)))
-        problem(response, 400, "idempotency_key_required")
+        needs = {s for r in spec["paths"][path]["post"].get("security", []) for s in r["oauth2"]}
+        if needs <= held:
+            problem(response, 400, "idempotency_key_required")
+            asked += 1
+        else:  # a route the partner may not call says so before asking for a key
+            problem(response, 403, "insufficient_scope")
+    assert asked >= 20
     for path in optional + other:
         response = http.post(bare(path), json={}, headers=partner.auth("POST", bare(path)))
         assert response.json().get("code") != "idempotency_key_required", path
@@ -265,6 +273,33 @@ def test_a_call_refused_for_its_scope_does_not_use_up_its_key(notes_app, http):
     done = client.post("/v1/probe-notes", {"text": "a"}, idempotency_key="k-scope")
     assert done.status_code == 201, done.text
     assert "idempotent-replayed" not in done.headers
+    assert count(notes_app) == 1
+
+
+def test_what_may_call_is_answered_before_a_missing_key(notes_app, http):
+    """A client without the route's scope is told so (403), not asked for a key it would
+    still be refused with."""
+    from tests.tools.api import new_partner_client
+
+    reader = new_partner_client(notes_app, http, scopes=["accounts:read"])
+    response = http.post("/v1/probe-notes", json={"text": "a"},
+                         headers=reader.auth("POST", "/v1/probe-notes"))
+    problem(response, 403, "insufficient_scope")
+    assert count(notes_app) == 0
+
+
+def test_the_same_bytes_as_another_media_type_are_another_request(notes_app, partner):
+    body = json.dumps({"text": "a"}).encode()
+    first = partner.request("POST", "/v1/probe-notes", idempotency_key="k-media", content=body,
+                            headers={"Content-Type": "application/json"})
+    assert first.status_code == 201, first.text
+    other = partner.request("POST", "/v1/probe-notes", idempotency_key="k-media", content=body,
+                            headers={"Content-Type": "application/vnd.notes+json"})
+    problem(other, 422, "idempotency_key_reused")
+    # parameters and case are not a different media type
+    same = partner.request("POST", "/v1/probe-notes", idempotency_key="k-media", content=body,
+                           headers={"Content-Type": "Application/JSON; charset=utf-8"})
+    assert same.headers["idempotent-replayed"] == "true" and same.json() == first.json()
     assert count(notes_app) == 1
 
 
