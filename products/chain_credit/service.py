@@ -533,15 +533,20 @@ def issue_certificate(session: Session, tenant_id: str, *, acting_member_id: str
     if status == "expired":
         raise FacilityExpired(f"Facility {facility.id} expired on {facility.expires_on.isoformat()}.")
     if status == "frozen":
-        raise FacilityFrozen(f"Facility {facility.id} is frozen: {facility.frozen_reason or 'risk event'}. "
+        reason = (facility.frozen_reason or "risk event").rstrip(" .。")
+        raise FacilityFrozen(f"Facility {facility.id} is frozen: {reason}. "
                              "No new certificates can be issued.")
     available = facility.limit_fen - facility.outstanding_fen
     if amount_fen > available:
         from gateway.money import format_fen
 
-        raise LimitExceeded(f"The facility has {format_fen(available)} CNY available.",
-                            extra={"available": {"amount": format_fen(max(available, 0)),
-                                                 "currency": "CNY"}})
+        shown = format_fen(max(available, 0))
+        detail = f"The facility has {shown} CNY available."
+        if available < 0:  # renewed with a limit below what its earlier term still owes
+            detail = (f"The facility has {shown} CNY available: its outstanding certificates "
+                      f"({format_fen(facility.outstanding_fen)} CNY) exceed its limit "
+                      f"({format_fen(facility.limit_fen)} CNY).")
+        raise LimitExceeded(detail, extra={"available": {"amount": shown, "currency": "CNY"}})
     invoice_numbers = _canonical_references(invoice_numbers)
     if len(set(invoice_numbers)) != len(invoice_numbers):
         raise ValidationFailed("Each invoice is listed once.", code="duplicate_invoice_numbers",

@@ -233,15 +233,31 @@ def test_an_expired_facility_is_renewed_in_place(app, http, partner, monkeypatch
     assert chain.facility()["status"] == "active"
 
 
+def test_a_renewal_below_what_is_owed_leaves_nothing_available_and_says_why(app, http, partner):
+    chain = _short_term_chain(app, http, partner, limit="1000.00", days=10, circle="GC-LOW")
+    chain.issue_accepted("600.00", days=60)
+    advance(app, partner.tenant_id, 11)
+    renewed = grant(chain.ops, partner.tenant_id, chain.core.id, limit="500.00",
+                    circle="GC-LOW", rate="0.05", expires_in_days=365, start=chain.today())
+    assert renewed.status_code == 201, renewed.text
+    assert renewed.json()["available"] == money("0.00")
+    refused = problem(chain.issue("1.00"), 409, "facility_limit_exceeded")
+    assert refused["available"] == money("0.00")
+    assert refused["detail"] == (
+        "The facility has 0.00 CNY available: its outstanding certificates (600.00 CNY) "
+        "exceed its limit (500.00 CNY).")
+
+
 def test_freeze_unfreeze_and_expiry(app, http):
     chain = build_chain(app, http)
     cert = chain.issue_accepted("1000.00", days=30)
     frozen = chain.ops.post(f"{OPS}/facilities/{chain.facility_id}/freeze",
-                            {"tenant_id": chain.tenant_id, "reason": "manual review"})
+                            {"tenant_id": chain.tenant_id, "reason": "manual review."})
     assert frozen.status_code == 200 and frozen.json()["status"] == "frozen"
     problem(chain.ops.post(f"{OPS}/facilities/{chain.facility_id}/freeze",
                            {"tenant_id": chain.tenant_id, "reason": "again"}), 409, "invalid_state")
-    problem(chain.issue("1.00"), 409, "credit_facility_frozen")
+    refused = problem(chain.issue("1.00"), 409, "credit_facility_frozen")
+    assert refused["detail"].endswith(": manual review. No new certificates can be issued.")
     # Existing certificates still move while the facility is frozen; the bank does not finance.
     parts = chain.split(cert["id"], chain.t1.id, "400.00", "600.00")
     assert parts.status_code == 200
