@@ -7,9 +7,13 @@ never touches another's.
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
 from zoneinfo import ZoneInfo
+
+from pydantic import BeforeValidator
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -86,3 +90,35 @@ def business_date(value: datetime) -> date:
 def start_of_business_day(day: date) -> datetime:
     """The UTC instant at which a Shanghai business date begins."""
     return datetime(day.year, day.month, day.day, tzinfo=SHANGHAI).astimezone(UTC)
+
+
+# --- dates and times in requests ----------------------------------------------------------
+# pydantic reads a number, or a string of digits, given for a date or a time as Unix seconds:
+# "20261210" became 1970-08-23T12:06:50Z, or an error about "zero time". Requests name dates
+# as YYYY-MM-DD and instants as RFC 3339, and anything else is refused saying so.
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _date_text(value: object) -> object:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value.strip()):
+        return value.strip()
+    raise ValueError("must be a date written YYYY-MM-DD, e.g. 2026-12-10")
+
+
+def _instant_text(value: object) -> object:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _RFC3339_START.match(value.strip()):
+        return value.strip()
+    raise ValueError("must be a time in RFC 3339, e.g. 2026-12-10T09:30:00+08:00")
+
+
+IsoDate = Annotated[date, BeforeValidator(_date_text)]
+"""A business date in a request: YYYY-MM-DD only."""
+
+Instant = Annotated[datetime, BeforeValidator(_instant_text)]
+"""A moment in a request: RFC 3339 only (whether a zone is required is the field's rule)."""

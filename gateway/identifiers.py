@@ -207,7 +207,8 @@ def validate_resident_id(number: object, *, today: date | None = None) -> str:
     real calendar birth date in positions 7-14, not before 1900-01-01 and not after `today`
     (default: the platform's business date from `gateway.clock`; a sandbox tenant passes its
     own test-clock date); the MOD 11-2 check character. The 15-digit numbers issued before
-    1999 are refused: every such card has been replaced.
+    1999 are refused: every such card has been replaced. A refusal says which positions are
+    wrong and never quotes them: they are personal data (a birth date, a place).
     """
     value = _clean(number, "a resident ID number")
     if len(value) != 18:
@@ -223,16 +224,16 @@ def validate_resident_id(number: object, *, today: date | None = None) -> str:
             f"the last character of a resident ID number must be a digit or X, not {_describe(value[17])}"
         )
     if value[:2] not in _RESIDENT_PROVINCES:
-        raise IdentifierError(f"{value[:2]!r} (positions 1-2) is not a province code")
+        raise IdentifierError("positions 1-2 are not a province code")
     try:
         born = date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
     except ValueError:
-        raise IdentifierError(f"{value[6:14]!r} (positions 7-14) is not a calendar date") from None
+        raise IdentifierError("the birth date (positions 7-14) is not a calendar date") from None
     if born < _EARLIEST_BIRTH:
-        raise IdentifierError(f"the birth date {born.isoformat()} is before 1900")
+        raise IdentifierError("the birth date (positions 7-14) is before 1900")
     limit = today if today is not None else base_clock().today()
     if born > limit:
-        raise IdentifierError(f"the birth date {born.isoformat()} is in the future")
+        raise IdentifierError("the birth date (positions 7-14) is in the future")
     if resident_id_check_char(value[:17]) != value[17]:
         raise IdentifierError(
             "the check character (position 18) of the resident ID number is "

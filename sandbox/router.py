@@ -3,7 +3,6 @@ the tenant's own for trying supervised escrow (`sandbox.regulators`)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import Depends, Request
@@ -11,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.orm import Session
 
 from gateway.auth import authenticate, require_scope
-from gateway.clock import to_rfc3339
+from gateway.clock import Instant, to_rfc3339
 from gateway.db import get_session
 from gateway.errors import Problem, ValidationFailed, error_responses
 from gateway.event_types import PARTNER_EVENT_TYPES
@@ -99,7 +98,7 @@ class ClockOut(BaseModel):
 class AdvanceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     seconds: int | None = Field(None, ge=0, le=3 * 366 * 86400)
-    to: datetime | None = Field(None, description="RFC 3339 instant to move to")
+    to: Instant | None = Field(None, description="RFC 3339 instant to move to")
 
     @model_validator(mode="after")
     def one_of(self) -> AdvanceIn:

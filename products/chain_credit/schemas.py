@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from gateway.clock import IsoDate
 from gateway.identifiers import USCC
 from gateway.money import Money, MoneyIn
 from products.chain_credit.pricing import parse_rate
@@ -119,7 +120,7 @@ class FacilityGrant(_In):
     tenant_id: str = Field(min_length=1, max_length=40, description="The partner tenant")
     core_enterprise_id: MemberId
     limit: MoneyIn
-    expires_on: date = Field(description="Last business day the facility can be used")
+    expires_on: IsoDate = Field(description="Last business day the facility can be used")
     guarantee_circle: GuaranteeCircle
     discount_rate: Rate
 
@@ -176,7 +177,7 @@ class Acting(_In):
 class CertificateIssue(Acting):
     to_member_id: MemberId = Field(description="The tier-1 member receiving the certificate")
     amount: MoneyIn
-    maturity_date: date = Field(description="Between tomorrow and 365 days ahead (Asia/Shanghai)")
+    maturity_date: IsoDate = Field(description="Between tomorrow and 365 days ahead (Asia/Shanghai)")
     invoice_numbers: list[FinancedReference] = Field(min_length=1, max_length=50)
     contract_number: Reference
 
@@ -308,7 +309,7 @@ class ApplicationApprove(_In):
     tenant_id: str = Field(min_length=1, max_length=40)
     amount: MoneyIn = Field(description="Approved amount, at most the requested amount")
     annual_rate: Rate
-    due_date: date = Field(description="Repayment date (Asia/Shanghai), after today")
+    due_date: IsoDate = Field(description="Repayment date (Asia/Shanghai), after today")
 
 
 class ApplicationDecline(_In):

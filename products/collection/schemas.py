@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from gateway.clock import IsoDate
 from gateway.errors import ValidationFailed
 from gateway.identifiers import USCC
 from gateway.money import Money, MoneyIn, MoneyInNonNegative
@@ -172,7 +173,7 @@ class MandateCreate(_In):
     payer_account_id: AccountId = Field(examples=["acct_01JD0Z9B3C5D7E9F1G3H5J7K9M"])
     per_debit_limit: MoneyIn
     monthly_limit: MoneyIn
-    expires_on: date = Field(description="Last business date a debit may be made")
+    expires_on: IsoDate = Field(description="Last business date a debit may be made")
 
     @model_validator(mode="after")
     def _limits(self) -> MandateCreate:
@@ -673,7 +674,7 @@ class BillCreate(_In):
     item: Literal["rent", "property_fee", "electricity", "water"]
     period: str = Field(min_length=1, max_length=20, examples=["2026-11"])
     amount: MoneyIn
-    due_date: date
+    due_date: IsoDate
     description: Text140 = ""
     sub_merchant_id: ResourceId | None = Field(None, description="Default: the park's")
 

@@ -11,7 +11,8 @@ the first line holding non-ASCII bytes, or the whole file if smaller; the ASCII 
 same in both), see `LineDecoder._guess`. Lines are handed out as they complete, so a large file
 is never held as text or as parsed rows in memory.
 
-The result file is the same layout with two more columns on each item line: status and reason.
+The result file is the same layout with two more columns on each item line: status and reason,
+in UTF-8 or, for a GBK batch, in GB18030 labelled so (`result_charset`).
 """
 
 from __future__ import annotations
@@ -258,9 +259,22 @@ def csv_line(values: Iterable[str]) -> str:
     return buf.getvalue()
 
 
+def result_charset(requested: str) -> str:
+    """The charset a result file asked for as `requested` (utf-8, gbk or gb18030) is written in.
+
+    GBK has no form for many rare characters of names (生僻字 such as 䶮 or 𠮷) that a GBK
+    upload may hold (read as GB18030) and a UTF-8 one surely may, so a file written as GBK would
+    have to refuse, or lose, exactly those. GB18030 is the superset of GBK that holds every
+    character, in the same bytes as GBK for every character GBK has: a GBK reader reads it the
+    same unless a name needs more, and the file is labelled `charset=gb18030`, as it is.
+    """
+    return "utf-8" if requested == "utf-8" else "gb18030"
+
+
 def encode_lines(lines: Iterator[str], charset: str) -> Iterator[bytes]:
-    """Encode result lines in blocks; UTF-8 output starts with a BOM for spreadsheet tools."""
-    encoding = _GBK if charset == "gbk" else _UTF8
+    """Encode result lines in blocks in `result_charset(charset)`; UTF-8 output starts with a
+    BOM for spreadsheet tools."""
+    encoding = _UTF8 if result_charset(charset) == "utf-8" else _GBK
     if encoding == _UTF8:
         yield codecs.BOM_UTF8
     block: list[str] = []

@@ -35,6 +35,7 @@ from gateway.events import publish
 from gateway.jobs import for_each_tenant, for_each_tenant_item
 from gateway.pii import decrypt
 from gateway.tenancy import Tenant, clock_for
+from products.accounts import magic
 from products.payroll import ledger, receiving
 from products.payroll.models import PayrollBatch, PayrollItem
 from products.payroll.service import _money, batch_event_data
@@ -113,6 +114,15 @@ _CHUNK_COLUMNS = ("id", "line", "item_reference", "account_digest", "amount_fen"
                   "name_masked", "id_masked", "account_masked")
 
 
+def _held_pending(sandbox: bool, batch: PayrollBatch, now: datetime) -> list[int]:
+    """The sandbox magic amounts (4040.05) whose items stay pending, their amount still held by
+    the batch's hold, until `magic.PENDING_FAILS_AFTER` after the batch started paying (on
+    the tenant's clock); then they are paid no differently and fail (`receiving.check`)."""
+    if not sandbox or batch.started_at is None or now >= batch.started_at + magic.PENDING_FAILS_AFTER:
+        return []
+    return [m.fen for m in magic.MAGIC_AMOUNTS.values() if m.outcome == "pending_then_failed"]
+
+
 def process_chunk(session: Session, batch_id: str, limit: int = 500) -> int:
     """Pay up to `limit` pending items of a processing batch; settle the batch when none is left.
 
@@ -132,12 +142,19 @@ def process_chunk(session: Session, batch_id: str, limit: int = 500) -> int:
     sandbox = tenant is not None and tenant.environment == "sandbox"
     now = clock_for(session, batch.tenant_id).now()
     table = PayrollItem.__table__
-    items = session.execute(
-        select(*(table.c[name] for name in _CHUNK_COLUMNS),
-               type_coerce(table.c.employee_name, Text).label("sealed_name"))
-        .where(table.c.batch_id == batch.id, table.c.status == "pending")
-        .order_by(table.c.seq).limit(limit)).all()
+    held = _held_pending(sandbox, batch, now)
+    pending = (table.c.batch_id == batch.id) & (table.c.status == "pending")
+    query = select(*(table.c[name] for name in _CHUNK_COLUMNS),
+                   type_coerce(table.c.employee_name, Text).label("sealed_name")).where(pending)
+    if held:
+        query = query.where(table.c.amount_fen.not_in(held))
+    items = session.execute(query.order_by(table.c.seq).limit(limit)).all()
+    # The batch is settled once no item is pending, the held ones included.
+    settles = len(items) < limit and not (held and session.scalar(
+        select(table.c.id).where(pending, table.c.amount_fen.in_(held)).limit(1)))
     if not items:
+        if not settles:
+            return 0  # only held items left: nothing to do until they fail
         _settle(session, batch, now)
         return 1  # settling is work done too
     if batch.wage_project_id is not None:
@@ -207,7 +224,7 @@ def process_chunk(session: Session, batch_id: str, limit: int = 500) -> int:
         publish(session, tenant_id=batch.tenant_id, type="payroll_item.failed",
                 resource_type="payroll_item", resource_id=item.id,
                 data=_item_event(item, batch.id, **row), actor=WORKER_ACTOR, at=now)
-    if len(items) < limit:
+    if settles:
         _settle(session, batch, now)
     return len(items)
 

@@ -16,7 +16,7 @@ Two cases:
 | card number ending `0003` | fails | `account_frozen` (账户冻结) |
 | employee name `户名不符`, or containing `MISMATCH` | fails | `name_mismatch` (户名不符) |
 | amount `4040.01` / `.02` / `.03` / `.04` | fails | `insufficient_funds` / `account_closed` / `account_frozen` / `name_mismatch` |
-| amount `4040.05` | fails (the bank's processing fails) | `processing_failed` |
+| amount `4040.05` | stays `pending` (amount held), fails 60 s after the batch starts paying | `processing_failed` |
 | employee name containing `RETURN` (or `退票`) | paid, then returned 24 hours later on the test clock | `account_closed` (退票) |
 
 Validation runs the same check as a pre-check and reports what it predicts as warnings, before
@@ -46,6 +46,7 @@ REASONS = {
     "worker_not_registered": "非实名登记工人: the person is not a registered worker of the "
                              "wage project",
     "worker_not_active": "工人已离场: the registered worker has left the project",
+    "contract_ended": "劳动合同已到期: the worker's contract ended before the value date",
     "worker_name_mismatch": "姓名与登记不符: the name differs from the worker's registration",
     "card_not_registered": "非登记工资卡: wages go only to the worker's registered card",
     "wage_account_restricted": "工资专户受限: the wage account pays only its project's "
@@ -115,6 +116,15 @@ def reason_text(code: str) -> str:
     return REASONS.get(code, code)
 
 
+# The delay is `processing._held_pending`'s.
+_AMOUNT_OUTCOMES = {
+    "failed": "item fails",
+    "pending_then_failed": f"item stays pending (amount held), fails "
+                           f"{int(magic.PENDING_FAILS_AFTER.total_seconds())} s after the batch starts paying "
+                           "(test clock)",
+}
+
+
 def table() -> list[dict[str, str]]:
     """Payroll's sandbox magic values as rows (the shared ones, and the return marker)."""
     rows = [{"input": "card number ending 0002", "outcome": "item fails",
@@ -123,7 +133,7 @@ def table() -> list[dict[str, str]]:
              "reason_code": "account_frozen"},
             {"input": "employee name 户名不符, or containing MISMATCH", "outcome": "item fails",
              "reason_code": "name_mismatch"}]
-    rows += [{"input": f"amount {m.amount}", "outcome": "item fails",
+    rows += [{"input": f"amount {m.amount}", "outcome": _AMOUNT_OUTCOMES[m.outcome],
               "reason_code": m.failure_code} for m in magic.MAGIC_AMOUNTS.values()]
     rows.append({"input": "employee name containing RETURN or 退票",
                  "outcome": "paid, then returned (退票) 24 hours later on the test clock",

@@ -19,7 +19,12 @@ from gateway.idempotency import idempotency
 from gateway.routing import Router
 from gateway.tenancy import Principal
 from products.payroll import service, wage
-from products.payroll.csvfile import CsvFileError, charset_from_content_type, encode_lines
+from products.payroll.csvfile import (
+    CsvFileError,
+    charset_from_content_type,
+    encode_lines,
+    result_charset,
+)
 from products.payroll.errors import InvalidBatchFile, UnsupportedBatchMedia
 from products.payroll.schemas import (
     BatchIn,
@@ -177,12 +182,18 @@ def list_payroll_findings(batch_id: str, principal: Reader, session: SessionDep,
 
 @batches.get("/{batch_id}/result.csv", response_class=StreamingResponse,
              summary="Download the result file (the batch layout plus status and reason)",
+             description="`charset` defaults to the upload's. `utf-8` is written with a BOM. "
+                         "`gbk` (or `gb18030`) is written as GB18030 and labelled "
+                         "`charset=gb18030`: the superset of GBK, in the same bytes for every "
+                         "character GBK has, that also holds the rare characters of names "
+                         "(生僻字) GBK lacks.",
              responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
                               "description": "The result file"}, **error_responses(404, 422)})
 def download_payroll_result(batch_id: str, principal: Reader, session: SessionDep,
-                            charset: Literal["utf-8", "gbk"] | None = None) -> StreamingResponse:
+                            charset: Literal["utf-8", "gbk", "gb18030"] | None = None
+                            ) -> StreamingResponse:
     batch = service.get_batch(session, principal.tenant_id, batch_id)
-    chosen = charset or batch.charset
+    chosen = result_charset(charset or batch.charset)
     filename = f"{batch.external_reference.replace('/', '_')}-result.csv"
     return StreamingResponse(
         encode_lines(service.result_lines(session, batch), chosen),

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.clock import IsoDate
 from gateway.money import Money, MoneyIn
 
 Purpose = Literal["wages", "bonus", "reimbursement"]
@@ -27,7 +28,7 @@ class BatchHeaderIn(_In):
                                   description="The employer's settlement account (or a project's "
                                               "wage account) to pay from")
     purpose: Purpose
-    value_date: date = Field(description="Business date (Asia/Shanghai) on which to pay; today or "
+    value_date: IsoDate = Field(description="Business date (Asia/Shanghai) on which to pay; today or "
                                          "later")
     declared_count: int = Field(ge=1, le=100_000, description="Number of items (control total)")
     declared_total: MoneyIn = Field(description="Sum of the items (control total)")
@@ -211,13 +212,13 @@ class WorkerIn(_In):
     id_number: str = Field(max_length=32)
     card_number: str = Field(max_length=32)
     team: str = Field(min_length=1, max_length=60, description="Team (班组)")
-    contract_start: date
-    contract_end: date | None = None
+    contract_start: IsoDate
+    contract_end: IsoDate | None = None
 
 
 class WorkerPatch(_In):
     status: Literal["active", "left"] | None = None
-    contract_end: date | None = None
+    contract_end: IsoDate | None = None
     card_number: str | None = Field(None, max_length=32)
 
 

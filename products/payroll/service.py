@@ -244,9 +244,7 @@ class BatchBuilder:
             else:
                 worker_id = worker.id
                 if not self._may_be_paid(worker):
-                    errors.append(("id_number", "worker_not_active",
-                                   "The registered worker has left the project and is owed no "
-                                   f"unpaid wages for {self.batch.wage_month}."))
+                    errors.append(("id_number", *self._refusal(worker)))
                 if worker.name_digest != pii_digest(item.employee_name):
                     errors.append(("employee_name", "worker_name_mismatch",
                                    "The name differs from the worker's real-name registration."))
@@ -281,8 +279,14 @@ class BatchBuilder:
 
             assert self.project is not None  # only wage-account batches have workers
             self._payable[worker.id] = may_be_paid(self.session, self.project, worker,
-                                                   batch_cycle(self.batch))
+                                                   batch_cycle(self.batch),
+                                                   self.batch.value_date)
         return self._payable[worker.id]
+
+    def _refusal(self, worker: WageWorker) -> tuple[str, str]:
+        from products.payroll.wage import batch_cycle, refusal
+
+        return refusal(worker, batch_cycle(self.batch))
 
     def add_malformed(self, line: int, code: str, message: str) -> None:
         """An item line that could not even be split into its fields (counts as an item)."""
@@ -567,7 +571,9 @@ def cancel_batch(session: Session, principal: Principal, batch_id: str) -> Payro
 
 def simulate_return(session: Session, principal: Principal, batch_id: str, item_id: str, *,
                     reason_code: str, after_seconds: int) -> PayrollItem:
-    """Sandbox only: have the receiving bank return a paid item (退票), now or later."""
+    """Sandbox only: have the receiving bank return a paid item (退票), now or later; once
+    per item: a return already scheduled is refused (409 `return_already_scheduled`), one done
+    is refused by the item's states (409)."""
     if not is_sandbox(session, principal.tenant_id):
         raise SandboxOnly("Returns are simulated in the sandbox only.")
     item = get_item(session, principal.tenant_id, batch_id, item_id)
@@ -576,6 +582,14 @@ def simulate_return(session: Session, principal: Principal, batch_id: str, item_
         raise PayrollProblem("This item was credited to an account at this bank; only payments "
                              "to other banks' cards come back as returns.", status=409,
                              code="not_returnable")
+    if item.return_due_at is not None:
+        # A second call would otherwise move the return silently (and a magic `RETURN` name's
+        # return is scheduled already): the partner is told when it comes instead.
+        raise PayrollProblem(
+            f"The item's return is already scheduled for {to_rfc3339(item.return_due_at)} "
+            "(test clock); advance the clock to it rather than asking again.", status=409,
+            code="return_already_scheduled",
+            extra={"return_due_at": to_rfc3339(item.return_due_at)})
     now = _now(session, principal.tenant_id)
     item.return_due_at = now + timedelta(seconds=after_seconds)
     item.return_code = reason_code

@@ -22,7 +22,8 @@ PURPOSE_ALIASES = {"工资": "wages", "奖金": "bonus", "报销": "reimbursemen
 # Codes an item can be refused with (documented in the README).
 ITEM_CODES = {
     "missing_name": "the employee name is empty",
-    "invalid_name": "the employee name is too long or holds control characters",
+    "invalid_name": "the employee name is too long or holds control or invisible format "
+                    "characters (such as a zero-width space)",
     "invalid_id_number": "the resident ID number fails its checks",
     "invalid_account_number": "the card number is malformed or fails its Luhn check digit",
     "invalid_amount": "the amount is not a positive decimal with at most two decimals",
@@ -33,6 +34,8 @@ ITEM_CODES = {
     "worker_not_registered": "the person is not a registered worker of the wage project",
     "worker_not_active": "the registered worker has left the project and is owed no unpaid "
                          "wages for the batch's wage_month",
+    "contract_ended": "the registered worker's contract ended before the batch's value date "
+                      "and they are owed no unpaid wages for the batch's wage_month",
     "worker_name_mismatch": "the name differs from the worker's registration",
     "card_not_registered": "the card is not the worker's registered card",
     "purpose_not_allowed": "a wage account pays wages only",
@@ -53,13 +56,19 @@ class CheckedItem:
     errors: list[tuple[str, str, str]] = field(default_factory=list)
 
 
-def _name_problem(name: str) -> tuple[str, str] | None:
+def name_problem(name: str) -> tuple[str, str] | None:
+    """The one name rule, for batch items and for registering a wage project's workers (a
+    name registered that items could not repeat would leave the worker unpayable): (code,
+    message) of what is wrong with a trimmed `name`, None when it is acceptable."""
     if not name:
-        return "missing_name", "The employee name is empty."
+        return "missing_name", "The name is empty."
     if len(name) > 60:
-        return "invalid_name", "The employee name is longer than 60 characters."
+        return "invalid_name", "The name is longer than 60 characters."
+    # Category C: control characters, and invisible format ones such as a zero-width space
+    # pasted from a spreadsheet, which no one can see to type again.
     if any(unicodedata.category(c).startswith("C") for c in name):
-        return "invalid_name", "The employee name holds control characters."
+        return "invalid_name", ("The name holds control or invisible format characters (such "
+                                "as a zero-width space).")
     return None
 
 
@@ -68,20 +77,21 @@ def check_item(*, line: int, employee_name: str, id_number: str, account_number:
     """Check the fields of one item; the result carries normalized values and any errors."""
     errors: list[tuple[str, str, str]] = []
     name = employee_name.strip()
-    problem = _name_problem(name)
+    problem = name_problem(name)
     if problem:
         errors.append(("employee_name", *problem))
     try:
         id_norm = validate_resident_id(id_number, today=today)
     except IdentifierError as exc:
         id_norm = id_number.strip()
-        errors.append(("id_number", "invalid_id_number", f"The ID number is not valid: {exc}."))
+        errors.append(("id_number", "invalid_id_number",
+                       f"The ID number is not valid: {str(exc)}."))
     try:
         card = validate_bank_card(account_number)
     except IdentifierError as exc:
         card = account_number.strip()
         errors.append(("account_number", "invalid_account_number",
-                       f"The card number is not valid: {exc}."))
+                       f"The card number is not valid: {str(exc)}."))
     try:
         fen = parse_fen(amount.strip(), allow_zero=False)
     except MoneyError as exc:

@@ -3,8 +3,8 @@
 A wage project is a construction project with a special wage account opened for it. The
 developer (建设单位) funds the account with labour costs (人工费用拨付); the general contractor's
 labour platform registers the workers by real name (实名制) and pays them from the account in
-payroll batches, each worker only to the registered card, a worker who has left only wages still
-owed (`may_be_paid`). No other debit leaves the account:
+payroll batches, each worker only to the registered card, a worker who has left or whose contract
+has ended only wages still owed (`may_be_paid`). No other debit leaves the account:
 the ledger's debit guard (`wage_account_guard`) refuses anything that is not the payment of a
 validated item of a batch of that project.
 
@@ -59,6 +59,7 @@ from products.payroll.models import (
 )
 from products.payroll.schemas import FundingIn, RegulatorGrantIn, WageProjectIn, WorkerIn, WorkerPatch
 from products.payroll.service import _decode_cursor, _encode_cursor, _money, _ts
+from products.payroll.validation import name_problem
 
 log = logging.getLogger("quanlian.payroll")
 
@@ -113,21 +114,41 @@ def owed_for(project: WageProject, worker: WageWorker, cycle: str) -> bool:
             and (last is None or last >= due.replace(day=1)))
 
 
-def may_be_paid(session: Session, project: WageProject, worker: WageWorker, cycle: str) -> bool:
-    """Whether the project's wage account may pay `worker` wages for pay month `cycle` (a
-    batch's `wage_month`): the one rule for batch validation and the debit guard.
+def on_project(worker: WageWorker, value_date: date) -> bool:
+    """Whether the worker is still on the project on a batch's value date: `active`, and the
+    contract (if it has an end) not ended before that day."""
+    return worker.status == "active" and (worker.contract_end is None
+                                          or worker.contract_end >= value_date)
 
-    An active registered worker may be paid. A worker who is no longer active (`left`) may be
-    paid only wages still owed: owed for `cycle` (`owed_for`) and `cycle` not yet paid for
-    them (`is_paid`, as the regulator's view counts it). So a leaver's arrears are paid
-    without setting them back to active, while a leaver owed nothing for that month, or
-    already paid for it, gets nothing from the account.
+
+def may_be_paid(session: Session, project: WageProject, worker: WageWorker, cycle: str,
+                value_date: date) -> bool:
+    """Whether the project's wage account may pay `worker` wages for pay month `cycle` (a
+    batch's `wage_month`) on `value_date`: the one rule for batch validation and the debit guard.
+
+    A worker still on the project (`on_project`) may be paid. A worker who is not (`left`, or
+    whose contract ended before the value date though still `active`) may be paid only wages
+    still owed: owed for `cycle` (`owed_for`, which ends with the contract or the leaving) and
+    `cycle` not yet paid for them (`is_paid`, as the regulator's view counts it). So arrears
+    are paid after the work has ended, while a month after it, or a month already paid, gets
+    nothing from the account: the same months the arrears check and the regulator's view owe.
     """
-    if worker.status == "active":
+    if on_project(worker, value_date):
         return True
     if not owed_for(project, worker, cycle):
         return False
     return not is_paid(_paid_in_cycle(session, project.id, cycle, worker.id), worker.id)
+
+
+def refusal(worker: WageWorker, cycle: str) -> tuple[str, str]:
+    """(code, message) for a worker `may_be_paid` refuses: one who left, or whose contract
+    ended before the batch's value date, and is owed no unpaid wages for `cycle`."""
+    if worker.status != "active":
+        return "worker_not_active", ("The registered worker has left the project and is owed "
+                                     f"no unpaid wages for {cycle}.")
+    return "contract_ended", ("The registered worker's contract ended before the value date "
+                              f"and they are owed no unpaid wages for {cycle}; to pay wages "
+                              "owed for a month of the contract, name it as wage_month.")
 
 
 def batch_cycle(batch: PayrollBatch) -> str:
@@ -250,9 +271,10 @@ def _check_worker(*, name: str, id_number: str, card_number: str, team: str,
                   prefix: str) -> tuple[dict[str, str], list[dict[str, str]]]:
     errors: list[dict[str, str]] = []
     values = {"name": name.strip(), "team": team.strip()}
-    if not values["name"] or len(values["name"]) > 60:
-        errors.append({"field": f"{prefix}name", "message": "1 to 60 characters",
-                       "code": "invalid_name"})
+    # The batch items' rule: a name they could not repeat would leave the worker unpayable.
+    problem = name_problem(values["name"])
+    if problem:
+        errors.append({"field": f"{prefix}name", "code": problem[0], "message": problem[1]})
     if not values["team"] or len(values["team"]) > 60:
         errors.append({"field": f"{prefix}team", "message": "1 to 60 characters",
                        "code": "invalid_team"})
@@ -491,7 +513,8 @@ def wage_account_guard(session: Session, account: Account, context: DebitContext
     Accepts only what payroll presents for a batch of the account's own project: the hold of
     the batch's total when it is confirmed, and the capture of each of its items, for the
     item's amount, while the item's worker is registered, may still be paid for the batch's
-    month (`may_be_paid`: active, or left and still owed that month's unpaid wages) and is
+    month (`may_be_paid`: on the project, or no longer and still owed that month's unpaid
+    wages) and is
     paid to the registered card. Everything else (a transfer, another product's debit, a batch of
     another project) is refused with `wage_account_restricted`. Reads only, but for a leaver
     it locks the worker's month until the transaction ends (`_may_be_paid_now`).
@@ -522,21 +545,21 @@ def wage_account_guard(session: Session, account: Account, context: DebitContext
     if worker is None or worker.project_id != project.id:
         raise WageAccountRestricted("The worker is not a registered worker of the project.",
                                     code="worker_not_active")
-    # Checked again here, not only at validation: the worker may have left, or been paid for
-    # the month by another batch, since.
+    # Checked again here, not only at validation: the worker may have left, had the contract
+    # ended, or been paid for the month by another batch, since.
     cycle = batch_cycle(batch)
-    if not _may_be_paid_now(session, project, worker, cycle, item.id):
-        raise WageAccountRestricted(f"The worker has left the project and is owed no unpaid "
-                                    f"wages for {cycle}.", code="worker_not_active")
+    if not _may_be_paid_now(session, project, worker, cycle, batch.value_date, item.id):
+        code, message = refusal(worker, cycle)
+        raise WageAccountRestricted(message, code=code)
     if worker.card_digest != item.account_digest:
         raise WageAccountRestricted("Wages go only to the worker's registered card.",
                                     code="card_not_registered")
-    if worker.status != "active":
+    if not on_project(worker, batch.value_date):
         _leaver_months_paid_here(session)[(worker.id, cycle)] = item.id
 
 
 def _may_be_paid_now(session: Session, project: WageProject, worker: WageWorker, cycle: str,
-                     item_id: str) -> bool:
+                     value_date: date, item_id: str) -> bool:
     """`may_be_paid`, asked by the debit guard for one item, so that a leaver's month is paid
     once whatever pays it concurrently.
 
@@ -547,13 +570,13 @@ def _may_be_paid_now(session: Session, project: WageProject, worker: WageWorker,
     item's payment is not written yet when the second is checked, so the guard remembers
     which item it let pay the month.
     """
-    if worker.status == "active":
+    if on_project(worker, value_date):
         return True  # no once-per-month rule: nothing to serialise
     advisory_lock(session, f"payroll-wage-month:{worker.id}:{cycle}")
     paid_by = _leaver_months_paid_here(session).get((worker.id, cycle))
     if paid_by is not None and paid_by != item_id:  # the same item asks again on a retry
         return False
-    return may_be_paid(session, project, worker, cycle)
+    return may_be_paid(session, project, worker, cycle, value_date)
 
 
 _PAID_HERE = "payroll.wage_leaver_months"
@@ -810,21 +833,31 @@ def _warn(session: Session, project: WageProject, check: WageCheck, environment:
                 actor="payroll-arrears-check", at=now)
 
 
+def _cycles(first: str, last: str) -> Iterator[str]:
+    cycle = first
+    while cycle <= last:
+        yield cycle
+        cycle = _next_cycle(cycle)
+
+
 def check_project(session: Session, project: WageProject, now: datetime, environment: str) -> int:
-    """Run the due checks of one project on its tenant's business date; each check runs once."""
+    """Run the due checks of one project on its tenant's business date; each check runs once.
+
+    Every pay cycle from the project's first is looked at, not just the months around today:
+    after the clock jumps several months (the sandbox's test clock, or a worker stopped for
+    that long) each month passed over still gets its unpaid-wages check, late, exactly once.
+    The checks already made are read in one query, so a cycle done costs nothing more.
+    """
     today = business_date(now)
     done = 0
-    current = _cycle(today)
-    # Next month's cycle too: its balance check falls in this month when payday is early
-    # (payday 3, 5 days before: on the 29th); the unpaid check of a cycle comes at the latest
-    # 30 days after a payday, so by the following month.
-    for cycle in (_previous_cycle(current), current, _next_cycle(current)):
-        if cycle < project.first_cycle:
-            continue
+    checked = set(session.execute(select(WageCheck.cycle, WageCheck.kind).where(
+        WageCheck.project_id == project.id)).all())
+    # Up to next month's cycle: its balance check falls in this month when payday is early
+    # (payday 3, 5 days before: on the 29th).
+    for cycle in _cycles(project.first_cycle, _next_cycle(_cycle(today))):
         due = _cycle_due(cycle, project.payday)
-        checks = {kind for (kind,) in session.execute(select(WageCheck.kind).where(
-            WageCheck.project_id == project.id, WageCheck.cycle == cycle)).all()}
-        if "unpaid_wages" not in checks and today >= due + timedelta(days=project.arrears_grace_days):
+        due_unpaid = today >= due + timedelta(days=project.arrears_grace_days)
+        if (cycle, "unpaid_wages") not in checked and due_unpaid:
             paid = _paid_in_cycle(session, project.id, cycle)
             # Everyone owed for the cycle, whatever their status today (`owed_for`).
             expected = [w for w in session.scalars(select(WageWorker).where(
@@ -839,7 +872,9 @@ def check_project(session: Session, project: WageProject, now: datetime, environ
             done += _record(session, project, cycle, "unpaid_wages", bool(unpaid), details, today,
                             now, environment)
         balance_day = due - timedelta(days=project.balance_check_days)
-        if "insufficient_balance" not in checks and today >= balance_day:
+        # Only until payday: once it has passed, today's balance says nothing about it (the
+        # unpaid-wages check takes over), and a cycle jumped over is not warned about late.
+        if (cycle, "insufficient_balance") not in checked and balance_day <= today <= due:
             funded = session.scalar(select(func.count()).select_from(PayrollBatch).where(
                 PayrollBatch.wage_project_id == project.id, PayrollBatch.wage_month == cycle,
                 PayrollBatch.status.in_(FUNDED_STATES)))

@@ -47,7 +47,7 @@ def test_result_file_comes_back_in_the_uploaded_charset(app, employer):
     pc.post(f"/v1/payroll/batches/{batch['id']}/confirm")
     run_payroll(app)
     r = pc.get(f"/v1/payroll/batches/{batch['id']}/result.csv")
-    assert r.headers["content-type"] == "text/csv; charset=gbk"
+    assert r.headers["content-type"] == "text/csv; charset=gb18030"
     rows = list(csv.reader(io.StringIO(r.content.decode("gbk"))))
     assert [row[6] for row in rows[1:]] == ["succeeded", "succeeded"]
     assert rows[1][4] == "十一月工资"
@@ -205,7 +205,7 @@ def test_a_rejected_batch_result_file_lists_each_finding(app, employer):
     assert batch["status"] == "rejected"
     assert pc.get(f"/v1/payroll/batches/{batch['id']}/items").json()["data"] == []
     r = pc.get(f"/v1/payroll/batches/{batch['id']}/result.csv")
-    assert r.status_code == 200 and r.headers["content-type"] == "text/csv; charset=gbk"
+    assert r.status_code == 200 and r.headers["content-type"] == "text/csv; charset=gb18030"
     rows = list(csv.reader(io.StringIO(r.content.decode("gbk"))))
     assert rows[0][5] == text.split(",")[5].split("\r\n")[0]  # the header as uploaded
     found = pc.get(f"/v1/payroll/batches/{batch['id']}/findings").json()["data"]
@@ -217,3 +217,25 @@ def test_a_rejected_batch_result_file_lists_each_finding(app, employer):
     assert [(row[5], row[7].split(":")[0]) for row in rows[1:]] == [
         ("E00002", "invalid_id_number"), ("", "count_mismatch")]
     assert ": line 3, " in rows[1][7] and ": line 1, " in rows[2][7]
+
+
+def test_a_gbk_result_file_is_gb18030_and_says_so_so_rare_names_survive(app, employer):
+    """GBK has no 䶮 nor 𠮷 (生僻字 of real names); the file asked for as GBK is GB18030, its
+    superset, labelled so: decodable whole, and byte for byte GBK wherever GBK has the text."""
+    pc = employer.client
+    staff = people(4)
+    items = items_for(staff)
+    items[0]["employee_name"], items[1]["employee_name"] = "䶮王", "𠮷田"
+    items[2]["memo"] = "奖金😀"
+    batch = upload(pc, csv_text(employer.account_id, items).encode("utf-8")).json()
+    assert batch["status"] == "validated", batch
+    for asked in ("?charset=gbk", "?charset=gb18030"):
+        r = pc.get(f"/v1/payroll/batches/{batch['id']}/result.csv{asked}")
+        assert r.status_code == 200 and r.headers["content-type"] == "text/csv; charset=gb18030"
+        rows = list(csv.reader(io.StringIO(r.content.decode(r.charset_encoding))))
+        assert [(row[0][0], row[4]) for row in rows[1:]] == [
+            ("䶮", "十一月工资"), ("𠮷", "十一月工资"), (staff[2].name[0], "奖金😀"),
+            (staff[3].name[0], "十一月工资")]
+        # A line GBK can write is GBK's bytes: a GBK reader reads it the same.
+        plain = r.content.split(b"\r\n")[4]
+        assert plain.decode("gbk") == plain.decode("gb18030") and "十一月工资" in plain.decode("gbk")

@@ -3,7 +3,14 @@ itself may be left out."""
 
 from __future__ import annotations
 
-from tests.products.payroll.support import balance, batch_body, items_for, people, run_payroll
+from tests.products.payroll.support import (
+    advance_days,
+    balance,
+    batch_body,
+    items_for,
+    people,
+    run_payroll,
+)
 from tests.tools.api import problem
 
 
@@ -54,3 +61,25 @@ def test_the_document_says_the_body_is_optional(http):
     operation = http.get("/openapi.json").json()["paths"][
         "/v1/payroll/batches/{batch_id}/items/{item_id}/simulate-return"]["post"]
     assert operation["requestBody"].get("required", False) is False
+
+
+def test_asking_again_for_a_return_already_scheduled_is_refused_and_moves_nothing(app, employer):
+    pc = employer.client
+    path = _paid_item(app, employer)
+    before = balance(app, pc.tenant_id, employer.account_id)[0]
+    first = pc.post(f"{path}/simulate-return", {"after_seconds": 3600})
+    assert first.status_code == 200 and first.json()["status"] == "succeeded", first.text
+
+    # Neither later nor at once: the return stays due in an hour, as first asked.
+    for body in ({"after_seconds": 86400}, {}):
+        refused = problem(pc.post(f"{path}/simulate-return", body), 409,
+                          "return_already_scheduled")
+        assert refused["return_due_at"] == "2026-11-02T03:00:00Z"
+    assert pc.get(path).json()["status"] == "succeeded"
+    assert balance(app, pc.tenant_id, employer.account_id)[0] == before
+
+    advance_days(app, pc.tenant_id, 1 / 24)
+    run_payroll(app)
+    got = pc.get(path).json()
+    assert (got["status"], got["reason_code"]) == ("returned", "account_closed")
+    assert balance(app, pc.tenant_id, employer.account_id)[0] == before + 1000_00

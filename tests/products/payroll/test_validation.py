@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from products.payroll.models import PayrollItem
 from tests.products.payroll.support import (
     TODAY,
+    advance_days,
     balance,
     batch_body,
     events,
@@ -173,8 +174,6 @@ def test_a_passed_value_date_cannot_be_confirmed(app, employer):
     pc = employer.client
     batch = pc.post("/v1/payroll/batches", batch_body(employer.account_id,
                                                       items_for(people(1)))).json()
-    from tests.products.payroll.support import advance_days
-
     advance_days(app, pc.tenant_id, 1)
     problem(pc.post(f"/v1/payroll/batches/{batch['id']}/confirm"), 409, "value_date_passed")
     assert balance(app, pc.tenant_id, employer.account_id) == (START, 0)
@@ -194,3 +193,56 @@ def test_list_and_pagination(app, employer):
     problem(pc.get(f"/v1/payroll/batches/{ids[0]}/items?cursor=bm90LWEtbnVtYmVy"), 422,
             "invalid_cursor")
     problem(pc.get(f"/v1/payroll/batches/{ids[0]}/items?status=lost"), 422)
+
+
+def test_magic_amount_4040_05_stays_pending_with_its_money_held_then_fails_a_minute_later(
+        app, employer):
+    """As the sandbox's magic table says for every payment: pending (amount held), then
+    `processing_failed` 60 s later on the test clock, the money back to the payer."""
+    pc = employer.client
+    batch = pc.post("/v1/payroll/batches", batch_body(employer.account_id, items_for(
+        people(2), [404005, 1000_00]))).json()
+    assert [w["code"] for w in batch["validation"]["warnings"]] == ["processing_failed"]
+    pc.post(f"/v1/payroll/batches/{batch['id']}/confirm")
+    run_payroll(app)
+    got = pc.get(f"/v1/payroll/batches/{batch['id']}").json()
+    assert got["status"] == "processing" and got["held"]["amount"] == "4040.05"
+    assert (got["progress"]["succeeded"], got["progress"]["pending"]) == (1, 1)
+    items = pc.get(f"/v1/payroll/batches/{batch['id']}/items").json()["data"]
+    assert [i["status"] for i in items] == ["pending", "succeeded"]
+    assert balance(app, pc.tenant_id, employer.account_id) == (START - 1000_00, 404005)
+
+    advance_days(app, pc.tenant_id, 59 / 86400)
+    run_payroll(app)
+    assert pc.get(f"/v1/payroll/batches/{batch['id']}").json()["status"] == "processing"
+    advance_days(app, pc.tenant_id, 1 / 86400)  # 60 s after the batch started paying
+    run_payroll(app)
+    got = pc.get(f"/v1/payroll/batches/{batch['id']}").json()
+    assert got["status"] == "partially_completed" and got["held"]["amount"] == "0.00"
+    item = pc.get(f"/v1/payroll/batches/{batch['id']}/items?status=failed").json()["data"]
+    assert [(i["amount"]["amount"], i["reason_code"]) for i in item] == [
+        ("4040.05", "processing_failed")]
+    assert balance(app, pc.tenant_id, employer.account_id) == (START - 1000_00, 0)
+    assert len(events(app, pc.tenant_id, "payroll_item.failed")) == 1
+
+
+def test_a_bad_id_number_is_never_quoted_in_findings_or_the_result_file(app, employer):
+    pc = employer.client
+    staff = people(3)
+    good = staff[0].id_number
+    items = items_for(staff)
+    # February 30th, a birth date in the future, a province that does not exist.
+    items[0]["id_number"] = good[:6] + "19900230" + good[14:]
+    items[1]["id_number"] = good[:6] + "20990101" + good[14:]
+    items[2]["id_number"] = "99" + good[2:]
+    batch = pc.post("/v1/payroll/batches", batch_body(employer.account_id, items)).json()
+    errors = batch["validation"]["errors"]
+    assert [e["code"] for e in errors] == ["invalid_id_number"] * 3
+    assert [e["message"] for e in errors] == [
+        "The ID number is not valid: the birth date (positions 7-14) is not a calendar date.",
+        "The ID number is not valid: the birth date (positions 7-14) is in the future.",
+        "The ID number is not valid: positions 1-2 are not a province code."]
+    result = pc.get(f"/v1/payroll/batches/{batch['id']}/result.csv").content.decode("utf-8-sig")
+    for text in (str(batch), result):
+        for secret in ("19900230", "1990-02-30", "20990101", "2099-01-01", "'99'"):
+            assert secret not in text

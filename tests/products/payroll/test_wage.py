@@ -777,3 +777,131 @@ def test_one_tenant_failing_its_arrears_checks_does_not_stop_the_others(app, htt
         app, client.tenant_id, "wage_project.arrears_warning")] for client in (stuck, served)}
     assert warned == {stuck.tenant_id: [], served.tenant_id: ["unpaid_wages"]}
     assert_failure_logged(caplog, stuck.tenant_id)
+
+
+# --- a name registered is a name a batch can pay ----------------------------------------------
+
+def test_a_name_a_batch_would_refuse_is_refused_at_registration_too(app, contractor):
+    """A zero-width space pasted from a spreadsheet, or a control character: registered, such a
+    worker could never be paid (items refuse the name, and the registered name cannot be
+    changed), so registration, by API and by CSV, applies the items' own name rule."""
+    project = make_project(app, contractor, workers=0)
+    workers = f"/v1/payroll/wage-projects/{project.id}/workers"
+    p, q = people(2, seed=120)
+    for name in ("周\u200b强", "周强\u0007", "\u200b"):
+        body = problem(contractor.post(workers, {**_worker_body(p), "name": name}), 422,
+                       "worker_validation_failed")
+        assert [(e["field"], e["code"]) for e in body["errors"]] == [("body.name", "invalid_name")]
+        assert "invisible" in body["errors"][0]["message"]
+    lines = [f"{p.name},{p.id_number},{p.card},木工班,2026-10-01,",
+             f"孙\u200b丽,{q.id_number},{q.card},木工班,2026-10-01,"]
+    body = problem(contractor.request("POST", f"{workers}/csv",
+                                      content="\n".join(lines).encode(),
+                                      headers={"Content-Type": "text/csv"}), 422,
+                   "invalid_worker_file")
+    assert [(e["line"], e["field"], e["code"]) for e in body["errors"]] == [
+        (2, "line 2.name", "invalid_name")]
+    assert contractor.get(workers).json()["data"] == []  # all or nothing
+
+    # The same rule as a batch item's, in the same words.
+    worker = contractor.post(workers, _worker_body(p)).json()
+    assert worker["status"] == "active"
+    batch = _batch(project, [Person("周\u200b强", p.id_number, p.card)], 100_00)
+    [finding] = [e for e in batch["validation"]["errors"] if e["code"] == "invalid_name"]
+    assert (finding["field"], finding["message"]) == ("employee_name",
+                                                      body["errors"][0]["message"])
+
+
+def test_a_bad_id_number_is_not_quoted_when_registering_a_worker(app, contractor):
+    project = make_project(app, contractor, workers=0)
+    p = people(1, seed=121)[0]
+    bad = p.id_number[:6] + "19900230" + p.id_number[14:]
+    body = problem(contractor.post(f"/v1/payroll/wage-projects/{project.id}/workers",
+                                   {**_worker_body(p), "id_number": bad}), 422,
+                   "worker_validation_failed")
+    assert body["errors"] == [{"field": "body.id_number", "code": "invalid_id_number",
+                               "message": "the birth date (positions 7-14) is not a calendar date"}]
+    body = problem(contractor.request(
+        "POST", f"/v1/payroll/wage-projects/{project.id}/workers/csv",
+        content=f"{p.name},{bad},{p.card},木工班,2026-10-01,".encode(),
+        headers={"Content-Type": "text/csv"}), 422, "invalid_worker_file")
+    assert "19900230" not in str(body) and body["errors"][0]["code"] == "invalid_id_number"
+
+
+# --- a contract that has ended -----------------------------------------------------------------
+
+def test_a_worker_whose_contract_ended_is_paid_only_wages_still_owed(app, http, contractor,
+                                                                    operations):
+    """Still `active`, but the contract ended before the batch's value date: paid, like a
+    worker who left, only a month of the contract still unpaid (named as wage_month), once."""
+    regulator = _regulator(app, http, operations)
+    project = make_project(app, contractor, workers=2)  # 11-02, payday 10
+    a_id, b_id = project.worker_ids
+    workers = f"/v1/payroll/wage-projects/{project.id}/workers"
+    r = contractor.request("PATCH", f"{workers}/{a_id}", json={"contract_end": "2026-11-30"})
+    assert r.status_code == 200 and r.json()["status"] == "active", r.text
+    advance_days(app, contractor.tenant_id, 29)  # 12-01: the contract has ended, unpaid
+
+    today = tenant_today(app, contractor.tenant_id)
+    december = _batch(project, project.workers, 3000_00, value_date=today)
+    assert _refusals(december) == {(1, "contract_ended")}
+    [error] = december["validation"]["errors"]
+    assert "contract ended" in error["message"] and "wage_month" in error["message"]
+
+    november = _batch(project, project.workers[:1], 3000_00, value_date=today,
+                      wage_month="2026-11")
+    assert november["status"] == "validated", november
+    assert contractor.post(f"/v1/payroll/batches/{november['id']}/confirm").status_code == 200
+    run_payroll(app)
+    assert contractor.get(f"/v1/payroll/batches/{november['id']}").json()["status"] == "completed"
+    assert _month(regulator, project, "2026-11") == {a_id: "paid", b_id: "unpaid"}
+    assert _month(regulator, project, "2026-12")[a_id] == "not_owed"
+    # November is paid now: not twice.
+    assert _refusals(_batch(project, project.workers[:1], 3000_00, value_date=today,
+                            wage_month="2026-11")) == {(1, "contract_ended")}
+    assert balance(app, contractor.tenant_id, project.wage_account) == (100_000_00 - 3000_00, 0)
+
+
+def test_a_contract_ended_after_confirmation_is_refused_when_the_item_is_paid(app, contractor):
+    project = make_project(app, contractor, workers=1)  # 11-02
+    [a_id] = project.worker_ids
+    batch = _batch(project, project.workers, 3000_00, value_date=date(2026, 11, 20),
+                   wage_month="2026-12")
+    assert batch["status"] == "validated", batch
+    assert contractor.post(f"/v1/payroll/batches/{batch['id']}/confirm").json()["status"] == (
+        "scheduled")
+    r = contractor.request("PATCH", f"/v1/payroll/wage-projects/{project.id}/workers/{a_id}",
+                           json={"contract_end": "2026-11-15"})
+    assert r.status_code == 200, r.text
+    advance_days(app, contractor.tenant_id, 18)  # 11-20: the value date, after the contract
+    run_payroll(app)
+    [item] = contractor.get(f"/v1/payroll/batches/{batch['id']}/items").json()["data"]
+    assert (item["status"], item["reason_code"]) == ("failed", "contract_ended")
+    assert item["reason"].startswith("劳动合同已到期")
+    assert balance(app, contractor.tenant_id, project.wage_account) == (100_000_00, 0)
+
+
+# --- arrears checks catch up after the clock jumps -----------------------------------------------
+
+def test_every_month_the_clock_jumps_over_is_warned_once(app, http, contractor, operations):
+    regulator = _regulator(app, http, operations)
+    project = make_project(app, contractor, workers=2)  # 11-02: first cycle 2026-11, payday 10
+    advance_days(app, contractor.tenant_id, 104)  # 2027-02-14, in one step: nobody ever paid
+    _arrears(app)
+    months = ["2026-11", "2026-12", "2027-01", "2027-02"]
+    for tenant_id in (regulator.tenant_id, contractor.tenant_id):
+        fired = _warnings(app, tenant_id, "unpaid_wages")
+        assert [(w["cycle"], w["unpaid_workers"], w["business_date"]) for w in fired] == [
+            (m, 2, "2027-02-14") for m in months]
+    listed = regulator.get(f"/v1/payroll/supervision/projects/{project.id}/warnings").json()
+    assert sorted(w["cycle"] for w in listed["data"]) == months
+    assert set(_month(regulator, project, "2027-01").values()) == {"unpaid"}
+    _arrears(app)
+    assert len(_warnings(app, regulator.tenant_id, "unpaid_wages")) == 4  # never twice
+
+    advance_days(app, contractor.tenant_id, 30)  # 03-16: March's payday + 3 has passed
+    _arrears(app)
+    _arrears(app)
+    assert [w["cycle"] for w in _warnings(app, regulator.tenant_id, "unpaid_wages")] == [
+        *months, "2027-03"]
+    assert _warnings(app, regulator.tenant_id, "insufficient_balance") == []

@@ -1,0 +1,40 @@
+"""Dates and times in requests are written one way: a date YYYY-MM-DD, a moment in RFC 3339.
+pydantic alone reads a number, or a string of digits, as Unix seconds, so "20261210" as a
+moment was 1970-08-23T12:06:50Z, and as a date an error about "zero time"."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from gateway.clock import SHANGHAI
+from tests.tools.api import problem
+
+
+@pytest.mark.parametrize("moment", ["20261210", 1765324800, "1765324800", "2026-12-10", True])
+def test_a_moment_that_is_not_rfc_3339_is_refused_saying_how_to_write_it(partner, moment):
+    before = partner.get("/sandbox/v1/clock").json()
+    body = problem(partner.post("/sandbox/v1/clock/advance", {"to": moment}), 422)
+    [error] = body["errors"]
+    assert error["field"] == "body.to" and "RFC 3339" in error["message"]
+    assert partner.get("/sandbox/v1/clock").json()["now"] == before["now"]  # nothing moved
+
+
+def test_a_moment_in_rfc_3339_is_taken(partner):
+    now = datetime.fromisoformat(partner.get("/sandbox/v1/clock").json()["now"])
+    later = (now + timedelta(days=1)).astimezone(SHANGHAI).isoformat()  # "+08:00"
+    moved = partner.post("/sandbox/v1/clock/advance", {"to": later})
+    assert moved.status_code == 200, moved.text
+    assert datetime.fromisoformat(moved.json()["now"]) == now + timedelta(days=1)
+
+
+@pytest.mark.parametrize("day", ["20261210", 20261210, "2026-12-10T00:00:00", "10/12/2026"])
+def test_a_date_that_is_not_yyyy_mm_dd_is_refused_saying_how_to_write_it(partner, day):
+    response = partner.post("/v1/collection/mandates", {
+        "payer_account_id": "acc_00000000000000000000000000", "per_debit_limit": {"amount": "10.00",
+                                                                   "currency": "CNY"},
+        "monthly_limit": {"amount": "100.00", "currency": "CNY"}, "expires_on": day})
+    body = problem(response, 422)
+    fields = {e["field"]: e["message"] for e in body["errors"]}
+    assert "YYYY-MM-DD" in fields["body.expires_on"]
