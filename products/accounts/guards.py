@@ -10,6 +10,15 @@ A guard is `guard(session, account, context) -> None`: it returns to accept and 
 `Problem` to refuse (subclass `products.accounts.errors.DebitNotAuthorized`, so a refused
 transfer is recorded as failed with the guard's code). It runs inside the ledger's transaction
 while the account row is locked; it must only read.
+
+The owner of a restriction may also guard *credits* of its accounts (`credit_guard=`): money
+then enters them only as the owner allows, whichever product or partner pays in (supervised
+escrow takes money only through its own deposit flow, which records the deposit and its
+evidence and enforces the scheme's terms; a credit that bypassed it could never be released
+or refunded). A credit guard is called like a debit guard, with the credited account and the
+movement's context (`amount_fen` credited, `counterparty_account_id` the account debited).
+Credits of a restriction without a credit guard are not restricted (a wage account takes the
+contractor's funding like any account).
 """
 
 from __future__ import annotations
@@ -29,30 +38,38 @@ DebitGuard = Callable[[Session, Account, DebitContext], None]
 RESTRICTION_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 _guards: dict[str, DebitGuard] = {}
+_credit_guards: dict[str, DebitGuard] = {}
 _lock = threading.Lock()
 
 
-def register_debit_guard(restriction: str, guard: DebitGuard, *, replace: bool = False) -> None:
-    """Register the guard deciding debits of accounts restricted by `restriction`.
+def register_debit_guard(restriction: str, guard: DebitGuard, *,
+                         credit_guard: DebitGuard | None = None, replace: bool = False) -> None:
+    """Register the guard deciding debits of accounts restricted by `restriction`, and the one
+    deciding their credits when the owner restricts those too.
 
-    Registering the same guard again is a no-op; a different guard for a restriction that
+    Registering the same guards again is a no-op; a different guard for a restriction that
     already has one is refused unless `replace=True` (one product owns each restriction).
     """
     if not RESTRICTION_NAME.fullmatch(restriction):
         raise ValueError(f"bad debit restriction name {restriction!r}")
-    if not callable(guard):
+    if not callable(guard) or (credit_guard is not None and not callable(credit_guard)):
         raise TypeError("a debit guard is a callable")
     with _lock:
-        current = _guards.get(restriction)
-        if current is not None and current is not guard and not replace:
+        current = (_guards.get(restriction), _credit_guards.get(restriction))
+        if current[0] is not None and current != (guard, credit_guard) and not replace:
             raise ValueError(f"a debit guard is already registered for {restriction!r}")
         _guards[restriction] = guard
+        if credit_guard is None:
+            _credit_guards.pop(restriction, None)
+        else:
+            _credit_guards[restriction] = credit_guard
 
 
 def unregister_debit_guard(restriction: str) -> None:
-    """Remove a restriction's guard (its accounts then refuse every debit)."""
+    """Remove a restriction's guards (its accounts then refuse every debit)."""
     with _lock:
         _guards.pop(restriction, None)
+        _credit_guards.pop(restriction, None)
 
 
 def debit_guard(restriction: str) -> DebitGuard | None:
@@ -75,3 +92,14 @@ def check_debit(session: Session, account: Account, context: DebitContext) -> No
             f"Account {account.id} is restricted ({restriction}): a debit needs an "
             "authorization.", extra={"restriction": restriction})
     guard(session, account, context)
+
+
+def check_credit(session: Session, account: Account, context: DebitContext) -> None:
+    """Refuse a credit of a restricted account whose owner guards credits, unless its credit
+    guard accepts the movement (the ledger asks before writing anything, as for a debit)."""
+    restriction = account.debit_restriction
+    if restriction is None:
+        return
+    guard = _credit_guards.get(restriction)
+    if guard is not None:
+        guard(session, account, context)

@@ -89,6 +89,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from gateway.clock import SHANGHAI, to_rfc3339
+from gateway.csvtext import spreadsheet_safe
 from gateway.errors import Conflict, ValidationFailed
 from gateway.events import publish
 from gateway.ids import new_id
@@ -357,10 +358,13 @@ def statement_csv(statement: Statement) -> Iterator[str]:
                      format_fen(statement.opening_balance_fen), "", day_start, ""] + blank)
     for i, line in enumerate(statement.lines):
         detail = line.detail
-        writer.writerow(["line", line.kind, line.id, line.reference or "", line.status,
-                         format_fen(line.amount_fen), format_fen(line.clearing_effect_fen),
-                         to_rfc3339(line.occurred_at), line.counterparty or ""]
-                        + [detail.get(column, "") for column in extra])
+        # What partners and payers wrote (references, names, details) is kept from running
+        # as a formula in a spreadsheet.
+        writer.writerow(["line", line.kind, line.id, spreadsheet_safe(line.reference),
+                         line.status, format_fen(line.amount_fen),
+                         format_fen(line.clearing_effect_fen), to_rfc3339(line.occurred_at),
+                         spreadsheet_safe(line.counterparty)]
+                        + [spreadsheet_safe(detail.get(column)) for column in extra])
         if i % 2000 == 1999:
             yield buffer.getvalue()
             buffer.seek(0)

@@ -19,17 +19,19 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import Depends, Header, Query
+from fastapi import Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BeforeValidator, TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
 from gateway.auth import require_scope
 from gateway.clock import start_of_business_day, to_rfc3339
+from gateway.csvtext import spreadsheet_safe
 from gateway.db import get_session
 from gateway.errors import ValidationFailed, error_responses
 from gateway.idempotency import idempotency
 from gateway.money import format_fen
+from gateway.negotiation import VARY, accept_of, negotiate
 from gateway.routing import Router
 from gateway.tenancy import Principal
 from products.accounts import jobs as _jobs  # noqa: F401  (registers the ledger's jobs)
@@ -166,12 +168,6 @@ def list_account_transactions(
                            next_cursor=page.next_cursor)
 
 
-def _csv_cell(value: str | None) -> str:
-    # A cell a spreadsheet would run as a formula is quoted as text (CSV injection).
-    text = value or ""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def _statement_csv(statement: Statement) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
@@ -192,34 +188,31 @@ def _statement_csv(statement: Statement) -> Iterator[str]:
         writer.writerow(["transaction", line.posting_id, to_rfc3339(line.created_at),
                          "credit" if line.amount_fen > 0 else "debit",
                          format_fen(abs(line.amount_fen)), format_fen(line.balance_after_fen),
-                         "CNY", line.counterparty_account_id or "", _csv_cell(line.purpose),
-                         _csv_cell(line.reference_type), _csv_cell(line.reference_id),
-                         _csv_cell(line.memo)])
+                         "CNY", line.counterparty_account_id or "", spreadsheet_safe(line.purpose),
+                         spreadsheet_safe(line.reference_type), spreadsheet_safe(line.reference_id),
+                         spreadsheet_safe(line.memo)])
         yield flush()
     writer.writerow(["closing_balance", "", to_rfc3339(statement.end), "", "",
                      format_fen(statement.closing_fen), "CNY", "", "", "", "", ""])
     yield flush()
 
 
-def _statement_as_csv(format: str | None, accept: str) -> bool:
-    """CSV, the statement's own form (对账单), unless JSON is asked for: by `format=json`, or
-    by an Accept header that names application/json before (or without) text/csv."""
-    if format is not None:
-        return format == "csv"
-    accept = accept.lower()
-    json_at, csv_at = accept.find("application/json"), accept.find("text/csv")
-    return json_at < 0 or 0 <= csv_at < json_at
+# The statement's own form (对账单) is CSV, the default; JSON when asked for.
+STATEMENT_TYPES = ("text/csv", "application/json")
 
 
 @accounts.get("/{account_id}/statement", response_model=StatementOut,
               summary="Get an account statement (对账单) for business dates, as CSV or JSON",
               description="The business days `from` to `to` (Asia/Shanghai), inclusive, with the "
                           "opening and closing balance and every transaction between. CSV by "
-                          "default; JSON with `format=json` or `Accept: application/json`.",
+                          "default; JSON with `format=json` or `Accept: application/json` (RFC 9110 "
+                          "negotiation: q-values count, `q=0` refuses a type; 406 when neither "
+                          "is acceptable).",
               responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
-                               "description": "The statement"}, **error_responses(404)})
+                               "description": "The statement"}, **error_responses(404, 406)})
 def get_account_statement(
-        account_id: str, principal: Reader, session: SessionDep,
+        account_id: str, principal: Reader, session: SessionDep, request: Request,
+        response: Response,
         start: Annotated[date | None, Query(
             alias="from", description="First business day (Asia/Shanghai); required")] = None,
         end: Annotated[date | None, Query(
@@ -229,7 +222,6 @@ def get_account_statement(
         end_date: Annotated[date | None, Query(
             deprecated=True, description="The former name of `to`")] = None,
         format: Literal["csv", "json"] | None = None,
-        accept: Annotated[str, Header(include_in_schema=False)] = "",
 ) -> Response | StatementOut:
     start, end = start or start_date, end or end_date
     missing = [{"field": f"query.{name}", "message": "a business day (YYYY-MM-DD) is required"}
@@ -240,14 +232,18 @@ def get_account_statement(
     if end < start or (end - start).days >= MAX_STATEMENT_DAYS:
         raise InvalidPeriod(f"A statement covers 1 to {MAX_STATEMENT_DAYS} business days, "
                             "`from` to `to` inclusive.")
+    as_csv = (format == "csv" if format is not None else
+              negotiate(accept_of(request.headers), STATEMENT_TYPES) == "text/csv")
     _visible(session, principal, account_id)
     statement = service.get_core_banking().statement(
         session, principal.tenant_id, account_id, start_of_business_day(start),
         start_of_business_day(end + timedelta(days=1)))
-    if _statement_as_csv(format, accept):
+    if as_csv:
         filename = f"statement-{account_id}-{start.isoformat()}-{end.isoformat()}.csv"
         return StreamingResponse(_statement_csv(statement), media_type="text/csv; charset=utf-8",
-                                 headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+                                 headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                          **VARY})
+    response.headers.update(VARY)
     return StatementOut.from_record(statement)
 
 

@@ -12,8 +12,8 @@ Rules, all enforced here and nowhere else:
   bank's internal accounts only). Debits and holds check it under the lock; a CHECK constraint
   on the row backs it up.
 - Frozen accounts refuse debits and holds (credits still arrive); closed accounts refuse both.
-  A restricted account refuses every debit its restriction's guard does not accept
-  (`products.accounts.guards`).
+  A restricted account refuses every debit its restriction's guard does not accept, and every
+  credit its credit guard, when the restriction has one, does not (`products.accounts.guards`).
 
 Concurrency: accounts are locked one by one in sorted id order, with SELECT ... FOR UPDATE on
 PostgreSQL (READ COMMITTED) and refreshed from the row (`populate_existing`), so two movements
@@ -110,6 +110,7 @@ from products.accounts.errors import (
 from products.accounts.guards import (
     RESTRICTION_NAME,
     DebitGuard,
+    check_credit,
     check_debit,
     register_debit_guard,
     unregister_debit_guard,
@@ -423,15 +424,26 @@ def _check_legs(session: Session, tenant_id: str, accounts: dict[str, Account],
             _check_creditable(accounts[leg.account_id])
     credits = [leg.account_id for leg in legs if leg.amount_fen > 0]
     counterparty = credits[0] if len(credits) == 1 else None
+    debits = [leg.account_id for leg in legs if leg.amount_fen < 0]
+    payer = debits[0] if len(debits) == 1 else None
     for leg in legs:
-        debited = accounts[leg.account_id]
-        # Only a restricted account has a guard to ask (a bulk capture checks every entry).
-        if leg.amount_fen < 0 and debited.debit_restriction is not None:
-            check_debit(session, debited, DebitContext(
+        account = accounts[leg.account_id]
+        # Only a restricted account has a guard to ask (a bulk capture checks every entry);
+        # its owner may restrict credits too (escrow takes money only as deposits).
+        if account.debit_restriction is None:
+            continue
+        if leg.amount_fen < 0:
+            check_debit(session, account, DebitContext(
                 tenant_id=tenant_id, operation=operation, purpose=purpose,
                 amount_fen=-leg.amount_fen, authorization=authorization,
                 reference_type=reference_type, reference_id=reference_id,
                 counterparty_account_id=counterparty, hold_id=hold_id))
+        else:
+            check_credit(session, account, DebitContext(
+                tenant_id=tenant_id, operation=operation, purpose=purpose,
+                amount_fen=leg.amount_fen, authorization=authorization,
+                reference_type=reference_type, reference_id=reference_id,
+                counterparty_account_id=payer, hold_id=hold_id))
     for leg in legs:
         if leg.amount_fen < 0:
             _check_funds(accounts[leg.account_id], leg.amount_fen,

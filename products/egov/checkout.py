@@ -34,8 +34,9 @@ from sqlalchemy.orm import Session
 
 from gateway.clock import SHANGHAI, to_rfc3339
 from gateway.db import get_session, read_only, request_session
-from gateway.errors import Problem, TooManyRequests
+from gateway.errors import PROBLEM_JSON, Problem, TooManyRequests
 from gateway.money import format_fen
+from gateway.negotiation import VARY, accept_of, choose
 from gateway.routing import Router
 from gateway.tenancy import Tenant, clock_for
 from products.egov import receipts, service
@@ -282,8 +283,8 @@ def _checkout_wait(request: Request) -> int | None:
 def _too_many(request: Request, token: str, lang: str, wait: int) -> Response:
     """A payer's browser gets the checkout's own page (framable by the portal, as the checkout
     is); any other client the platform's 429 problem."""
-    headers = {"Retry-After": str(wait)}
-    if "text/html" not in request.headers.get("accept", ""):
+    headers = {"Retry-After": str(wait), **VARY}
+    if choose(accept_of(request.headers), (PROBLEM_JSON, "text/html")) != "text/html":
         raise TooManyRequests(f"Too many checkout payments from this address; retry after {wait} s.",
                               headers=headers)
     with _reading(request) as reader:

@@ -119,5 +119,13 @@ class EscrowDebitRefused(DebitNotAuthorized):
     title = "Escrow money leaves only through an approved release"
 
 
+class EscrowCreditRefused(DebitNotAuthorized):
+    """Raised by the ledger's credit guard: money enters escrow only as a deposit through the
+    scheme (a `PaymentRefused`, so a refused transfer is recorded as failed with this code)."""
+
+    status, code = 403, "escrow_credit_refused"
+    title = "Money enters supervised escrow only as a deposit to a sub-account"
+
+
 class LedgerRefused(Conflict):
     code, title = "ledger_refused", "The core-banking system refused the transfer"

@@ -23,7 +23,9 @@ that rule, checked by the regulator's decision and again by the debit guard.
 Each sub-account is a virtual ledger account restricted by `ledger.ESCROW_RESTRICTION`, as is
 the scheme's escrow account: the ledger refuses any debit of them, whichever product asks,
 unless `guard` accepts the instruction presented, and it accepts only an approved instruction
-for exactly that account, amount and payee.
+for exactly that account, amount and payee. Likewise it refuses any credit of them but a
+deposit made through `deposit` (`credit_guard`): money outside the deposits could never be
+released or refunded, and would skip the deposit rules and the evidence.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from typing import Any, get_args
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway.clock import to_rfc3339
+from gateway.clock import SHANGHAI, to_rfc3339
 from gateway.db import Database, referenced
 from gateway.errors import ValidationFailed
 from gateway.events import publish
@@ -62,6 +64,7 @@ from products.egov.errors import (
     DuplicateApprover,
     DuplicateSchemeReference,
     DuplicateSubAccount,
+    EscrowCreditRefused,
     EscrowDebitRefused,
     EscrowSchemeNotFound,
     EscrowSubAccountNotFound,
@@ -607,10 +610,23 @@ def _plan_release(session: Session, scheme: EscrowScheme, sub: EscrowSubAccount,
                                errors=[{"field": "body.court_order", "message": "required"},
                                        {"field": "body.destination_account_id", "message": "required"}])
     ledger.check_payee(session, scheme.tenant_id, body.destination_account_id, "destination_account_id")
-    return _Plan(amount, body.destination_account_id,
-                 {"court_order": {"number": body.court_order.number,
-                                  "issued_on": body.court_order.issued_on.isoformat()}},
+    return _Plan(amount, body.destination_account_id, _court_order_basis(session, scheme, body),
                  required, False)
+
+
+def _court_order_basis(session: Session, scheme: EscrowScheme, body: InstructionIn) -> dict[str, Any]:
+    """The court order an instruction rests on; one dated after today (the tenant's business
+    date, Asia/Shanghai, on its clock: the sandbox test clock too) cannot have been issued yet."""
+    assert body.court_order is not None
+    issued_on = body.court_order.issued_on
+    today = clock_for(session, scheme.tenant_id).now().astimezone(SHANGHAI).date()
+    if issued_on > today:
+        raise ValidationFailed(
+            f"The court order is dated {issued_on.isoformat()}, after today ({today.isoformat()}): "
+            "a court order cannot be issued in the future.", code="court_order_in_future",
+            errors=[{"field": "body.court_order.issued_on",
+                     "message": f"must not be after {today.isoformat()}"}])
+    return {"court_order": {"number": body.court_order.number, "issued_on": issued_on.isoformat()}}
 
 
 def _plan_refund(session: Session, scheme: EscrowScheme, sub: EscrowSubAccount,
@@ -636,8 +652,7 @@ def _plan_refund(session: Session, scheme: EscrowScheme, sub: EscrowSubAccount,
         if body.court_order is None:
             raise ValidationFailed("Court funds move only by a court order.", code="court_order_required",
                                    errors=[{"field": "body.court_order", "message": "required"}])
-        basis["court_order"] = {"number": body.court_order.number,
-                                "issued_on": body.court_order.issued_on.isoformat()}
+        basis.update(_court_order_basis(session, scheme, body))
     # Money leaving escrow needs the regulator, a refund too: the depositing account may be the
     # operator's own (a developer paying in buyers' money), and a refund must not sidestep the caps.
     return _Plan(body.amount.fen, destination, basis, _required(scheme), False)
@@ -1006,11 +1021,36 @@ def guard(session: Session, account: Account, context: DebitContext) -> None:
         raise refused
 
 
+def credit_guard(session: Session, account: Account, context: DebitContext) -> None:
+    """Accept a credit of an escrow account only as a deposit made through the scheme
+    (`deposit`, which checks the terms and records the deposit and its evidence). Money paid in
+    any other way (a transfer, a payout, a collection or payroll credit) would sit outside the
+    scheme's books: never releasable nor refundable."""
+    auth = context.authorization
+    deposit_id = auth.get("egov_escrow_deposit") if isinstance(auth, dict) else None
+    if (context.operation == "transfer" and context.reference_type == ledger.REFERENCE_DEPOSIT
+            and isinstance(deposit_id, str) and deposit_id == context.reference_id):
+        return
+    sub = session.execute(select(EscrowSubAccount.scheme_id, EscrowSubAccount.id).where(
+        EscrowSubAccount.ledger_account_id == account.id)).first()
+    if sub is None:  # the scheme's own escrow account: deposits go to one of its sub-accounts
+        scheme_id = session.scalar(select(EscrowScheme.id).where(
+            EscrowScheme.escrow_account_id == account.id))
+        route = f"POST /v1/egov/escrow-schemes/{scheme_id}/sub-accounts/{{sub_account_id}}/deposits"
+    else:
+        route = f"POST /v1/egov/escrow-schemes/{sub.scheme_id}/sub-accounts/{sub.id}/deposits"
+    raise EscrowCreditRefused(
+        f"Account {account.id} holds supervised escrow funds: money enters it only as a deposit "
+        f"through the scheme, {route} (the deposit is checked against the scheme's terms and "
+        "recorded as evidence).", extra={"account_id": account.id, "deposit_route": route})
+
+
 def install() -> None:
-    """Register the debit guard and the bundle resolver (idempotent; app setup calls it)."""
+    """Register the debit and credit guards and the bundle resolver (idempotent; app setup
+    calls it)."""
     from gateway.evidence.service import register_bundle_resolver
 
-    register_debit_guard(ledger.ESCROW_RESTRICTION, guard)
+    register_debit_guard(ledger.ESCROW_RESTRICTION, guard, credit_guard=credit_guard)
     register_bundle_resolver(scheme_resources)
 
 

@@ -6,7 +6,8 @@ this package that touches money.
   clearing account (money entering the platform).
 - Escrow money sits in accounts restricted by `ESCROW_RESTRICTION`: the scheme's escrow account
   and one virtual sub-account per student, building, bidder or case. The ledger refuses every
-  debit of them unless our guard (`escrow.guard`) accepts the release instruction presented.
+  debit of them unless our guard (`escrow.guard`) accepts the release instruction presented,
+  and every credit but a deposit made by `deposit_into` (`escrow.credit_guard`).
 """
 
 from __future__ import annotations
@@ -122,11 +123,14 @@ def open_sub_account(session: Session, tenant_id: str, *, parent_account_id: str
 
 def deposit_into(session: Session, tenant_id: str, *, from_account_id: str, to_account_id: str,
                  amount_fen: int, deposit_id: str, at: datetime) -> EntryRecord:
+    """Pay a deposit into a sub-account: the deposit id is the authorization the credit guard
+    checks (no other credit of an escrow account is accepted)."""
     return accounts.get_core_banking().transfer(
         session, tenant_id, from_account_id=from_account_id, to_account_id=to_account_id,
         amount_fen=amount_fen, journal_ref=f"egov:deposit:{deposit_id}",
         reference_type=REFERENCE_DEPOSIT, reference_id=deposit_id, purpose="escrow_deposit",
-        memo=f"escrow deposit {deposit_id}", at=at)
+        memo=f"escrow deposit {deposit_id}", authorization={"egov_escrow_deposit": deposit_id},
+        at=at)
 
 
 def release_from(session: Session, tenant_id: str, *, from_account_id: str, to_account_id: str,

@@ -3,8 +3,9 @@
 The PDF embeds (a subset of) WenQuanYi Micro Hei, shipped with the package under
 `fonts/` (Apache-2.0), so that the receipt renders the same everywhere, with no font
 installed on the reader's machine and none downloaded. A QR code leads to the public
-verification page; the evidence block names the log entry of the payment event and the
-signed checkpoint whose inclusion proof covers it.
+verification page; the evidence block carries what verifying the payment offline needs: the
+log entry of the payment event (leaf hash, index), the inclusion proof and the signed
+checkpoint, each value whole on one line in monospace so that it copies out exactly.
 """
 
 from __future__ import annotations
@@ -111,12 +112,59 @@ def _local(rfc3339: str) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") + " (北京时间)"
 
 
-# Courier 7.5 pt characters (4.5 pt each) that fit between the page's 56 pt margins.
-MONO_COLUMNS = 107
+MONO = "Courier"
+MONO_SIZE = 7.5
+_MARGIN = 56
 
 
-def _wrap(text: str, width: int) -> list[str]:
-    return [text[i:i + width] for i in range(0, len(text), width)] or [""]
+def evidence_lines(evidence: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The evidence block as text lines: the fields with the inclusion proof (an RFC 9162 audit
+    path, leaf to root, one hash a line), and the signed checkpoint's own lines (the C2SP note;
+    a blank line comes before its signature lines)."""
+    fields = [
+        f"entry      {evidence.get('entry_id') or '-'}",
+        f"event      {evidence.get('event_id') or '-'}",
+        f"log index  {evidence.get('index')}",
+        f"tree size  {evidence.get('tree_size')}",
+        f"leaf hash  {evidence.get('leaf_hash') or '-'}",
+        f"state      sha256:{evidence.get('state_sha256') or '-'}",
+        f"key        {evidence.get('verifier_key') or '-'}",
+        f"inclusion proof ({len(evidence.get('inclusion_proof') or [])} hashes, leaf to root):",
+    ] + [f"  {digest}" for digest in evidence.get("inclusion_proof") or []]
+    checkpoint = [line for line in (evidence.get("checkpoint") or "-").splitlines() if line]
+    return fields, checkpoint
+
+
+def _evidence_block(pdf: canvas.Canvas, evidence: dict[str, Any], *, left: float, top: float,
+                    width: float) -> float:
+    """Draw what offline verification needs, every value whole on one line in monospace (a
+    signature or hash broken across lines cannot be copied out); returns the y below it.
+
+    The font shrinks until the longest line fits the width; a block longer than the page goes
+    on to the next page."""
+    fields, checkpoint = evidence_lines(evidence)
+    longest = max(len(line) for line in fields + checkpoint)
+    size = min(MONO_SIZE, width / (pdfmetrics.stringWidth("0", MONO, 1) * longest))
+    _, height = A4
+    y = top
+
+    def text(line: str, font: str, font_size: float, step: float) -> None:
+        nonlocal y
+        if y < _MARGIN:
+            pdf.showPage()
+            y = height - _MARGIN
+        pdf.setFont(font, font_size)
+        pdf.drawString(left, y, line)
+        y -= step
+
+    text("存证 Evidence", CJK_FONT, 12, 18)
+    for line in fields:
+        text(line, MONO, size, size + 2.5)
+    y -= 4
+    text("签名日志头 Signed checkpoint (a blank line precedes the signature line):", CJK_FONT, 9, 11)
+    for line in checkpoint:
+        text(line, MONO, size, size + 2.5)
+    return y - 6
 
 
 def _fit(text: str, font: str, size: float, max_width: float) -> list[str]:
@@ -186,37 +234,13 @@ def receipt_pdf(receipt: dict[str, Any]) -> bytes:
         pdf.line(left, y - 6, right, y - 6)
         y -= 24
 
-    evidence = receipt["evidence"]
-    y -= 12
-    pdf.setFont(CJK_FONT, 12)
-    pdf.drawString(left, y, "存证 Evidence")
-    y -= 18
-    pdf.setFont("Courier", 7.5)
-    lines = [
-        f"entry      {evidence.get('entry_id') or '-'}",
-        f"event      {evidence.get('event_id') or '-'}",
-        f"log index  {evidence.get('index')}   tree size {evidence.get('tree_size')}",
-        f"leaf hash  {evidence.get('leaf_hash') or '-'}",
-        f"state      sha256:{evidence.get('state_sha256') or '-'}",
-        f"key        {evidence.get('verifier_key') or '-'}",
-    ]
-    for line in lines:
-        for chunk in _wrap(line, MONO_COLUMNS):
-            pdf.drawString(left, y, chunk)
-            y -= 10
-    y -= 4
-    pdf.setFont(CJK_FONT, 9)
-    pdf.drawString(left, y, "签名日志头 Signed checkpoint:")
-    y -= 11
-    pdf.setFont("Courier", 7.5)
-    for line in (evidence.get("checkpoint") or "-").splitlines():
-        for chunk in _wrap(line, MONO_COLUMNS):
-            pdf.drawString(left, y, chunk)
-            y -= 10
-    y -= 6
+    y = _evidence_block(pdf, receipt["evidence"], left=left, top=y - 12, width=width - 2 * left)
+    if y < _MARGIN + 12:
+        pdf.showPage()
+        y = height - _MARGIN
     pdf.setFont(CJK_FONT, 9)
     pdf.drawString(left, y, "本凭证由银行开放平台签发；扫描二维码或访问核验地址可核对凭证真伪，"
-                            "存证可凭签名日志头离线验证。")
+                            "存证可凭上列包含证明与签名日志头离线验证。")
     y -= 12
     pdf.setFont("Helvetica", 8)
     pdf.drawString(left, y, receipt["verification_url"])

@@ -22,6 +22,7 @@ from gateway.db import get_session
 from gateway.errors import error_responses
 from gateway.evidence import service as evidence_service
 from gateway.idempotency import idempotency
+from gateway.negotiation import VARY, accept_of, negotiate
 from gateway.routing import Router
 from gateway.tenancy import Principal, clock_for
 from products.accounts.reconciliation import (
@@ -82,12 +83,17 @@ schemes = Router(prefix="/egov/escrow-schemes", tags=["egov-escrow"])
 supervision = Router(prefix="/egov/supervision", tags=["egov-supervision"])
 operations = Router(prefix="/operations/egov", tags=["egov-operations"])
 
+# What each negotiating route offers, its documented default (JSON) first.
+RECEIPT_TYPES = ("application/json", "application/pdf")
+STATEMENT_TYPES = ("application/json", "text/csv")
 PDF_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}, "application/pdf": {}},
-          "description": "The receipt as JSON, or as PDF (`Accept: application/pdf` or `?format=pdf`)"}}
+          "description": "The receipt as JSON, or as PDF (`Accept: application/pdf` or `?format=pdf`; "
+                         "RFC 9110 negotiation with q-values, 406 when neither is acceptable)"}}
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}, "text/csv": {}},
-          "description": "The statement as JSON, or as CSV (`Accept: text/csv` or `?format=csv`)"}}
+          "description": "The statement as JSON, or as CSV (`Accept: text/csv` or `?format=csv`; "
+                         "RFC 9110 negotiation with q-values, 406 when neither is acceptable)"}}
 RECORDS_BODY = records_request_doc("payment_order", "WB-2026-000123", "paid")
 
 
@@ -186,17 +192,20 @@ def cancel_payment_order(order_id: str, body: CancelIn, request: Request, princi
                           "inclusion proof that prove it, and (PDF) a QR code to the public "
                           "verification page.",
               dependencies=[Depends(integrate_now)],
-              responses={**error_responses(404, 409), **PDF_RESPONSE})
-def get_payment_receipt(order_id: str, request: Request, principal: Reader, session: SessionDep,
-                             format: Literal["json", "pdf"] | None = None) -> Any:
+              responses={**error_responses(404, 406, 409), **PDF_RESPONSE})
+def get_payment_receipt(order_id: str, request: Request, response: Response, principal: Reader,
+                        session: SessionDep,
+                        format: Literal["json", "pdf"] | None = None) -> Any:
+    wants_pdf = (format == "pdf" if format is not None else
+                 negotiate(accept_of(request.headers), RECEIPT_TYPES) == "application/pdf")
     order = service.get_order(session, principal.tenant_id, order_id)
     data = receipts.receipt_data(session, order, issuer=_issuer(request),
                                  log=getattr(request.app.state, "evidence_log", None))
-    wants_pdf = format == "pdf" or (format is None and "application/pdf" in
-                                    request.headers.get("accept", ""))
     if wants_pdf:
         return Response(receipt_pdf(data), media_type="application/pdf", headers={
-            "Content-Disposition": f'inline; filename="receipt-{data["receipt_number"]}.pdf"'})
+            "Content-Disposition": f'inline; filename="receipt-{data["receipt_number"]}.pdf"',
+            **VARY})
+    response.headers.update(VARY)
     return data
 
 
@@ -207,18 +216,20 @@ def get_payment_receipt(order_id: str, request: Request, principal: Reader, sess
               description="Every order closed on the business date (Asia/Shanghai), with the "
                           "collection account's opening and closing balances; available once the "
                           "day has ended on your clock.",
-              responses={**error_responses(404, 409, 422), **CSV_RESPONSE})
+              responses={**error_responses(404, 406, 409, 422), **CSV_RESPONSE})
 def get_reconciliation_statement(business_date: date, request: Request, principal: Reader,
                             session: SessionDep,
                             format: Literal["json", "csv"] | None = None) -> Any:
+    wants_csv = (format == "csv" if format is not None else
+                 negotiate(accept_of(request.headers), STATEMENT_TYPES) == "text/csv")
     statement = reconciliation.portal_statement(session, principal.tenant_id, business_date)
-    if format == "csv" or (format is None and "text/csv" in request.headers.get("accept", "")):
+    if wants_csv:
         return StreamingResponse(
             iter(list(statement_csv(statement))), media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition":
-                     f'attachment; filename="egov-{business_date.isoformat()}.csv"'})
+                     f'attachment; filename="egov-{business_date.isoformat()}.csv"', **VARY})
     return Response(json.dumps(statement_json(statement), ensure_ascii=False),
-                    media_type="application/json")
+                    media_type="application/json", headers=VARY)
 
 
 @payments.post("/reconciliation/{business_date}/comparisons", response_model=ComparisonOut,

@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, defer
@@ -230,11 +230,17 @@ def check_return_url(portal: EgovPortal | PortalTerms, url: str) -> str:
 
 
 def with_result(return_url: str, token: str) -> str:
-    """`return_url` with the signed result added as the `egov_result` query parameter."""
-    parts = urlsplit(return_url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != RESULT_PARAM]
-    query.append((RESULT_PARAM, token))
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+    """`return_url` with the signed result appended as the `egov_result` query parameter.
+
+    The rest of the URL comes back byte for byte (a portal may sign or compare its own return
+    URL, or read `+` literally): no parse-and-re-encode, which would turn `%20` into `+` and a
+    bare `flag` into `flag=`. Only an `egov_result` the URL already carries is dropped, so that
+    the portal never reads a stale result instead of this one."""
+    rest, hash_mark, fragment = return_url.partition("#")
+    base, _, query = rest.partition("?")
+    kept = [part for part in query.split("&") if part.partition("=")[0] != RESULT_PARAM] if query else []
+    kept.append(f"{RESULT_PARAM}={quote(token, safe='')}")
+    return f"{base}?{'&'.join(kept)}{hash_mark}{fragment}"
 
 
 # --- payment orders -------------------------------------------------------------------------

@@ -230,3 +230,30 @@ def test_a_date_beyond_the_calendar_in_utc_is_a_422_not_a_500(api, seeded):
     for query in ("from=0001-01-01T00:00:00%2B01:00", "to=9999-12-31T23:59:59-01:00"):
         body = problem(api.get(f"{base}?{query}"), 422, "value_out_of_range")
         assert "Traceback" not in str(body)
+
+
+def test_statement_negotiates_by_accept_with_q_values_and_varies_on_it(api, seeded):
+    """RFC 9110: q=0 refuses a type, the higher q wins, media types ignore case, nothing
+    acceptable is a 406; the answer depends on Accept, so it says `Vary: Accept`. CSV stays
+    the default (no Accept, `*/*`)."""
+    day = date.today()
+    url = (f"/v1/accounts/{seeded['payee']}/statement"
+           f"?from={day - timedelta(days=1)}&to={day + timedelta(days=1)}")
+
+    def kind(accept: str | None) -> str:
+        response = api.get(url, headers={"Accept": accept} if accept is not None else {})
+        assert response.status_code == 200, response.text
+        assert response.headers["vary"] == "Accept"
+        return response.headers["content-type"].split(";")[0]
+
+    assert kind(None) == kind("*/*") == "text/csv"
+    assert kind("text/csv;q=0, application/json") == "application/json"
+    assert kind("text/csv;q=0.2, application/json;q=0.8") == "application/json"
+    assert kind("application/json;q=0.2, text/csv") == "text/csv"
+    assert kind("APPLICATION/JSON") == "application/json"
+    refused = problem(api.get(url, headers={"Accept": "application/pdf, text/csv;q=0"}), 406,
+                      "not_acceptable")
+    assert refused["available"] == ["text/csv", "application/json"]
+    # An explicit format= is not negotiated.
+    assert api.get(url + "&format=json", headers={"Accept": "text/csv"}).headers[
+        "content-type"].startswith("application/json")

@@ -7,17 +7,19 @@ import base64
 import copy
 import json
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from gateway.clock import SHANGHAI
 from gateway.identifiers import generate_uscc
 from products.accounts import service as accounts
 from products.accounts.errors import DebitRestricted, PaymentRefused
-from products.egov.errors import EscrowDebitRefused
+from products.accounts.port import Capture, Leg
+from products.egov.errors import EscrowCreditRefused, EscrowDebitRefused
 from products.egov.escrow import _class_value
 from products.egov.evidence import BundleInvalid, verify_bundle
 from products.egov.models import ReleaseInstruction
@@ -58,6 +60,83 @@ def _assert_debits_refused(w: World, sub: dict, pending: dict | None = None) -> 
                                 hold_ref=f"rogue:{RNG.randrange(10**9)}", reference_type="rogue",
                                 reference_id="x", authorization={"egov_release_instruction": "x"})
     assert w.balance(ledger_id) == before
+
+
+def _assert_credits_refused(w: World, scheme: dict, sub: dict) -> None:
+    """Money enters escrow only through the scheme's deposit route: a plain transfer into the
+    sub-account or the scheme's escrow account is refused (recorded as a failed transfer whose
+    message names the deposit route), and so is every credit another product could make
+    through the core-banking port."""
+    deposits = f"/v1/egov/escrow-schemes/{scheme['id']}/sub-accounts/{sub['id']}/deposits"
+    payer, other = w.account(fund=1000000), w.account()
+    targets = (sub["ledger_account_id"], scheme["escrow_account_id"])
+    before = [w.balance(target) for target in targets]
+    for target in targets:
+        response = w.operator.post("/v1/transfers", {
+            "from_account_id": payer, "to_account_id": target,
+            "amount": {"amount": "5000.00", "currency": "CNY"}})
+        assert response.status_code == 201, response.text
+        refused = response.json()
+        assert (refused["status"], refused["failure_code"]) == ("failed", "escrow_credit_refused")
+        assert "deposit" in refused["failure_message"]
+        assert (deposits if target == sub["ledger_account_id"] else "/deposits") in \
+            refused["failure_message"]
+    tenant, core = w.operator.tenant_id, accounts.get_core_banking()
+    with w.app.state.database.transaction() as session:
+        def ref() -> str:
+            return f"rogue:{RNG.randrange(10**9)}"
+
+        with pytest.raises(EscrowCreditRefused):  # a payout, a chain-credit payment
+            core.transfer(session, tenant, from_account_id=payer, to_account_id=targets[0],
+                          amount_fen=100, journal_ref=ref(), reference_type="rogue",
+                          reference_id="x")
+        with pytest.raises(EscrowCreditRefused):  # posing as a deposit, without the scheme
+            core.transfer(session, tenant, from_account_id=payer, to_account_id=targets[0],
+                          amount_fen=100, journal_ref=ref(), reference_type="egov_escrow_deposit",
+                          reference_id="edep_x")
+        with pytest.raises(EscrowCreditRefused):  # a split (collection, chain credit)
+            core.post_entry(session, tenant, legs=[Leg(payer, -300), Leg(targets[0], 200),
+                                                   Leg(other, 100)],
+                            journal_ref=ref(), reference_type="rogue", reference_id="x",
+                            purpose="rogue")
+        with pytest.raises(EscrowCreditRefused):  # money from another bank (an incoming transfer)
+            accounts.deposit(session, tenant, targets[1], 100, journal_ref=ref())
+        hold = core.place_hold(session, tenant, account_id=payer, amount_fen=300, hold_ref=ref(),
+                               reference_type="rogue", reference_id="x")
+        with pytest.raises(EscrowCreditRefused):  # a payroll item
+            core.capture_hold(session, tenant, hold.id, to_account_id=targets[0],
+                              journal_ref=ref(), amount_fen=100)
+        outcomes = accounts.capture_hold_many(session, tenant, hold.id, [  # a payroll chunk
+            Capture(journal_ref=ref(), to_account_id=targets[0], amount_fen=100),
+            Capture(journal_ref=ref(), to_account_id=other, amount_fen=100)])
+        assert [o.refusal for o in outcomes] == ["escrow_credit_refused", None]
+    assert [w.balance(target) for target in targets] == before
+
+
+def test_money_enters_escrow_only_through_its_deposits(app, http, partner):
+    """A transfer into a sub-account would skip the tuition cap, the deposit record and its
+    evidence, and leave money no release or refund could reach: it is refused, and the
+    sub-account's figures stay the ledger's through a release (never negative)."""
+    w = world(app, http, partner, kinds=("tuition", "bid_deposit"))
+    scheme = w.scheme({"kind": "tuition", "required_approvals": 1, "max_classes": 48})
+    student = w.sub_account(scheme, "STU-2", holder="刘小红", total_classes=10,
+                            tuition={"amount": "1000.00", "currency": "CNY"})
+    _assert_credits_refused(w, scheme, student)
+    family = w.account(fund=500000, person=True, name="刘大红")
+    assert w.deposit(scheme, student, family, "1000.00").status_code == 201  # the way in
+    pending = w.instruct(scheme, student, classes=10).json()
+    assert w.decide(pending, "u1").json()["status"] == "executed"
+    state = w.sub(scheme, student)
+    assert (state["balance"]["amount"], state["status"]) == ("0.00", "completed")
+    assert w.balance(student["ledger_account_id"]) == 0
+    assert w.operator.get(f"/v1/egov/escrow-schemes/{scheme['id']}").json()["balance"][
+        "amount"] == "0.00"
+
+    bids = w.scheme({"kind": "bid_deposit", "required_approvals": 1,
+                     "deposit": {"amount": "500.00", "currency": "CNY"}, "refund_days": 5})
+    bidder = w.sub_account(bids, "BID-1", holder="甲建设有限公司")
+    _assert_credits_refused(w, bids, bidder)  # "once, exactly the deposit" holds
+    assert w.deposit(bids, bidder, w.account(fund=100000), "500.00").status_code == 201
 
 
 # --- tuition ------------------------------------------------------------------------------
@@ -261,14 +340,21 @@ def test_bid_deposits_losers_refunded_automatically_after_award(app, http, partn
 
 # --- court funds ------------------------------------------------------------------------------
 
+def _court_case(w, reference: str, *, approvals: int, fund: int, deposit: str):
+    """A court-funds scheme with one case into which a defendant has paid `deposit`."""
+    scheme = w.scheme({"kind": "court_funds", "required_approvals": approvals}, beneficiary=False,
+                      holder_name="某区人民法院", holder_uscc=generate_uscc(RNG, prefix="11"))
+    case = w.sub_account(scheme, reference, holder="张某某")
+    defendant = w.account(fund=fund, name="被执行人有限公司")
+    plaintiff = w.account(person=True, name="申请人")
+    assert w.deposit(scheme, case, defendant, deposit).status_code == 201
+    return scheme, case, defendant, plaintiff
+
+
 def test_court_funds_move_only_by_court_order_with_two_approvals(app, http, partner):
     w = world(app, http, partner)
-    scheme = w.scheme({"kind": "court_funds", "required_approvals": 2}, beneficiary=False,
-                      holder_name="某区人民法院", holder_uscc=generate_uscc(RNG, prefix="11"))
-    case = w.sub_account(scheme, "2026-HU0115-ZHI-1234", holder="张某某")
-    defendant = w.account(fund=30000000, name="被执行人有限公司")
-    plaintiff = w.account(person=True, name="申请人")
-    assert w.deposit(scheme, case, defendant, "200000.00").status_code == 201
+    scheme, case, defendant, plaintiff = _court_case(
+        w, "2026-HU0115-ZHI-1234", approvals=2, fund=30000000, deposit="200000.00")
 
     advance(app, partner.tenant_id, 30 * DAY)
     problem(w.instruct(scheme, case, amount="150000.00", destination_account_id=plaintiff), 422,
@@ -297,6 +383,29 @@ def test_court_funds_move_only_by_court_order_with_two_approvals(app, http, part
     assert w.decide(refund, "judge-2", regulator=w.colleague).json()["status"] == "executed"
     assert w.balance(defendant) == 30000000 - 20000000 + 5000000
     assert w.sub(scheme, case)["balance"]["amount"] == "0.00"
+
+
+def test_a_court_order_dated_after_today_is_refused(app, http, partner):
+    """Today is the tenant's business date on its (sandbox test) clock: an order dated the day
+    after cannot have been issued; one dated today can."""
+    w = world(app, http, partner, kinds=("court_funds",))
+    scheme, case, _, plaintiff = _court_case(w, "2026-HU0115-ZHI-9", approvals=1, fund=100000,
+                                             deposit="1000.00")
+    advance(app, partner.tenant_id, 3 * DAY)  # today moves with the test clock
+    today = partner.get("/sandbox/v1/clock").json()["now"]
+    today = datetime.fromisoformat(today.replace("Z", "+00:00")).astimezone(SHANGHAI).date()
+    tomorrow = (today + timedelta(days=1)).isoformat()
+    for kind, extra in (("release", {"destination_account_id": plaintiff}), ("refund", {})):
+        for issued_on in (tomorrow, "2099-01-01"):
+            refused = problem(w.instruct(scheme, case, kind=kind, amount="100.00",
+                                         court_order={"number": "x", "issued_on": issued_on}, **extra),
+                              422, "court_order_in_future")
+            assert refused["errors"][0]["field"] == "body.court_order.issued_on"
+            assert today.isoformat() in refused["detail"]
+    assert w.instructions(scheme) == []
+    accepted = w.instruct(scheme, case, amount="100.00", destination_account_id=plaintiff,
+                          court_order={"number": "x", "issued_on": today.isoformat()})
+    assert accepted.status_code == 201, accepted.text
 
 
 # --- who may do what ----------------------------------------------------------------------

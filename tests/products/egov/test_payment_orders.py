@@ -3,7 +3,9 @@ results, cancellation, expiry, attempts, and paying exactly once."""
 
 from __future__ import annotations
 
+import html
 import logging
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -302,6 +304,21 @@ def test_return_url_carries_a_result_signed_with_the_published_key(app, http, pa
     # postMessage goes to registered origins only, never "*".
     assert '"targets": ["https://portal.example.gov.cn"]' in page.text
     assert "postMessage(data.message, origin)" in page.text and "'*'" not in page.text
+
+
+def test_the_return_url_comes_back_byte_for_byte_with_the_result_appended(app, http, partner):
+    """A portal that signs or compares its own return URL gets exactly that URL back: `%20`
+    stays `%20` (not `+`), a bare `flag` stays bare, and only `&egov_result=...` is added."""
+    setup_portal(app, partner)
+    return_url = ORIGIN + "/r?q=a%20b&flag&next=%2Fa&sig=x+y"
+    order = create_order(partner, return_url=return_url + "#done")
+    pay(http, order)
+    page = http.get(checkout_path(order)).text
+    link = html.unescape(re.search(r'href="([^"]+)" target="_top" id="return-link"', page).group(1))
+    prefix = f"{return_url}&egov_result="
+    assert link.startswith(prefix) and link.endswith("#done"), link
+    token = link[len(prefix):-len("#done")]  # each render signs anew: take this link's own
+    assert _verify(app, http, partner, token)["order_id"] == order["id"]
 
 
 # --- cancel and expiry --------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from datetime import datetime
 
 import pypdfium2 as pdfium
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from gateway.clock import SHANGHAI
 from gateway.evidence import merkle
 from gateway.evidence.note import parse_checkpoint, verify_note
 from products.egov.receipt_pdf import amount_in_words
@@ -53,6 +55,38 @@ def test_receipt_json_carries_a_verifiable_evidence_entry(app, http, partner):
     assert receipt["receipt_number"] in page.text and "凭证真实有效" in page.text
     assert "张三" not in page.text and evidence["entry_id"] in page.text
     assert http.get("/checkout/receipts/forged-code").status_code == 404
+
+
+def test_receipt_and_statement_negotiate_by_accept_and_vary_on_it(app, http, partner):
+    """RFC 9110: q=0 refuses a type, the higher q wins, media types ignore case, nothing
+    acceptable is a 406; JSON stays the default; each answer says `Vary: Accept` so that a
+    shared cache never hands the PDF to a JSON client."""
+    order = _paid_order(app, http, partner)
+    url = f"/v1/egov/payment-orders/{order['id']}/receipt"
+
+    def kind(path: str, accept: str | None) -> str:
+        response = partner.get(path, headers={"Accept": accept} if accept is not None else {})
+        assert response.status_code == 200, response.text
+        assert response.headers["vary"] == "Accept"
+        return response.headers["content-type"].split(";")[0]
+
+    assert kind(url, None) == kind(url, "*/*") == "application/json"
+    assert kind(url, "application/pdf;q=0, application/json") == "application/json"
+    assert kind(url, "application/pdf;q=0.5, application/json;q=0.9") == "application/json"
+    assert kind(url, "APPLICATION/PDF") == "application/pdf"
+    assert kind(url, "application/json;q=0.1, */*") == "application/pdf"
+    refused = problem(partner.get(url, headers={"Accept": "text/html"}), 406, "not_acceptable")
+    assert refused["available"] == ["application/json", "application/pdf"]
+    assert kind(url + "?format=pdf", "application/json") == "application/pdf"
+
+    advance(app, partner.tenant_id, 86400 + 60)
+    day = datetime.fromisoformat(order["created_at"].replace("Z", "+00:00")).astimezone(SHANGHAI).date()
+    statement = f"/v1/egov/reconciliation/{day}"
+    assert kind(statement, None) == kind(statement, "*/*") == "application/json"
+    assert kind(statement, "TEXT/CSV") == "text/csv"
+    assert kind(statement, "text/csv;q=0, application/json") == "application/json"
+    assert kind(statement, "application/json;q=0.3, text/csv;q=0.4") == "text/csv"
+    problem(partner.get(statement, headers={"Accept": "application/pdf"}), 406, "not_acceptable")
 
 
 def test_no_receipt_before_payment(app, http, partner):
@@ -100,6 +134,50 @@ def test_receipt_pdf_renders_chinese_text(app, http, partner, tmp_path):
     qr = Image.open(io.BytesIO(http.get(f"/checkout/{order['checkout_url'].rsplit('/', 1)[1]}/qr.png")
                                .content))
     assert qr.size[0] > 100
+
+
+def _pdf_text(content: bytes) -> list[str]:
+    """The PDF's text as a reader copying it out gets it, line by line."""
+    pdf = pdfium.PdfDocument(content)
+    try:
+        text = "\n".join(page.get_textpage().get_text_range() for page in pdf)
+    finally:
+        pdf.close()
+    return [line.strip() for line in text.replace("\r\n", "\n").split("\n")]
+
+
+def test_receipt_pdf_carries_what_offline_verification_needs(app, http, partner):
+    """A holder of the PDF alone (and the log's public key, obtained independently) checks that
+    the payment is in the log: leaf hash, index and inclusion proof against the signed
+    checkpoint, every value copied out of the PDF's text whole."""
+    order = _paid_order(app, http, partner)
+    for _ in range(5):  # a few more entries: a proof of several hashes
+        pay(http, create_order(partner))
+    response = partner.get(f"/v1/egov/payment-orders/{order['id']}/receipt",
+                           headers={"Accept": "application/pdf"})
+    assert response.status_code == 200, response.text
+    lines = _pdf_text(response.content)
+
+    def field(name: str) -> str:
+        return next(line[len(name):].strip() for line in lines if line.startswith(name))
+
+    leaf, index, size = field("leaf hash"), int(field("log index")), int(field("tree size"))
+    start = next(i for i, line in enumerate(lines) if line.startswith("inclusion proof"))
+    proof_count = int(lines[start].split("(")[1].split()[0])
+    proof = [base64.b64decode(line) for line in lines[start + 1:start + 1 + proof_count]]
+    assert proof_count >= 2
+    head = next(i for i, line in enumerate(lines) if line.startswith("签名日志头"))
+    note = lines[head + 1:head + 5]
+    assert note[3].startswith("— ")  # the signature line, whole
+    checkpoint_text = "\n".join(note[:3]) + "\n\n" + note[3] + "\n"
+
+    key = http.get("/v1/evidence/public-key").text.strip()
+    checkpoint = parse_checkpoint(verify_note(checkpoint_text, key))
+    assert checkpoint.size == size
+    assert merkle.verify_inclusion(base64.b64decode(leaf), index, size, proof, checkpoint.root)
+    # The payment's own entry (the checkpoint may have grown since: the proof is against it).
+    evidence = partner.get(f"/v1/egov/payment-orders/{order['id']}/receipt").json()["evidence"]
+    assert (leaf, index) == (evidence["leaf_hash"], evidence["index"])
 
 
 def test_a_long_item_name_wraps_clear_of_the_qr_code(app, http, partner):

@@ -8,7 +8,15 @@ from datetime import datetime
 
 from gateway.clock import SHANGHAI
 from tests.products.collection.support import next_cutoff, setup_platform
-from tests.products.egov.helpers import advance, create_order, events, pay, setup_portal
+from tests.products.egov.helpers import (
+    ORIGIN,
+    advance,
+    create_order,
+    events,
+    open_account,
+    pay,
+    setup_portal,
+)
 from tests.tools.api import problem
 
 
@@ -114,3 +122,39 @@ def test_the_document_names_one_comparison_and_deprecates_the_old_route(http):
             "$ref": "#/components/schemas/ComparisonOut"}
         assert operation["requestBody"]["content"]["text/csv"]["example"].startswith(
             "kind,reference,id,amount,status\n")
+
+
+def test_orders_paid_into_the_previous_collection_account_stay_on_the_statement(app, http, partner):
+    """The portal changes its collection account during the day: the order paid into the old
+    account is still on the day's statement (with the account it was paid into), the balances
+    cover both accounts and agree with the ledger, and a comparison finds nothing missing."""
+    old_payee = setup_portal(app, partner)
+    first = create_order(partner, amount=money("77.00"))
+    pay(http, first)
+    new_payee = open_account(app, partner.tenant_id, name="上海市财政局非税收入新专户")
+    moved = partner.request("PUT", "/v1/egov/portal", json={
+        "name": "一网通办", "payee_name": "上海市财政局", "payee_account_id": new_payee,
+        "origins": [ORIGIN]})
+    assert moved.status_code == 200, moved.text
+    second = create_order(partner, amount=money("25.00"))
+    pay(http, second)
+    day = datetime.fromisoformat(first["created_at"].replace("Z", "+00:00")).astimezone(
+        SHANGHAI).date()
+    advance(app, partner.tenant_id, 86400 + 60)
+
+    statement = partner.get(f"/v1/egov/reconciliation/{day}").json()
+    paid_into = {line["reference"]: line["detail"]["payee_account_id"] for line in statement["lines"]}
+    assert paid_into == {first["portal_reference"]: old_payee, second["portal_reference"]: new_payee}
+    assert statement["clearing_account_id"] == new_payee
+    assert statement["clearing_account_ids"] == [new_payee, old_payee]
+    assert (statement["opening_balance"]["amount"], statement["closing_balance"]["amount"],
+            statement["net_clearing_effect"]["amount"]) == ("0.00", "102.00", "102.00")
+    assert statement["ledger_agrees"] is True
+    csv_text = partner.get(f"/v1/egov/reconciliation/{day}?format=csv").text
+    assert first["portal_reference"] in csv_text and old_payee in csv_text
+
+    records = ("kind,reference,id,amount,status\r\n"
+               f"payment_order,{first['portal_reference']},,77.00,paid\r\n"
+               f"payment_order,{second['portal_reference']},,25.00,paid\r\n")
+    answer = _compare(partner, day, records).json()
+    assert answer["agrees"] is True and answer["missing_at_bank"] == [], answer
