@@ -22,6 +22,7 @@ from gateway.db import get_session
 from gateway.errors import error_responses
 from gateway.idempotency import idempotency
 from gateway.money import Money
+from gateway.negotiation import VARY, accept_of, negotiate
 from gateway.routing import Router
 from gateway.tenancy import Principal
 from products.accounts.reconciliation import records_request_doc, statement_csv, statement_json
@@ -343,6 +344,8 @@ def get_settlement(settlement_id: Id, principal: Read, session: Db) -> schemas.S
                                                settlement_id, SettlementNotFound))
 
 
+# JSON by default (the route's first), CSV when asked for (`gateway.negotiation`).
+STATEMENT_TYPES = ("application/json", "text/csv")
 _CSV_DOC: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {"schema": {"type": "string"}}},
           "description": "The statement as JSON, or as CSV with `?format=csv` or "
@@ -351,22 +354,22 @@ _CSV_DOC: dict[int | str, dict[str, Any]] = {
 
 @router.get("/reconciliation/{business_date}", summary="The daily reconciliation statement",
             response_model=schemas.StatementOut,
-            responses={**_CSV_DOC, **error_responses(409)})
+            responses={**_CSV_DOC, **error_responses(406, 409)})
 def get_reconciliation_statement(business_date: date, request: Request, principal: Read,
                                  session: Db,
                                  format: Literal["json", "csv"] | None = None) -> Response:
     """Every order, refund and settlement payout of the business date, totals per kind, and the
     clearing account's opening and closing balances read from the ledger (`ledger_agrees`).
     Available once the date's cut-off has passed on the tenant's clock."""
+    wants_csv = (format == "csv" if format is not None else
+                 negotiate(accept_of(request.headers), STATEMENT_TYPES) == "text/csv")
     statement = statements.statement_for(session, principal.tenant_id, business_date)
-    wants_csv = format == "csv" or (format is None and "text/csv" in request.headers.get(
-        "accept", ""))
     if wants_csv:
         name = f"collection-{business_date.isoformat()}.csv"
         return Response(content="".join(statement_csv(statement)).encode("utf-8"),
                         media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
-    return JSONResponse(statement_json(statement))
+                        headers={"Content-Disposition": f'attachment; filename="{name}"', **VARY})
+    return JSONResponse(statement_json(statement), headers=VARY)
 
 
 @router.post("/reconciliation/{business_date}/comparisons",

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 ITEM_COLUMNS = ("employee_name", "id_number", "account_number", "amount", "memo", "item_reference")
@@ -250,13 +249,6 @@ def parse_item(fields: list[str], line_no: int) -> ItemLine:
             f"Line {line_no} has {len(fields)} fields; an item line has {len(ITEM_COLUMNS)}: "
             + ",".join(ITEM_COLUMNS) + ".", code="malformed_csv", line=line_no)
     return ItemLine(line_no, *fields)
-
-
-def csv_line(values: Iterable[str]) -> str:
-    """One record, quoted only where needed, with CRLF (what spreadsheet tools expect)."""
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\r\n").writerow(list(values))
-    return buf.getvalue()
 
 
 def result_charset(requested: str) -> str:

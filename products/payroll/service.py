@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from gateway.bulk import insert_rows
 from gateway.clock import business_date, to_rfc3339
+from gateway.csvtext import csv_record
 from gateway.errors import ValidationFailed
 from gateway.events import publish
 from gateway.ids import new_id
@@ -468,11 +469,9 @@ def result_lines(session: Session, batch: PayrollBatch) -> Iterator[str]:
     read in pages of masked columns only (nothing is decrypted). A rejected batch keeps no
     items, so its file lists its findings instead (`_finding_lines`).
     """
-    from products.payroll.csvfile import csv_line
-
-    yield csv_line([batch.payer_account_id, batch.purpose, batch.value_date.isoformat(),
-                    str(batch.declared_count), format_fen(batch.declared_total_fen),
-                    batch.external_reference, batch.wage_month or ""])
+    yield csv_record([batch.payer_account_id, batch.purpose, batch.value_date.isoformat(),
+                      str(batch.declared_count), format_fen(batch.declared_total_fen),
+                      batch.external_reference, batch.wage_month or ""])
     if batch.status == "rejected":
         yield from _finding_lines(session, batch)
         return
@@ -487,8 +486,8 @@ def result_lines(session: Session, batch: PayrollBatch) -> Iterator[str]:
         if not rows:
             return
         for seq, name, id_masked, account, fen, memo, ref, status, reason in rows:
-            yield csv_line([name, id_masked, account, format_fen(fen), memo, ref, status,
-                            reason or ""])
+            yield csv_record([name, id_masked, account, format_fen(fen), memo, ref, status,
+                              reason or ""])
             after = seq
 
 
@@ -496,8 +495,6 @@ def _finding_lines(session: Session, batch: PayrollBatch) -> Iterator[str]:
     """One line per finding of a rejected batch, in the item layout: the personal columns and
     the amount blank (not kept), the item reference, status `rejected` (an error) or `warning`,
     and as reason `code: line N, field: message` (the code first, for machines)."""
-    from products.payroll.csvfile import csv_line
-
     after = 0
     while True:
         rows = list(session.scalars(select(PayrollFinding).where(
@@ -507,8 +504,8 @@ def _finding_lines(session: Session, batch: PayrollBatch) -> Iterator[str]:
             return
         for f in rows:
             status = "rejected" if f.severity == "error" else "warning"
-            yield csv_line(["", "", "", "", "", f.item_reference or "", status,
-                            f"{f.code}: line {f.line}, {f.field}: {f.message}"])
+            yield csv_record(["", "", "", "", "", f.item_reference or "", status,
+                              f"{f.code}: line {f.line}, {f.field}: {f.message}"])
             after = f.seq
 
 

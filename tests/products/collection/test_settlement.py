@@ -169,6 +169,17 @@ def test_statement_as_csv_and_the_comparison_of_uploaded_records(app, http):
         ("order", "ORD-1", "succeeded", "10.00"), ("order", "ORD-2", "succeeded", "20.00"),
         ("order", "ORD-3", "failed", "4040.01"), ("refund", "R-1", "succeeded", "4.00")}
     assert p.get(f"/reconciliation/{day.isoformat()}?format=csv").text == response.text
+    # negotiated as RFC 9110 says, and caches are told so
+    assert response.headers["vary"] == "Accept"
+    for accept, media in (("TEXT/CSV", "text/csv"), ("text/csv;q=0, */*", "application/json"),
+                          ("application/json;q=0.5, text/csv;q=0.9", "text/csv"),
+                          (None, "application/json")):
+        chosen = p.get(f"/reconciliation/{day.isoformat()}",
+                       headers={"Accept": accept} if accept else {})
+        assert chosen.headers["content-type"].startswith(media), accept
+        assert chosen.headers["vary"] == "Accept"
+    problem(p.get(f"/reconciliation/{day.isoformat()}", headers={"Accept": "application/xml"}),
+            406, "not_acceptable")
 
     upload = ("kind,reference,amount,status\r\n"
               "order,ORD-1,10.00,succeeded\r\n"   # matches

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from gateway.identifiers import generate_bank_card, generate_resident_id
 from gateway.money import format_fen
 from products.payroll.models import PayrollBatch, PayrollItem
-from tests.products.payroll.support import TODAY, csv_text, items_for, people, run_payroll, upload
+from tests.products.payroll.support import TODAY, batch_body, csv_text, items_for, people, run_payroll, upload
 from tests.tools.api import problem
 
 
@@ -239,3 +239,26 @@ def test_a_gbk_result_file_is_gb18030_and_says_so_so_rare_names_survive(app, emp
         # A line GBK can write is GBK's bytes: a GBK reader reads it the same.
         plain = r.content.split(b"\r\n")[4]
         assert plain.decode("gbk") == plain.decode("gb18030") and "十一月工资" in plain.decode("gbk")
+
+
+def test_a_memo_a_spreadsheet_would_run_comes_back_as_text(app, employer):
+    """CSV injection: the result file is opened in spreadsheet tools by the HR clerk, so a cell
+    that would run as a formula is written as text; the amounts stay numbers."""
+    pc = employer.client
+    items = items_for(people(3))
+    items[0]["memo"] = '=HYPERLINK("http://evil.example","工资")'
+    items[1]["memo"] = "@SUM(A1:A9)"
+    items[2]["memo"] = "-奖金"
+    response = pc.post("/v1/payroll/batches", batch_body(employer.account_id, items))
+    assert response.status_code == 201, response.text
+    batch = response.json()
+    pc.post(f"/v1/payroll/batches/{batch['id']}/confirm")
+    run_payroll(app)
+    r = pc.get(f"/v1/payroll/batches/{batch['id']}/result.csv?charset=utf-8")
+    rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
+    assert [row[4] for row in rows[1:]] == ['\'=HYPERLINK("http://evil.example","工资")',
+                                            "'@SUM(A1:A9)", "'-奖金"]
+    assert [row[3] for row in rows[1:]] == [i["amount"]["amount"] for i in items]
+    # the API shows the memo as it was sent
+    listed = pc.get(f"/v1/payroll/batches/{batch['id']}/items").json()["data"]
+    assert listed[0]["memo"] == items[0]["memo"]
