@@ -81,10 +81,12 @@ class Validation(BaseModel):
 
 
 class Progress(BaseModel):
-    processed: int
-    succeeded: int
+    processed: int = Field(description="Items the worker has handled (paid or failed)")
+    succeeded: int = Field(description="Items paid, including those the receiving bank returned "
+                                       "later (also counted in `returned`; listed with "
+                                       "`?status=returned`)")
     failed: int
-    returned: int
+    returned: int = Field(description="Paid items returned later by the receiving bank (退票)")
     pending: int
     succeeded_amount: Money
     failed_amount: Money
