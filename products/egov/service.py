@@ -357,7 +357,9 @@ def expire_if_due(session: Session, order: PaymentOrder, now: datetime, issuer: 
         return False
     check_order(order.status, "expired", action="expired")
     order.status = "expired"
-    order.closed_at = now
+    # It closed when it expired, not when a job or a read noticed: the day's statement lists
+    # it on the day it expired.
+    order.closed_at = order.expires_at
     order.updated_at = now
     session.flush()
     _publish(session, order, "egov_payment.expired", "system", now, issuer)

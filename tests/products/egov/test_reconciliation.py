@@ -4,7 +4,7 @@ is marked deprecated."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from gateway.clock import SHANGHAI
 from tests.products.collection.support import next_cutoff, setup_platform
@@ -15,6 +15,7 @@ from tests.products.egov.helpers import (
     events,
     open_account,
     pay,
+    run_jobs,
     setup_portal,
 )
 from tests.tools.api import problem
@@ -158,3 +159,26 @@ def test_orders_paid_into_the_previous_collection_account_stay_on_the_statement(
                f"payment_order,{second['portal_reference']},,25.00,paid\r\n")
     answer = _compare(partner, day, records).json()
     assert answer["agrees"] is True and answer["missing_at_bank"] == [], answer
+
+
+def test_an_expired_order_is_on_the_statement_of_the_day_it_expired(app, http, partner):
+    """An order expires at its `expires_at`, whenever the platform notices: one expiring at
+    23:50 and found at 01:00 the next day belongs to the day it expired."""
+    setup_portal(app, partner)
+
+    def now() -> datetime:
+        return datetime.fromisoformat(partner.get("/sandbox/v1/clock").json()["now"]
+                                      .replace("Z", "+00:00")).astimezone(SHANGHAI)
+
+    day = now().date() + timedelta(days=1)
+    expiry = datetime(day.year, day.month, day.day, 23, 50, tzinfo=SHANGHAI)
+    order = create_order(partner, expires_at=expiry.isoformat())
+    advance(app, partner.tenant_id, (expiry + timedelta(minutes=70) - now()).total_seconds())
+    assert run_jobs(app, "egov.expire_orders") == {"egov.expire_orders": 1}
+    advance(app, partner.tenant_id, 86400)
+    listed = {line["id"]: line for line in
+              partner.get(f"/v1/egov/reconciliation/{day.isoformat()}").json()["lines"]}
+    assert listed[order["id"]]["status"] == "expired"
+    assert datetime.fromisoformat(listed[order["id"]]["occurred_at"].replace("Z", "+00:00")) == expiry
+    after = partner.get(f"/v1/egov/reconciliation/{(day + timedelta(days=1)).isoformat()}").json()
+    assert order["id"] not in {line["id"] for line in after["lines"]}
