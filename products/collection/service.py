@@ -756,8 +756,9 @@ def expire_orders(session: Session, tenant_id: str, now: datetime, actor: str,
                        code=order.failure_code or "processing_failed",
                        message="The payer's bank did not complete the debit.")
         else:
-            fail_order(session, settings, order, now, status="expired", code="expired",
-                       message="No transfer paid the order before it expired.")
+            # It closed when it expired, whenever the job noticed.
+            fail_order(session, settings, order, order.expires_at, status="expired",
+                       code="expired", message="No transfer paid the order before it expired.")
         publish_order(session, order, order_splits(session, order.id), actor, now)
     return len(ids)
 

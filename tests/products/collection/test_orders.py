@@ -219,9 +219,11 @@ def test_virtual_account_order_is_paid_by_transfer_or_expires(app, http):
     # an order nobody pays expires; money arriving later is kept as credit, which pays the
     # next order at once
     late = p.order("40.00", virtual_account_id=account["id"])
-    p.advance(1801)
+    p.advance(1830)
     p.run_jobs()
-    assert p.get(f"/orders/{late['id']}").json()["status"] == "expired"
+    expired = p.get(f"/orders/{late['id']}").json()
+    assert expired["status"] == "expired"
+    assert expired["finalized_at"] == expired["expires_at"]  # not when the job noticed
     p.post(f"/virtual-accounts/{account['id']}/simulate-incoming",
            {"amount": money("40.00"), "remitter_name": "张伟", "memo": late["merchant_order_no"]})
     assert p.get(f"/orders/{late['id']}").json()["status"] == "expired"
