@@ -33,6 +33,7 @@ from gateway.errors import (
 )
 from gateway.ids import new_id
 from gateway.metrics import observe_request
+from gateway.routing import route_template
 
 log = logging.getLogger("quanlian.access")
 errlog = logging.getLogger("quanlian.errors")
@@ -163,7 +164,7 @@ class EdgeMiddleware:
                 request_id=request_id,
                 method=scope["method"],
                 path=scope["path"],
-                route=getattr(scope.get("route"), "path", None) or "unmatched",
+                route=route_template(scope),
                 status=status,
                 request_sha256=digest.hexdigest(),
                 response_sha256=hashlib.sha256(body).hexdigest(),
@@ -321,7 +322,7 @@ class EdgeMiddleware:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         latency = (time.perf_counter() - started)
-        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        route = route_template(scope)
         observe_request(scope["method"], route, status, latency)
         if record is not None:
             # Call observers (e.g. partners' usage counters): cheap, in-memory, never raise.

@@ -31,6 +31,7 @@ from fastapi.datastructures import DefaultPlaceholder
 from fastapi.encoders import jsonable_encoder
 from fastapi.routing import (
     APIRoute,
+    _get_scope_effective_route_context,  # the matched route as included, prefixes and all
     _get_scope_included_router,  # the inclusion being matched
 )
 from fastapi.utils import is_body_allowed_for_status_code
@@ -198,3 +199,12 @@ class Router(APIRouter):
                 if not get_route_path(scope).startswith(starts):
                     return Match.NONE, {}
         return super().matches(scope)
+
+
+def route_template(scope: Scope) -> str:
+    """The path template of the route a request matched, as the API document names it
+    (`/v1/transfers/{transfer_id}`), or `unmatched`. A route of an included router knows only
+    its path within that router; FastAPI's record of the match has the whole one."""
+    matched = _get_scope_effective_route_context(scope)
+    path = getattr(matched, "path", None) or getattr(scope.get("route"), "path", None)
+    return path or "unmatched"

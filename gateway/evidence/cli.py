@@ -63,6 +63,12 @@ def verify(directory: Path | None = typer.Argument(None, help="An exported direc
                   else verifier.verify_url(url or "", key, progress))
     if report.ok:
         typer.echo(f"OK: {report.entries} entries, {report.checkpoints} checkpoints verified")
+        if key is None:
+            # The log is consistent with the key it names, which whoever wrote it chose: only a
+            # key obtained separately shows it is the platform's log.
+            typer.echo("Note: checked against the key the log itself names; pass --key with the "
+                       "platform's verifier key, obtained separately, to check whose log it is.",
+                       err=True)
         return
     typer.echo(f"TAMPERED: {report.problem}", err=True)
     raise typer.Exit(1)

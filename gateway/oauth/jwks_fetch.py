@@ -26,12 +26,25 @@ class UnsafeURL(ValueError):
     pass
 
 
+# NAT64's well-known prefix (RFC 6052): the last 32 bits are an IPv4 address it reaches.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
 def _is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-                or ip.is_reserved or ip.is_unspecified)
+    """Whether an address is on the public internet: globally reachable (so not private,
+    loopback, link-local, shared 100.64.0.0/10, benchmarking or documentation space), not
+    multicast or reserved. An IPv6 address that carries an IPv4 one (mapped, 6to4, Teredo,
+    NAT64) is judged by the IPv4 address it reaches; IPv6 site-local fec0::/10 is refused."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # a scope id names an interface
+    if isinstance(ip, ipaddress.IPv6Address):
+        carried = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if carried is None and ip in _NAT64:
+            carried = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if carried is not None:
+            ip = carried
+        elif ip.is_site_local:
+            return False
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
 
 
 def check_public_url(url: str, *, require_https: bool = True) -> list[str]:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from gateway.clock import to_rfc3339
 from gateway.errors import ValidationFailed
+from gateway.event_types import EVENT_TYPES, PARTNER_EVENT_TYPES
 from gateway.events import Event, publish
 from gateway.ids import new_id
 from gateway.oauth.jwks_fetch import validate_url_setting
@@ -67,6 +68,13 @@ def check_event_types(types: list[str]) -> list[str]:
     if bad:
         raise ValidationFailed(f"Not event types: {', '.join(bad)} (use `resource.action`, "
                                "`resource.*` or `*`).", code="invalid_event_types")
+    # A pattern nothing in the catalogue matches is a typo that would deliver nothing, ever.
+    unknown = [t for t in cleaned if not any(subscribed([t], known) for known in EVENT_TYPES)]
+    if unknown:
+        raise ValidationFailed(
+            f"No event type is {' or '.join(unknown)}; `known_types` lists them (or subscribe "
+            "to `resource.*` or `*`).", code="unknown_event_types",
+            extra={"known_types": sorted(PARTNER_EVENT_TYPES)})
     return cleaned
 
 

@@ -112,6 +112,22 @@ def test_bad_input_is_refused_and_changes_nothing(app, http, partner):
     assert got["url"] == PUBLIC and got["event_types"] == ["*"] and got["status"] == "enabled"
 
 
+@pytest.mark.parametrize("types", [["bogus.created"], ["payrol_batch.*"], ["transfer.complete"],
+                                   ["transfer.completed", "transfers.*"]])
+def test_a_type_no_event_has_is_refused_naming_the_known_ones(app, partner, types):
+    """A typo would deliver nothing, ever, without anyone noticing."""
+    body = problem(partner.post("/v1/webhook-endpoints", {"url": PUBLIC, "event_types": types}),
+                   422, "unknown_event_types")
+    assert "transfer.completed" in body["known_types"]
+    assert _endpoints(app) == 0
+    made = partner.post("/v1/webhook-endpoints", {"url": PUBLIC, "event_types": ["transfer.*"]})
+    assert made.status_code == 201, made.text
+    problem(partner.request("PATCH", f"/v1/webhook-endpoints/{made.json()['id']}",
+                            json={"event_types": types}), 422, "unknown_event_types")
+    assert partner.get(f"/v1/webhook-endpoints/{made.json()['id']}").json()["event_types"] == [
+        "transfer.*"]
+
+
 def test_endpoint_limit(app, http, partner):
     for _ in range(20):
         assert partner.post("/v1/webhook-endpoints", {"url": PUBLIC, "event_types": ["*"]}
@@ -125,6 +141,9 @@ SSRF_URLS = [
     "https://127.1.2.3:8443/hook",
     "https://169.254.169.254/latest/meta-data/",
     "https://10.0.0.8/hook",
+    "https://100.64.0.1/hook",  # shared address space (RFC 6598): carrier and cloud networks
+    "https://[fec0::1]/hook",
+    "https://[64:ff9b::a00:8]/hook",  # NAT64 to 10.0.0.8
     "https://172.16.5.4/hook",
     "https://192.168.1.1/hook",
     "https://[::1]/hook",

@@ -37,6 +37,28 @@ def integrate(app):
     return service.integrate(app.state.database, app.state.evidence_log)
 
 
+def test_a_calls_entry_names_its_route_as_the_api_document_does(app, http, partner):
+    """Routes of the products' included routers too: the whole template, not its tail."""
+    import pytest
+
+    from gateway.cli import openapi_document
+
+    documented = set(json.loads(openapi_document())["paths"])
+    calls = {"/v1/accounts": "/v1/accounts",
+             "/v1/transfers/trf_00000000000000000000000000": "/v1/transfers/{transfer_id}",
+             "/v1/chain-credit/facilities": "/v1/chain-credit/facilities"}
+    entries = {}
+    for path in calls:
+        entries[path] = receipt(partner.get(path))[0]
+    integrate(app)
+    for path, route in calls.items():
+        fields = json.loads(b64d(partner.get(f"/v1/evidence/entries/{entries[path]}")
+                                 .json()["canonical"]))
+        if route not in documented:
+            pytest.fail(f"{route} is not a documented path")
+        assert fields["route"] == route, path
+
+
 def test_every_call_has_a_verifiable_receipt(app, http, partner):
     response = partner.get("/v1/me")
     entry_id, leaf = receipt(response)
@@ -174,6 +196,10 @@ def test_untampered_log_verifies_and_cli_says_ok(filled, tmp_path):
     from gateway.evidence.cli import evidence_app
     result = CliRunner().invoke(evidence_app, ["verify", str(tmp_path)])
     assert result.exit_code == 0 and "OK" in result.output
+    assert "pass --key" in result.stderr  # whose log it is needs a key from elsewhere
+    pinned = CliRunner().invoke(evidence_app, ["verify", str(tmp_path), "--key",
+                                               filled.state.evidence_log.verifier_key])
+    assert pinned.exit_code == 0 and "OK" in pinned.output and "--key" not in pinned.stderr
 
 
 def _exec(app, sql, **params):

@@ -196,3 +196,20 @@ def test_a_weak_key_published_at_the_jwks_uri_never_verifies(database, tmp_path,
         assert response.status_code in (400, 401)
         assert response.json()["error"] == "invalid_client"
         assert _token(http, client_id, good).status_code == 200
+
+
+@pytest.mark.parametrize(("address", "public"), [
+    ("8.8.8.8", True), ("2001:4860:4860::8888", True),
+    ("10.0.0.1", False), ("172.16.0.1", False), ("192.168.1.1", False), ("127.0.0.1", False),
+    ("169.254.169.254", False), ("100.64.0.1", False), ("100.127.255.254", False),
+    ("198.18.0.1", False), ("192.0.0.1", False), ("0.0.0.0", False), ("224.0.0.1", False),
+    ("::1", False), ("fe80::1%eth0", False), ("fc00::1", False), ("fec0::1", False),
+    ("::ffff:10.0.0.1", False), ("64:ff9b::a00:1", False), ("2002:a00:1::", False),
+    ("64:ff9b::808:808", True),
+])
+def test_only_globally_reachable_addresses_are_public(address, public):
+    """What jwks_uri fetches and webhook deliveries may reach (an address inside the bank's or
+    the cloud's own networks is an SSRF target), IPv4 carried in IPv6 included."""
+    from gateway.oauth.jwks_fetch import _is_public
+
+    assert _is_public(address) is public
