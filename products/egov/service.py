@@ -55,6 +55,8 @@ MAX_TTL = timedelta(days=30)
 # After this many refused attempts the checkout closes (the order fails): a payer's bank login
 # must not be guessable through our page.
 MAX_FAILED_ATTEMPTS = 5
+# What the payer's form got wrong before anything was tried: answered, never counted.
+INPUT_MISTAKES = frozenset({"invalid_account_number", "invalid_method"})
 # Sandbox bank login (simulated): any Luhn-valid account number with this password.
 SANDBOX_PASSWORD = "123456"
 RESULT_PARAM = "egov_result"
@@ -431,7 +433,8 @@ def _receipt_number(now: datetime) -> str:
 
 def pay(session: Session, token: str, *, method: str, account_number: str = "", password: str = "",
         issuer: str) -> PayOutcome:
-    """Pay an order at checkout. A refused attempt is recorded and counted, never raised."""
+    """Pay an order at checkout. A refused attempt is recorded and counted (five fail the order),
+    never raised; a form mistake (`INPUT_MISTAKES`) is answered and neither."""
     order, tenant, _ = checkout_by_token(session, token, lock=True)
     tenant_id = order.tenant_id
     now = clock_for(session, tenant_id).now()
@@ -465,6 +468,10 @@ def pay(session: Session, token: str, *, method: str, account_number: str = "", 
                         failure = f"account_{status}"
     elif method != "qr":
         failure = "invalid_method"
+    if failure in INPUT_MISTAKES:
+        # A mistyped card number is not a guess at someone's login: nothing was tried, so the
+        # order's attempts are not used up by it.
+        return PayOutcome(order, paid=False, failure=failure)
     if failure is None:
         failure = ledger.sandbox_refusal(session, tenant_id, order.amount_fen)
     entry = None

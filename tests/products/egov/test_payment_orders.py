@@ -225,10 +225,16 @@ def test_refused_attempts_are_counted_and_close_the_order(app, http, partner):
     ]
     assert [r.headers["location"].split("error=")[1] for r in outcomes] == [
         "login_failed", "invalid_account_number", "account_frozen", "account_closed"]
+    # a mistyped card number (its check digit wrong) was answered, not counted: nothing was tried
     state = partner.get(f"/v1/egov/payment-orders/{order['id']}").json()
-    assert state["status"] == "open" and state["failed_attempts"] == 4
-    page = http.get(checkout_path(order) + "?error=account_closed")
-    assert "已销户" in page.text and "还可尝试 1 次" in page.text
+    assert state["status"] == "open" and state["failed_attempts"] == 3
+    for _ in range(6):
+        typo = pay(http, order, card="6222021234567890123")
+        assert typo.headers["location"].endswith("error=invalid_account_number")
+    assert partner.get(f"/v1/egov/payment-orders/{order['id']}").json()["failed_attempts"] == 3
+    pay(http, order, password="still-wrong")
+    page = http.get(checkout_path(order) + "?error=login_failed")
+    assert "还可尝试 1 次" in page.text
     pay(http, order, password="bad")
     state = partner.get(f"/v1/egov/payment-orders/{order['id']}").json()
     assert state["status"] == "failed"
