@@ -75,7 +75,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "html_lang": "en", "title": "Government payment", "other_lang": "中文", "other_lang_code": "zh-CN",
         "footer": "Quanlian Bank · government payments", "order": "Payment details", "amount": "Amount",
         "item": "Item", "payee": "Payee", "payer": "Payer", "payment_code": "Payment code",
-        "description": "Description", "expires": "Pay before", "pay_bank": "Pay from a bank account",
+        "description": "Description", "expires": "Pay before (Beijing time)", "pay_bank": "Pay from a bank account",
         "account_number": "Card or account number",
         "account_hint": "Your own bank card; used for this payment only.",
         "password": "Online banking password",

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway.clock import Instant, IsoDate
 from gateway.identifiers import USCC, IdentifierError, validate_resident_id, validate_uscc
 from gateway.money import Money, MoneyIn
 
@@ -95,7 +96,7 @@ class PaymentOrderIn(_In):
     return_url: str = Field(min_length=8, max_length=2000,
                             description="Where the payer returns with the signed result; on a "
                                         "registered origin")
-    expires_at: datetime | None = Field(None, description="Default: 30 minutes from now; at most 30 "
+    expires_at: Instant | None = Field(None, description="Default: 30 minutes from now; at most 30 "
                                                           "days ahead")
 
     @field_validator("item_name", "description")
@@ -373,7 +374,7 @@ class DepositOut(BaseModel):
 
 class CourtOrderIn(_In):
     number: str = Field(min_length=1, max_length=64, examples=["(2026)沪0115执1234号"])
-    issued_on: date
+    issued_on: IsoDate
 
     @field_validator("number")
     @classmethod

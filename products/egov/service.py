@@ -91,10 +91,17 @@ def normalize_origin(value: str, *, production: bool) -> str:
     if parts.username or parts.password or parts.query or parts.fragment or parts.path not in ("", "/"):
         raise InvalidOrigin(f"{raw!r}: an origin has no path, query, fragment or credentials.")
     host = parts.hostname.lower()
-    if not all(c.isalnum() or c in ".-:[]" for c in host) or not host.isascii():
-        raise InvalidOrigin(f"{raw!r}: use the host's ASCII (punycode) form.")
     if ":" in host:
-        host = f"[{host}]"
+        # CSP's frame-ancestors, which lets the portal embed the checkout, has no form for an
+        # IPv6 address.
+        raise InvalidOrigin(f"{raw!r}: name the host; an IPv6 address cannot be an origin that "
+                            "embeds the checkout.")
+    if not all(c.isalnum() or c in ".-" for c in host) or not host.isascii():
+        raise InvalidOrigin(f"{raw!r}: use the host's ASCII (punycode) form.")
+    if "" in host.split("."):
+        raise InvalidOrigin(f"{raw!r}: a host name has no empty label (nor a trailing dot).")
+    if port == 0:
+        raise InvalidOrigin(f"{raw!r}: port 0 is not a port a page is served from.")
     default = 443 if scheme == "https" else 80
     return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 

@@ -38,3 +38,12 @@ def test_a_date_that_is_not_yyyy_mm_dd_is_refused_saying_how_to_write_it(partner
     body = problem(response, 422)
     fields = {e["field"]: e["message"] for e in body["errors"]}
     assert "YYYY-MM-DD" in fields["body.expires_on"]
+
+
+def test_a_payment_order_expiry_given_as_unix_seconds_is_refused(partner):
+    from tests.products.egov.helpers import order_body
+
+    body = problem(partner.post("/v1/egov/payment-orders", order_body(expires_at=1234567890)),
+                   422)
+    assert any(e["field"] == "body.expires_at" and "RFC 3339" in e["message"]
+               for e in body["errors"])

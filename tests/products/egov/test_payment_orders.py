@@ -48,7 +48,10 @@ def test_portal_profile_validates_origins_and_payee(app, partner):
     base = {"name": "一网通办", "payee_name": "财政局", "payee_account_id": payee}
     for bad in ("https://portal.example.gov.cn/path", "ftp://portal.example.gov.cn",
                 "https://user:pw@portal.example.gov.cn", "portal.example.gov.cn",
-                "https://portal.example.gov.cn?x=1", "https://portal.example.gov.cn:99999"):
+                "https://portal.example.gov.cn?x=1", "https://portal.example.gov.cn:99999",
+                # none of these can name the portal in the checkout's CSP frame-ancestors
+                "https://portal.example.gov.cn:0", "https://portal.example.gov.cn.",
+                "https://portal..gov.cn", "http://[::1]:18791"):
         problem(partner.request("PUT", "/v1/egov/portal", json={**base, "origins": [bad]}), 422,
                 "invalid_origin")
     problem(partner.request("PUT", "/v1/egov/portal",
