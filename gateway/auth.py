@@ -65,7 +65,8 @@ def _challenge(scheme: str, error: str | None = None, description: str | None = 
 def _refuse(description: str, *, scheme: str = "Bearer", error: str = "invalid_token",
             status: int = 401) -> Problem:
     cls = InvalidToken if status == 401 else Problem
-    problem = cls(description, status=status, code=error)
+    title = "Invalid DPoP proof" if error == "invalid_dpop_proof" else None
+    problem = cls(description, status=status, code=error, title=title)
     challenges = [_challenge(scheme, error, description)]
     if scheme == "Bearer":
         challenges.append(_challenge("DPoP"))
@@ -130,7 +131,10 @@ async def authenticate(request: Request) -> Principal:
                 raise _refuse("Send exactly one DPoP proof.", scheme="DPoP",
                               error="invalid_dpop_proof")
             scope = request.scope
-            url = app.state.settings.issuer.rstrip("/") + scope.get("root_path", "") + scope["path"]
+            # The path as sent (percent-encoded), as the client signed it; `path` is decoded.
+            raw = scope.get("raw_path")
+            path = raw.decode("latin-1") if raw else scope.get("root_path", "") + scope["path"]
+            url = app.state.settings.issuer.rstrip("/") + path
             try:
                 proved = await anyio.to_thread.run_sync(partial(
                     app.state.oauth.dpop.verify, proofs[0], method=request.method, url=url,

@@ -22,6 +22,10 @@ from joserfc.jwk import ECKey, KeySet
 
 from gateway.ids import new_id
 
+# The longest access token's life (QUANLIAN_ACCESS_TOKEN_TTL is at most 600 s) and a minute for
+# clocks: how long a superseded signing key stays published.
+RETAIN_RETIRED_SECONDS = 600 + 60
+
 
 def _write_secret(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,11 +119,20 @@ class PlatformKeys:
                                                                       "use": "sig"}
                          for k in self._current_signing()["keys"]]}
 
-    def rotate_signing_key(self, keep: int = 3) -> str:
-        """Add a new active key; keep the last `keep` keys published."""
+    def rotate_signing_key(self) -> str:
+        """Add a new active key. A superseded key stays published until every token it signed
+        has expired (`RETAIN_RETIRED_SECONDS` after it was superseded), however often keys
+        rotate in between; then it is dropped."""
         with self._lock:
             current = json.loads(self._signing_path.read_bytes())
-            self._signing = {"keys": (current["keys"] + [self._new_signing_key()])[-keep:]}
+            now = time.time()
+            retired = {kid: float(at) for kid, at in current.get("retired", {}).items()}
+            for key in current["keys"]:  # the active key is superseded now
+                retired.setdefault(key["kid"], now)
+            keys = [k for k in current["keys"] if now - retired[k["kid"]] < RETAIN_RETIRED_SECONDS]
+            keys.append(self._new_signing_key())
+            self._signing = {"keys": keys, "retired": {
+                k["kid"]: retired[k["kid"]] for k in keys if k["kid"] in retired}}
             self._active = None
             tmp = self._signing_path.with_suffix(".tmp")
             if tmp.exists():

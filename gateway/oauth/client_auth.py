@@ -124,6 +124,17 @@ class ClientAuthentication:
         authorization = request.headers.getlist("authorization")
         if len(authorization) > 1:
             raise InvalidRequestError("Send one Authorization header.")
+        form = request.form
+        if authorization and ("client_assertion" in form or "client_assertion_type" in form):
+            # RFC 6749, 2.3: one authentication method per request. Which client is asking
+            # must never depend on which of two the server happens to read first.
+            raise InvalidRequestError("Authenticate the client one way: a client assertion or "
+                                      "HTTP Basic, not both.")
+        if authorization and form.get("client_id") is not None:
+            credentials = basic_credentials(authorization[0])
+            if credentials is not None and credentials[0] != form.get("client_id"):
+                raise InvalidRequestError("The form's client_id is not the client that HTTP "
+                                          "Basic authenticates.")
         try:
             client, method = self._authenticate(request, methods, endpoint, authorization)
         except ClientAuthenticationFailed as exc:
@@ -186,7 +197,17 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
             raise assertion_refused("the 'sub' claim (the client id) is missing.")
         client = query_client(client_id)
         keys = self.resolve_client_public_key(client) if client is not None else ()
-        token = _decode(assertion, _candidate_keys(keys, header), client_id, header)
+        try:
+            token = _decode(assertion, _candidate_keys(keys, header), client_id, header)
+        except ClientAuthenticationFailed:
+            # Without a `kid` (authlib sends none) a key rotated in at the jwks_uri is found
+            # only by fetching the set again; an unknown `kid` already did (JWKSCache.get).
+            if client is None or client.jwks or not client.jwks_uri or "kid" in header:
+                raise
+            fresh = self.resolve_client_public_key(client, refresh=True)
+            if not fresh:
+                raise
+            token = _decode(assertion, _candidate_keys(fresh, header), client_id, header)
         request.client = client
         self.verify_claims(token.claims)
         named = form.get("client_id")
@@ -219,13 +240,19 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         self._seen.kid = kid if isinstance(kid, str) else None
         return header, claims
 
-    def resolve_client_public_key(self, client: Any) -> Any:
+    def resolve_client_public_key(self, client: Any, *, refresh: bool = False) -> Any:
+        """The client's signing keys: its registered JWKS, or its jwks_uri's (cached; with
+        `refresh`, fetched again unless that was done within the last minute: () then)."""
         if client.jwks:
             return client_signing_keys(client.jwks)
         if client.jwks_uri:
+            production = client.environment == "production"
             try:
+                if refresh:
+                    fresh = self.jwks_cache.refresh(client.jwks_uri, production=production)
+                    return client_signing_keys(fresh) if fresh is not None else ()
                 jwks = self.jwks_cache.get(client.jwks_uri, getattr(self._seen, "kid", None),
-                                           production=client.environment == "production")
+                                           production=production)
                 return client_signing_keys(jwks)
             except (UnsafeURL, ValueError, OSError, JoseError) as exc:
                 reason: Any = exc

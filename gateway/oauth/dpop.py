@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import string
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from joserfc import jws
 from joserfc.errors import JoseError
@@ -22,6 +25,37 @@ PROOF_MAX_AGE = 300
 PROOF_MAX_FUTURE = 10
 _PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 DPOP_ALGORITHMS = " ".join(a for a in CLIENT_REGISTRY.allowed or [])
+
+
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalized_htu(url: str) -> str | None:
+    """A URL as RFC 9449 (4.3) compares `htu` with the request: without query and fragment,
+    normalized as RFC 3986 (6.2.2, 6.2.3) says: scheme and host in lower case, the scheme's
+    default port dropped, an empty path as `/`, escapes of unreserved characters decoded and
+    the others' hex digits in upper case. None for what is not an http(s) URL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        host += f":{port}"
+
+    def escape(match: re.Match[str]) -> str:
+        char = chr(int(match.group(1), 16))
+        return char if char in _UNRESERVED else "%" + match.group(1).upper()
+
+    return f"{scheme}://{host}{_ESCAPE.sub(escape, parts.path) or '/'}"
 
 
 class DPoPInvalid(Exception):
@@ -72,7 +106,7 @@ class DPoPVerifier:
         if claims.get("htm") != method:
             raise DPoPInvalid("The DPoP proof 'htm' does not match the request method.")
         htu = claims.get("htu")
-        if not isinstance(htu, str) or htu.split("?")[0].split("#")[0] != url:
+        if not isinstance(htu, str) or normalized_htu(htu) != normalized_htu(url):
             raise DPoPInvalid("The DPoP proof 'htu' does not match the request URL.")
         iat = claims.get("iat")
         if not is_numeric_date(iat):

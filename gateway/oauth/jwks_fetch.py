@@ -1,12 +1,20 @@
-"""Fetching a client's JWKS from its `jwks_uri`: cached, refetched on an unknown `kid` (at
-most once per UNKNOWN_KID_REFETCH_INTERVAL per URI), and never from private, loopback or
-link-local addresses in production."""
+"""Requests to partners' URLs, and fetching a client's JWKS from its `jwks_uri`.
+
+Partners' URLs (a `jwks_uri`, a webhook endpoint) are reached only on public addresses in
+production (`check_public_url`), and on the address that was checked (`pinned`): a host name
+resolved again at connection time could answer with another address (DNS rebinding).
+
+A JWKS is cached, refetched on an unknown `kid` or, for an assertion without a `kid` that no
+cached key verifies, on a failed signature (each at most once per
+UNKNOWN_KID_REFETCH_INTERVAL per URI)."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import socket
+import ssl
 import threading
 import time
 from typing import Any
@@ -20,6 +28,8 @@ from gateway.errors import ValidationFailed
 # but assertions with made-up kids (an attacker's, or a broken client's) must not make the
 # platform fetch the partner's endpoint on every request. Seconds between such refetches.
 UNKNOWN_KID_REFETCH_INTERVAL = 60.0
+# A key set of a few dozen keys is a few tens of KB.
+MAX_JWKS_BYTES = 256 * 1024
 
 
 class UnsafeURL(ValueError):
@@ -65,6 +75,28 @@ def check_public_url(url: str, *, require_https: bool = True) -> list[str]:
     return addresses
 
 
+def pinned(url: str, production: bool) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
+    """Resolve and check the host now; the URL to connect to a checked address, with the Host
+    header and TLS server name (SNI) of the original, so the certificate is checked for it."""
+    addresses = check_public_url(url, require_https=production)
+    target = httpx.URL(url)
+    host = urlsplit(url).hostname or ""
+    return (target.copy_with(host=addresses[0]), {"host": target.netloc.decode("ascii")},
+            {"sni_hostname": host} if target.scheme == "https" else {})
+
+
+_ssl_context: ssl.SSLContext | None = None
+
+
+def tls_context() -> ssl.SSLContext:
+    """A verifying TLS context that ignores proxy and CA settings of the environment; built once
+    per process (it loads the CA bundle, about 20 ms)."""
+    global _ssl_context
+    if _ssl_context is None:
+        _ssl_context = httpx.create_ssl_context(trust_env=False)
+    return _ssl_context
+
+
 def validate_url_setting(url: str, *, production: bool, allow_loopback: bool) -> None:
     """Validation used when a URL is registered (jwks_uri, webhook endpoint)."""
     if production or not allow_loopback:
@@ -102,6 +134,20 @@ class JWKSCache:
             self._cache[entry] = (now, jwks)
         return jwks
 
+    def refresh(self, uri: str, *, production: bool) -> dict[str, Any] | None:
+        """The set fetched again, for an assertion without a `kid` that no cached key verifies
+        (a client that rotated in a new key, signing with a library that sends no `kid`);
+        None when the URI was refetched within UNKNOWN_KID_REFETCH_INTERVAL."""
+        entry = (uri, production)
+        now = time.monotonic()
+        with self._lock:
+            if not self._may_refetch(entry, now):
+                return None
+        jwks = self._fetch(uri, production=production)
+        with self._lock:
+            self._cache[entry] = (now, jwks)
+        return jwks
+
     def _may_refetch(self, entry: tuple[str, bool], now: float) -> bool:
         """Whether an unknown kid may refetch `entry` now; if so the refetch is recorded at
         once (under the lock), so concurrent requests with unknown kids do not all fetch."""
@@ -111,12 +157,27 @@ class JWKSCache:
         return True
 
     def _fetch(self, uri: str, *, production: bool) -> dict[str, Any]:
+        url: str | httpx.URL = uri
+        headers = {"accept": "application/json"}
+        extensions: dict[str, Any] = {}
         if production or not self.allow_private:
-            check_public_url(uri, require_https=production)
-        with httpx.Client(timeout=5.0, follow_redirects=False, transport=self.transport) as http:
-            response = http.get(uri, headers={"accept": "application/json"})
-        response.raise_for_status()
-        data = response.json()
+            url, host, extensions = pinned(uri, production)
+            headers.update(host)
+        # No proxy or .netrc from the environment; a body no larger than a key set needs.
+        with httpx.Client(timeout=5.0, follow_redirects=False, trust_env=False,
+                          verify=tls_context(), transport=self.transport) as http:
+            request = http.build_request("GET", url, headers=headers, extensions=extensions)
+            response = http.send(request, stream=True)
+            try:
+                response.raise_for_status()
+                body = b""
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_JWKS_BYTES:
+                        raise ValueError(f"jwks_uri answered more than {MAX_JWKS_BYTES} bytes")
+            finally:
+                response.close()
+        data = json.loads(body)
         if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
             raise ValueError("jwks_uri did not return a JWK set")
         return data

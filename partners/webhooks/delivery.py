@@ -26,14 +26,12 @@ from __future__ import annotations
 import json
 import logging
 import random
-import ssl
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import or_, select
@@ -43,7 +41,7 @@ from gateway import clock as clock_module
 from gateway.db import Database
 from gateway.events import Event, publish
 from gateway.ids import new_id
-from gateway.oauth.jwks_fetch import UnsafeURL, check_public_url
+from gateway.oauth.jwks_fetch import UnsafeURL, pinned, tls_context
 from gateway.tenancy import Partner, Tenant, clock_for
 from partners.settings import PartnerSettings, get_partner_settings
 from partners.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -249,27 +247,6 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _pinned(url: str, production: bool) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
-    """Resolve and check the host now; connect to a checked address, keeping Host and SNI."""
-    addresses = check_public_url(url, require_https=production)
-    parts = urlsplit(url)
-    target = httpx.URL(url)
-    host = parts.hostname or ""
-    return (target.copy_with(host=addresses[0]), {"host": target.netloc.decode("ascii")},
-            {"sni_hostname": host} if target.scheme == "https" else {})
-
-
-_ssl_context: ssl.SSLContext | None = None
-
-
-def _tls() -> ssl.SSLContext:
-    # Building a verifying context loads the CA bundle (~20 ms): do it once per process.
-    global _ssl_context
-    if _ssl_context is None:
-        _ssl_context = httpx.create_ssl_context(trust_env=False)
-    return _ssl_context
-
-
 def send(claimed: Claimed, config: WebhookConfig) -> Result:
     """One HTTP attempt (no database access here)."""
     timestamp = int(clock_module.utcnow().timestamp())
@@ -289,12 +266,12 @@ def send(claimed: Claimed, config: WebhookConfig) -> Result:
         url: httpx.URL | str = claimed.url
         extensions: dict[str, Any] = {}
         if production or not config.allow_loopback:
-            url, host_header, extensions = _pinned(claimed.url, production)
+            url, host_header, extensions = pinned(claimed.url, production)
             headers.update(host_header)
         # A client (and connection) per attempt: a pooled connection must never carry a
         # request for one host name over a TLS session checked for another.
         with httpx.Client(timeout=config.timeout, follow_redirects=False, trust_env=False,
-                          verify=_tls(), transport=config.transport) as http:
+                          verify=tls_context(), transport=config.transport) as http:
             request = http.build_request("POST", url, headers=headers, content=claimed.body,
                                          extensions=extensions)
             response = http.send(request, stream=True)

@@ -54,13 +54,15 @@ def public_jwks(*keys: Any) -> dict[str, Any]:
 
 
 def client_assertion(client_id: str, key: Any, *, alg: str = "ES256", aud: str = ISSUER,
-                     **claims: Any) -> str:
+                     with_kid: bool = True, **claims: Any) -> str:
+    """A private_key_jwt assertion; `with_kid=False` signs as authlib's client does, naming no
+    key."""
     now = int(time.time())
     body = {"iss": client_id, "sub": client_id, "aud": aud, "iat": now, "exp": now + 300,
             "jti": uuid.uuid4().hex}
     body.update(claims)
     body = {k: v for k, v in body.items() if v is not None}
-    header = {"alg": alg, "kid": key.kid, "typ": "JWT"}
+    header = {"alg": alg, "kid": key.kid, "typ": "JWT"} if with_kid else {"alg": alg, "typ": "JWT"}
     return jwt.encode(header, body, key, registry=CLIENT_REGISTRY)
 
 

@@ -197,6 +197,35 @@ def test_dpop_wrong_claims(http, dpop_client, overrides):
     invalid_token(me_with(http, dpop_client, proof), "DPoP")
 
 
+@pytest.mark.parametrize(("path", "htu"), [
+    ("/v1/accounts/acc%20x", "http://testserver/v1/accounts/acc%20x"),  # sent encoded
+    ("/v1/accounts/acc%7ex", "http://testserver/v1/accounts/acc~x"),  # an unreserved escape
+    ("/v1/accounts/acc%2fx", "http://testserver/v1/accounts/acc%2Fx"),  # hex case
+    ("/v1/me", "HTTP://TestServer/v1/me"),  # scheme and host case
+    ("/v1/me", "http://testserver:80/v1/me"),  # the default port
+    ("/v1/me", "http://testserver/v1/me?x=1#y"),  # no query or fragment
+])
+def test_dpop_htu_is_compared_as_rfc_3986_normalizes_it(http, dpop_client, path, htu):
+    """RFC 9449, 4.3: the request's and the proof's URLs compared after normalization, so a
+    client library's spelling of the same URL is no reason to refuse it."""
+    proof = dpop_proof(dpop_client.dpop_key, "GET", htu, access_token=dpop_client.token)
+    response = http.get(path, headers={"Authorization": f"DPoP {dpop_client.token}",
+                                       "DPoP": proof})
+    assert response.status_code in (200, 404), response.text  # authenticated: found or not
+
+
+@pytest.mark.parametrize("htu", ["http://testserver/v1/accounts/acc%2520x",  # another path
+                                 "http://testserver:8080/v1/me", "https://testserver/v1/me",
+                                 "http://testserver/v1/me/", "ftp://testserver/v1/me", "/v1/me"])
+def test_dpop_htu_of_another_url_is_refused(http, dpop_client, htu):
+    path = "/v1/accounts/acc%20x" if "acc" in htu else "/v1/me"
+    proof = dpop_proof(dpop_client.dpop_key, "GET", htu, access_token=dpop_client.token)
+    response = http.get(path, headers={"Authorization": f"DPoP {dpop_client.token}",
+                                       "DPoP": proof})
+    invalid_token(response, "DPoP")
+    assert response.json()["title"] == "Invalid DPoP proof"
+
+
 def test_dpop_private_key_in_jwk(http, dpop_client):
     proof = dpop_proof(dpop_client.dpop_key, "GET", ISSUER + "/v1/me",
                        access_token=dpop_client.token,
@@ -250,6 +279,25 @@ def test_key_rotation_old_tokens_still_validate(app, http, partner):
     assert json.loads(base64.urlsafe_b64decode(new.split(".")[0] + "=="))["kid"] != json.loads(
         base64.urlsafe_b64decode(old.split(".")[0] + "=="))["kid"]
     assert call(http, new).status_code == 200
+
+
+def test_a_superseded_key_is_published_until_its_tokens_have_expired(app, http, partner,
+                                                                     monkeypatch):
+    """However often keys rotate, a key stays in the JWKS (and valid) for the longest token
+    life after it was superseded, then goes."""
+    from gateway import keys as keys_module
+
+    now = [1_900_000_000.0]
+    monkeypatch.setattr(keys_module.time, "time", lambda: now[0])
+    first = {k["kid"] for k in http.get("/oauth/jwks").json()["keys"]}
+    old = partner.token
+    kids = [app.state.keys.rotate_signing_key() for _ in range(4)]  # four rotations at once
+    published = {k["kid"] for k in http.get("/oauth/jwks").json()["keys"]}
+    assert first | set(kids) == published
+    assert call(http, old).status_code == 200
+    now[0] += keys_module.RETAIN_RETIRED_SECONDS + 1
+    latest = app.state.keys.rotate_signing_key()
+    assert {k["kid"] for k in http.get("/oauth/jwks").json()["keys"]} == {kids[-1], latest}
 
 
 def test_ec_key_fixture_is_public_only():

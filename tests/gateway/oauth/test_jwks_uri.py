@@ -66,10 +66,10 @@ def _client(app, environment, uri):
                              scopes=["accounts:read"], jwks_uri=uri, require_dpop=False).client.id
 
 
-def _token(http, client_id, key):
+def _token(http, client_id, key, *, with_kid=True):
     return http.post("/oauth/token", data={
         "grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE_JWT,
-        "client_assertion": client_assertion(client_id, key)})
+        "client_assertion": client_assertion(client_id, key, with_kid=with_kid)})
 
 
 def test_fetched_cached_and_refetched_on_unknown_kid(database, tmp_path, jwks_server):
@@ -112,6 +112,31 @@ def test_unknown_kids_refetch_at_most_once_per_interval(database, tmp_path, jwks
         monkeypatch.setattr(jwks_fetch, "UNKNOWN_KID_REFETCH_INTERVAL", 0.0)  # it has passed
         assert _token(http, client_id, rotated).status_code == 200
         assert jwks_server.hits == 3
+
+def test_a_key_rotated_in_is_found_without_a_kid_too(database, tmp_path, jwks_server,
+                                                    monkeypatch):
+    """authlib's private_key_jwt client names no key: a key the partner rotated in at its
+    jwks_uri is found by fetching the set again when no cached key verifies the signature, at
+    most once per interval, as for an unknown kid."""
+    app = make_app(database, tmp_path, webhook_allow_loopback=True)
+    old, new = new_ec_key(), new_ec_key()
+    jwks_server.jwks = public_jwks(old)
+    client_id = _client(app, "sandbox", jwks_server.url)
+    with TestClient(app) as http:
+        assert _token(http, client_id, old, with_kid=False).status_code == 200
+        jwks_server.jwks = public_jwks(new)  # rotated: the old key withdrawn
+        assert _token(http, client_id, new, with_kid=False).status_code == 200
+        assert jwks_server.hits == 2
+        assert _token(http, client_id, new, with_kid=False).status_code == 200  # cached
+        assert jwks_server.hits == 2
+        # a key nobody published refetches nothing within the interval of the last refetch
+        for _ in range(5):
+            assert _token(http, client_id, new_ec_key(), with_kid=False).status_code == 401
+        assert jwks_server.hits == 2
+        monkeypatch.setattr(jwks_fetch, "UNKNOWN_KID_REFETCH_INTERVAL", 0.0)  # it has passed
+        assert _token(http, client_id, new_ec_key(), with_kid=False).status_code == 401
+        assert jwks_server.hits == 3
+
 
 def test_production_never_fetches_from_loopback(database, tmp_path, jwks_server):
     app = make_app(database, tmp_path, webhook_allow_loopback=True)
@@ -213,3 +238,39 @@ def test_only_globally_reachable_addresses_are_public(address, public):
     from gateway.oauth.jwks_fetch import _is_public
 
     assert _is_public(address) is public
+
+
+def test_the_jwks_is_fetched_from_the_address_that_was_checked(monkeypatch):
+    """DNS rebinding: a name that resolves to a public address when checked and to loopback
+    when connecting must not reach loopback. The fetch connects to the checked address, with
+    the original Host header and TLS server name."""
+    import httpx
+
+    answers = iter(["93.184.215.14", "127.0.0.1"])
+
+    def resolve(host, port, *args, **kwargs):
+        return [(2, 1, 6, "", (next(answers, "127.0.0.1"), port))]
+
+    monkeypatch.setattr(jwks_fetch.socket, "getaddrinfo", resolve)
+    sent = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json=public_jwks(new_ec_key()))
+
+    cache = jwks_fetch.JWKSCache(allow_private=False, transport=httpx.MockTransport(answer))
+    jwks = cache.get("https://keys.partner.example/jwks.json", None, production=True)
+    assert len(jwks["keys"]) == 1
+    [request] = sent
+    assert request.url.host == "93.184.215.14" and request.headers["host"] == "keys.partner.example"
+    assert request.extensions["sni_hostname"] == "keys.partner.example"
+
+
+def test_a_jwks_answer_larger_than_a_key_set_is_refused():
+    import httpx
+
+    huge = b'{"keys": [' + b'{"kty": "oct"},' * 30000 + b'{}]}'
+    cache = jwks_fetch.JWKSCache(allow_private=True, transport=httpx.MockTransport(
+        lambda request: httpx.Response(200, content=huge)))
+    with pytest.raises(ValueError, match="more than"):
+        cache.get("http://127.0.0.1:1/jwks.json", None, production=False)

@@ -199,14 +199,26 @@ def test_a_replayed_assertion_is_a_401_at_every_endpoint(app, http, endpoint):
     assert "its 'jti' was used before" in body["error_description"], body
 
 
-def test_an_assertion_beside_an_authorization_header_is_challenged_for_basic(app, http):
-    """RFC 6749, 5.2: a client that used the Authorization header gets a 401 with a challenge
-    of that scheme."""
+def test_two_ways_of_authenticating_at_once_are_an_invalid_request(app, http):
+    """RFC 6749, 5.2: `invalid_request` is the request that "utilizes more than one mechanism
+    for authenticating the client". Which client asks must not depend on which one the server
+    reads first: a valid assertion beside valid Basic credentials of another client gets no
+    token."""
     pc = new_partner_client(app, http, private_key=True)
-    form = assertion_form(client_assertion(pc.client_id, pc.key, aud=[ISSUER]))
-    response = http.post(TOKEN, data=form, headers={"Authorization": "Basic eDp5"})
-    oauth_error(response, 401, "invalid_client")
-    assert response.headers["www-authenticate"] == BASIC_CHALLENGE
+    other = new_partner_client(app, http)
+    basic = (other.client_id, other.secret)
+    for assertion in (client_assertion(pc.client_id, pc.key),
+                      client_assertion(pc.client_id, pc.key, aud=[ISSUER])):
+        response = http.post(TOKEN, data=assertion_form(assertion), auth=basic)
+        body = oauth_error(response, 400, "invalid_request")
+        assert "not both" in body["error_description"]
+    # a form client_id naming another client than HTTP Basic's
+    response = http.post(TOKEN, data={"grant_type": "client_credentials",
+                                      "client_id": pc.client_id}, auth=basic)
+    oauth_error(response, 400, "invalid_request")
+    same = http.post(TOKEN, data={"grant_type": "client_credentials",
+                                  "client_id": other.client_id}, auth=basic)
+    assert same.status_code == 200, same.text
 
 
 # -- 3. grant_type --------------------------------------------------------------------------
