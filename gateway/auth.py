@@ -74,6 +74,13 @@ def _refuse(description: str, *, scheme: str = "Bearer", error: str = "invalid_t
     return problem
 
 
+def _unauthenticated(description: str) -> Problem:
+    """The 401 for a call without an access token: challenges without an error code."""
+    problem = InvalidToken(description, code="unauthorized")
+    problem.headers["WWW-Authenticate"] = _challenge("Bearer") + ", " + _challenge("DPoP")
+    return problem
+
+
 def _count_refusal(request: Request) -> None:
     """Count a refused authentication (401) against the caller's address; once the address
     has used up its failures (QUANLIAN_AUTH_FAILURE_LIMITS) this raises 429 instead. Only a
@@ -102,18 +109,20 @@ async def authenticate(request: Request) -> Principal:
                           error="invalid_request", status=400)
         headers = request.headers.getlist("authorization")
         if not headers:
-            problem = InvalidToken("This call needs an access token.", code="unauthorized")
-            problem.headers["WWW-Authenticate"] = (_challenge("Bearer") + ", "
-                                                   + _challenge("DPoP"))
-            raise problem
+            raise _unauthenticated("This call needs an access token.")
         if len(headers) > 1:
             raise _refuse("Send one Authorization header.", error="invalid_request", status=400)
         scheme, _, token = headers[0].partition(" ")
         scheme = scheme.strip()
         token = token.strip()
-        if scheme.lower() not in ("bearer", "dpop") or not token:
-            raise _refuse("Use the Bearer or DPoP authorization scheme.", error="invalid_request",
-                          status=400)
+        if scheme.lower() not in ("bearer", "dpop"):
+            # Credentials of another scheme (Basic, say) are no access token: the plain
+            # challenge, naming the schemes that are (RFC 6750, 3.1; RFC 9110, 11.6.1).
+            raise _unauthenticated("This call needs an access token: use the Bearer or DPoP "
+                                   "authorization scheme.")
+        if not token:
+            raise _refuse("Use the Bearer or DPoP authorization scheme with a token.",
+                          error="invalid_request", status=400)
         is_dpop = scheme.lower() == "dpop"
         shown = "DPoP" if is_dpop else "Bearer"
         try:

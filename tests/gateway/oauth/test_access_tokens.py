@@ -300,6 +300,17 @@ def test_a_superseded_key_is_published_until_its_tokens_have_expired(app, http, 
     assert {k["kid"] for k in http.get("/oauth/jwks").json()["keys"]} == {kids[-1], latest}
 
 
+@pytest.mark.parametrize("authorization", ["Basic " + base64.b64encode(b"cli_x:qls_y").decode(),
+                                           "Digest username=x", "Token abc"])
+def test_credentials_of_another_scheme_get_the_plain_challenge(http, authorization):
+    """RFC 6750, 3.1: no access token, so no error code; the challenge names the schemes."""
+    response = http.get("/v1/me", headers={"Authorization": authorization})
+    body = problem(response, 401, "unauthorized")
+    assert "Bearer or DPoP" in body["detail"]
+    assert response.headers["www-authenticate"].startswith("Bearer, DPoP")
+    assert "error=" not in response.headers["www-authenticate"]
+
+
 def test_ec_key_fixture_is_public_only():
     key = new_ec_key()
     assert "d" not in key.as_dict(private=False)
