@@ -251,6 +251,17 @@ def problem_response(problem: Problem, request_id: str | None = None) -> Respons
     )
 
 
+def at_oauth_endpoint(problem: Problem, path: str) -> Problem:
+    """A refusal at an OAuth endpoint made before the endpoint ran (a method it does not
+    allow, a body too large) is an RFC 6749 error too, as the endpoint's own are: an OAuth
+    client library reads `error`, and nothing there is cached."""
+    if path.startswith("/oauth/") and 400 <= problem.status < 500 and "error" not in problem.extra:
+        problem.extra["error"] = "invalid_request"
+        problem.extra["error_description"] = problem.detail or problem.title
+        problem.headers["Cache-Control"] = "no-store"
+    return problem
+
+
 def problem_for_status(status: int, detail: str | None = None) -> Problem:
     code, title = _STATUS_CODES.get(status, ("http_error", "HTTP error"))
     return Problem(detail, status=status, code=code, title=title)
@@ -302,7 +313,8 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = f"{request.method} is not allowed on {request.url.path}."
         problem = problem_for_status(exc.status_code, detail)
         problem.headers.update(getattr(exc, "headers", None) or {})
-        return problem_response(problem, _request_id(request))
+        return problem_response(at_oauth_endpoint(problem, request.url.path),
+                                _request_id(request))
 
     from gateway.idempotency import IdempotentReplay, replay_response
 

@@ -28,6 +28,7 @@ from gateway.errors import (
     InternalError,
     PayloadTooLarge,
     Problem,
+    at_oauth_endpoint,
     concurrent_update,
     database_problem,
 )
@@ -298,6 +299,7 @@ class EdgeMiddleware:
 
     async def _send_problem(self, scope: Scope, send: Send, problem: Problem,
                             request_id: str, started: float) -> None:
+        problem = at_oauth_endpoint(problem, scope["path"])
         body = json.dumps(problem.body(request_id), ensure_ascii=False,
                           separators=(",", ":")).encode()
         headers = [(b"content-type", b"application/problem+json")]

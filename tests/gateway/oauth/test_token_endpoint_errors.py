@@ -345,3 +345,25 @@ def test_authlib_client_reads_the_errors(database, tmp_path):
             with pytest.raises(OAuthError) as limited:  # the third request in the minute
                 session.fetch_token(url, grant_type="client_credentials")
             assert limited.value.error == "rate_limited"
+
+
+def test_refusals_before_the_endpoint_are_oauth_errors_too(database, tmp_path):
+    """A method the endpoint does not allow, or a body too large, is refused before it runs:
+    still an RFC 6749 error an OAuth library reads, and not cached."""
+    from starlette.testclient import TestClient
+
+    from tests.tools.api import make_app
+
+    app = make_app(database, tmp_path, max_body_bytes=1024)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for path in (TOKEN, "/oauth/introspect", "/oauth/revoke"):
+            response = client.get(path)
+            body = oauth_error(response, 405, "invalid_request")
+            assert "GET is not allowed" in body["error_description"]
+            assert response.headers["cache-control"] == "no-store"
+        response = client.post(TOKEN, content=b"grant_type=" + b"x" * 4096,
+                               headers={"content-type": "application/x-www-form-urlencoded"})
+        oauth_error(response, 413, "invalid_request")
+        assert response.headers["cache-control"] == "no-store"
+        # elsewhere a problem stays a problem
+        assert "error" not in client.get("/v1/me", params={}).json()
