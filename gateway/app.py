@@ -173,6 +173,11 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                    "headers": {"Retry-After": {"schema": {"type": "integer"},
                                                "description": "Seconds to wait before retrying"}},
                    "content": problem}
+    too_large = {"description": "Request body too large (`payload_too_large`); nothing changed",
+                 "content": problem}
+    retry_after = {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying"}
+    rate_limited = {"description": "Too many requests; retry after `Retry-After` seconds",
+                    "headers": {"Retry-After": retry_after}, "content": problem}
     concurrent = {"description": "Conflict (`concurrent_update`: a concurrent request changed the "
                                  "same data; nothing changed, and the request may be sent again)",
                   "content": problem}
@@ -186,6 +191,12 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             responses.setdefault("503", unavailable)
             if method != "get":
                 responses.setdefault("409", concurrent)
+            if "requestBody" in operation:
+                # Any body beyond QUANLIAN_MAX_BODY_BYTES (uploads: MAX_UPLOAD_BYTES) is refused
+                # before the route runs (gateway.middleware).
+                responses.setdefault("413", too_large)
+            responses.setdefault("429", rate_limited).setdefault("headers", {}).setdefault(
+                "Retry-After", retry_after)
     _document_idempotency(app, schema)
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, WithJsonSchema
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -122,3 +122,7 @@ IsoDate = Annotated[date, BeforeValidator(_date_text)]
 
 Instant = Annotated[datetime, BeforeValidator(_instant_text)]
 """A moment in a request: RFC 3339 only (whether a zone is required is the field's rule)."""
+
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+"""A moment in a response, written by `to_rfc3339`: documented as a date-time, so a generated
+client reads it as one."""

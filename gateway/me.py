@@ -8,7 +8,7 @@ from fastapi import Depends
 from pydantic import BaseModel, Field
 
 from gateway.auth import authenticate
-from gateway.clock import to_rfc3339
+from gateway.clock import Timestamp, to_rfc3339
 from gateway.errors import error_responses
 from gateway.routing import Router
 from gateway.tenancy import Principal
@@ -22,7 +22,7 @@ class Me(BaseModel):
     tenant_id: str
     environment: str
     scopes: list[str]
-    token_expires_at: str = Field(
+    token_expires_at: Timestamp = Field(
         description="When the access token of this call expires (its `exp`), RFC 3339 in UTC.",
         examples=["2026-11-02T02:10:00Z"], json_schema_extra={"format": "date-time"})
 

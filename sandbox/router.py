@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.orm import Session
 
 from gateway.auth import authenticate, require_scope
-from gateway.clock import Instant, to_rfc3339
+from gateway.clock import Instant, Timestamp, to_rfc3339
 from gateway.db import get_session
 from gateway.errors import Problem, ValidationFailed, error_responses
 from gateway.event_types import PARTNER_EVENT_TYPES
@@ -141,7 +141,7 @@ def sandbox_clock_advance(body: AdvanceIn, principal: Principal = Depends(sandbo
 class SampleEventOut(BaseModel):
     id: str
     type: str
-    created_at: str
+    created_at: Timestamp
 
 
 @router.post("/events/{event_type}", summary="Fire a sample event to the tenant's webhooks",

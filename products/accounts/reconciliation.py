@@ -88,7 +88,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from gateway.clock import SHANGHAI, to_rfc3339
+from gateway.clock import SHANGHAI, Timestamp, to_rfc3339
 from gateway.csvtext import spreadsheet_safe
 from gateway.errors import Conflict, ValidationFailed
 from gateway.events import publish
@@ -682,7 +682,7 @@ class ComparisonOut(BaseModel):
         description="Per kind compared, the money that moved (status succeeded, paid or "
                     "repaid) by the statement and by your records: orders, refunds and "
                     "payouts are never added together, failed or pending ones never count")
-    created_at: str
+    created_at: Timestamp
 
 
 @dataclass

@@ -42,8 +42,8 @@ from products.accounts.port import Statement
 from products.accounts.schemas import (
     AccountList,
     AccountOut,
+    AccountStatementOut,
     BalanceOut,
-    StatementOut,
     TransactionList,
     TransactionOut,
     TransferIn,
@@ -201,7 +201,7 @@ def _statement_csv(statement: Statement) -> Iterator[str]:
 STATEMENT_TYPES = ("text/csv", "application/json")
 
 
-@accounts.get("/{account_id}/statement", response_model=StatementOut,
+@accounts.get("/{account_id}/statement", response_model=AccountStatementOut,
               summary="Get an account statement (对账单) for business dates, as CSV or JSON",
               description="The business days `from` to `to` (Asia/Shanghai), inclusive, with the "
                           "opening and closing balance and every transaction between. CSV by "
@@ -222,7 +222,7 @@ def get_account_statement(
         end_date: Annotated[date | None, Query(
             deprecated=True, description="The former name of `to`")] = None,
         format: Literal["csv", "json"] | None = None,
-) -> Response | StatementOut:
+) -> Response | AccountStatementOut:
     start, end = start or start_date, end or end_date
     missing = [{"field": f"query.{name}", "message": "a business day (YYYY-MM-DD) is required"}
                for name, value in (("from", start), ("to", end)) if value is None]
@@ -244,7 +244,7 @@ def get_account_statement(
                                  headers={"Content-Disposition": f'attachment; filename="{filename}"',
                                           **VARY})
     response.headers.update(VARY)
-    return StatementOut.from_record(statement)
+    return AccountStatementOut.from_record(statement)
 
 
 @transfers.post("", response_model=TransferOut, status_code=201,

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.clock import to_rfc3339
+from gateway.clock import Timestamp, to_rfc3339
 from gateway.money import Money, MoneyIn
 from products.accounts.models import Account, Transfer
 from products.accounts.port import Balance, Statement, StatementLine
@@ -51,7 +51,7 @@ class AccountOut(BaseModel):
     debit_restriction: str | None = Field(
         description="Debits need an authorization accepted by this restriction's authority")
     balances: BalancesOut
-    created_at: str
+    created_at: Timestamp
 
     @classmethod
     def from_model(cls, account: Account) -> AccountOut:
@@ -108,7 +108,7 @@ class TransactionOut(BaseModel):
     reference_type: str
     reference_id: str
     memo: str | None
-    created_at: str
+    created_at: Timestamp
 
     @classmethod
     def from_line(cls, line: StatementLine) -> TransactionOut:
@@ -126,7 +126,7 @@ class TransactionList(BaseModel):
     next_cursor: str | None
 
 
-class StatementOut(BaseModel):
+class AccountStatementOut(BaseModel):
     object: Literal["statement"] = "statement"
     account_id: str
     start: str
@@ -138,7 +138,7 @@ class StatementOut(BaseModel):
     transactions: list[TransactionOut]
 
     @classmethod
-    def from_record(cls, statement: Statement) -> StatementOut:
+    def from_record(cls, statement: Statement) -> AccountStatementOut:
         return cls(account_id=statement.account_id, start=to_rfc3339(statement.start),
                    end=to_rfc3339(statement.end), opening_balance=Money.of(statement.opening_fen),
                    closing_balance=Money.of(statement.closing_fen),
@@ -173,8 +173,8 @@ class TransferOut(BaseModel):
                     "account_closed, debit_restricted, name_mismatch, processing_failed, …")
     failure_message: str | None
     journal_entry_id: str | None
-    created_at: str
-    resolved_at: str | None = Field(description="When it completed or failed")
+    created_at: Timestamp
+    resolved_at: Timestamp | None = Field(description="When it completed or failed")
 
     @classmethod
     def from_model(cls, transfer: Transfer) -> TransferOut:

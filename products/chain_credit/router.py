@@ -303,10 +303,10 @@ def get_certificate_lineage(certificate_id: str, principal: Principal = Depends(
 
 @partner.post("/financing-applications",
               summary="Apply for receivables factoring or order financing",
-              response_model=schemas.ApplicationOut, status_code=201, dependencies=ONCE,
+              response_model=schemas.FinancingApplicationOut, status_code=201, dependencies=ONCE,
               responses=error_responses(409))
 def create_financing_application(body: schemas.ApplicationCreate, principal: Principal = Depends(WRITE),
-                                 session: Session = Depends(get_session)) -> schemas.ApplicationOut:
+                                 session: Session = Depends(get_session)) -> schemas.FinancingApplicationOut:
     app = service.create_application(
         session, principal.tenant_id, acting_member_id=body.acting_member_id, kind=body.kind,
         amount_fen=body.amount.fen,
@@ -329,9 +329,9 @@ def list_financing_applications(
 
 
 @partner.get("/financing-applications/{application_id}", summary="Get a financing application",
-             response_model=schemas.ApplicationOut, responses=error_responses(404))
+             response_model=schemas.FinancingApplicationOut, responses=error_responses(404))
 def get_financing_application(application_id: str, principal: Principal = Depends(READ),
-                              session: Session = Depends(get_session)) -> schemas.ApplicationOut:
+                              session: Session = Depends(get_session)) -> schemas.FinancingApplicationOut:
     return views.application_out(service.get_application(session, principal.tenant_id, application_id))
 
 
@@ -426,11 +426,11 @@ def list_tenant_financing_applications(
 
 @operations.post("/financing-applications/{application_id}/approve",
                  summary="Approve an application; the ledger disburses at once",
-                 response_model=schemas.ApplicationOut, dependencies=MONEY_MOVES,
+                 response_model=schemas.FinancingApplicationOut, dependencies=MONEY_MOVES,
                  responses=error_responses(404, 409))
 def approve_financing_application(application_id: str, body: schemas.ApplicationApprove,
                                   principal: Principal = Depends(OPS_WRITE),
-                                  session: Session = Depends(get_session)) -> schemas.ApplicationOut:
+                                  session: Session = Depends(get_session)) -> schemas.FinancingApplicationOut:
     tenant_id = _target_tenant(session, principal, body.tenant_id)
     return views.application_out(service.approve_application(
         session, tenant_id, application_id, amount_fen=body.amount.fen, annual_rate=body.annual_rate,
@@ -439,11 +439,11 @@ def approve_financing_application(application_id: str, body: schemas.Application
 
 @operations.post("/financing-applications/{application_id}/decline",
                  summary="Decline a financing application",
-                 response_model=schemas.ApplicationOut, dependencies=ONCE,
+                 response_model=schemas.FinancingApplicationOut, dependencies=ONCE,
                  responses=error_responses(404, 409))
 def decline_financing_application(application_id: str, body: schemas.ApplicationDecline,
                                   principal: Principal = Depends(OPS_WRITE),
-                                  session: Session = Depends(get_session)) -> schemas.ApplicationOut:
+                                  session: Session = Depends(get_session)) -> schemas.FinancingApplicationOut:
     tenant_id = _target_tenant(session, principal, body.tenant_id)
     return views.application_out(service.decline_application(
         session, tenant_id, application_id, reason=body.reason, actor=principal.client_id))

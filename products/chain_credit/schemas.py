@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from gateway.clock import IsoDate
+from gateway.clock import IsoDate, Timestamp
 from gateway.identifiers import USCC
 from gateway.money import Money, MoneyIn
 from products.chain_credit.pricing import parse_rate
@@ -106,7 +106,7 @@ class MemberOut(_Out):
     tier: int
     upstream_member_id: str | None
     status: str
-    created_at: str
+    created_at: Timestamp
 
 
 class MemberPage(Page):
@@ -141,8 +141,8 @@ class FacilityOut(_Out):
     discount_rate: str
     status: str
     frozen_reason: str | None
-    created_at: str
-    updated_at: str
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class FacilityPage(Page):
@@ -217,11 +217,11 @@ class CertificateOut(_Out):
     invoice_numbers: list[str]
     contract_number: str
     holder_history: list[HolderEntry]
-    created_at: str
-    updated_at: str
-    accepted_at: str | None
-    financed_at: str | None
-    settled_at: str | None
+    created_at: Timestamp
+    updated_at: Timestamp
+    accepted_at: Timestamp | None
+    financed_at: Timestamp | None
+    settled_at: Timestamp | None
 
 
 class CertificatePage(Page):
@@ -268,8 +268,8 @@ class QuoteOut(_Out):
     net_amount: Money
     valid_until: str
     status: str
-    created_at: str
-    accepted_at: str | None
+    created_at: Timestamp
+    accepted_at: Timestamp | None
 
 
 class QuoteAccepted(_Out):
@@ -317,7 +317,7 @@ class ApplicationDecline(_In):
     reason: str = Field(min_length=1, max_length=500)
 
 
-class ApplicationOut(_Out):
+class FinancingApplicationOut(_Out):
     id: str
     kind: ApplicationKind
     applicant_id: str
@@ -332,14 +332,14 @@ class ApplicationOut(_Out):
     repayment_amount: Money | None
     status: str
     decline_reason: str | None
-    created_at: str
-    disbursed_at: str | None
-    repaid_at: str | None
-    overdue_at: str | None
+    created_at: Timestamp
+    disbursed_at: Timestamp | None
+    repaid_at: Timestamp | None
+    overdue_at: Timestamp | None
 
 
 class ApplicationPage(Page):
-    data: list[ApplicationOut]
+    data: list[FinancingApplicationOut]
 
 
 # --- risk --------------------------------------------------------------------------------
@@ -363,7 +363,7 @@ class RiskEventOut(_Out):
     description: str
     related_resource_id: str | None
     froze_facility: bool
-    created_at: str
+    created_at: Timestamp
 
 
 class RiskEventPage(Page):

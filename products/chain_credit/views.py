@@ -69,10 +69,10 @@ def quote_out(quote: FinancingQuote) -> schemas.QuoteOut:
         created_at=to_rfc3339(quote.created_at), accepted_at=_ts(quote.accepted_at))
 
 
-def application_out(app: FinancingApplication) -> schemas.ApplicationOut:
+def application_out(app: FinancingApplication) -> schemas.FinancingApplicationOut:
     factoring = app.kind == "factoring"
     repayment = (app.approved_fen + (app.interest_fen or 0)) if app.approved_fen is not None else None
-    return schemas.ApplicationOut(
+    return schemas.FinancingApplicationOut(
         id=app.id, kind=app.kind,  # type: ignore[arg-type]
         applicant_id=app.applicant_id, counterparty_member_id=app.counterparty_id,
         invoice_numbers=list(app.references) if factoring else None,

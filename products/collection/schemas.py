@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from gateway.clock import IsoDate
+from gateway.clock import IsoDate, Timestamp
 from gateway.errors import ValidationFailed
 from gateway.identifiers import USCC
 from gateway.money import Money, MoneyIn, MoneyInNonNegative
@@ -89,7 +89,7 @@ class SettingsOut(_Out):
     cutoff: str
     order_ttl_seconds: int
     settled_through: date | None
-    updated_at: str
+    updated_at: Timestamp
 
 
 class SettingsUpdate(_In):
@@ -156,8 +156,8 @@ class SubMerchantOut(_Out):
     settlement_account_id: str
     fee_rule: FeeRuleOut
     status: str
-    created_at: str
-    updated_at: str
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class SubMerchantPage(Page):
@@ -199,8 +199,8 @@ class MandateOut(_Out):
     remaining_this_month: Money
     expires_on: date
     status: str
-    signed_at: str
-    revoked_at: str | None
+    signed_at: Timestamp
+    revoked_at: Timestamp | None
     revoked_by: str | None
     revocation_reason: str | None
 
@@ -225,7 +225,7 @@ class VirtualAccountOut(_Out):
     owner_id: str | None
     unapplied: Money = Field(description="Received and not yet applied to an order or bill")
     status: str
-    created_at: str
+    created_at: Timestamp
 
 
 class VirtualAccountPage(Page):
@@ -260,7 +260,7 @@ class IncomingTransferOut(_Out):
     remitter_name: str
     remitter_account: str
     memo: str
-    received_at: str
+    received_at: Timestamp
     applications: list[Application] = Field(
         default_factory=list,
         description="What this transfer's money paid, in the order paid: credit is spent first "
@@ -327,9 +327,9 @@ class OrderOut(_Out):
     description: str
     failure_code: str | None
     failure_message: str | None
-    created_at: str
-    expires_at: str | None
-    finalized_at: str | None
+    created_at: Timestamp
+    expires_at: Timestamp | None
+    finalized_at: Timestamp | None
     business_date: date | None = Field(description="The date the money moved (settlement date)")
 
 
@@ -374,7 +374,7 @@ class RefundOut(_Out):
     to_subsidy: Money | None = None
     to_personal_wallet: Money | None = None
     to_employer: Money | None = None
-    created_at: str
+    created_at: Timestamp
     business_date: date
 
 
@@ -407,8 +407,8 @@ class SettlementOut(_Out):
     status: str = Field(description="paid | carried | nothing (partially_paid: settlements "
                                     "from before advances)")
     destination_account_id: str | None
-    created_at: str
-    paid_at: str | None
+    created_at: Timestamp
+    paid_at: Timestamp | None
 
 
 class SettlementPage(Page):
@@ -430,12 +430,12 @@ class StatementLineOut(_Out):
     status: str
     amount: Money
     clearing_effect: Money
-    occurred_at: str
+    occurred_at: Timestamp
     counterparty: str | None
     detail: dict[str, str]
 
 
-class StatementOut(_Out):
+class CollectionStatementOut(_Out):
     business_date: date
     cutoff: str
     window_start: str
@@ -451,7 +451,7 @@ class StatementOut(_Out):
     summary: dict[str, Any]
     line_count: int
     lines: list[StatementLineOut]
-    generated_at: str
+    generated_at: Timestamp
 
 
 # The answer of a comparison is the same in every product (products.accounts.reconciliation).
@@ -473,7 +473,7 @@ class EmployerOut(_Out):
     uscc: str
     funding_account_id: str
     subsidy_pool_account_id: str
-    created_at: str
+    created_at: Timestamp
 
 
 class EmployerPage(Page):
@@ -498,7 +498,7 @@ class DinerOut(_Out):
     subsidy_balance: Money = Field(description="Spendable subsidy of the current month")
     personal_balance: Money
     status: str
-    created_at: str
+    created_at: Timestamp
 
 
 class DinerPage(Page):
@@ -544,9 +544,9 @@ class GrantOut(_Out):
     total: Money
     expired: Money
     status: str
-    expires_at: str
-    created_at: str
-    expired_at: str | None
+    expires_at: Timestamp
+    created_at: Timestamp
+    expired_at: Timestamp | None
 
 
 class TopUpCreate(_In):
@@ -557,7 +557,7 @@ class TopUpOut(_Out):
     diner_id: str
     amount: Money
     personal_balance: Money
-    created_at: str
+    created_at: Timestamp
 
 
 class MealCreate(_In):
@@ -637,8 +637,8 @@ class ParkOut(_Out):
     name: str
     sub_merchant_id: str
     dunning: DunningOut
-    created_at: str
-    updated_at: str
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class ParkPage(Page):
@@ -660,7 +660,7 @@ class ParkTenantOut(_Out):
     virtual_account_id: str
     virtual_account_number: str
     credit: Money = Field(description="Money received and not yet applied to a bill")
-    created_at: str
+    created_at: Timestamp
 
 
 class ParkTenantPage(Page):
@@ -691,7 +691,7 @@ class BillPaymentOut(_Out):
     late_fee: Money
     refunded: Money = Field(description="Refunded of this payment so far (its order's "
                                         "refunds); the bill owes that amount again")
-    created_at: str
+    created_at: Timestamp
 
 
 class BillNoticeOut(_Out):
@@ -699,7 +699,7 @@ class BillNoticeOut(_Out):
     offset_days: int
     notice_date: date
     outstanding: Money
-    sent_at: str
+    sent_at: Timestamp
 
 
 class BillOut(_Out):
@@ -717,10 +717,10 @@ class BillOut(_Out):
     outstanding: Money
     due_date: date
     status: str
-    created_at: str
-    overdue_at: str | None
-    paid_at: str | None
-    cancelled_at: str | None
+    created_at: Timestamp
+    overdue_at: Timestamp | None
+    paid_at: Timestamp | None
+    cancelled_at: Timestamp | None
     payments: list[BillPaymentOut] = Field(default_factory=list)
     notices: list[BillNoticeOut] = Field(default_factory=list)
 

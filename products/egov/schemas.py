@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.clock import Instant, IsoDate
+from gateway.clock import Instant, IsoDate, Timestamp
 from gateway.identifiers import USCC, IdentifierError, validate_resident_id, validate_uscc
 from gateway.money import Money, MoneyIn
 
@@ -54,8 +54,8 @@ class PortalOut(BaseModel):
     payee_name: str
     payee_account_id: str
     origins: list[str]
-    created_at: str
-    updated_at: str
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 # --- payment orders ---------------------------------------------------------------------------
@@ -131,15 +131,15 @@ class PaymentOrderOut(BaseModel):
     checkout_url: str
     return_url: str
     status: OrderStatus
-    expires_at: str
+    expires_at: Timestamp
     failed_attempts: int
     payment_method: str | None
     payer_account: str | None = Field(description="Masked account the payer paid from")
-    paid_at: str | None
+    paid_at: Timestamp | None
     receipt_number: str | None
     receipt_url: str | None
-    created_at: str
-    updated_at: str
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class PaymentOrderList(BaseModel):
@@ -178,7 +178,7 @@ class ReceiptOut(BaseModel):
     amount_in_words: str = Field(description="The amount in Chinese capital numerals (大写)")
     payment_method: str
     payer_account: str | None
-    paid_at: str
+    paid_at: Timestamp
     transfer_id: str | None
     verification_url: str
     evidence: ReceiptEvidence
@@ -204,7 +204,7 @@ class RegulatorOut(BaseModel):
     name: str
     kinds: list[str]
     granted_by: str
-    created_at: str
+    created_at: Timestamp
 
 
 class RegulatorList(BaseModel):
@@ -310,8 +310,8 @@ class SchemeOut(BaseModel):
     status: str
     balance: Money
     awarded_sub_account_id: str | None
-    awarded_at: str | None
-    created_at: str
+    awarded_at: Timestamp | None
+    created_at: Timestamp
 
 
 class SchemeList(BaseModel):
@@ -349,7 +349,7 @@ class SubAccountOut(BaseModel):
     released: Money
     refunded: Money
     consumed_classes: int
-    created_at: str
+    created_at: Timestamp
 
 
 class SubAccountList(BaseModel):
@@ -369,7 +369,7 @@ class DepositOut(BaseModel):
     from_account_id: str
     amount: Money
     transfer_id: str
-    created_at: str
+    created_at: Timestamp
 
 
 class CourtOrderIn(_In):
@@ -412,7 +412,7 @@ class ApprovalOut(BaseModel):
                                        "credential that made the call")
     decision: str
     comment: str
-    created_at: str
+    created_at: Timestamp
 
 
 class InstructionOut(BaseModel):
@@ -431,8 +431,8 @@ class InstructionOut(BaseModel):
     due_by: str | None
     transfer_id: str | None
     failure: str | None
-    created_at: str
-    executed_at: str | None
+    created_at: Timestamp
+    executed_at: Timestamp | None
 
 
 class InstructionList(BaseModel):

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.clock import IsoDate
+from gateway.clock import IsoDate, Timestamp
 from gateway.money import Money, MoneyIn
 
 Purpose = Literal["wages", "bonus", "reimbursement"]
@@ -111,12 +111,12 @@ class BatchOut(BaseModel):
     charset: str
     progress: Progress
     validation: Validation
-    created_at: str
-    validated_at: str | None
-    confirmed_at: str | None
-    started_at: str | None
-    finished_at: str | None
-    cancelled_at: str | None
+    created_at: Timestamp
+    validated_at: Timestamp | None
+    confirmed_at: Timestamp | None
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    cancelled_at: Timestamp | None
 
 
 class BatchList(BaseModel):
@@ -141,8 +141,8 @@ class ItemOut(BaseModel):
     journal_ref: str | None = Field(description="The ledger reference the item was paid under")
     paid_to: Literal["this_bank", "other_bank"] | None = Field(
         description="Credited to an account at this bank, or sent to another bank's card")
-    settled_at: str | None
-    returned_at: str | None
+    settled_at: Timestamp | None
+    returned_at: Timestamp | None
 
 
 class ItemList(BaseModel):
@@ -201,7 +201,7 @@ class WageProjectOut(BaseModel):
     arrears_grace_days: int
     balance_check_days: int
     status: str
-    created_at: str
+    created_at: Timestamp
 
 
 class WageProjectList(BaseModel):
@@ -234,7 +234,7 @@ class WorkerOut(BaseModel):
     contract_start: date
     contract_end: date | None
     status: str
-    created_at: str
+    created_at: Timestamp
 
 
 class WorkerList(BaseModel):
@@ -261,7 +261,7 @@ class FundingOut(BaseModel):
     amount: Money
     journal_ref: str
     memo: str
-    created_at: str
+    created_at: Timestamp
 
 
 # --- supervision -------------------------------------------------------------------------------
@@ -280,7 +280,7 @@ class SupervisedProjectOut(BaseModel):
     payday: int
     registered_workers: int
     active_workers: int
-    last_warning_at: str | None
+    last_warning_at: Timestamp | None
 
 
 class SupervisedProjectList(BaseModel):
@@ -318,7 +318,7 @@ class WarningOut(BaseModel):
     kind: str
     business_date: date
     details: dict[str, object]
-    checked_at: str
+    checked_at: Timestamp
 
 
 class WarningList(BaseModel):
@@ -339,7 +339,7 @@ class RegulatorGrantOut(BaseModel):
     region_code: str
     name: str
     granted_by: str
-    created_at: str
+    created_at: Timestamp
 
 
 class RegulatorGrantList(BaseModel):

@@ -48,6 +48,31 @@ def test_every_operation_is_documented():
                     assert "application/problem+json" in response.get("content", {}), where
 
 
+def test_a_generated_client_gets_one_model_per_name_and_typed_times():
+    """Two models of one name get module-qualified names a client generator cannot use (it
+    dropped the responses that named them); a time documented as a bare string reaches the
+    client as a string."""
+    spec = json.loads(openapi_document())
+    schemas = spec["components"]["schemas"]
+    assert [name for name in schemas if "__" in name] == []
+    untyped = []
+    for name, schema in schemas.items():
+        for prop, definition in schema.get("properties", {}).items():
+            if not prop.endswith("_at"):
+                continue
+            options = definition.get("anyOf", [definition])
+            if not any(o.get("format") == "date-time" for o in options):
+                untyped.append(f"{name}.{prop}")
+    assert untyped == []
+    # every refusal a call can meet is a documented problem: a body too large wherever a body
+    # is taken, and a rate limit with the header that says when to retry
+    operations = [(f"{method} {path}", op) for path, item in spec["paths"].items()
+                  for method, op in item.items()]
+    assert [n for n, op in operations if "requestBody" in op and "413" not in op["responses"]] == []
+    assert [n for n, op in operations
+            if "Retry-After" not in op["responses"]["429"].get("headers", {})] == []
+
+
 def test_migrations_match_models():
     import_models()
     with empty_database_url() as url:
