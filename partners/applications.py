@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from gateway.ids import new_id
@@ -88,28 +88,32 @@ def same_uscc(session: Session, application: PartnerApplication) -> list[Partner
         PartnerApplication.uscc == application.uscc, PartnerApplication.id != application.id)))
 
 
-def list_applications(session: Session, *, statuses: list[str] | None,
-                      limit: int = 200) -> list[tuple[PartnerApplication, Partner]]:
-    """The console's queue: applications with their partner, oldest first."""
+def applications_query(*, statuses: list[str] | None,
+                       newest_first: bool = False) -> Select[tuple[PartnerApplication, Partner]]:
+    """The console's queue: applications with their partner, oldest first (the order they are
+    worked in) unless asked for the newest first."""
+    order = ((PartnerApplication.submitted_at.desc(), PartnerApplication.id.desc()) if newest_first
+             else (PartnerApplication.submitted_at, PartnerApplication.id))
     query = (select(PartnerApplication, Partner)
-             .join(Partner, Partner.id == PartnerApplication.partner_id)
-             .order_by(PartnerApplication.submitted_at, PartnerApplication.id).limit(limit))
+             .join(Partner, Partner.id == PartnerApplication.partner_id).order_by(*order))
     if statuses:
         query = query.where(Partner.status.in_(statuses))
-    return [(a, p) for a, p in session.execute(query)]
+    return query
 
 
-def list_partners(session: Session, *, status: str | None = None, query_text: str | None = None,
-                  limit: int = 500) -> list[Partner]:
+def partners_query(*, status: str | None = None,
+                   query_text: str | None = None) -> Select[tuple[Partner]]:
+    """The console's partner list, newest first."""
     query = (select(Partner).where(Partner.is_operations.is_(False))
-             .order_by(Partner.created_at.desc()).limit(limit))
+             .order_by(Partner.created_at.desc(), Partner.id.desc()))
     if status:
         query = query.where(Partner.status == status)
-    if query_text:
-        like = f"%{query_text.strip()}%"
-        query = query.where((Partner.name.like(like)) | (Partner.uscc.like(like))
-                            | (Partner.id == query_text.strip()))
-    return list(session.scalars(query))
+    text = (query_text or "").strip()
+    if text:
+        # autoescape: `%` and `_` typed in the search box are literal characters, not wildcards.
+        query = query.where(Partner.name.contains(text, autoescape=True)
+                            | Partner.uscc.contains(text, autoescape=True) | (Partner.id == text))
+    return query
 
 
 def status_counts(session: Session) -> dict[str, int]:

@@ -22,6 +22,13 @@ def _fail(exc: Problem) -> None:
     raise typer.Exit(1)
 
 
+def _password(from_stdin: bool, prompt: str, given: str | None = None) -> str:
+    """A password from standard input's first line, `given`, or typed twice at a prompt."""
+    if from_stdin:
+        return typer.get_text_stream("stdin").readline().rstrip("\n")
+    return given or typer.prompt(prompt, hide_input=True, confirmation_prompt=True)
+
+
 @operators_app.command("create")
 def create(
     username: str = typer.Option(..., help="Log-in name (a-z, 0-9, . _ -)"),
@@ -34,11 +41,8 @@ def create(
     """Create an operator (the first one bootstraps the console: `--role admin`)."""
     from partners.operators import create_operator
 
-    if password_stdin:
-        password = typer.get_text_stream("stdin").readline().rstrip("\n")
-    else:
-        password = os.environ.get("QUANLIAN_OPERATOR_PASSWORD") or typer.prompt(
-            "Password", hide_input=True, confirmation_prompt=True)
+    password = _password(password_stdin, "Password",
+                         os.environ.get("QUANLIAN_OPERATOR_PASSWORD"))
     try:
         with cli_transaction() as session:
             operator = create_operator(session, username=username, display_name=name or username,
@@ -61,7 +65,7 @@ def list_() -> None:
 
 
 def _change(username: str, change: str, password: str | None = None) -> None:
-    from partners.operators import find_operator, set_password, set_status, unlock
+    from partners.operators import find_operator, reset_totp, set_password, set_status, unlock
 
     try:
         with cli_transaction() as session:
@@ -73,6 +77,8 @@ def _change(username: str, change: str, password: str | None = None) -> None:
                 unlock(session, operator, actor="cli")
             elif change == "password":
                 set_password(session, operator, password or "", actor="cli")
+            elif change == "totp":
+                reset_totp(session, operator, actor="cli")
             else:
                 set_status(session, operator, change, actor="cli")
     except Problem as exc:
@@ -98,9 +104,20 @@ def unlock_(username: str) -> None:
 
 
 @operators_app.command("reset-password")
-def reset_password(username: str) -> None:
-    password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
-    _change(username, "password", password)
+def reset_password(
+    username: str,
+    password_stdin: bool = typer.Option(False, "--password-stdin",
+                                        help="Read the new password from standard input"),
+) -> None:
+    """Set a new password (unlocks the operator and ends its console sessions)."""
+    _change(username, "password", _password(password_stdin, "New password"))
+
+
+@operators_app.command("reset-totp")
+def reset_totp_(username: str) -> None:
+    """Remove an operator's TOTP (a lost authenticator): it logs in with its password and sets
+    TOTP up again. Ends its console sessions."""
+    _change(username, "totp")
 
 
 @worker_app.callback()

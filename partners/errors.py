@@ -71,3 +71,23 @@ class ClientNotFound(NotFound):
 
 class PartnerNotReady(Conflict):
     code, title = "partner_not_ready", "The partner is not approved for production"
+
+
+class PartnerNotInService(Conflict):
+    code, title = "partner_not_active", "The partner is not active"
+
+
+class InvalidUsername(ValidationFailed):
+    code, title = "invalid_username", "The user name is not allowed"
+
+
+class InvalidRoles(ValidationFailed):
+    code, title = "invalid_roles", "Choose the operator's roles"
+
+
+class InvalidTotpCode(ValidationFailed):
+    code, title = "invalid_totp_code", "The authenticator code does not match"
+
+
+class TotpSetupExpired(ValidationFailed):
+    code, title = "totp_setup_expired", "The TOTP set-up expired"

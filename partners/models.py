@@ -73,6 +73,9 @@ class Operator(Base):
     totp_secret: Mapped[str | None] = mapped_column(SecretText)
     totp_enabled: Mapped[bool] = mapped_column(default=False)
     totp_last_step: Mapped[int] = mapped_column(default=0)
+    # While TOTP is being set up (a secret, not yet enabled): until when that secret may still
+    # be confirmed, so that a mistyped code does not throw away the entry just scanned.
+    totp_pending_until: Mapped[datetime | None]
     failed_logins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(12), default="active")
@@ -93,6 +96,21 @@ class OperatorSession(Base):
     last_seen_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+
+
+class ConsoleFormSubmission(Base):
+    """The first submission of a console form that creates something (its one-time form token,
+    partners.console.forms): a repeated post of that form is sent to this result instead of
+    acting again. A secret to show once is held here, encrypted, until its page shows it."""
+
+    __tablename__ = "console_form_submissions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    operator_id: Mapped[str] = mapped_column(ForeignKey("operators.id"), index=True)
+    result_url: Mapped[str] = mapped_column(String(500))
+    secret: Mapped[str | None] = mapped_column(SecretText)
+    created_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class UsageDaily(Base):
@@ -123,5 +141,6 @@ from partners.webhooks.models import (  # noqa: E402  (one models module for the
     WebhookEndpoint,
 )
 
-__all__ = ["PartnerApplication", "PartnerTransition", "Operator", "OperatorSession", "UsageDaily",
+__all__ = ["PartnerApplication", "PartnerTransition", "Operator", "OperatorSession",
+           "ConsoleFormSubmission", "UsageDaily",
            "WebhookEndpoint", "WebhookDelivery", "WebhookAttempt"]

@@ -4,8 +4,10 @@ Passwords are hashed with Argon2id (by default RFC 9106's second recommended opt
 64 MiB, 3 passes, 4 lanes; QUANLIAN_PASSWORD_HASH_MEMORY_KIB / _TIME_COST tune it, and a hash
 made with other parameters is upgraded at the next successful login). After `login_max_failures` consecutive failures an operator is locked for
 `login_lockout_minutes`; while locked even the right password is refused, and the answer
-never says whether the user name exists. TOTP (RFC 6238) is optional per operator; a code is
-accepted once (its time step must be newer than the last one used).
+never says whether the user name exists: a locked account, a wrong password and an unknown name
+get the same answer (the console shows one message for all three). TOTP (RFC 6238) is optional
+per operator; a code is accepted once (its time step must be newer than the last one used).
+Resetting a password or TOTP, like disabling, ends the operator's console sessions.
 """
 
 from __future__ import annotations
@@ -26,11 +28,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import clock as clock_module
+from gateway.errors import ValidationFailed
 from gateway.ids import new_id
 from partners.errors import (
+    InvalidRoles,
+    InvalidTotpCode,
+    InvalidUsername,
     OperatorExists,
     OperatorNotFound,
     RoleRequired,
+    TotpSetupExpired,
     WeakPassword,
 )
 from partners.models import Operator, OperatorSession
@@ -97,8 +104,7 @@ def _check_password(password: str, username: str) -> None:
 def _check_roles(roles: list[str]) -> list[str]:
     unknown = [r for r in roles if r not in ROLES]
     if unknown or not roles:
-        raise RoleRequired(f"Roles must be some of: {', '.join(ROLES)}.", status=422,
-                           code="invalid_roles")
+        raise InvalidRoles(f"Choose at least one role of: {', '.join(ROLES)}.")
     return sorted(set(roles))
 
 
@@ -112,8 +118,8 @@ def create_operator(session: Session, *, username: str, display_name: str, roles
     """Create an operator (the CLI bootstraps the first admin; admins add the others)."""
     username = username.strip().lower()
     if not _USERNAME.match(username):
-        raise WeakPassword("User names are 2-64 characters: a-z, 0-9, '.', '_', '-'.",
-                           code="invalid_username")
+        raise InvalidUsername("User names are 2-64 characters: a-z, 0-9, '.', '_', '-', "
+                              "starting with a letter or digit.")
     roles = _check_roles(roles)
     _check_password(password, username)
     if session.scalars(select(Operator).where(Operator.username == username)).first():
@@ -121,7 +127,7 @@ def create_operator(session: Session, *, username: str, display_name: str, roles
     operator = Operator(id=new_id("opr"), username=username,
                         display_name=display_name.strip() or username, roles=roles,
                         password_hash=_hasher().hash(password), totp_secret=None,
-                        totp_enabled=False, totp_last_step=0, failed_logins=0,
+                        totp_pending_until=None, totp_enabled=False, totp_last_step=0, failed_logins=0,
                         locked_until=None, status="active", created_at=clock_module.utcnow(),
                         last_login_at=None)
     session.add(operator)
@@ -147,12 +153,22 @@ def list_operators(session: Session) -> list[Operator]:
     return list(session.scalars(select(Operator).order_by(Operator.username)))
 
 
+def _end_sessions(session: Session, operator: Operator) -> None:
+    """Log the operator out everywhere: after a reset the old credentials' sessions must not
+    outlive them (the account may have been taken over)."""
+    now = clock_module.utcnow()
+    for row in session.scalars(select(OperatorSession).where(
+            OperatorSession.operator_id == operator.id, OperatorSession.ended_at.is_(None))):
+        row.ended_at = now
+
+
 def set_password(session: Session, operator: Operator, password: str, *, actor: str) -> None:
-    """Set a new password (and unlock the operator)."""
+    """Set a new password (and unlock the operator); ends its console sessions."""
     _check_password(password, operator.username)
     operator.password_hash = _hasher().hash(password)
     operator.failed_logins = 0
     operator.locked_until = None
+    _end_sessions(session, operator)
     session.flush()
     publish_operations_event(session, type="operator.password_changed", resource_type="operator",
                              resource_id=operator.id, data=operator_view(operator), actor=actor)
@@ -161,15 +177,12 @@ def set_password(session: Session, operator: Operator, password: str, *, actor: 
 def set_status(session: Session, operator: Operator, status: str, *, actor: str) -> None:
     """Disable or re-enable an operator; disabling ends its sessions."""
     if status not in ("active", "disabled"):
-        raise WeakPassword("status is active or disabled", code="invalid_status")
+        raise ValidationFailed("status is active or disabled", code="invalid_status")
     operator.status = status
     operator.failed_logins = 0
     operator.locked_until = None
     if status == "disabled":
-        now = clock_module.utcnow()
-        for row in session.scalars(select(OperatorSession).where(
-                OperatorSession.operator_id == operator.id, OperatorSession.ended_at.is_(None))):
-            row.ended_at = now
+        _end_sessions(session, operator)
     session.flush()
     publish_operations_event(session, type=f"operator.{'enabled' if status == 'active' else 'disabled'}",
                              resource_type="operator", resource_id=operator.id,
@@ -263,11 +276,27 @@ def unlock(session: Session, operator: Operator, *, actor: str) -> None:
 
 # --- TOTP enrolment -----------------------------------------------------------------------
 
+# How long a TOTP set-up may wait for its first code: the secret shown is kept until then, so
+# that a mistyped code does not make the operator scan a new one.
+TOTP_SETUP_MINUTES = 30
+
+
+def pending_totp(operator: Operator) -> str | None:
+    """The secret of a TOTP set-up in progress (not yet required at login), if not expired."""
+    if operator.totp_enabled or not operator.totp_secret or operator.totp_pending_until is None:
+        return None
+    return operator.totp_secret if operator.totp_pending_until > clock_module.utcnow() else None
+
+
 def begin_totp(session: Session, operator: Operator) -> str:
-    """Generate a new TOTP secret (not yet required at login until confirmed)."""
+    """Start setting up TOTP: a new secret, or the one of a set-up still in progress."""
     if operator.totp_enabled:
         raise OperatorExists("TOTP is already enabled; disable it first.", code="totp_enabled")
+    pending = pending_totp(operator)
+    if pending is not None:
+        return pending
     operator.totp_secret = pyotp.random_base32()
+    operator.totp_pending_until = clock_module.utcnow() + timedelta(minutes=TOTP_SETUP_MINUTES)
     session.flush()
     return operator.totp_secret
 
@@ -278,13 +307,19 @@ def totp_uri(operator: Operator, issuer: str = "Quanlian console") -> str:
 
 
 def confirm_totp(session: Session, operator: Operator, code: str) -> None:
-    """Require TOTP from now on, once the operator proves the authenticator works."""
+    """Require TOTP from now on, once the operator proves the authenticator works (a second
+    confirmation, e.g. a form sent twice, changes nothing)."""
+    if operator.totp_enabled:
+        return
+    if pending_totp(operator) is None:
+        raise TotpSetupExpired("The set-up expired: start again and scan the new code.")
     now = clock_module.utcnow()
     step = _match_totp(operator, code, now)
     if step is None:
-        raise WeakPassword("That code does not match; check the authenticator's clock.",
-                           code="invalid_totp_code")
+        raise InvalidTotpCode("That code does not match; check the authenticator's clock and "
+                              "enter the code it shows now.")
     operator.totp_enabled = True
+    operator.totp_pending_until = None
     operator.totp_last_step = step
     session.flush()
     publish_operations_event(session, type="operator.totp_enabled", resource_type="operator",
@@ -292,12 +327,27 @@ def confirm_totp(session: Session, operator: Operator, code: str) -> None:
                              actor=operator.id)
 
 
-def disable_totp(session: Session, operator: Operator, *, actor: str) -> None:
+def _clear_totp(operator: Operator) -> None:
     operator.totp_enabled = False
     operator.totp_secret = None
+    operator.totp_pending_until = None
     operator.totp_last_step = 0
+
+
+def disable_totp(session: Session, operator: Operator, *, actor: str) -> None:
+    _clear_totp(operator)
     session.flush()
     publish_operations_event(session, type="operator.totp_disabled", resource_type="operator",
+                             resource_id=operator.id, data=operator_view(operator), actor=actor)
+
+
+def reset_totp(session: Session, operator: Operator, *, actor: str) -> None:
+    """An administrator removes a lost authenticator: the operator logs in with the password
+    alone and sets TOTP up again; the sessions opened with the old device end."""
+    _clear_totp(operator)
+    _end_sessions(session, operator)
+    session.flush()
+    publish_operations_event(session, type="operator.totp_reset", resource_type="operator",
                              resource_id=operator.id, data=operator_view(operator), actor=actor)
 
 

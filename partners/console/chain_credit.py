@@ -20,8 +20,11 @@ from sqlalchemy.orm import Session
 from gateway.db import get_session
 from gateway.errors import Problem, ValidationFailed
 from gateway.routing import Router
-from gateway.tenancy import Partner, Tenant, clock_for, get_tenant
+from gateway.tenancy import Partner, Tenant, clock_for, get_tenant, partner_states
+from partners.console import forms
+from partners.console.paging import page_number, paginate
 from partners.console.session import Console, check_csrf, console_user, error_page, render
+from partners.errors import PartnerNotInService
 from partners.models import Operator
 from partners.operators import can, require
 from products.chain_credit import repository, schemas, service, views
@@ -95,7 +98,27 @@ def _scope(request: Request, session: Session, console: Console, tenant_id: str,
     if done in DONE_MESSAGES:
         console.flashes.append(("ok", DONE_MESSAGES[done]))
     return {"tenant": tenant, "partner": partner, "tab": tab,
+            "in_service": _in_service(partner, tenant),
             "today": clock_for(session, tenant.id).today(), "may_decide": may_decide(console.operator)}
+
+
+def _in_service(partner: Partner | None, tenant: Tenant) -> bool:
+    """Whether the partner may use this tenant at all: the states in which the gateway accepts
+    its tokens there (gateway.tenancy.partner_states; production: active only)."""
+    return partner is not None and partner.status in partner_states(tenant.environment)
+
+
+def _require_in_service(session: Session, tenant: Tenant) -> None:
+    """Refuse new credit and disbursements in the tenant of a partner the gateway refuses
+    (suspended, offboarded; in production also not yet active). Actions that lower the bank's
+    exposure (freeze, decline, record a risk event) stay open, and so does reading."""
+    partner = session.get(Partner, tenant.partner_id)
+    if not _in_service(partner, tenant):
+        status = partner.status if partner is not None else "gone"
+        raise PartnerNotInService(
+            f"The partner is {status}: no facility can be granted or unfrozen and no financing "
+            f"approved in its {tenant.environment} tenant. Freezing, declining and recording "
+            "risk events are still possible.")
 
 
 def _refused(session: Session, console: Console, exc: Problem) -> None:
@@ -109,7 +132,7 @@ def _refused(session: Session, console: Console, exc: Problem) -> None:
 
 @router.get("/console/chain-credit", response_class=HTMLResponse)
 def console_chain_credit(request: Request, environment: str = "production", q: str = "",
-                         console: Console = Depends(console_user),
+                         page: str = "1", console: Console = Depends(console_user),
                          session: Session = Depends(get_session)) -> Response:
     cores = (select(ChainMember.tenant_id, func.count().label("n"))
              .where(ChainMember.role == service.CORE).group_by(ChainMember.tenant_id).subquery())
@@ -125,9 +148,10 @@ def console_chain_credit(request: Request, environment: str = "production", q: s
     if q:
         query = query.where(func.lower(Partner.name).contains(q.lower()) | (Partner.id == q)
                             | (Tenant.id == q))
-    rows = session.execute(query.order_by(Partner.name, Tenant.environment).limit(200)).all()
+    rows = paginate(session, query.order_by(Partner.name, Tenant.environment, Tenant.id),
+                    page_number(page), params={"environment": environment, "q": q})
     return render(request, "chain_credit_tenants.html", {
-        "rows": rows, "environment": environment, "q": q}, console=console)
+        "page": rows, "environment": environment, "q": q}, console=console)
 
 
 @router.get("/console/chain-credit/{tenant_id}")
@@ -184,6 +208,7 @@ def console_grant_facility(request: Request, tenant_id: str,
     except Problem as exc:
         return error_page(request, exc, console, back=back)
     try:
+        _require_in_service(session, tenant)
         body = _validated(schemas.FacilityGrant, {
             "tenant_id": tenant.id, "core_enterprise_id": core_enterprise_id, "limit": _money(limit),
             "expires_on": expires_on, "guarantee_circle": guarantee_circle,
@@ -218,6 +243,8 @@ def console_change_facility(request: Request, tenant_id: str, facility_id: str, 
         return error_page(request, exc, console, back=back)
     action = service.freeze_facility if change == "freeze" else service.unfreeze_facility
     try:
+        if change == "unfreeze":  # lets the core enterprise issue again: new credit
+            _require_in_service(session, tenant)
         body = _validated(schemas.FacilityStatusChange, {"tenant_id": tenant.id,
                                                           "reason": reason.strip()})
         action(session, tenant.id, facility_id, reason=body.reason, actor=console.operator.id)
@@ -281,6 +308,7 @@ def console_decide_application(request: Request, tenant_id: str, application_id:
         return error_page(request, exc, console, back=back)
     try:
         if decision == "approve":
+            _require_in_service(session, tenant)
             body = _validated(schemas.ApplicationApprove, {
                 "tenant_id": tenant.id, "amount": _money(amount),
                 "annual_rate": annual_rate.strip(), "due_date": due_date})
@@ -302,7 +330,7 @@ def console_decide_application(request: Request, tenant_id: str, application_id:
 
 def _risk_page(request: Request, session: Session, console: Console, tenant_id: str, *,
                cursor: str | None = None, form: dict[str, Any] | None = None,
-               status: int = 200) -> Response:
+               form_token: str | None = None, status: int = 200) -> Response:
     context = _scope(request, session, console, tenant_id, "risk")
     events, next_cursor = service.list_risk_events(session, tenant_id, limit=PAGE_SIZE,
                                                    cursor=cursor or None)
@@ -310,7 +338,7 @@ def _risk_page(request: Request, session: Session, console: Console, tenant_id: 
     return render(request, "chain_credit_risk.html", {
         **context, "rows": [views.risk_event_out(e) for e in events], "next_cursor": next_cursor,
         "cores": cores, "names": {m.id: m.name for m in cores}, "types": RISK_TYPES,
-        "form": form or {},
+        "form": form or {}, "form_token": form_token or forms.new_token(),
     }, console=console, status=status)
 
 
@@ -330,6 +358,7 @@ def console_record_risk_event(request: Request, tenant_id: str,
                               member_id: str = Form("", max_length=40),
                               type: str = Form("", max_length=40),
                               description: str = Form("", max_length=1000),
+                              form_token: str = Form("", max_length=100),
                               csrf_token: str = Form("", max_length=100),
                               console: Console = Depends(console_user),
                               session: Session = Depends(get_session)) -> Response:
@@ -340,8 +369,12 @@ def console_record_risk_event(request: Request, tenant_id: str,
         check_csrf(request, console.csrf, csrf_token)
         _require_credit_role(console)
         tenant = get_tenant(session, tenant_id)
+        # The same form posted again (a retry, a second tab): its first result, nothing new.
+        earlier = forms.earlier_result(session, console.operator, form_token)
     except Problem as exc:
         return error_page(request, exc, console, back=back)
+    if earlier is not None:
+        return RedirectResponse(earlier, status_code=303)
     try:
         body = _validated(schemas.RiskEventCreate, {
             "tenant_id": tenant.id, "core_enterprise_id": core_enterprise_id,
@@ -353,5 +386,7 @@ def console_record_risk_event(request: Request, tenant_id: str,
             source="operations", actor=console.operator.id)
     except Problem as exc:
         _refused(session, console, exc)
-        return _risk_page(request, session, console, tenant_id, form=form, status=exc.status)
+        return _risk_page(request, session, console, tenant_id, form=form,
+                          form_token=form_token, status=exc.status)
+    forms.record(session, console.operator, form_token, f"{back}?done=risk")
     return RedirectResponse(f"{back}?done=risk", status_code=303)

@@ -32,7 +32,8 @@ from gateway.ratelimit import rate_limit_public
 from gateway.routing import Router
 from partners import applications, credentials, operators, workflow
 from partners.api import application_body
-from partners.console import chain_credit
+from partners.console import chain_credit, forms
+from partners.console.paging import page_number, paginate
 from partners.console.session import (
     APPLY_CSRF_COOKIE,
     LOGIN_CSRF_COOKIE,
@@ -93,12 +94,14 @@ def console_login_page(request: Request, next: str = "/console",
     return _login_page(request, next, "", status=200, error=None)
 
 
-LOGIN_FAILURES = {
-    "bad_credentials": "The user name, password or authenticator code is wrong.",
-    "locked": "Too many failed attempts: this account is locked for a while. "
-              "Ask an administrator, or try again later.",
-    "disabled": "This account is disabled.",
-}
+# One answer for a wrong password, an unknown user name and a locked account: telling "locked"
+# apart would tell which user names exist (partners.operators). It still tells an operator who
+# locked themselves out what to do.
+LOGIN_FAILED = ("The user name, password or authenticator code is wrong, or the account is "
+                "locked after too many failed attempts. Check them and try again; a locked "
+                "account opens again after {minutes:g} minutes, or ask an administrator.")
+LOGIN_FAILURES = {"bad_credentials": LOGIN_FAILED, "locked": LOGIN_FAILED,
+                  "disabled": "This account is disabled."}  # only said after the right password
 
 
 def _login_page(request: Request, next: str, username: str, *, status: int, error: str | None,
@@ -139,8 +142,9 @@ def console_login(request: Request, username: str = Form("", max_length=64),
             token, _ = operators.start_session(session, result.operator)
     if token is None:
         limiter.count_login_failure(request)
-        return _login_page(request, next, username, status=401,
-                           error=LOGIN_FAILURES.get(result.failure or "", "Login failed."))
+        minutes = get_partner_settings().login_lockout_minutes
+        return _login_page(request, next, username, status=401, error=LOGIN_FAILURES.get(
+            result.failure or "", LOGIN_FAILED).format(minutes=minutes))
     response = RedirectResponse(_safe_next(next), status_code=303)
     settings = get_partner_settings()
     set_cookie(request, response, SESSION_COOKIE, token, path="/console",
@@ -171,23 +175,29 @@ def console_home(console: Console = Depends(console_user)) -> Response:
 # --- applications and partners --------------------------------------------------------------
 
 @router.get("/console/applications", response_class=HTMLResponse)
-def console_applications(request: Request, status: str = "open",
-                         console: Console = Depends(console_user),
+def console_applications(request: Request, status: str = "open", order: str = "oldest",
+                         page: str = "1", console: Console = Depends(console_user),
                          session: Session = Depends(get_session)) -> Response:
     statuses = {"open": ["submitted", "in_review"], "all": None}.get(
         status, [status] if status in workflow.STATUSES else ["submitted", "in_review"])
-    rows = applications.list_applications(session, statuses=statuses)
-    return render(request, "applications.html", {"rows": rows, "status": status,
+    order = "newest" if order == "newest" else "oldest"
+    rows = paginate(session, applications.applications_query(
+        statuses=statuses, newest_first=order == "newest"), page_number(page),
+        params={"status": status, "order": order})
+    return render(request, "applications.html", {"page": rows, "status": status, "order": order,
                                                  "names": _names(session)}, console=console)
 
 
 @router.get("/console/partners", response_class=HTMLResponse)
-def console_partners(request: Request, status: str = "", q: str = "",
+def console_partners(request: Request, status: str = "", q: str = "", page: str = "1",
                      console: Console = Depends(console_user),
                      session: Session = Depends(get_session)) -> Response:
-    partners = applications.list_partners(session, status=status or None, query_text=q or None)
+    q = q.strip()[:200]
+    partners = paginate(session, applications.partners_query(status=status or None,
+                                                             query_text=q or None),
+                        page_number(page), params={"status": status, "q": q}, scalars=True)
     return render(request, "partners.html", {
-        "partners": partners, "status": status, "q": q, "statuses": workflow.STATUSES,
+        "page": partners, "status": status, "q": q, "statuses": workflow.STATUSES,
         "counts": applications.status_counts(session)}, console=console)
 
 
@@ -279,7 +289,7 @@ def console_new_client(request: Request, partner_id: str, console: Console = Dep
     except Problem as exc:
         return error_page(request, exc, console, back=f"/console/partners/{partner_id}")
     return render(request, "client_new.html", {
-        "partner": partner, "form": _client_form(partner.name),
+        "partner": partner, "form": _client_form(partner.name), "form_token": forms.new_token(),
         "scopes": credentials.grantable_scopes(partner.partner_type),
         "plans": request.app.state.settings.rate_plans}, console=console)
 
@@ -306,6 +316,7 @@ def console_issue_client(request: Request, partner_id: str,
                          jwks_uri: str = Form("", max_length=2000),
                          rate_plan: str = Form("standard", max_length=20),
                          require_dpop: str = Form("", max_length=5),
+                         form_token: str = Form("", max_length=100),
                          csrf_token: str = Form("", max_length=100),
                          console: Console = Depends(console_user),
                          session: Session = Depends(get_session)) -> Response:
@@ -313,9 +324,14 @@ def console_issue_client(request: Request, partner_id: str,
             "jwks_uri": jwks_uri, "rate_plan": rate_plan, "require_dpop": require_dpop == "true"}
     try:
         check_csrf(request, console.csrf, csrf_token)
+        operators.require(console.operator, "clients.manage")
         partner = workflow.get_partner(session, partner_id)
+        # The same form again (reload, double click, back and resubmit): the first result.
+        earlier = forms.earlier_result(session, console.operator, form_token)
     except Problem as exc:
         return error_page(request, exc, console, back=f"/console/partners/{partner_id}")
+    if earlier is not None:
+        return RedirectResponse(earlier, status_code=303)
     try:
         issued = credentials.issue_client(
             session, partner_id, actor=console.actor, environment=environment, name=name,
@@ -326,12 +342,44 @@ def console_issue_client(request: Request, partner_id: str,
             return error_page(request, exc, console, back=f"/console/partners/{partner_id}")
         console.flashes.append(("error", exc.detail or exc.title))
         return render(request, "client_new.html", {
-            "partner": partner, "form": form, "scopes": credentials.grantable_scopes(partner.partner_type),
+            "partner": partner, "form": form, "form_token": form_token,
+            "scopes": credentials.grantable_scopes(partner.partner_type),
             "plans": request.app.state.settings.rate_plans}, console=console,
             status=exc.status)
+    return _client_result(session, console, partner_id, issued.client.id, "issued", form_token,
+                          issued.secret)
+
+
+# The page after issuing or rotating: its heading.
+CLIENT_RESULTS = {"issued": "Client issued", "rotated": "Credentials rotated"}
+
+
+def _client_result(session: Session, console: Console, partner_id: str, client_id: str,
+                   done: str, form_token: str, secret: str | None) -> Response:
+    """Post/Redirect/Get: the result page is a GET, which shows the secret once."""
+    base = f"/console/partners/{partner_id}/clients/{client_id}/{done}"
+    submission = forms.record(session, console.operator, form_token, base, secret=secret)
+    submission.result_url = f"{base}/{submission.id}"
+    session.flush()
+    return RedirectResponse(submission.result_url, status_code=303)
+
+
+@router.get("/console/partners/{partner_id}/clients/{client_id}/{done}/{submission_id}",
+            response_class=HTMLResponse)
+def console_client_result(request: Request, partner_id: str, client_id: str, done: str,
+                          submission_id: str, console: Console = Depends(console_user),
+                          session: Session = Depends(get_session)) -> Response:
+    try:
+        operators.require(console.operator, "clients.manage")
+        if done not in CLIENT_RESULTS:
+            raise ClientNotFound("No such page.")
+        partner = workflow.get_partner(session, partner_id)
+        client = _partner_client(session, partner_id, client_id)
+    except Problem as exc:
+        return error_page(request, exc, console, back=f"/console/partners/{partner_id}")
     return render(request, "client_issued.html", {
-        "heading": "Client issued", "partner": partner, "client": issued.client,
-        "secret": issued.secret}, console=console)
+        "heading": CLIENT_RESULTS[done], "partner": partner, "client": client,
+        "secret": forms.take_secret(session, console.operator, submission_id)}, console=console)
 
 
 def _partner_client(session: Session, partner_id: str, client_id: str) -> OAuthClient:
@@ -352,7 +400,8 @@ def console_rotate_form(request: Request, partner_id: str, client_id: str,
         client = _partner_client(session, partner_id, client_id)
     except Problem as exc:
         return error_page(request, exc, console, back=f"/console/partners/{partner_id}")
-    return render(request, "client_rotate.html", {"partner": partner, "client": client},
+    return render(request, "client_rotate.html", {"partner": partner, "client": client,
+                                                  "form_token": forms.new_token()},
                   console=console)
 
 
@@ -361,21 +410,24 @@ def console_rotate_form(request: Request, partner_id: str, client_id: str,
 def console_rotate_client(request: Request, partner_id: str, client_id: str,
                           jwks: str = Form("", max_length=20000),
                           jwks_uri: str = Form("", max_length=2000),
+                          form_token: str = Form("", max_length=100),
                           csrf_token: str = Form("", max_length=100),
                           console: Console = Depends(console_user),
                           session: Session = Depends(get_session)) -> Response:
     back = f"/console/partners/{partner_id}"
     try:
         check_csrf(request, console.csrf, csrf_token)
-        partner = workflow.get_partner(session, partner_id)
+        operators.require(console.operator, "clients.manage")
+        workflow.get_partner(session, partner_id)
+        # Rotating twice would invalidate the secret just shown: a repeat gets the first result.
+        earlier = forms.earlier_result(session, console.operator, form_token)
+        if earlier is not None:
+            return RedirectResponse(earlier, status_code=303)
         secret = credentials.rotate(session, partner_id, client_id, actor=console.actor,
                                     jwks=_parse_jwks(jwks), jwks_uri=jwks_uri.strip() or None)
-        client = _partner_client(session, partner_id, client_id)
     except Problem as exc:
         return error_page(request, exc, console, back=back)
-    return render(request, "client_issued.html", {
-        "heading": "Credentials rotated", "partner": partner, "client": client,
-        "secret": secret}, console=console)
+    return _client_result(session, console, partner_id, client_id, "rotated", form_token, secret)
 
 
 @router.post("/console/partners/{partner_id}/clients/{client_id}/revoke")
@@ -494,9 +546,25 @@ def console_operators(request: Request, console: Console = Depends(console_user)
         operators.require(console.operator, "operators.manage")
     except Problem as exc:
         return error_page(request, exc, console)
+    done = request.query_params.get("done")
+    if done in OPERATOR_DONE:
+        console.flashes.append(("ok", OPERATOR_DONE[done]))
+    return _operators_page(request, session, console)
+
+
+OPERATOR_DONE = {"created": "Operator added.", "unlock": "Operator unlocked.",
+                 "disable": "Operator disabled: its sessions are ended.",
+                 "enable": "Operator enabled.",
+                 "reset-totp": "TOTP removed: the operator logs in with the password and sets "
+                               "TOTP up again. Its sessions are ended."}
+
+
+def _operators_page(request: Request, session: Session, console: Console, *,
+                    form: dict[str, Any] | None = None, status: int = 200) -> Response:
     return render(request, "operators.html", {
         "operators": operators.list_operators(session), "roles": workflow.ROLES,
-        "now": clock_module.utcnow()}, console=console)
+        "now": clock_module.utcnow(), "form": form or {"roles": []}}, console=console,
+        status=status)
 
 
 @router.post("/console/operators")
@@ -510,11 +578,18 @@ def console_create_operator(request: Request, username: str = Form("", max_lengt
     try:
         check_csrf(request, console.csrf, csrf_token)
         operators.require(console.operator, "operators.manage")
+    except Problem as exc:
+        return error_page(request, exc, console, back="/console/operators")
+    try:
         operators.create_operator(session, username=username, display_name=display_name,
                                   roles=roles, password=password, actor=console.operator.id)
     except Problem as exc:
-        return error_page(request, exc, console, back="/console/operators")
-    return RedirectResponse("/console/operators", status_code=303)
+        # The form again with what was typed (but the password) and what was wrong.
+        session.rollback()
+        console.flashes.append(("error", f"{exc.title}: {exc.detail or ''}"))
+        return _operators_page(request, session, console, status=exc.status, form={
+            "username": username, "display_name": display_name, "roles": roles})
+    return RedirectResponse("/console/operators?done=created", status_code=303)
 
 
 @router.post("/console/operators/{operator_id}/{change}")
@@ -528,6 +603,8 @@ def console_change_operator(request: Request, operator_id: str, change: str,
         target = operators.get_operator(session, operator_id)
         if change == "unlock":
             operators.unlock(session, target, actor=console.operator.id)
+        elif change == "reset-totp":
+            operators.reset_totp(session, target, actor=console.operator.id)
         elif change in ("disable", "enable"):
             if target.id == console.operator.id:
                 raise RoleRequired("You cannot disable yourself.", code="self_change")
@@ -537,7 +614,7 @@ def console_change_operator(request: Request, operator_id: str, change: str,
             raise ValidationFailed(f"Unknown change {change!r}.", code="unknown_action")
     except Problem as exc:
         return error_page(request, exc, console, back="/console/operators")
-    return RedirectResponse("/console/operators", status_code=303)
+    return RedirectResponse(f"/console/operators?done={change}", status_code=303)
 
 
 def _qr(uri: str) -> str | None:
@@ -550,9 +627,23 @@ def _qr(uri: str) -> str | None:
     return "data:image/svg+xml;base64," + base64.b64encode(image.to_string()).decode()
 
 
+ACCOUNT_DONE = {"totp_on": "TOTP is on: log-ins now need a code.", "totp_off": "TOTP is off."}
+
+
+def _account_page(request: Request, console: Console, *, status: int = 200) -> Response:
+    # A set-up in progress is shown again (same secret) until it is confirmed or expires.
+    pending = operators.pending_totp(console.operator)
+    return render(request, "account.html", {
+        "pending_secret": pending, "qr": _qr(operators.totp_uri(console.operator)) if pending else None},
+        console=console, status=status)
+
+
 @router.get("/console/account", response_class=HTMLResponse)
 def console_account(request: Request, console: Console = Depends(console_user)) -> Response:
-    return render(request, "account.html", {"pending_secret": None, "qr": None}, console=console)
+    done = request.query_params.get("done")
+    if done in ACCOUNT_DONE:
+        console.flashes.append(("ok", ACCOUNT_DONE[done]))
+    return _account_page(request, console)
 
 
 @router.post("/console/account/totp/{step}", response_class=HTMLResponse)
@@ -560,28 +651,62 @@ def console_totp(request: Request, step: str, code: str = Form("", max_length=6)
                  csrf_token: str = Form("", max_length=100),
                  console: Console = Depends(console_user),
                  session: Session = Depends(get_session)) -> Response:
+    """Each step answers with a redirect to the account page (a reload re-posts nothing); a
+    wrong code shows the same set-up again, with the secret already scanned."""
     operator: Operator = console.operator
     try:
         check_csrf(request, console.csrf, csrf_token)
-        if step == "begin":
-            secret = operators.begin_totp(session, operator)
-            return render(request, "account.html", {
-                "pending_secret": secret, "qr": _qr(operators.totp_uri(operator))},
-                console=console)
-        if step == "confirm":
-            operators.confirm_totp(session, operator, code)
-            console.flashes.append(("ok", "TOTP is on: log-ins now need a code."))
-        elif step == "disable":
-            operators.disable_totp(session, operator, actor=operator.id)
-            console.flashes.append(("ok", "TOTP is off."))
-        else:
+        if step not in ("begin", "confirm", "disable"):
             raise ValidationFailed(f"Unknown step {step!r}.", code="unknown_action")
     except Problem as exc:
         return error_page(request, exc, console, back="/console/account")
-    return render(request, "account.html", {"pending_secret": None, "qr": None}, console=console)
+    done = ""
+    try:
+        if step == "begin":
+            operators.begin_totp(session, operator)
+        elif step == "confirm":
+            operators.confirm_totp(session, operator, code)
+            done = "?done=totp_on"
+        else:
+            operators.disable_totp(session, operator, actor=operator.id)
+            done = "?done=totp_off"
+    except Problem as exc:
+        console.flashes.append(("error", exc.detail or exc.title))
+        return _account_page(request, console, status=exc.status)
+    return RedirectResponse("/console/account" + done, status_code=303)
 
 
 # --- the public application form ------------------------------------------------------------
+
+# What an applicant is told about a field the API's model refuses: its own messages name
+# patterns and field paths (`contacts.0.phone: String should match pattern …`).
+APPLY_MESSAGES = {
+    "legal_name": "Enter the company's legal name, as on its business licence.",
+    "uscc": "Enter the 18-character unified social credit code printed on the business "
+            "licence; the code entered is not a valid one.",
+    "partner_type": "Choose a partner type.",
+    "requested_products": "Choose at least one product.",
+    "contacts.name": "Enter the contact's name.",
+    "contacts.email": "Enter the contact's e-mail address, such as name@company.cn.",
+    "contacts.phone": "Enter the contact's phone: an 11-digit mobile number, or a landline "
+                      "with its area code, such as 010-12345678.",
+    "website": "Enter the website as a full address starting with https://, or leave it empty.",
+    "description": "Shorten the description to at most 2,000 characters.",
+}
+APPLY_EXPIRED = ("This form expired or was already sent. If you saw \"Application received\", "
+                 "your application is in: do not apply again. Otherwise check the details and "
+                 "press Apply.")
+
+
+def _apply_errors(exc: ValidationError) -> list[str]:
+    messages: list[str] = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"] if not isinstance(p, int))
+        message = APPLY_MESSAGES.get(field, "Check the form: a field is not filled in correctly.")
+        if message not in messages:
+            messages.append(message)
+    return messages
+
 
 def _apply_page(request: Request, form: dict[str, Any], errors: list[str],
                 status: int = 200) -> Response:
@@ -617,7 +742,7 @@ def apply_submit(request: Request, legal_name: str = Form("", max_length=200),
     try:
         check_csrf(request, request.cookies.get(APPLY_CSRF_COOKIE), csrf_token)
     except Problem as exc:
-        return _apply_page(request, form, [exc.detail or exc.title], status=exc.status)
+        return _apply_page(request, form, [APPLY_EXPIRED], status=exc.status)
     try:
         data = ApplicationIn.model_validate({
             "legal_name": legal_name, "uscc": uscc, "partner_type": partner_type,
@@ -626,8 +751,7 @@ def apply_submit(request: Request, legal_name: str = Form("", max_length=200),
                           "role": "business"}],
             "website": website or None, "description": description or None})
     except ValidationError as exc:
-        errors = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        return _apply_page(request, form, errors, status=422)
+        return _apply_page(request, form, _apply_errors(exc), status=422)
     applied = applications.apply(session, data, source="web_form")
     result = application_body(applied, request.app.state.settings.issuer)
     response = render(request, "apply_done.html", {"result": result})

@@ -60,6 +60,7 @@ def make_operator(app: FastAPI, username: str, roles: list[str],
 
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+_FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
 
 
 def csrf_of(page: str) -> str:
@@ -70,11 +71,13 @@ def csrf_of(page: str) -> str:
 
 @dataclass
 class ConsoleUser:
-    """An operator's browser: its own cookie jar, and the CSRF token of the last page."""
+    """An operator's browser: its own cookie jar, and the CSRF token and one-time form token
+    (partners.console.forms) of the last page, which a post sends as the browser would."""
 
     http: TestClient
     username: str
     csrf: str = ""
+    form_token: str = ""
     last: Any = None
 
     def login(self, password: str = PASSWORD, totp: str = "") -> Any:
@@ -92,12 +95,16 @@ class ConsoleUser:
         self.last = self.http.get(path, follow_redirects=False)
         if self.last.status_code == 200 and "csrf_token" in self.last.text:
             self.csrf = csrf_of(self.last.text)
+            token = _FORM_TOKEN.search(self.last.text)
+            self.form_token = html.unescape(token.group(1)) if token else ""
         return self.last
 
     def post(self, path: str, data: dict[str, Any] | None = None, *, csrf: str | None = None,
              **kwargs: Any) -> Any:
         form = dict(data or {})
         form.setdefault("csrf_token", self.csrf if csrf is None else csrf)
+        if self.form_token:
+            form.setdefault("form_token", self.form_token)
         self.last = self.http.post(path, data=form, follow_redirects=False, **kwargs)
         return self.last
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from sqlalchemy import func, select
 
 from gateway.tenancy import Partner
@@ -119,3 +121,27 @@ def test_profile_needs_a_token_and_is_per_partner(app, http, partner):
     problem(http.get("/v1/partner"), 401)
     data = partner.get("/v1/partner").json()
     assert data["id"] == partner.partner_id and data["products"] == []
+
+
+def test_web_form_errors_are_plain_language(app, http):
+    page = http.get("/apply")
+    assert "<legend>Products</legend>" in page.text  # the checkboxes' group is named
+    form = {"legal_name": "苏州园区物业服务有限公司", "uscc": "91320100000000000X",
+            "partner_type": "park_operator", "products": ["collection"], "contact_name": "李娜",
+            "contact_email": "li.na@park", "contact_phone": "12345", "website": "park.example",
+            "description": "", "csrf_token": csrf_of(page.text)}
+    invalid = http.post("/apply", data=form)
+    assert invalid.status_code == 422
+    text = html.unescape(invalid.text)
+    for plain in ("unified social credit code printed on the business licence",
+                  "contact's e-mail address", "11-digit mobile number",
+                  "full address starting with https://"):
+        assert plain in text, plain
+    # No regular expressions, field paths or validator prefixes.
+    for raw in ("pattern", "contacts.0", "Value error", "String should"):
+        assert raw not in text, raw
+    assert _count(app, PartnerApplication) == 0
+    # An expired form tells an applicant whether to apply again.
+    expired = http.post("/apply", data=form | {"csrf_token": "stale"})
+    assert expired.status_code == 403 and "do not apply again" in expired.text
+    assert "did not come from this console" not in expired.text

@@ -13,7 +13,14 @@ from gateway.events import Event
 from gateway.evidence.models import EvidenceEntry
 from products.chain_credit.models import CreditFacility
 from tests.partners.helpers import console_user
-from tests.products.chain_credit.helpers import BASE, build_chain, money, register, today
+from tests.products.chain_credit.helpers import (
+    BASE,
+    balance,
+    build_chain,
+    money,
+    register,
+    today,
+)
 from tests.tools.api import new_partner_client
 
 
@@ -232,3 +239,92 @@ def test_operators_who_may_not_decide_read_only(app, http):
     # Not logged in: the login page.
     anonymous = console_user(app, "nobody", ["auditor"], login=False)
     assert anonymous.get(f"{base}/facilities").status_code == 303
+
+
+def _status_of(app, model, row_id):
+    with app.state.database.transaction() as s:
+        return s.get(model, row_id).status
+
+
+def test_credit_is_refused_in_the_tenant_of_a_partner_that_is_not_active(app, http):
+    """Offboarded (or suspended) partners' tokens are refused by the gateway; the console refuses
+    them new credit and disbursements too, and says why. What lowers the bank's exposure stays."""
+    from gateway.tenancy import Partner
+    from products.chain_credit.models import FinancingApplication
+
+    chain = build_chain(app, http)
+    created = [chain.pc.post(f"{BASE}/financing-applications", {
+        "acting_member_id": chain.t1.id, "kind": "factoring", "amount": money("1000.00"),
+        "invoice_numbers": [f"INV-OFF-{i}"]}).json() for i in (1, 2)]
+    admin = console_user(app, "ada", ["admin"])
+    assert admin.transition(chain.pc.partner_id, "offboard", "fraud suspected").status_code == 303
+    base = f"/console/chain-credit/{chain.tenant_id}"
+    due = (chain.today() + timedelta(days=30)).isoformat()
+
+    page = admin.get(f"{base}/applications")
+    assert page.status_code == 200 and created[0]["id"] in page.text  # reads stay allowed
+    assert 'data-testid="partner-status">partner offboarded' in page.text
+    assert 'data-testid="partner-not-in-service"' in page.text
+    assert 'data-action="approve"' not in page.text and 'data-action="decline"' in page.text
+    listing = admin.get("/console/chain-credit?environment=sandbox")
+    assert '<span class="badge offboarded">offboarded</span>' in listing.text
+
+    approved = admin.post(f"{base}/applications/{created[0]['id']}/approve",
+                          {"amount": "1000.00", "annual_rate": "0.05", "due_date": due})
+    assert approved.status_code == 409, approved.text
+    assert "The partner is offboarded: no facility can be granted" in approved.text
+    assert _status_of(app, FinancingApplication, created[0]["id"]) == "submitted"
+    assert balance(app, chain.tenant_id, chain.t1.account_id) == 0  # no money moved
+    admin.get(f"{base}/facilities")
+    granted = admin.post(f"{base}/facilities", _grant_form(chain.core.id, chain.today()))
+    assert granted.status_code == 409 and "The partner is offboarded" in granted.text
+
+    # Lowering exposure is still possible: freeze, decline, record a risk event; not unfreeze.
+    assert admin.post(f"{base}/facilities/{chain.facility_id}/freeze",
+                      {"reason": "partner offboarded"}).status_code == 303
+    assert 'data-action="unfreeze"' not in admin.get(f"{base}/facilities").text
+    unfrozen = admin.post(f"{base}/facilities/{chain.facility_id}/unfreeze", {"reason": "x"})
+    assert unfrozen.status_code == 409 and "The partner is offboarded" in unfrozen.text
+    assert _status_of(app, CreditFacility, chain.facility_id) == "frozen"
+    admin.get(f"{base}/applications")
+    assert admin.post(f"{base}/applications/{created[1]['id']}/decline",
+                      {"reason": "partner offboarded"}).status_code == 303
+    admin.get(f"{base}/risk-events")
+    assert admin.post(f"{base}/risk-events", {"core_enterprise_id": chain.core.id,
+                                              "type": "lawsuit", "description": "fraud"}
+                      ).status_code == 303
+
+    # A suspended partner's tenant: the same refusal (the gateway refuses its tokens too).
+    with app.state.database.transaction() as s:
+        s.get(Partner, chain.pc.partner_id).status = "suspended"
+    page = admin.get(f"{base}/applications")
+    assert "partner suspended" in page.text and 'data-action="approve"' not in page.text
+    refused = admin.post(f"{base}/applications/{created[0]['id']}/approve",
+                         {"amount": "1000.00", "annual_rate": "0.05", "due_date": due})
+    assert refused.status_code == 409 and "The partner is suspended" in refused.text
+    assert _status_of(app, FinancingApplication, created[0]["id"]) == "submitted"
+
+
+def test_a_risk_event_form_posted_twice_records_one_event(app, http):
+    chain = build_chain(app, http)
+    alan = console_user(app, "alan", ["approver"])
+    path = f"/console/chain-credit/{chain.tenant_id}/risk-events"
+    alan.get(path)
+    form = {"core_enterprise_id": chain.core.id, "type": "lawsuit",
+            "description": "Sued by a creditor"}
+    first = alan.post(path, form)
+    second = alan.post(path, form)  # the same form again: a retry, a second tab, a reload
+    assert first.status_code == second.status_code == 303
+    assert second.headers["location"] == first.headers["location"]
+    assert "Risk event recorded." in alan.get(second.headers["location"]).text
+    [event] = chain.pc.get(f"{BASE}/risk-events").json()["data"]
+    events, entries = _events(app, event["id"])
+    assert len(events) == 1 and entries == 1
+    # A new form (a fresh page) records a new event; a form without its token records nothing.
+    alan.get(path)
+    assert alan.post(path, form).status_code == 303
+    assert len(chain.pc.get(f"{BASE}/risk-events").json()["data"]) == 2
+    alan.get(path)
+    stale = alan.post(path, form | {"form_token": ""})
+    assert stale.status_code == 422
+    assert len(chain.pc.get(f"{BASE}/risk-events").json()["data"]) == 2

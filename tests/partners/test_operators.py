@@ -207,10 +207,10 @@ def test_sessions_expire_when_idle_and_on_logout(app, manual_clock):
 def test_totp_enrolment_and_login(app):
     admin = console_user(app, "ada", ["admin"])
     admin.get("/console/account")
-    begun = admin.post("/console/account/totp/begin")
+    assert admin.post("/console/account/totp/begin").status_code == 303
+    begun = admin.get("/console/account")
     assert begun.status_code == 200 and "data:image/svg+xml;base64," in begun.text
     secret = begun.text.split('data-testid="totp-secret">')[1].split("<")[0]
-    admin.csrf = csrf_of(begun.text)
     wrong = admin.post("/console/account/totp/confirm", {"code": "000000"})
     assert wrong.status_code == 422
     admin.get("/console/account")
@@ -221,7 +221,8 @@ def test_totp_enrolment_and_login(app):
     totp = pyotp.TOTP(secret)
     confirm_code = totp.now()
     ok = admin.post("/console/account/totp/confirm", {"code": confirm_code})
-    assert ok.status_code == 200 and "TOTP is on" in ok.text
+    assert ok.status_code == 303
+    assert "TOTP is on" in admin.get(ok.headers["location"]).text
     user = ConsoleUser(TestClient(app), "ada")
     assert user.login().status_code == 401  # no code
     assert user.login(totp="123456" if totp.now() != "123456" else "654321").status_code == 401
@@ -281,3 +282,141 @@ def test_failed_logins_from_one_address_are_limited_across_user_names(database, 
     for _ in range(5):  # five browsers behind one office address
         office = TestClient(app, client=("192.0.2.1", 40000))
         assert ConsoleUser(office, "ada").login().status_code == 303
+
+
+@pytest.fixture
+def cli(app, database, monkeypatch):  # type: ignore[no-untyped-def]
+    """`quanlian …` against the test's database, with the app's keys (TOTP seeds are encrypted)."""
+    from gateway.cli import app as cli_app
+    from gateway.settings import get_settings
+
+    monkeypatch.setenv("QUANLIAN_DATABASE_URL", database.url)
+    monkeypatch.setenv("QUANLIAN_DATA_DIR", str(app.state.settings.data_dir))
+    get_settings.cache_clear()
+    runner = CliRunner()
+    yield lambda *args, input=None: runner.invoke(cli_app, list(args), input=input)
+    get_settings.cache_clear()
+
+
+def _events_of(app, type_: str) -> list[Event]:  # type: ignore[no-untyped-def]
+    with app.state.database.transaction() as s:
+        return list(s.scalars(select(Event).where(Event.type == type_)))
+
+
+def test_resetting_a_password_ends_the_operators_sessions(app, cli):
+    rita = console_user(app, "rita", ["reviewer"])
+    assert rita.get("/console/applications").status_code == 200
+    new_password = "a brand new passphrase 42"
+    result = cli("operators", "reset-password", "rita", input=f"{new_password}\n" * 2)
+    assert result.exit_code == 0, result.output
+    # The session opened with the old password is over: the login page.
+    assert rita.get("/console/applications").status_code == 303
+    assert rita.login().status_code == 401
+    assert rita.login(new_password).status_code == 303
+
+
+def _login_error(response) -> str:  # type: ignore[no-untyped-def]
+    return response.text.split('class="flash error" role="alert">')[1].split("<")[0]
+
+
+def test_unknown_and_locked_user_names_get_the_same_answers(app):
+    """Trying a name that exists and one that does not: the same answers, attempt after
+    attempt, through and after the existing one's lockout (even with its right password)."""
+    make_operator(app, "ada", ["admin"])
+    answers = {}
+    for name in ("ada", "nobody-here"):
+        user = ConsoleUser(TestClient(app), name)
+        answers[name] = [(r.status_code, _login_error(r)) for r in
+                         [user.login("wrong password!!") for _ in range(6)] + [user.login()]]
+    assert answers["ada"] == answers["nobody-here"]
+    assert len({a for a in answers["ada"]}) == 1  # one message for every failure
+    assert "locked" in answers["ada"][0][1] and "15 minutes" in answers["ada"][0][1]
+    assert _events_of(app, "operator.locked")  # the lockout itself still happened
+
+
+def test_a_lost_authenticator_is_reset_by_an_administrator(app, cli):
+    rita = console_user(app, "rita", ["reviewer"])
+    rita.get("/console/account")
+    rita.post("/console/account/totp/begin")
+    secret = rita.get("/console/account").text.split('data-testid="totp-secret">')[1].split("<")[0]
+    assert rita.post("/console/account/totp/confirm",
+                     {"code": pyotp.TOTP(secret).now()}).status_code == 303
+    assert ConsoleUser(TestClient(app), "rita").login().status_code == 401  # a code is needed
+    # The phone is lost: an administrator removes the TOTP from the command line.
+    result = cli("operators", "reset-totp", "rita")
+    assert result.exit_code == 0, result.output
+    assert rita.get("/console/applications").status_code == 303  # sessions ended
+    assert rita.login().status_code == 303  # the password alone, then TOTP set up again
+    assert "Set up TOTP" in rita.get("/console/account").text
+    [event] = _events_of(app, "operator.totp_reset")
+    assert event.actor == "cli" and event.data["totp_enabled"] is False
+    assert cli("operators", "reset-totp", "nobody").exit_code == 1
+
+    # ... or from the console's Operators page.
+    rita.post("/console/account/totp/begin")
+    secret = rita.get("/console/account").text.split('data-testid="totp-secret">')[1].split("<")[0]
+    rita.post("/console/account/totp/confirm", {"code": pyotp.TOTP(secret).now()})
+    admin = console_user(app, "ada", ["admin"])
+    page = admin.get("/console/operators")
+    assert 'data-action="reset-totp"' in page.text
+    with app.state.database.transaction() as s:
+        rid = s.scalars(select(Operator).where(Operator.username == "rita")).one().id
+    done = admin.post(f"/console/operators/{rid}/reset-totp")
+    assert done.status_code == 303 and "TOTP removed" in admin.get(done.headers["location"]).text
+    assert rita.get("/console/applications").status_code == 303
+    assert rita.login().status_code == 303
+    assert [e.actor for e in _events_of(app, "operator.totp_reset")].count(admin_id(app)) == 1
+
+
+def admin_id(app) -> str:  # type: ignore[no-untyped-def]
+    with app.state.database.transaction() as s:
+        return s.scalars(select(Operator).where(Operator.username == "ada")).one().id
+
+
+def test_mistakes_are_named_by_their_page_and_a_mistyped_code_keeps_the_set_up(app):
+    admin = console_user(app, "ada", ["admin"])
+    admin.get("/console/operators")
+    bad_name = admin.post("/console/operators", {"username": "Bad User!", "display_name": "Bea",
+                                                 "roles": ["reviewer"], "password": PASSWORD})
+    assert bad_name.status_code == 422
+    assert "password is too weak" not in bad_name.text and "The user name is not allowed" in bad_name.text
+    assert 'value="Bea"' in bad_name.text  # what was typed is kept
+    no_role = admin.post("/console/operators", {"username": "bea", "password": PASSWORD})
+    assert no_role.status_code == 422 and "Choose the operator&#39;s roles" in no_role.text
+    assert "Your role does not allow this" not in no_role.text
+    added = admin.post("/console/operators", {"username": "bea", "roles": ["reviewer"],
+                                              "password": PASSWORD})
+    assert "Operator added." in admin.get(added.headers["location"]).text
+
+    admin.get("/console/account")
+    admin.post("/console/account/totp/begin")
+    secret = admin.get("/console/account").text.split('data-testid="totp-secret">')[1].split("<")[0]
+    wrong = admin.post("/console/account/totp/confirm", {"code": "000000"})
+    assert wrong.status_code == 422 and "password is too weak" not in wrong.text
+    assert "That code does not match" in wrong.text
+    # The same set-up is shown again, and starting again keeps the secret already scanned.
+    assert f'data-testid="totp-secret">{secret}<' in wrong.text
+    admin.get("/console/account")
+    admin.post("/console/account/totp/begin")
+    assert f'data-testid="totp-secret">{secret}<' in admin.get("/console/account").text
+    # A confirmation sent twice turns TOTP on once.
+    code = pyotp.TOTP(secret).now()
+    assert admin.post("/console/account/totp/confirm", {"code": code}).status_code == 303
+    assert admin.post("/console/account/totp/confirm", {"code": code}).status_code == 303
+    assert len(_events_of(app, "operator.totp_enabled")) == 1
+
+
+def test_an_unconfirmed_totp_set_up_expires(app, manual_clock):
+    admin = console_user(app, "ada", ["admin"])
+    admin.get("/console/account")
+    admin.post("/console/account/totp/begin")
+    secret = admin.get("/console/account").text.split('data-testid="totp-secret">')[1].split("<")[0]
+    manual_clock.advance(31 * 60)
+    assert admin.login().status_code == 303  # the idle session ended meanwhile
+    page = admin.get("/console/account")
+    assert "totp-secret" not in page.text and "Set up TOTP" in page.text
+    late = admin.post("/console/account/totp/confirm",
+                      {"code": pyotp.TOTP(secret).at(manual_clock.now())})
+    assert late.status_code == 422 and "expired" in late.text
+    admin.post("/console/account/totp/begin")
+    assert secret not in admin.get("/console/account").text

@@ -40,6 +40,8 @@ def issue_production_client(approver, http, partner_id: str) -> PartnerClient:  
         "scopes": ["payroll:read", "payroll:write", "webhooks:manage"],
         "jwks": json.dumps(public_jwks(key)), "jwks_uri": "", "rate_plan": "unlimited",
         "require_dpop": "true"})
+    assert page.status_code == 303, page.text  # Post/Redirect/Get
+    page = approver.get(page.headers["location"])
     assert page.status_code == 200, page.text
     client_id = page.text.split('data-testid="client-id">')[1].split("<")[0]
     assert client_id.startswith("cli_")
@@ -237,7 +239,7 @@ def test_rotate_and_revoke_clients(app, http):
     approver.get(f"/console/partners/{pid}/clients/{production.client_id}/rotate")
     rotated = approver.post(f"/console/partners/{pid}/clients/{production.client_id}/rotate",
                             {"jwks": json.dumps(public_jwks(new_key))})
-    assert rotated.status_code == 200, rotated.text
+    assert rotated.status_code == 303, rotated.text
     stale = http.post("/oauth/token", data={
         "grant_type": "client_credentials",
         "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
@@ -249,7 +251,8 @@ def test_rotate_and_revoke_clients(app, http):
     # sandbox rotation gives a new secret, shown once; the old one stops working
     approver.get(f"/console/partners/{pid}/clients/{sandbox.client_id}/rotate")
     page = approver.post(f"/console/partners/{pid}/clients/{sandbox.client_id}/rotate")
-    assert page.status_code == 200
+    assert page.status_code == 303
+    page = approver.get(page.headers["location"])
     secret = page.text.split('data-testid="client-secret">')[1].split("<")[0]
     old = sandbox.secret
     sandbox.secret, sandbox._token = secret, None
@@ -373,3 +376,100 @@ def test_two_approvers_at_once_approve_exactly_once(app, http):
     with app.state.database.transaction() as s:
         assert s.scalar(select(func.count()).select_from(PartnerTransition).where(
             PartnerTransition.partner_id == pid, PartnerTransition.action == "approve")) == 1
+
+
+def _apply_many(app, n: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """`n` applications, one second apart (the queue's order), through the service."""
+    from datetime import timedelta
+
+    from partners import applications
+    from partners.schemas import ApplicationIn
+    from tests.partners.helpers import application
+
+    names = []
+    with app.state.database.transaction() as s:
+        for i in range(n):
+            applied = applications.apply(s, ApplicationIn.model_validate(
+                application(legal_name=f"排队测试有限公司 {i:03d}")), source="api")
+            applied.application.submitted_at += timedelta(seconds=i)
+            names.append(applied.application.legal_name)
+    return names
+
+
+def test_the_application_queue_reaches_every_application_and_counts_them(app, http):
+    names = _apply_many(app, 53)
+    rita = console_user(app, "rita", ["reviewer"])
+    queue = rita.get("/console/applications")
+    # Oldest first, the order the queue is worked in, with the count.
+    assert "1–50 of 53 applications" in queue.text
+    assert names[0] in queue.text and names[49] in queue.text and names[50] not in queue.text
+    assert queue.text.index(names[0]) < queue.text.index(names[1])
+    last = rita.get("/console/applications?status=open&order=oldest&page=2")
+    assert 'href="?status=open&amp;order=oldest&amp;page=2"' in queue.text  # "Next" and "Last"
+    assert "51–53 of 53 applications" in last.text and names[52] in last.text
+    assert names[0] not in last.text and 'href="?status=open&amp;order=oldest&amp;page=1"' in last.text
+    # The newest first, on request.
+    newest = rita.get("/console/applications?order=newest")
+    assert newest.text.index(names[52]) < newest.text.index(names[51]) and names[2] not in newest.text
+    # A page past the end is the last page; a page that is not a number is the first.
+    assert names[52] in rita.get("/console/applications?page=99").text
+    assert names[0] in rita.get("/console/applications?page=abc").text
+    assert "1–50 of 53 applications" in rita.get("/console/applications?status=all").text
+    # The partners list pages the same way (newest first), its count agreeing with the queue.
+    partners = rita.get("/console/partners?status=submitted")
+    assert "1–50 of 53 partners" in partners.text and "submitted (53)" in partners.text
+    assert names[0] in rita.get("/console/partners?status=submitted&page=2").text
+    # `%` and `_` typed in the search are characters, not wildcards.
+    assert "0 partners" in rita.get("/console/partners?q=_").text
+
+
+def _count_clients(app, pid: str, environment: str) -> int:  # type: ignore[no-untyped-def]
+    with app.state.database.transaction() as s:
+        return int(s.scalar(select(func.count()).select_from(OAuthClient).where(
+            OAuthClient.partner_id == pid, OAuthClient.environment == environment,
+            OAuthClient.status == "active")) or 0)
+
+
+def test_issuing_a_client_acts_once_and_shows_the_secret_once(app, http):
+    approver = console_user(app, "alan", ["approver"])
+    applied = apply(http)
+    pid = applied["partner_id"]
+    approver.get(f"/console/partners/{pid}/clients/new")
+    form = {"name": "Test harness", "environment": "sandbox", "scopes": ["payroll:read"],
+            "rate_plan": "standard"}
+    first = approver.post(f"/console/partners/{pid}/clients", form)
+    assert first.status_code == 303, first.text  # Post/Redirect/Get
+    # The same form again (double click, back and resubmit): no second client, the same result.
+    again = approver.post(f"/console/partners/{pid}/clients", form)
+    assert again.status_code == 303 and again.headers["location"] == first.headers["location"]
+    assert _count_clients(app, pid, "sandbox") == 2  # the application's own, and this one
+    page = approver.get(first.headers["location"])
+    assert page.status_code == 200 and "Client issued" in page.text
+    client_id = page.text.split('data-testid="client-id">')[1].split("<")[0]
+    secret = page.text.split('data-testid="client-secret">')[1].split("<")[0]
+    client = PartnerClient(http=http, client_id=client_id, partner_id=pid, tenant_id="",
+                           secret=secret)
+    assert client.get("/v1/partner").status_code == 200
+    # A reload shows the client, never the secret again, and issues nothing.
+    reload = approver.get(first.headers["location"])
+    assert reload.status_code == 200 and client_id in reload.text
+    assert secret not in reload.text and 'data-testid="secret-gone"' in reload.text
+    assert _count_clients(app, pid, "sandbox") == 2
+    # Another operator cannot read the secret through the result page.
+    other = console_user(app, "anna", ["approver"])
+    assert secret not in other.get(first.headers["location"]).text
+    with app.state.database.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(Event).where(
+            Event.type == "partner_client.issued", Event.resource_id == client_id)) == 1
+
+    # Rotating: a repeated post does not rotate again (which would kill the secret just shown).
+    approver.get(f"/console/partners/{pid}/clients/{client_id}/rotate")
+    rotated = approver.post(f"/console/partners/{pid}/clients/{client_id}/rotate")
+    repeated = approver.post(f"/console/partners/{pid}/clients/{client_id}/rotate")
+    assert rotated.status_code == repeated.status_code == 303
+    assert repeated.headers["location"] == rotated.headers["location"]
+    page = approver.get(rotated.headers["location"])
+    assert "Credentials rotated" in page.text
+    client.secret, client._token = page.text.split('data-testid="client-secret">')[1].split("<")[0], None
+    assert client.get("/v1/partner").status_code == 200
+    assert 'data-testid="client-secret"' not in approver.get(rotated.headers["location"]).text
