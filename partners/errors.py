@@ -73,10 +73,6 @@ class PartnerNotReady(Conflict):
     code, title = "partner_not_ready", "The partner is not approved for production"
 
 
-class PartnerNotInService(Conflict):
-    code, title = "partner_not_active", "The partner is not active"
-
-
 class InvalidUsername(ValidationFailed):
     code, title = "invalid_username", "The user name is not allowed"
 

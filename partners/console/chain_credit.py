@@ -24,7 +24,6 @@ from gateway.tenancy import Partner, Tenant, clock_for, get_tenant, partner_stat
 from partners.console import forms
 from partners.console.paging import page_number, paginate
 from partners.console.session import Console, check_csrf, console_user, error_page, render
-from partners.errors import PartnerNotInService
 from partners.models import Operator
 from partners.operators import can, require
 from products.chain_credit import repository, schemas, service, views
@@ -106,19 +105,6 @@ def _in_service(partner: Partner | None, tenant: Tenant) -> bool:
     """Whether the partner may use this tenant at all: the states in which the gateway accepts
     its tokens there (gateway.tenancy.partner_states; production: active only)."""
     return partner is not None and partner.status in partner_states(tenant.environment)
-
-
-def _require_in_service(session: Session, tenant: Tenant) -> None:
-    """Refuse new credit and disbursements in the tenant of a partner the gateway refuses
-    (suspended, offboarded; in production also not yet active). Actions that lower the bank's
-    exposure (freeze, decline, record a risk event) stay open, and so does reading."""
-    partner = session.get(Partner, tenant.partner_id)
-    if not _in_service(partner, tenant):
-        status = partner.status if partner is not None else "gone"
-        raise PartnerNotInService(
-            f"The partner is {status}: no facility can be granted or unfrozen and no financing "
-            f"approved in its {tenant.environment} tenant. Freezing, declining and recording "
-            "risk events are still possible.")
 
 
 def _refused(session: Session, console: Console, exc: Problem) -> None:
@@ -208,7 +194,6 @@ def console_grant_facility(request: Request, tenant_id: str,
     except Problem as exc:
         return error_page(request, exc, console, back=back)
     try:
-        _require_in_service(session, tenant)
         body = _validated(schemas.FacilityGrant, {
             "tenant_id": tenant.id, "core_enterprise_id": core_enterprise_id, "limit": _money(limit),
             "expires_on": expires_on, "guarantee_circle": guarantee_circle,
@@ -243,8 +228,6 @@ def console_change_facility(request: Request, tenant_id: str, facility_id: str, 
         return error_page(request, exc, console, back=back)
     action = service.freeze_facility if change == "freeze" else service.unfreeze_facility
     try:
-        if change == "unfreeze":  # lets the core enterprise issue again: new credit
-            _require_in_service(session, tenant)
         body = _validated(schemas.FacilityStatusChange, {"tenant_id": tenant.id,
                                                           "reason": reason.strip()})
         action(session, tenant.id, facility_id, reason=body.reason, actor=console.operator.id)
@@ -308,7 +291,6 @@ def console_decide_application(request: Request, tenant_id: str, application_id:
         return error_page(request, exc, console, back=back)
     try:
         if decision == "approve":
-            _require_in_service(session, tenant)
             body = _validated(schemas.ApplicationApprove, {
                 "tenant_id": tenant.id, "amount": _money(amount),
                 "annual_rate": annual_rate.strip(), "due_date": due_date})

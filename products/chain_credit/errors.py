@@ -167,3 +167,7 @@ class InvoiceAlreadyFinanced(Conflict):
 class PurchaseOrderAlreadyFinanced(Conflict):
     code, title = ("purchase_order_already_financed",
                    "A purchase order already backs a financing application")
+
+
+class PartnerNotInService(Conflict):
+    code, title = "partner_not_active", "The partner is not active"

@@ -25,7 +25,7 @@ from gateway.clock import start_of_business_day
 from gateway.errors import Problem, ValidationFailed
 from gateway.events import publish
 from gateway.ids import new_id
-from gateway.tenancy import clock_for, get_tenant
+from gateway.tenancy import Partner, clock_for, get_tenant, partner_states
 from products.chain_credit import ledger, repository, views
 from products.chain_credit.errors import (
     ApprovalExceedsRequest,
@@ -54,6 +54,7 @@ from products.chain_credit.errors import (
     NotHolder,
     NotIssuer,
     NotSameChain,
+    PartnerNotInService,
     PurchaseOrderAlreadyFinanced,
     QuoteExpired,
     SplitMismatch,
@@ -272,12 +273,29 @@ def _check_circle_cap(session: Session, tenant_id: str, circle: str, limit_fen: 
                "requested": {"amount": format_fen(limit_fen), "currency": "CNY"}})
 
 
+def require_partner_in_service(session: Session, tenant_id: str) -> None:
+    """New credit and disbursements (a facility granted or unfrozen, financing approved) only
+    in the tenant of a partner the gateway serves there (`gateway.tenancy.partner_states`:
+    suspended and offboarded partners are not; in production only active ones are), whether
+    operations act by the API or the console. What lowers the bank's exposure (a freeze, a
+    decline, a risk event) stays open, and so does reading."""
+    tenant = get_tenant(session, tenant_id)
+    partner = session.get(Partner, tenant.partner_id)
+    if partner is None or partner.status not in partner_states(tenant.environment):
+        status = partner.status if partner is not None else "gone"
+        raise PartnerNotInService(
+            f"The partner is {status}: no facility can be granted or unfrozen and no financing "
+            f"approved in its {tenant.environment} tenant. Freezing, declining and recording "
+            "risk events are still possible.", extra={"partner_status": status})
+
+
 def grant_facility(session: Session, *, tenant_id: str, core_enterprise_id: str, limit_fen: int,
                    expires_on: date, guarantee_circle: str, discount_rate: str | Decimal,
                    actor: str) -> CreditFacility:
     """Grant a core enterprise its credit facility (operations), or renew it once it has expired
     (banks grant for a term, usually a year). The guarantee circle's total stays within its
     configured share of the bank-wide limit; a facility still active or frozen is refused."""
+    require_partner_in_service(session, tenant_id)
     get_tenant(session, tenant_id)
     rate = discount_rate if isinstance(discount_rate, Decimal) else parse_rate(discount_rate)
     core = repository.member(session, tenant_id, core_enterprise_id)
@@ -374,6 +392,7 @@ def freeze_facility(session: Session, tenant_id: str, facility_id: str, *, reaso
 def unfreeze_facility(session: Session, tenant_id: str, facility_id: str, *, reason: str,
                       actor: str) -> CreditFacility:
     """Lift a freeze (operations, once the risk is resolved)."""
+    require_partner_in_service(session, tenant_id)
     facility = repository.get_facility(session, tenant_id, facility_id, lock=True)
     now = _now(session, tenant_id)
     if effective_status(facility, _today(now)) == "expired":
@@ -1067,7 +1086,7 @@ def approve_application(session: Session, tenant_id: str, app_id: str, *, amount
     """Operations approve an amount and rate; the ledger disburses it to the applicant at once.
     Refused if, since filing, a certificate has come to back one of its invoices or another
     application citing them has been financed (the first financed wins)."""
-    get_tenant(session, tenant_id)
+    require_partner_in_service(session, tenant_id)
     rate = parse_rate(annual_rate)
     app = repository.get_application(session, tenant_id, app_id, lock=True)
     check(APPLICATION_TRANSITIONS, "financing application", app.status, "disbursed")

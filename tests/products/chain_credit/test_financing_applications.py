@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 
 from gateway.jobs import run_until_idle
@@ -256,3 +257,30 @@ def test_references_stored_before_are_compared_without_case(app, http):
     # Once factored, it backs no certificate either.
     assert _approve(chain, invoice["id"], amount="100000.00").status_code == 200
     problem(chain.issue("100.00", invoice_numbers=["INV-OLD-1"]), 409, "invoice_already_financed")
+
+
+@pytest.mark.parametrize("status", ["suspended", "offboarded"])
+def test_no_new_credit_for_a_partner_the_gateway_refuses(app, http, status):
+    """The operations API refuses, as the console does, to grant, unfreeze or disburse in the
+    tenant of a suspended or offboarded partner; what lowers the bank's exposure stays open."""
+    from gateway.tenancy import Partner, get_tenant
+
+    chain = build_chain(app, http)
+    application = _apply(chain, chain.t1, counterparty_member_id=chain.core.id).json()
+    other = _apply(chain, chain.t1, invoice_numbers=["INV-77001"],
+                   counterparty_member_id=chain.core.id).json()
+    with app.state.database.transaction() as s:
+        s.get(Partner, get_tenant(s, chain.tenant_id).partner_id).status = status
+    before = balance(app, chain.tenant_id, chain.t1.account_id)
+    body = problem(_approve(chain, application["id"]), 409, "partner_not_active")
+    assert body["partner_status"] == status and status in body["detail"]
+    assert balance(app, chain.tenant_id, chain.t1.account_id) == before
+    frozen = chain.ops.post(f"{OPS}/facilities/{chain.facility_id}/freeze",
+                            {"tenant_id": chain.tenant_id, "reason": "partner " + status})
+    assert frozen.status_code == 200, frozen.text  # lowering exposure stays open
+    problem(chain.ops.post(f"{OPS}/facilities/{chain.facility_id}/unfreeze",
+                           {"tenant_id": chain.tenant_id, "reason": "x"}), 409,
+            "partner_not_active")
+    declined = chain.ops.post(f"{OPS}/financing-applications/{other['id']}/decline",
+                              {"tenant_id": chain.tenant_id, "reason": "partner " + status})
+    assert declined.status_code == 200, declined.text
