@@ -91,7 +91,7 @@ OPERATIONS_EVENTS: tuple[EventType, ...] = tuple([
     *_group("partner", "partner_application", "contacts_viewed"),
     *_group("oauth_client", "partner_client", "issued", "revoked", "rotated"),
     *_resource("operator", "created", "password_changed", "enabled", "disabled", "locked",
-               "unlocked", "totp_enabled", "totp_disabled"),
+               "unlocked", "totp_enabled", "totp_disabled", "totp_reset"),
 ])
 
 CATALOGUE: dict[str, EventType] = {e.name: e for e in PARTNER_EVENTS + OPERATIONS_EVENTS}
