@@ -658,6 +658,47 @@ class CountedMoney(BaseModel):
     amount: Money
 
 
+class StatementTotal(BaseModel):
+    count: int
+    amount: Money
+    clearing_effect: Money
+    moved: CountedMoney = Field(description="The lines whose money moved (succeeded, paid, "
+                                            "repaid): what a comparison's `totals` show")
+
+
+class StatementLineOut(BaseModel):
+    kind: str
+    id: str
+    reference: str | None
+    status: str
+    amount: Money
+    clearing_effect: Money
+    occurred_at: Timestamp
+    counterparty: str | None
+    detail: dict[str, str]
+
+
+class ReconciliationStatementOut(BaseModel):
+    """A day's statement (对账单) as `statement_json` writes it, in every product."""
+
+    business_date: date
+    cutoff: str = Field(description="The day's cut-off, HH:MM Asia/Shanghai")
+    window_start: Timestamp
+    window_end: Timestamp
+    clearing_account_id: str
+    clearing_account_ids: list[str]
+    opening_balance: Money
+    closing_balance: Money
+    net_clearing_effect: Money
+    ledger_agrees: bool
+    difference: Money
+    totals: dict[str, StatementTotal]
+    summary: dict[str, Any]
+    line_count: int
+    lines: list[StatementLineOut]
+    generated_at: Timestamp
+
+
 class ComparisonTotal(BaseModel):
     bank: CountedMoney = Field(description="The statement's lines of the kind whose money "
                                            "moved: its `totals[kind].moved`")

@@ -353,7 +353,7 @@ _CSV_DOC: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/reconciliation/{business_date}", summary="The daily reconciliation statement",
-            response_model=schemas.CollectionStatementOut,
+            response_model=schemas.ReconciliationStatementOut,
             responses={**_CSV_DOC, **error_responses(406, 409)})
 def get_reconciliation_statement(business_date: date, request: Request, principal: Read,
                                  session: Db,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -18,7 +18,7 @@ from gateway.errors import ValidationFailed
 from gateway.identifiers import USCC
 from gateway.money import Money, MoneyIn, MoneyInNonNegative
 from products.accounts import reconciliation
-from products.accounts.reconciliation import CountedMoney, parse_cutoff
+from products.accounts.reconciliation import parse_cutoff
 from products.collection.rules import parse_rate
 
 # No examples on these two: each field gives its own (an order number is not a refund's or a
@@ -415,43 +415,8 @@ class SettlementPage(Page):
     data: list[SettlementOut]
 
 
-class StatementTotal(_Out):
-    count: int
-    amount: Money
-    clearing_effect: Money
-    moved: CountedMoney = Field(description="The lines whose money moved (succeeded, paid, "
-                                            "repaid): what a comparison's `totals` show")
-
-
-class StatementLineOut(_Out):
-    kind: str
-    id: str
-    reference: str | None
-    status: str
-    amount: Money
-    clearing_effect: Money
-    occurred_at: Timestamp
-    counterparty: str | None
-    detail: dict[str, str]
-
-
-class CollectionStatementOut(_Out):
-    business_date: date
-    cutoff: str
-    window_start: str
-    window_end: str
-    clearing_account_id: str
-    clearing_account_ids: list[str]
-    opening_balance: Money
-    closing_balance: Money
-    net_clearing_effect: Money
-    ledger_agrees: bool
-    difference: Money
-    totals: dict[str, StatementTotal]
-    summary: dict[str, Any]
-    line_count: int
-    lines: list[StatementLineOut]
-    generated_at: Timestamp
+# The statement is the same document in every product (products.accounts.reconciliation).
+ReconciliationStatementOut = reconciliation.ReconciliationStatementOut
 
 
 # The answer of a comparison is the same in every product (products.accounts.reconciliation).

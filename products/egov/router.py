@@ -27,6 +27,7 @@ from gateway.routing import Router
 from gateway.tenancy import Principal, clock_for
 from products.accounts.reconciliation import (
     ComparisonOut,
+    ReconciliationStatementOut,
     diff_records,
     parse_records,
     records_request_doc,
@@ -211,7 +212,7 @@ def get_payment_receipt(order_id: str, request: Request, response: Response, pri
 
 # --- reconciliation ---------------------------------------------------------------------------
 
-@payments.get("/reconciliation/{business_date}", response_model=dict[str, Any],
+@payments.get("/reconciliation/{business_date}", response_model=ReconciliationStatementOut,
               summary="The portal's daily reconciliation statement (对账单)",
               description="Every order closed on the business date (Asia/Shanghai), with the "
                           "collection account's opening and closing balances; available once the "

@@ -10,6 +10,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from gateway.events import Event
+from products.accounts.reconciliation import ReconciliationStatementOut
 from tests.products.collection.support import (
     clearing_invariants,
     money,
@@ -128,6 +129,7 @@ def test_three_days_of_settlement_with_refunds_after_settlement_and_statements(a
     assert p.clearing() == 0
     # the statement of day 3 shows day 2's repayments as their own lines
     statement3 = p.get(f"/reconciliation/{day3.isoformat()}").json()
+    ReconciliationStatementOut.model_validate(statement3)  # the document's shape
     assert statement3["ledger_agrees"] is True
     repayments = {line["detail"]["payee"]: line for line in statement3["lines"]
                   if line["kind"] == "advance_repayment"}

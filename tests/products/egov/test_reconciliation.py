@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from gateway.clock import SHANGHAI
+from products.accounts.reconciliation import ReconciliationStatementOut
 from tests.products.collection.support import next_cutoff, setup_platform
 from tests.products.egov.helpers import (
     ORIGIN,
@@ -176,8 +177,9 @@ def test_an_expired_order_is_on_the_statement_of_the_day_it_expired(app, http, p
     advance(app, partner.tenant_id, (expiry + timedelta(minutes=70) - now()).total_seconds())
     assert run_jobs(app, "egov.expire_orders") == {"egov.expire_orders": 1}
     advance(app, partner.tenant_id, 86400)
-    listed = {line["id"]: line for line in
-              partner.get(f"/v1/egov/reconciliation/{day.isoformat()}").json()["lines"]}
+    statement = partner.get(f"/v1/egov/reconciliation/{day.isoformat()}").json()
+    ReconciliationStatementOut.model_validate(statement)  # the document's shape
+    listed = {line["id"]: line for line in statement["lines"]}
     assert listed[order["id"]]["status"] == "expired"
     assert datetime.fromisoformat(listed[order["id"]]["occurred_at"].replace("Z", "+00:00")) == expiry
     after = partner.get(f"/v1/egov/reconciliation/{(day + timedelta(days=1)).isoformat()}").json()
