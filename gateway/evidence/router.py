@@ -70,6 +70,28 @@ class LeavesOut(BaseModel):
     leaf_hashes: list[str]
 
 
+class BundleEntryOut(BaseModel):
+    id: str
+    index: int
+    canonical: str = Field(description="base64 canonical bytes: the entry's fields")
+    leaf_hash: str = Field(description="base64 SHA-256(0x00 || canonical)")
+    inclusion_proof: list[str] = Field(description="base64 hashes, leaf to root (RFC 9162) "
+                                                   "against the bundle's checkpoint")
+
+
+class BundleOut(BaseModel):
+    """Everything needed to verify, offline, every entry about one business object."""
+
+    format: str = Field(examples=["quanlian-evidence-bundle/1"])
+    resource_id: str
+    resources: list[str] = Field(description="The object and those it consists of")
+    verifier_key: str = Field(description="The log's verifier key as the log names it: check "
+                                          "it against the key the bank publishes")
+    checkpoint: str = Field(description="The signed checkpoint (C2SP signed note)")
+    tree_size: int
+    entries: list[BundleEntryOut]
+
+
 class CheckpointsOut(BaseModel):
     data: list[str] = Field(description="Signed checkpoint notes, oldest first")
     next_after: int | None
@@ -147,7 +169,7 @@ def evidence_consistency_proof(first: int = Query(ge=1, le=MAX_LOG_INDEX),
 
 
 @router.get("/bundles/{resource_id}", summary="Offline-verifiable bundle about one resource",
-            response_model=dict[str, Any], dependencies=[Depends(integrate_now)],
+            response_model=BundleOut, dependencies=[Depends(integrate_now)],
             responses=error_responses(401, 403, 409))
 def evidence_bundle(resource_id: str, request: Request,
                     principal: Principal = Depends(require_scope("evidence:read")),

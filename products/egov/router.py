@@ -15,12 +15,14 @@ from typing import Annotated, Any, Literal
 import anyio
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from gateway.auth import require_operations, require_scope
 from gateway.db import get_session
 from gateway.errors import error_responses
 from gateway.evidence import service as evidence_service
+from gateway.evidence.router import BundleOut
 from gateway.idempotency import idempotency
 from gateway.negotiation import VARY, accept_of, negotiate
 from gateway.routing import Router
@@ -418,12 +420,25 @@ def cancel_release_instruction(scheme_id: str, instruction_id: str, principal: W
     return escrow.instruction_view(session, ins)
 
 
+class BundleEventOut(BaseModel):
+    type: str
+    resource_id: str
+    data: dict[str, Any] = Field(description="What the event's entry commits to "
+                                             "(its `state_sha256`)")
+
+
+class EscrowBundleOut(BundleOut):
+    """The evidence bundle of a scheme, with the data of its events' entries."""
+
+    events: dict[str, BundleEventOut] = Field(description="By event id")
+
+
 def _bundle_response(request: Request, session: Session, tenant_id: str, scheme_id: str) -> Response:
     data = scheme_bundle(session, tenant_id, scheme_id, request.app.state.evidence_log)
     return Response(json.dumps(data, ensure_ascii=False), media_type="application/json")
 
 
-@schemes.get("/{scheme_id}/evidence-bundle", response_model=dict[str, Any],
+@schemes.get("/{scheme_id}/evidence-bundle", response_model=EscrowBundleOut,
              summary="The scheme's evidence bundle, verifiable offline",
              description="Every deposit, instruction, approval and release as evidence entries with "
                          "inclusion proofs against one signed checkpoint, and the events' data the "
@@ -461,7 +476,7 @@ def list_supervised_sub_accounts(scheme_id: str, principal: Supervisor, session:
     return {"data": [escrow.sub_account_view(s) for s in rows], "next_cursor": next_cursor}
 
 
-@supervision.get("/escrow-schemes/{scheme_id}/evidence-bundle", response_model=dict[str, Any],
+@supervision.get("/escrow-schemes/{scheme_id}/evidence-bundle", response_model=EscrowBundleOut,
                  summary="Evidence bundle of a supervised scheme, verifiable offline",
                  dependencies=[Depends(integrate_now)], responses=error_responses(404, 409))
 def get_supervised_evidence_bundle(scheme_id: str, request: Request, principal: Supervisor,

@@ -20,6 +20,7 @@ from gateway.events import publish
 from gateway.evidence import merkle, service, verifier
 from gateway.evidence.models import EvidenceCheckpoint, EvidenceEntry
 from gateway.evidence.note import parse_checkpoint, verify_note
+from gateway.evidence.router import BundleOut
 from tests.tools.api import new_partner_client
 
 
@@ -146,6 +147,7 @@ def test_bundle_verifies_offline(event_probe, partner, http):
     partner.post("/v1/probe-event")
     partner.post("/v1/probe-event")
     bundle = partner.get("/v1/evidence/bundles/probe_1").json()
+    BundleOut.model_validate(bundle)  # the document's shape
     cp = parse_checkpoint(verify_note(bundle["checkpoint"], bundle["verifier_key"]))
     assert len(bundle["entries"]) == 2
     for e in bundle["entries"]:

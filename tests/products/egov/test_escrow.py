@@ -23,6 +23,7 @@ from products.egov.errors import EscrowCreditRefused, EscrowDebitRefused
 from products.egov.escrow import _class_value
 from products.egov.evidence import BundleInvalid, verify_bundle
 from products.egov.models import ReleaseInstruction
+from products.egov.router import EscrowBundleOut
 from tests.products.egov.escrow_support import World, recognise, regulator_user, world
 from tests.products.egov.helpers import RNG, advance, run_jobs
 from tests.tools.api import new_partner_client, problem
@@ -477,6 +478,7 @@ def test_escrow_evidence_bundle_verifies_offline(app, http, partner):
         response = client.get(path)
         assert response.status_code == 200, response.text
         bundle = response.json()
+        EscrowBundleOut.model_validate(bundle)  # the document's shape
         fields = verify_bundle(json.loads(json.dumps(bundle)), key)
         types = [f["type"] for f in fields if f["kind"] == "event"]
         for expected in ("escrow_scheme.created", "escrow_sub_account.opened", "escrow_deposit.received",
