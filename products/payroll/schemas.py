@@ -219,6 +219,8 @@ class WorkerIn(_In):
 
 
 class WorkerPatch(_In):
+    name: str | None = Field(None, max_length=60, description="A corrected name (as on the ID "
+                                                             "card), under the items' name rule")
     status: Literal["active", "left"] | None = None
     contract_end: IsoDate | None = None
     card_number: str | None = Field(None, max_length=32)

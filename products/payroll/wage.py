@@ -412,9 +412,20 @@ def get_worker(session: Session, tenant_id: str, project_id: str, worker_id: str
 
 def update_worker(session: Session, principal: Principal, project_id: str, worker_id: str,
                   patch: WorkerPatch) -> WageWorker:
-    """A worker leaves (or returns), a contract end date, or a new registered card."""
+    """A worker leaves (or returns), a contract end date, a new registered card, or the
+    registered name corrected (a typo at registration would leave the worker unpayable: batch
+    items must carry the registered name)."""
     worker = get_worker(session, principal.tenant_id, project_id, worker_id)
     now = _now(session, principal.tenant_id)
+    if patch.name is not None:
+        name = patch.name.strip()
+        problem = name_problem(name)
+        if problem:
+            raise WorkerValidationFailed("The name is not valid.", errors=[
+                {"field": "body.name", "message": problem[1], "code": problem[0]}])
+        worker.name = name
+        worker.name_masked = mask_name(name)
+        worker.name_digest = pii_digest(name)
     if patch.card_number is not None:
         try:
             card = validate_bank_card(patch.card_number)

@@ -905,3 +905,24 @@ def test_every_month_the_clock_jumps_over_is_warned_once(app, http, contractor, 
     assert [w["cycle"] for w in _warnings(app, regulator.tenant_id, "unpaid_wages")] == [
         *months, "2027-03"]
     assert _warnings(app, regulator.tenant_id, "insufficient_balance") == []
+
+
+def test_a_registered_name_is_corrected_so_the_worker_can_be_paid(app, contractor):
+    """A typo at registration leaves the worker unpayable (items must carry the registered
+    name): the contractor corrects it, under the items' name rule, and the batch validates."""
+    project = make_project(app, contractor, workers=0)
+    workers = f"/v1/payroll/wage-projects/{project.id}/workers"
+    p = people(1, seed=122)[0]
+    typo = p.name[0] + "某" if p.name[1:] != "某" else p.name[0] + "甲"
+    worker = contractor.post(workers, {**_worker_body(p), "name": typo}).json()
+    refused = _batch(project, [p], 100_00)
+    assert "worker_name_mismatch" in {e["code"] for e in refused["validation"]["errors"]}
+    bad = problem(contractor.request("PATCH", f"{workers}/{worker['id']}",
+                                     json={"name": p.name + "\u200b"}), 422,
+                  "worker_validation_failed")
+    assert [(e["field"], e["code"]) for e in bad["errors"]] == [("body.name", "invalid_name")]
+    fixed = contractor.request("PATCH", f"{workers}/{worker['id']}", json={"name": p.name})
+    assert fixed.status_code == 200, fixed.text
+    assert fixed.json()["name"] != p.name and fixed.json()["name"].startswith(p.name[0])  # masked
+    accepted = _batch(project, [p], 100_00)
+    assert accepted["validation"]["errors"] == [], accepted["validation"]
