@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from gateway.tenancy import Tenant
 
@@ -26,3 +26,10 @@ def assert_failure_logged(caplog: pytest.LogCaptureFixture, tenant_id: str) -> N
     failures = [r for r in caplog.records if r.exc_info and tenant_id in r.getMessage()]
     assert failures, [r.getMessage() for r in caplog.records]
     assert all(isinstance(r.exc_info[1], OverflowError) for r in failures)  # type: ignore[index]
+
+
+def statuses(database: Any, model: Any, ids: dict[str, str]) -> dict[str, str]:
+    """The status of each row of `model`, by the tenant whose row it is ({tenant: row id})."""
+    with database.transaction() as session:
+        return {tenant: session.scalar(select(model.status).where(model.id == ident))
+                for tenant, ident in ids.items()}

@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from products.chain_credit import jobs
 from products.chain_credit.models import (
@@ -18,7 +17,7 @@ from products.chain_credit.models import (
     PayablesCertificate,
 )
 from tests.products.chain_credit.helpers import BASE, OPS, advance, build_chain, deposit, money
-from tests.tools.jobs import assert_failure_logged, break_clock
+from tests.tools.jobs import assert_failure_logged, break_clock, statuses
 
 
 def _with_due_work(app: Any, http: Any) -> dict[str, str]:
@@ -66,8 +65,7 @@ def test_one_tenant_failing_a_job_does_not_stop_the_others(app, http, caplog, na
 
     with caplog.at_level(logging.ERROR):
         assert job(app.state.database) >= 1
-    with app.state.database.transaction() as session:
-        status = {work["tenant"]: session.scalar(select(model.status).where(
-            model.id == work[key])) for work in (stuck, served)}
-    assert status == {stuck["tenant"]: before, served["tenant"]: after}
+    assert statuses(app.state.database, model, {
+        work["tenant"]: work[key] for work in (stuck, served)}) == {stuck["tenant"]: before,
+                                                                  served["tenant"]: after}
     assert_failure_logged(caplog, stuck["tenant"])

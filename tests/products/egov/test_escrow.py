@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
 
 from gateway.clock import SHANGHAI
 from gateway.identifiers import generate_uscc
@@ -27,7 +26,7 @@ from products.egov.router import EscrowBundleOut
 from tests.products.egov.escrow_support import World, recognise, regulator_user, world
 from tests.products.egov.helpers import RNG, advance, run_jobs
 from tests.tools.api import new_partner_client, problem
-from tests.tools.jobs import assert_failure_logged, break_clock
+from tests.tools.jobs import assert_failure_logged, break_clock, statuses
 
 DAY = 86400
 
@@ -679,8 +678,6 @@ def test_one_tenant_failing_its_refunds_does_not_stop_the_others(app, http, capl
 
     with caplog.at_level(logging.ERROR):
         assert run_jobs(app, "egov.escrow_refunds") == {"egov.escrow_refunds": 1}
-    with app.state.database.transaction() as session:
-        status = {tenant: session.scalar(select(ReleaseInstruction.status).where(
-            ReleaseInstruction.id == ident)) for tenant, ident in refunds.items()}
-    assert status == {stuck: "approved", served: "executed"}
+    assert statuses(app.state.database, ReleaseInstruction, refunds) == {
+        stuck: "approved", served: "executed"}
     assert_failure_logged(caplog, stuck)

@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from gateway.identifiers import luhn_check_digit
@@ -32,7 +31,7 @@ from tests.products.egov.helpers import (
     setup_portal,
 )
 from tests.tools.api import new_partner_client, problem
-from tests.tools.jobs import assert_failure_logged, break_clock
+from tests.tools.jobs import assert_failure_logged, break_clock, statuses
 
 
 def _orders(pc) -> list[dict]:
@@ -548,8 +547,6 @@ def test_one_tenant_failing_its_order_expiry_does_not_stop_the_others(app, http,
 
     with caplog.at_level(logging.ERROR):
         assert run_jobs(app, "egov.expire_orders") == {"egov.expire_orders": 1}
-    with app.state.database.transaction() as session:
-        status = {tenant: session.scalar(select(PaymentOrder.status).where(
-            PaymentOrder.id == ident)) for tenant, ident in orders.items()}
-    assert status == {stuck: "open", served: "expired"}
+    assert statuses(app.state.database, PaymentOrder, orders) == {stuck: "open",
+                                                                  served: "expired"}
     assert_failure_logged(caplog, stuck)

@@ -31,7 +31,7 @@ from tests.products.payroll.support import (
     upload,
 )
 from tests.tools.api import PartnerClient, new_partner_client, problem
-from tests.tools.jobs import assert_failure_logged, break_clock
+from tests.tools.jobs import assert_failure_logged, break_clock, statuses
 
 START = 10_000_000_00
 
@@ -283,25 +283,19 @@ def _confirmed(pc: PartnerClient, account_id: str, staff: list[Person], **kwargs
     return batch.json()["id"]
 
 
-def _statuses(app, model, ids: dict[str, str]) -> dict[str, str]:
-    with app.state.database.transaction() as session:
-        return {tenant: session.scalar(select(model.status).where(model.id == ident))
-                for tenant, ident in ids.items()}
-
-
 @pytest.mark.tolerant_jobs
 def test_one_tenant_failing_to_start_its_batches_does_not_stop_the_others(app, http, clock,
                                                                           caplog):
     (stuck, a), (served, b) = _employers(app, http)
     batches = {pc.tenant_id: _confirmed(pc, account, people(2), value_date=TODAY + timedelta(1))
                for pc, account in ((stuck, a), (served, b))}
-    assert set(_statuses(app, PayrollBatch, batches).values()) == {"scheduled"}
+    assert set(statuses(app.state.database, PayrollBatch, batches).values()) == {"scheduled"}
     advance_days(app, served.tenant_id, 1)  # its value date has come
     break_clock(app.state.database, stuck.tenant_id)
 
     with caplog.at_level(logging.ERROR):
         assert processing.start_due_batches(app.state.database) == 1
-    assert _statuses(app, PayrollBatch, batches) == {stuck.tenant_id: "scheduled",
+    assert statuses(app.state.database, PayrollBatch, batches) == {stuck.tenant_id: "scheduled",
                                                      served.tenant_id: "processing"}
     assert_failure_logged(caplog, stuck.tenant_id)
 
@@ -312,12 +306,12 @@ def test_one_tenant_failing_to_pay_its_batches_does_not_stop_the_others(app, htt
     # The failing tenant's batch is the oldest: paid first.
     batches = {pc.tenant_id: _confirmed(pc, account, people(3))
                for pc, account in ((stuck, a), (served, b))}
-    assert set(_statuses(app, PayrollBatch, batches).values()) == {"processing"}
+    assert set(statuses(app.state.database, PayrollBatch, batches).values()) == {"processing"}
     break_clock(app.state.database, stuck.tenant_id)
 
     with caplog.at_level(logging.ERROR):
         assert processing.pay_batches(app.state.database) >= 3
-    assert _statuses(app, PayrollBatch, batches) == {stuck.tenant_id: "processing",
+    assert statuses(app.state.database, PayrollBatch, batches) == {stuck.tenant_id: "processing",
                                                      served.tenant_id: "completed"}
     assert balance(app, served.tenant_id, b)[1] == 0
     assert_failure_logged(caplog, stuck.tenant_id)
@@ -334,13 +328,13 @@ def test_one_tenant_failing_its_returns_does_not_stop_the_others(app, http, cloc
     with app.state.database.transaction() as session:
         items = {tenant: session.scalar(select(PayrollItem.id).where(PayrollItem.batch_id == batch))
                  for tenant, batch in batches.items()}
-    assert set(_statuses(app, PayrollItem, items).values()) == {"succeeded"}
+    assert set(statuses(app.state.database, PayrollItem, items).values()) == {"succeeded"}
     for pc in (stuck, served):
         advance_days(app, pc.tenant_id, 1)  # the receiving bank returns the item
     break_clock(app.state.database, stuck.tenant_id)
 
     with caplog.at_level(logging.ERROR):
         assert processing.process_returns(app.state.database) == 1
-    assert _statuses(app, PayrollItem, items) == {stuck.tenant_id: "succeeded",
+    assert statuses(app.state.database, PayrollItem, items) == {stuck.tenant_id: "succeeded",
                                                   served.tenant_id: "returned"}
     assert_failure_logged(caplog, stuck.tenant_id)
