@@ -22,6 +22,7 @@ from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from gateway import patterns
 from gateway.db import note_connection_lost
 
 log = logging.getLogger("quanlian.errors")
@@ -275,16 +276,23 @@ def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(p) for p in loc)
 
 
+def validation_message(err: Any) -> str:
+    """What a user reads for one of pydantic's validation errors."""
+    if err.get("type") == "string_pattern_mismatch":
+        # Words, not the regular expression (which the document publishes).
+        return patterns.mismatch_message(str((err.get("ctx") or {}).get("pattern", "")))
+    message = str(err.get("msg", "invalid"))
+    return message.removeprefix("Value error, ")
+
+
 def validation_problem(exc: RequestValidationError) -> Problem:
     errors = []
     malformed = False
     for err in exc.errors():
         if err.get("type") == "json_invalid":
             malformed = True
-        message = str(err.get("msg", "invalid"))
-        if message.startswith("Value error, "):
-            message = message[len("Value error, ") :]
-        errors.append({"field": _loc(err.get("loc", ())), "message": message, "code": err.get("type")})
+        errors.append({"field": _loc(err.get("loc", ())), "message": validation_message(err),
+                       "code": err.get("type")})
     if malformed:
         return BadRequest("The request body is not valid JSON.", code="malformed_json",
                           title="Malformed JSON", errors=errors)

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway import patterns
 from gateway.identifiers import USCC
 
 PartnerType = Literal["core_enterprise", "park_operator", "canteen_platform",
@@ -15,9 +16,9 @@ Product = Literal["accounts", "chain_credit", "payroll", "collection", "egov"]
 PARTNER_TYPES: tuple[str, ...] = PartnerType.__args__  # type: ignore[attr-defined]
 PRODUCTS: tuple[str, ...] = Product.__args__  # type: ignore[attr-defined]
 
-EMAIL_PATTERN = r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
+EMAIL_PATTERN = patterns.EMAIL
 # Mainland mobile (11 digits starting 1) or a landline with area code, optional +86.
-PHONE_PATTERN = r"^(\+86[- ]?)?(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$"
+PHONE_PATTERN = patterns.PHONE
 
 
 class Contact(BaseModel):
@@ -38,7 +39,7 @@ class ApplicationIn(BaseModel):
     partner_type: PartnerType
     contacts: list[Contact] = Field(min_length=1, max_length=5)
     requested_products: list[Product] = Field(min_length=1, max_length=5)
-    website: str | None = Field(None, max_length=300, pattern=r"^https?://\S+$")
+    website: str | None = Field(None, max_length=300, pattern=patterns.WEB_ADDRESS)
     description: str | None = Field(None, max_length=2000)
 
     @field_validator("legal_name")

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway.db import get_session
-from gateway.errors import Problem, ValidationFailed
+from gateway.errors import Problem, ValidationFailed, validation_message
 from gateway.routing import Router
 from gateway.tenancy import Partner, Tenant, clock_for, get_tenant, partner_states
 from partners.console import forms
@@ -68,7 +68,7 @@ def _validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
         messages = []
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else ""
-            messages.append(f"{LABELS.get(field, field or 'Form')}: {error['msg']}")
+            messages.append(f"{LABELS.get(field, field or 'Form')}: {validation_message(error)}")
         raise ValidationFailed("; ".join(messages)) from None
 
 

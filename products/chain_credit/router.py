@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Query
 from sqlalchemy.orm import Session
 
+from gateway import patterns
 from gateway.auth import require_operations, require_scope
 from gateway.db import get_session
 from gateway.errors import error_responses
@@ -61,7 +62,7 @@ def _target_tenant(session: Session, principal: Principal, tenant_id: str) -> st
 
 @partner.get("/facilities", summary="List the credit facilities of the chain's core enterprises",
              response_model=schemas.FacilityPage)
-def list_credit_facilities(status: str | None = Query(None, pattern="^(active|frozen|expired)$"),
+def list_credit_facilities(status: str | None = Query(None, pattern=patterns.choices("active", "frozen", "expired")),
                            limit: int = LIMIT, cursor: str | None = CURSOR,
                            principal: Principal = Depends(READ),
                            session: Session = Depends(get_session)) -> schemas.FacilityPage:
@@ -319,7 +320,7 @@ def create_financing_application(body: schemas.ApplicationCreate, principal: Pri
              response_model=schemas.ApplicationPage)
 def list_financing_applications(
         kind: schemas.ApplicationKind | None = None,
-        status: str | None = Query(None, pattern="^(submitted|disbursed|declined|repaid|overdue)$"),
+        status: str | None = Query(None, pattern=patterns.choices("submitted", "disbursed", "declined", "repaid", "overdue")),
         applicant_id: str | None = Query(None, max_length=40),
         limit: int = LIMIT, cursor: str | None = CURSOR, principal: Principal = Depends(READ),
         session: Session = Depends(get_session)) -> schemas.ApplicationPage:
@@ -369,7 +370,7 @@ def grant_credit_facility(body: schemas.FacilityGrant, principal: Principal = De
 @operations.get("/facilities", summary="List a tenant's credit facilities",
                 response_model=schemas.FacilityPage, responses=error_responses(404))
 def list_tenant_credit_facilities(tenant_id: str = Query(..., max_length=40),
-                                  status: str | None = Query(None, pattern="^(active|frozen|expired)$"),
+                                  status: str | None = Query(None, pattern=patterns.choices("active", "frozen", "expired")),
                                   limit: int = LIMIT, cursor: str | None = CURSOR,
                                   principal: Principal = Depends(OPS_READ),
                                   session: Session = Depends(get_session)) -> schemas.FacilityPage:
@@ -416,7 +417,7 @@ def list_tenant_chain_members(tenant_id: str = Query(..., max_length=40),
                 response_model=schemas.ApplicationPage, responses=error_responses(404))
 def list_tenant_financing_applications(
         tenant_id: str = Query(..., max_length=40),
-        status: str | None = Query(None, pattern="^(submitted|disbursed|declined|repaid|overdue)$"),
+        status: str | None = Query(None, pattern=patterns.choices("submitted", "disbursed", "declined", "repaid", "overdue")),
         limit: int = LIMIT, cursor: str | None = CURSOR, principal: Principal = Depends(OPS_READ),
         session: Session = Depends(get_session)) -> schemas.ApplicationPage:
     tenant_id = _target_tenant(session, principal, tenant_id)

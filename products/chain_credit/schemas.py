@@ -8,13 +8,14 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from gateway import patterns
 from gateway.clock import IsoDate, Timestamp
 from gateway.identifiers import USCC
 from gateway.money import Money, MoneyIn
 from products.chain_credit.pricing import parse_rate
 
 MemberId = Annotated[str, Field(min_length=1, max_length=40, examples=["cmem_01JD0Z8Q0000000000000000"])]
-Reference = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$",
+Reference = Annotated[str, Field(min_length=1, max_length=64, pattern=patterns.REFERENCE_NO_COLON,
                                  examples=["INV-2026-000123"])]
 
 
@@ -28,7 +29,7 @@ def canonical_reference(value: object) -> object:
 # the others), so the length and pattern are checked on the stored form.
 FinancedReference = Annotated[
     str,
-    Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$",
+    Field(min_length=1, max_length=64, pattern=patterns.REFERENCE_NO_COLON,
           description="Stored upper-case (`inv-2026-000123` is `INV-2026-000123`)",
           examples=["INV-2026-000123"]),
     BeforeValidator(canonical_reference)]
@@ -54,7 +55,7 @@ def canonical_circle(value: object) -> object:
 # pattern are checked on the stored form.
 GuaranteeCircle = Annotated[
     str,
-    Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$",
+    Field(min_length=1, max_length=64, pattern=patterns.CODE,
           description="The guarantee circle (担保圈) the enterprise belongs to; stored upper-case "
                       "(`gc-sz-elec-01` is `GC-SZ-ELEC-01`)",
           examples=["GC-SZ-ELEC-01"]),

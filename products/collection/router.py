@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway import patterns
 from gateway.auth import require_scope
 from gateway.clock import to_rfc3339
 from gateway.db import get_session
@@ -488,7 +489,7 @@ def pay_meal(body: schemas.MealCreate, principal: Write, session: Db) -> schemas
             summary="Each diner's use of a month's subsidies", response_model=schemas.SubsidyReport,
             responses=error_responses(404))
 def get_subsidy_report(employer_id: Id,
-                       month: Annotated[str, Path(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")],
+                       month: Annotated[str, Path(pattern=patterns.MONTH)],
                        principal: Read, session: Db) -> schemas.SubsidyReport:
     return canteen.subsidy_report(session, principal.tenant_id, employer_id, month)
 

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from gateway import patterns
 from gateway.clock import IsoDate, Timestamp
 from gateway.errors import ValidationFailed
 from gateway.identifiers import USCC
@@ -24,11 +25,11 @@ from products.collection.rules import parse_rate
 # No examples on these two: each field gives its own (an order number is not a refund's or a
 # bill's, and an `acct_…` id of the account it means), else Optional fields show two.
 Reference = Annotated[str, Field(min_length=1, max_length=64,
-                                 pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/\-]*$")]
+                                 pattern=patterns.REFERENCE_ANY_LENGTH)]
 AccountId = Annotated[str, Field(min_length=1, max_length=60, description="A ledger account id")]
 ResourceId = Annotated[str, Field(min_length=1, max_length=40)]
 Text140 = Annotated[str, Field(max_length=140)]
-Month = Annotated[str, Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", examples=["2026-11"])]
+Month = Annotated[str, Field(pattern=patterns.MONTH, examples=["2026-11"])]
 
 
 def _cutoff(value: str) -> str:
@@ -236,7 +237,7 @@ class IncomingTransferSimulate(_In):
     amount: MoneyIn
     remitter_name: str = Field(min_length=1, max_length=100, examples=["苏州恒达精密机械有限公司"])
     remitter_account: str = Field("6222020000000000000", min_length=4, max_length=34,
-                                  pattern=r"^[0-9]+$")
+                                  pattern=patterns.DIGITS)
     memo: str = Field("", max_length=140,
                       description="The transfer's postscript (附言): an order number or bill "
                                   "reference named here is paid first")
@@ -446,9 +447,9 @@ class EmployerPage(Page):
 
 
 class DinerCreate(_In):
-    employee_no: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+    employee_no: str = Field(min_length=1, max_length=40, pattern=patterns.CODE)
     name: str = Field(min_length=1, max_length=100)
-    phone: str | None = Field(None, pattern=r"^1[3-9][0-9]{9}$")
+    phone: str | None = Field(None, pattern=patterns.MOBILE)
     funding_account_id: AccountId | None = Field(None, description="Tops up the personal wallet",
                                                  examples=["acct_01JD0ZC7Q9R1S3T5V7W9X1Y3Z5"])
 

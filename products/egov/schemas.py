@@ -8,12 +8,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway import patterns
 from gateway.clock import Instant, IsoDate, Timestamp
 from gateway.identifiers import USCC, IdentifierError, validate_resident_id, validate_uscc
 from gateway.money import Money, MoneyIn
 
-REFERENCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,63}$"
-ITEM_CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,31}$"
+REFERENCE_PATTERN = patterns.REFERENCE
+ITEM_CODE_PATTERN = patterns.ITEM_CODE
 OrderStatus = Literal["open", "paid", "cancelled", "expired", "failed"]
 SchemeKind = Literal["tuition", "presale_housing", "bid_deposit", "court_funds"]
 InstructionStatus = Literal["pending_approval", "approved", "rejected", "cancelled", "executed",
@@ -224,7 +225,7 @@ class TuitionPolicy(_In):
 
 
 class Milestone(_In):
-    code: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,32}$", examples=["structure_topped"])
+    code: str = Field(pattern=patterns.MILESTONE_CODE, examples=["structure_topped"])
     name: str = Field(min_length=1, max_length=60, examples=["主体结构封顶"])
     share_percent: str = Field(description="Most of the sub-account's supervised total released "
                                            "for this milestone, as a percentage string (\"30\", "

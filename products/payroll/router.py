@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
+from gateway import patterns
 from gateway.auth import require_operations, require_scope
 from gateway.db import get_session
 from gateway.errors import error_responses
@@ -65,7 +66,6 @@ Writer = Annotated[Principal, Depends(require_scope("payroll:write"))]
 Supervisor = Annotated[Principal, Depends(require_scope("payroll:supervise"))]
 Operator = Annotated[Principal, Depends(require_operations(write=False))]
 OperatorWrite = Annotated[Principal, Depends(require_operations(write=True))]
-MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
 
 router = Router(prefix="/v1", responses=error_responses(400, 401, 403, 429))
 batches = Router(prefix="/payroll/batches", tags=["payroll"])
@@ -315,7 +315,7 @@ def list_wage_fundings(project_id: str, principal: Reader, session: SessionDep,
                  summary="Regulator: wage projects in your regions, with balances")
 def list_supervised_projects(principal: Supervisor, session: SessionDep, limit: Limit = 20,
                              cursor: Cursor = None,
-                             region_code: Annotated[str | None, Query(pattern=r"^\d{6}$")] = None
+                             region_code: Annotated[str | None, Query(pattern=patterns.REGION)] = None
                              ) -> dict[str, Any]:
     rows, next_cursor = wage.supervised_projects(session, principal, limit=limit, cursor=cursor,
                                                  region_code=region_code)
@@ -334,7 +334,7 @@ def get_supervised_project(project_id: str, principal: Supervisor,
                  summary="Regulator: each registered worker's payment status for a month",
                  responses=error_responses(404, 422))
 def list_supervised_worker_payments(project_id: str, principal: Supervisor, session: SessionDep,
-                                    month: Annotated[str, Query(pattern=MONTH)],
+                                    month: Annotated[str, Query(pattern=patterns.MONTH)],
                                     limit: Limit = 20, cursor: Cursor = None) -> dict[str, Any]:
     data, next_cursor = wage.monthly_status(session, principal, project_id, month, limit=limit,
                                             cursor=cursor)

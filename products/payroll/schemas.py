@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway import patterns
 from gateway.clock import IsoDate, Timestamp
 from gateway.money import Money, MoneyIn
 
@@ -14,9 +15,9 @@ Purpose = Literal["wages", "bonus", "reimbursement"]
 BatchStatus = Literal["received", "validated", "rejected", "scheduled", "processing", "completed",
                       "partially_completed", "failed", "cancelled"]
 ItemStatus = Literal["pending", "succeeded", "failed", "cancelled", "returned"]
-WAGE_MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
-REFERENCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,63}$"
-REGION_PATTERN = r"^\d{6}$"
+WAGE_MONTH_PATTERN = patterns.MONTH
+REFERENCE_PATTERN = patterns.REFERENCE
+REGION_PATTERN = patterns.REGION
 
 
 class _In(BaseModel):

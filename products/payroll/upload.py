@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from gateway.errors import validation_message
 from gateway.tenancy import Principal
 from products.payroll.csvfile import (
     HEADER_COLUMNS,
@@ -84,7 +85,7 @@ class CsvBatchUpload:
             header = BatchHeaderIn.model_validate(values)
         except ValidationError as exc:
             errors = [{"field": "header." + ".".join(str(p) for p in e["loc"]),
-                       "message": str(e["msg"]), "code": e["type"], "line": line_no}
+                       "message": validation_message(e), "code": e["type"], "line": line_no}
                       for e in exc.errors()]
             raise InvalidBatchFile(
                 f"Line {line_no}, the batch header, is not valid: "
