@@ -113,6 +113,24 @@ def _skip_locked(session: Session) -> dict[str, Any]:
 
 # --- fan-out ------------------------------------------------------------------------------
 
+def _ulid(value: str) -> str:
+    """The ULID behind an id's prefix (`evt_01J...` -> `01J...`)."""
+    return value.partition("_")[2]
+
+
+def happened_after(event_id: str, endpoint_id: str) -> bool:
+    """Whether the event was published after the endpoint was registered.
+
+    Not by `created_at`: both are on the tenant's clock, which a sandbox reset moves back (an
+    endpoint registered while the test clock was ahead would then hear of nothing until real
+    time caught up). Ids are ULIDs of real time, stamped when the row is made: one process
+    makes them strictly increasing across all prefixes (`gateway.ids.new_id`), and processes
+    order them by their system clocks to the millisecond, as production times are. Neither
+    events nor webhook endpoints are drawn from the sandbox seed's deterministic ids
+    (`sandbox.seeded_ids`: both survive a reset), so their ids carry real time."""
+    return _ulid(event_id) > _ulid(endpoint_id)
+
+
 def fan_out(database: Database, batch: int = 500) -> int:
     """Turn undispatched events into deliveries. Returns the number of events handled."""
     config = config_for(database)
@@ -130,7 +148,7 @@ def fan_out(database: Database, batch: int = 500) -> int:
         clocks = {t: clock_for(session, t).now() for t in tenant_ids if t in endpoints}
         for event in events:
             for endpoint in endpoints.get(event.tenant_id, ()):
-                if endpoint.created_at > event.created_at:
+                if not happened_after(event.id, endpoint.id):
                     continue  # the endpoint did not exist when this happened
                 if not subscribed(endpoint.event_types, event.type):
                     continue
