@@ -1,10 +1,20 @@
 """ASGI entry point for uvicorn (`gateway.asgi:app`)."""
 
+import atexit
 import gc
+import os
 
+from prometheus_client import multiprocess
+
+from gateway import metrics
 from gateway.app import create_app
 
 app = create_app()
+
+if metrics.MULTIPROCESS:
+    # A worker that stops (uvicorn retiring it on SIGHUP or SIGTTOU, or the server stopping)
+    # takes its "live" gauges out of the sums; its counters and histograms stay counted.
+    atexit.register(multiprocess.mark_process_dead, os.getpid())
 
 # A server process keeps its modules, routes and settings for life. Freezing them out of the
 # collector's view, and collecting the young generation less often, keeps full collections

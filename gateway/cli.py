@@ -46,19 +46,24 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
 
     import uvicorn
 
+    from gateway.cli_support import metrics_directory
+
     if not worker:
         # Before the settings are first read: they are read once per process and kept, and
         # the app reads them in this process (one worker) or in uvicorn's (which inherit it).
         os.environ["QUANLIAN_RUN_WORKER"] = "false"
         get_settings.cache_clear()
-    db_upgrade()
-    settings = get_settings()
-    if settings.seed_demo:
-        from sandbox.demo import ensure_demo, quickstart
+    # Several workers count requests in one directory, so that /metrics reports the server's
+    # totals whichever worker answers: set before the seeding below imports the metrics.
+    with metrics_directory(workers):
+        db_upgrade()
+        settings = get_settings()
+        if settings.seed_demo:
+            from sandbox.demo import ensure_demo, quickstart
 
-        typer.echo(quickstart(settings, ensure_demo(settings)))
-    uvicorn.run("gateway.asgi:app", host=host, port=port, workers=workers,
-                proxy_headers=True, access_log=False, log_level="warning")
+            typer.echo(quickstart(settings, ensure_demo(settings)))
+        uvicorn.run("gateway.asgi:app", host=host, port=port, workers=workers,
+                    proxy_headers=True, access_log=False, log_level="warning")
 
 
 def openapi_document() -> str:

@@ -8,6 +8,9 @@ fails with `VaultNotConfigured`.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -36,3 +39,30 @@ def cli_transaction(settings: Settings | None = None) -> Iterator[Session]:
             yield session
     finally:
         database.dispose()
+
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextmanager
+def metrics_directory(workers: int) -> Iterator[str | None]:
+    """For `quanlian serve`: with several worker processes, a fresh directory of this server's
+    own for prometheus-client's multiprocess mode (`gateway.metrics`), in the environment the
+    workers inherit, removed when the server stops. Made with `mkdtemp` (empty, mode 0700, a new
+    name each time) under `PROMETHEUS_MULTIPROC_DIR` when that names a directory, else under the
+    temporary directory: another server's files, or a former run's, are never counted. With one
+    process the counts stay in memory, so the variable is removed. To be entered before
+    anything imports prometheus_client in this process (it reads the variable once)."""
+    inherited = os.environ.pop(MULTIPROC_ENV, None)
+    os.environ.pop(MULTIPROC_ENV.lower(), None)  # the old spelling prometheus-client still reads
+    if workers <= 1:
+        yield None
+        return
+    parent = inherited if inherited and os.path.isdir(inherited) else None
+    path = tempfile.mkdtemp(prefix="quanlian-metrics-", dir=parent)
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield path
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
