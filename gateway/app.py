@@ -168,13 +168,17 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     for defs_name, defs in list(components["ProblemDetails"].pop("$defs", {}).items()):
         components.setdefault(defs_name, defs)
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
-    unavailable = {"description": "Service unavailable: the database cannot be reached; nothing "
-                                  "changed, retry after `Retry-After` seconds",
+    unavailable = {"description": "Service unavailable: the database (or the configured Redis) "
+                                  "cannot be reached; nothing changed, retry after `Retry-After` "
+                                  "seconds",
                    "headers": {"Retry-After": {"schema": {"type": "integer"},
                                                "description": "Seconds to wait before retrying"}},
                    "content": problem}
     too_large = {"description": "Request body too large (`payload_too_large`); nothing changed",
                  "content": problem}
+    wrong_media_type = {"description": "Unsupported media type (`unsupported_media_type`): the "
+                                       "body was not sent as `application/json`; nothing changed",
+                        "content": problem}
     retry_after = {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying"}
     rate_limited = {"description": "Too many requests; retry after `Retry-After` seconds",
                     "headers": {"Retry-After": retry_after}, "content": problem}
@@ -195,6 +199,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 # Any body beyond QUANLIAN_MAX_BODY_BYTES (uploads: MAX_UPLOAD_BYTES) is refused
                 # before the route runs (gateway.middleware).
                 responses.setdefault("413", too_large)
+                if "application/json" in operation["requestBody"].get("content", {}):
+                    responses.setdefault("415", wrong_media_type)
             responses.setdefault("429", rate_limited).setdefault("headers", {}).setdefault(
                 "Retry-After", retry_after)
     _document_idempotency(app, schema)

@@ -97,8 +97,8 @@ def start_of_business_day(day: date) -> datetime:
 # "20261210" became 1970-08-23T12:06:50Z, or an error about "zero time". Requests name dates
 # as YYYY-MM-DD and instants as RFC 3339, and anything else is refused saying so.
 
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_RFC3339_START = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
 
 
 def _date_text(value: object) -> object:

@@ -285,12 +285,37 @@ def validation_message(err: Any) -> str:
     return message.removeprefix("Value error, ")
 
 
-def validation_problem(exc: RequestValidationError) -> Problem:
+# What pydantic says of a JSON body that was not read as JSON (FastAPI reads a body as JSON only
+# when it is labelled so): the body as a whole is not an object or a list.
+_NOT_A_JSON_BODY = {"model_attributes_type", "dict_type", "list_type", "model_type"}
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/")
+                                           and media.endswith("+json"))
+
+
+def validation_problem(exc: RequestValidationError, content_type: str | None = None) -> Problem:
+    """The problem for a request FastAPI could not validate. `content_type` is the request's
+    `Content-Type`: a body labelled as something other than JSON, where JSON is expected, is
+    a 415 saying so, not a field error about "a valid dictionary"."""
+    raw = exc.errors()
+    if content_type and not _is_json(content_type) and any(
+            tuple(err.get("loc", ())) == ("body",) and err.get("type") in _NOT_A_JSON_BODY
+            for err in raw):
+        return UnsupportedMediaType(
+            f"This call takes a JSON body: send it with Content-Type: application/json "
+            f"(not {content_type.split(';', 1)[0].strip()[:100]}).")
     errors = []
     malformed = False
-    for err in exc.errors():
+    for err in raw:
         if err.get("type") == "json_invalid":
+            # Its location is the body and the character offset, which is no field.
             malformed = True
+            errors.append({"field": "body", "message": "JSON decode error at character "
+                           f"{_loc(err.get('loc', ())[1:]) or 0}", "code": "json_invalid"})
+            continue
         errors.append({"field": _loc(err.get("loc", ())), "message": validation_message(err),
                        "code": err.get("type")})
     if malformed:
@@ -310,7 +335,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        return problem_response(validation_problem(exc), _request_id(request))
+        return problem_response(validation_problem(exc, request.headers.get("content-type")),
+                                _request_id(request))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
@@ -344,6 +370,14 @@ def install_error_handlers(app: FastAPI) -> None:
                     extra={"request_id": rid})
         return problem_response(_out_of_range(), rid)
 
+    # A store the platform depends on failed the call: the database, or the configured Redis
+    # where a caller did not map it itself (gateway/redis.py). An outage is a 503 with
+    # Retry-After and one log line; anything else stays a 500.
+    from limits.errors import StorageError
+    from redis.exceptions import RedisError
+
+    from gateway.redis import redis_problem
+
     @app.exception_handler(StatementError)  # DBAPIError's base: a value that failed to bind
     @app.exception_handler(DBAPIError)
     @app.exception_handler(psycopg.Error)
@@ -351,13 +385,17 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StaleDataError)
     @app.exception_handler(ObjectDeletedError)
     @app.exception_handler(NoResultFound)
-    async def _database_failed(request: Request, exc: Exception) -> Response:
-        problem = database_problem(exc, request.app.state.database)
+    @app.exception_handler(RedisError)
+    @app.exception_handler(StorageError)
+    async def _store_failed(request: Request, exc: Exception) -> Response:
+        redis = isinstance(exc, (RedisError, StorageError))
+        problem = (redis_problem(exc) if redis
+                   else database_problem(exc, request.app.state.database))
         if problem is None:
             return await _unexpected(request, exc)
         rid = _request_id(request)
-        log.warning("database error %s answered with %s", exc.__class__.__name__, problem.code,
-                    extra={"request_id": rid})
+        log.warning("%s error %s answered with %s", "Redis" if redis else "database",
+                    exc.__class__.__name__, problem.code, extra={"request_id": rid})
         return problem_response(problem, rid)
 
     @app.exception_handler(Exception)

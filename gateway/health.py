@@ -6,11 +6,12 @@ import hmac
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from gateway import metrics
 from gateway.errors import ServiceUnavailable, Unauthorized, error_responses
 from gateway.migrate import current_revision, head_revision
+from gateway.redis import ping
 from gateway.routing import Router
 
 router = Router(tags=["health"])
@@ -24,6 +25,7 @@ class Readiness(BaseModel):
     status: str
     database: str
     migration: str
+    redis: str = Field(description="`ok`, or `not configured` (no QUANLIAN_REDIS_URL)")
 
 
 @router.get("/healthz", summary="Process is alive", response_model=Health)
@@ -31,7 +33,11 @@ def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", summary="Database reachable and migrations current",
+@router.get("/readyz", summary="Database reachable, migrations current, Redis reachable",
+            description="Ready when the database answers, its schema is current and, when "
+                        "the platform is configured with Redis (`QUANLIAN_REDIS_URL`), Redis "
+                        "answers a ping within half a second; otherwise a 503 problem "
+                        "(`database_unreachable`, `migrations_pending`, `redis_unreachable`).",
             response_model=Readiness, responses=error_responses(503))
 def readyz(request: Request) -> Readiness:
     database = request.app.state.database
@@ -43,7 +49,13 @@ def readyz(request: Request) -> Readiness:
     if current != head:
         raise ServiceUnavailable(f"The database is at migration {current}, the code needs {head}.",
                                  code="migrations_pending")
-    return Readiness(status="ready", database="ok", migration=head)
+    redis_url = request.app.state.settings.redis_url
+    if redis_url and not ping(redis_url):
+        # Calls that count a rate limit or a single-use value answer 503 meanwhile.
+        raise ServiceUnavailable("Redis (QUANLIAN_REDIS_URL) cannot be reached.",
+                                 code="redis_unreachable", headers={"Retry-After": "1"})
+    return Readiness(status="ready", database="ok", migration=head,
+                     redis="ok" if redis_url else "not configured")
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,

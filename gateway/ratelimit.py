@@ -5,7 +5,9 @@ routes.
 
 Storage is in memory by default and Redis when QUANLIAN_REDIS_URL is set, so that limits
 hold across several server processes. A refused call gets a 429 problem with `Retry-After`
-and `RateLimit-Limit` / `RateLimit-Remaining` / `RateLimit-Reset`.
+and `RateLimit-Limit` / `RateLimit-Remaining` / `RateLimit-Reset`. While the configured Redis
+cannot be reached a call that would be counted gets a 503 `service_unavailable` with
+`Retry-After` (gateway/redis.py): limits are never silently dropped, nor kept per process.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from slowapi import Limiter
 from slowapi.util import get_remote_address
 
 from gateway.errors import TooManyRequests
+from gateway.redis import Outage, client_options, redis_errors, redis_outage
 from gateway.tenancy import Principal
 
 PURGE_EVERY = 10.0
 # Failure buckets (storage key prefixes): only failures count in them, see `count_failure`.
 LOGIN_FAILURES = "console_login_failures"
 AUTH_FAILURES = "auth_failures"
+_STORAGE_ERRORS = redis_errors()
 
 
 def _quiet_memory_storage(storage: object) -> Callable[[], None] | None:
@@ -49,8 +53,11 @@ class RateLimiter:
     def __init__(self, storage_uri: str, token_limits: str, public_limits: str,
                  plans: dict[str, tuple[int, int]], login_failure_limits: str = "",
                  auth_failure_limits: str = "") -> None:
+        uses_redis = storage_uri.startswith(("redis://", "rediss://", "redis+unix://"))
+        # Bounded timeouts and retries (a hung Redis must not hold requests); no fall-back.
         self._slowapi = Limiter(key_func=get_remote_address, storage_uri=storage_uri,
-                                key_prefix="quanlian", strategy="fixed-window")
+                                key_prefix="quanlian", strategy="fixed-window",
+                                storage_options=client_options() if uses_redis else {})
         self.strategy = self._slowapi.limiter
         self.token_limits = parse_many(token_limits)
         self.public_limits = parse_many(public_limits)
@@ -60,14 +67,20 @@ class RateLimiter:
                        for name, (per_s, per_day) in plans.items()}
         self._purge_memory = _quiet_memory_storage(self.strategy.storage)
         self._next_purge = time.monotonic() + PURGE_EVERY
+        # Shared with the process's single-use guard (gateway.oauth.replay) for the same Redis.
+        self.outage: Outage = redis_outage(storage_uri if uses_redis else None)
 
     def _hit(self, items: list[RateLimitItem] | tuple[RateLimitItem, ...], *identity: str) -> None:
         if self._purge_memory is not None and time.monotonic() >= self._next_purge:
             self._next_purge = time.monotonic() + PURGE_EVERY
             self._purge_memory()
-        for item in items:
-            if not self.strategy.hit(item, *identity):
-                raise _too_many(item, self._reset_in(item, identity))
+        self.outage.check()
+        try:
+            for item in items:
+                if not self.strategy.hit(item, *identity):
+                    raise _too_many(item, self._reset_in(item, identity))
+        except _STORAGE_ERRORS as exc:
+            self.outage.failed(exc)
 
     def _reset_in(self, item: RateLimitItem, identity: tuple[str, ...]) -> int:
         """Seconds until the window of `item` for `identity` resets (at least 1)."""
@@ -93,16 +106,24 @@ class RateLimiter:
         does (`count_failure`), so callers who do well are never slowed."""
         identity = (bucket, get_remote_address(request))
         refused = None
-        for item in limits:
-            if not self.strategy.test(item, *identity):
-                wait = self._reset_in(item, identity)
-                if refused is None or wait > refused[1]:
-                    refused = (item, wait)
+        self.outage.check()
+        try:
+            for item in limits:
+                if not self.strategy.test(item, *identity):
+                    wait = self._reset_in(item, identity)
+                    if refused is None or wait > refused[1]:
+                        refused = (item, wait)
+        except _STORAGE_ERRORS as exc:
+            self.outage.failed(exc)
         return refused
 
     def count_failure(self, request: Request, bucket: str, limits: list[RateLimitItem]) -> None:
-        for item in limits:
-            self.strategy.hit(item, bucket, get_remote_address(request))
+        self.outage.check()
+        try:
+            for item in limits:
+                self.strategy.hit(item, bucket, get_remote_address(request))
+        except _STORAGE_ERRORS as exc:
+            self.outage.failed(exc)
 
     def login_refused_for(self, request: Request) -> int | None:
         """Seconds until this address may try to log in to the console again (None: now)."""

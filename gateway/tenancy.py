@@ -253,24 +253,40 @@ def _clock_moved(session: Session, tenant_id: str) -> None:
     (current_state() or {}).pop(_FACTS, None)
 
 
-def advance_clock(session: Session, tenant_id: str, seconds: float) -> clock_module.Clock:
-    """Move a sandbox tenant's test clock forward (never backwards)."""
+def _locked_test_clock(session: Session, tenant_id: str) -> Tenant:
+    """The sandbox tenant, its row read afresh and locked: moves of one test clock apply one
+    after another, each from where the last one left it (read unlocked, two concurrent moves
+    both started from the same offset and the last write won, even moving the clock back)."""
     tenant = get_tenant(session, tenant_id)
+    session.refresh(tenant, with_for_update=True)
     if tenant.environment != "sandbox":
         raise Conflict("Only a sandbox tenant has a test clock.", code="not_sandbox")
+    return tenant
+
+
+def _move_clock(session: Session, tenant: Tenant, offset_seconds: float) -> clock_module.Clock:
+    tenant.clock_offset_seconds = offset_seconds
+    _clock_moved(session, tenant.id)
+    return clock_for(session, tenant.id)
+
+
+def advance_clock(session: Session, tenant_id: str, seconds: float) -> clock_module.Clock:
+    """Move a sandbox tenant's test clock forward (never backwards)."""
     if seconds < 0:
         raise ValidationFailed("The test clock never moves backwards.", code="clock_backwards")
-    tenant.clock_offset_seconds = float(tenant.clock_offset_seconds) + float(seconds)
-    _clock_moved(session, tenant_id)
-    return clock_for(session, tenant_id)
+    tenant = _locked_test_clock(session, tenant_id)
+    return _move_clock(session, tenant, float(tenant.clock_offset_seconds) + float(seconds))
 
 
 def advance_clock_to(session: Session, tenant_id: str, when: datetime) -> clock_module.Clock:
     """Move a sandbox tenant's test clock to an instant (refused if that is in its past)."""
-    seconds = (when - clock_for(session, tenant_id).now()).total_seconds()
+    tenant = _locked_test_clock(session, tenant_id)
+    now = clock_module.OffsetClock(clock_module.base_clock(),
+                                   float(tenant.clock_offset_seconds)).now()
+    seconds = (when - now).total_seconds()
     if seconds < 0:
         raise ValidationFailed("The test clock never moves backwards.", code="clock_backwards")
-    return advance_clock(session, tenant_id, seconds)
+    return _move_clock(session, tenant, float(tenant.clock_offset_seconds) + seconds)
 
 
 def reset_clock(session: Session, tenant_id: str) -> None:

@@ -3,10 +3,11 @@ the tenant's own for trying supervised escrow (`sandbox.regulators`)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 from sqlalchemy.orm import Session
 
 from gateway import patterns
@@ -98,15 +99,21 @@ class ClockOut(BaseModel):
 
 class AdvanceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    seconds: int | None = Field(None, ge=0, le=3 * 366 * 86400)
+    seconds: StrictInt | None = Field(None, ge=0, le=3 * 366 * 86400)
     to: Instant | None = Field(None, description="RFC 3339 instant to move to")
+
+    @field_validator("to")
+    @classmethod
+    def zoned(cls, to: datetime | None) -> datetime | None:
+        # Here, not in `one_of`, so that the problem's error names `body.to`.
+        if to is not None and to.tzinfo is None:
+            raise ValueError("'to' needs a time zone (use Z)")
+        return to
 
     @model_validator(mode="after")
     def one_of(self) -> AdvanceIn:
         if (self.seconds is None) == (self.to is None):
             raise ValueError("give exactly one of 'seconds' or 'to'")
-        if self.to is not None and self.to.tzinfo is None:
-            raise ValueError("'to' needs a time zone (use Z)")
         return self
 
 

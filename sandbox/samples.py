@@ -680,6 +680,7 @@ def _egov_payment(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | N
         payee_account_id=payee.id, payment_code=service._payment_code(),
         checkout_token=new_id("sample"), status=status,
         expires_at=seeded.now + service.DEFAULT_TTL, failed_attempts=tries,
+        last_failure_code="insufficient_funds" if tries else None,
         payment_method="bank_account" if paid or tries else None,
         payer_account_masked=payer.account_number_masked if paid or tries else None,
         receipt_number=service._receipt_number(seeded.now) if paid else None,

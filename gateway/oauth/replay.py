@@ -1,6 +1,8 @@
 """Atomic single-use checks that hold across processes.
 
-With Redis configured: `SET key NX EX ttl`. Otherwise: an INSERT into `used_nonces`, where
+With Redis configured: `SET key NX EX ttl`; while that Redis cannot be reached the check is a
+503 `service_unavailable` (gateway/redis.py), never a fall-back to the database or to memory,
+which other processes would not see. Otherwise: an INSERT into `used_nonces`, where
 the primary key makes the second insert of a key do nothing. Concurrent checks share one
 transaction (group commit), written on the driver: on PostgreSQL one
 `INSERT .. SELECT FROM unnest(..) ON CONFLICT DO NOTHING RETURNING key` for all of them; on
@@ -20,6 +22,9 @@ from gateway.batching import GroupCommit
 from gateway.bulk import driver_insert
 from gateway.db import Database
 from gateway.oauth.models import UsedNonce
+from gateway.redis import Outage, redis_errors
+
+_REDIS_ERRORS = redis_errors()
 
 PURGE_EVERY = 1000
 # One statement for the whole batch, the keys stored by it returned.
@@ -29,9 +34,11 @@ _POSTGRESQL_INSERT = ("INSERT INTO used_nonces (key, expires_at) "
 
 
 class ReplayGuard:
-    def __init__(self, database: Database, redis_client: object | None = None) -> None:
+    def __init__(self, database: Database, redis_client: object | None = None,
+                 outage: Outage | None = None) -> None:
         self.database = database
         self.redis = redis_client
+        self.outage = outage or Outage()
         self._inserts = 0
         self._batches: GroupCommit[tuple[str, int], bool] = GroupCommit(self._first_uses)
 
@@ -43,7 +50,11 @@ class ReplayGuard:
         transaction writes (on SQLite that transaction would hold the one writer's place)."""
         ttl = max(1, int(expires_at - time.time()) + 1)
         if self.redis is not None:
-            return bool(self.redis.set("quanlian:nonce:" + key, b"1", nx=True, ex=ttl))  # type: ignore[attr-defined]
+            self.outage.check()
+            try:
+                return bool(self.redis.set("quanlian:nonce:" + key, b"1", nx=True, ex=ttl))  # type: ignore[attr-defined]
+            except _REDIS_ERRORS as exc:
+                self.outage.failed(exc)  # fail closed: a 503, the value not taken as new
         return self._batches.submit((key, expires_at))
 
     def _first_uses(self, items: list[tuple[str, int]]) -> Sequence[bool]:

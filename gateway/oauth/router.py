@@ -31,7 +31,7 @@ from gateway.oauth.replay import ReplayGuard
 from gateway.oauth.scopes import ALL_SCOPES
 from gateway.oauth.server import QuanlianAuthorizationServer
 from gateway.oauth.tokens import TokenService
-from gateway.redis import redis_client
+from gateway.redis import redis_client, redis_outage
 from gateway.routing import Router
 
 router = Router(tags=["oauth"])
@@ -47,7 +47,8 @@ def setup(app: FastAPI) -> None:
     if settings.issuer.startswith("http://"):
         # A plain-http issuer is a local development set-up; authlib refuses it otherwise.
         os.environ["AUTHLIB_INSECURE_TRANSPORT"] = "1"
-    replay = ReplayGuard(app.state.database, redis_client(settings.redis_url))
+    replay = ReplayGuard(app.state.database, redis_client(settings.redis_url),
+                         redis_outage(settings.redis_url))
     tokens = TokenService(app.state.keys, settings.issuer, settings.access_token_ttl)
     app.state.replay = replay
     app.state.tokens = tokens

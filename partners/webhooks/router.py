@@ -12,6 +12,7 @@ from gateway.auth import require_scope
 from gateway.db import get_session
 from gateway.errors import error_responses
 from gateway.idempotency import idempotency
+from gateway.pagination import MAX_CURSOR_LENGTH
 from gateway.routing import Router
 from gateway.tenancy import Principal
 from partners.webhooks import service
@@ -34,7 +35,8 @@ router = Router(prefix="/v1", tags=["webhooks"],
                    responses=error_responses(400, 401, 403, 429))
 manage = require_scope("webhooks:manage")
 LIMIT = Query(20, ge=1, le=100, description="Page size (1-100)")
-CURSOR = Query(None, max_length=200, description="`next_cursor` of the previous page")
+CURSOR = Query(None, max_length=MAX_CURSOR_LENGTH,
+               description="`next_cursor` of the previous page")
 
 
 def _owner(principal: Principal) -> service.Owner:
@@ -161,7 +163,12 @@ events_router = Router(prefix="/v1", tags=["events"],
 @events_router.get("/events", summary="List events", response_model=EventList,
                    responses=error_responses(422))
 def list_events(limit: int = LIMIT, cursor: str | None = CURSOR,
-                type: str | None = Query(None, max_length=80, description="Only this type"),
+                type: str | None = Query(
+                    None, max_length=80,
+                    description="Only events of this type (`transfer.completed`), of one "
+                                "resource (`transfer.*`) or all (`*`): what a webhook "
+                                "subscription takes. An uncatalogued type is a 422 "
+                                "(`unknown_event_types`, with `known_types`)."),
                 principal: Principal = Depends(manage),
                 session: Session = Depends(get_session)) -> dict[str, Any]:
     rows, next_cursor = service.list_events(session, principal.tenant_id, type_=type,

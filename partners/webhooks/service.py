@@ -59,23 +59,56 @@ def subscribed(patterns: list[str], event_type: str) -> bool:
     return False
 
 
+def _malformed(patterns: list[str]) -> list[str]:
+    """The patterns that are neither `resource.action`, `resource.*` nor `*`."""
+    return [t for t in patterns if not _EVENT_TYPE.match(t) or len(t) > 80]
+
+
+def _matching(pattern: str) -> list[str]:
+    """The catalogued event types a well-formed pattern matches (none: a typo)."""
+    return sorted(known for known in EVENT_TYPES if subscribed([pattern], known))
+
+
 def check_event_types(types: list[str]) -> list[str]:
     cleaned = sorted({t.strip() for t in types})
     if not cleaned:
         raise ValidationFailed("Subscribe to at least one event type (`*` for all).",
                                code="invalid_event_types")
-    bad = [t for t in cleaned if not _EVENT_TYPE.match(t) or len(t) > 80]
+    bad = _malformed(cleaned)
     if bad:
         raise ValidationFailed(f"Not event types: {', '.join(bad)} (use `resource.action`, "
                                "`resource.*` or `*`).", code="invalid_event_types")
     # A pattern nothing in the catalogue matches is a typo that would deliver nothing, ever.
-    unknown = [t for t in cleaned if not any(subscribed([t], known) for known in EVENT_TYPES)]
+    unknown = [t for t in cleaned if not _matching(t)]
     if unknown:
         raise ValidationFailed(
             f"No event type is {' or '.join(unknown)}; `known_types` lists them (or subscribe "
             "to `resource.*` or `*`).", code="unknown_event_types",
             extra={"known_types": sorted(PARTNER_EVENT_TYPES)})
     return cleaned
+
+
+def event_filter(pattern: str) -> list[str] | None:
+    """`GET /v1/events?type=`: what a webhook subscription accepts (`resource.action`,
+    `resource.*`, `*`), checked as it is there. The catalogued types it matches, or None for
+    `*` (every event)."""
+    where = "query.type"
+    if _malformed([pattern]):
+        raise ValidationFailed(
+            f"Not an event type: {pattern[:80]!r} (use `resource.action`, `resource.*` or `*`).",
+            code="invalid_event_types",
+            errors=[{"field": where, "message": "not `resource.action`, `resource.*` or `*`",
+                     "code": "invalid_event_types"}])
+    if pattern == "*":
+        return None
+    matching = _matching(pattern)
+    if not matching:
+        raise ValidationFailed(
+            f"No event type is {pattern}; `known_types` lists them (or filter by "
+            "`resource.*` or `*`).", code="unknown_event_types",
+            errors=[{"field": where, "message": "no such event type", "code": "unknown_event_types"}],
+            extra={"known_types": sorted(PARTNER_EVENT_TYPES)})
+    return matching
 
 
 def check_url(url: str, *, environment: str, allow_loopback: bool) -> str:
@@ -241,7 +274,9 @@ def list_events(session: Session, tenant_id: str, *, type_: str | None, limit: i
                 cursor: str | None) -> tuple[list[Event], str | None]:
     query = select(Event).where(Event.tenant_id == tenant_id)
     if type_:
-        query = query.where(Event.type == type_)
+        types = event_filter(type_)
+        if types is not None:
+            query = query.where(Event.type.in_(types))
     return page(session, query, Event.id, limit=limit, cursor=cursor)
 
 

@@ -16,6 +16,7 @@ postings that do not sum to zero: it is never the API caller's fault.
 
 from __future__ import annotations
 
+from gateway import pagination
 from gateway.errors import Problem
 
 
@@ -57,8 +58,8 @@ class InvalidPeriod(AccountsProblem):
     status, code, title = 422, "invalid_period", "Invalid period"
 
 
-class InvalidCursor(AccountsProblem):
-    status, code, title = 422, "invalid_cursor", "Invalid cursor"
+# Every list's cursors are checked in one place (gateway.pagination); the name stays here.
+InvalidCursor = pagination.InvalidCursor
 
 
 class HoldAmountExceeded(AccountsProblem):

@@ -25,13 +25,14 @@ from pydantic import BeforeValidator, TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
 from gateway.auth import require_scope
-from gateway.clock import start_of_business_day, to_rfc3339
+from gateway.clock import IsoDate, start_of_business_day, to_rfc3339
 from gateway.csvtext import spreadsheet_safe
 from gateway.db import get_session
 from gateway.errors import ValidationFailed, error_responses
 from gateway.idempotency import idempotency
 from gateway.money import format_fen
 from gateway.negotiation import VARY, accept_of, negotiate
+from gateway.pagination import MAX_CURSOR_LENGTH
 from gateway.routing import Router
 from gateway.tenancy import Principal
 from products.accounts import jobs as _jobs  # noqa: F401  (registers the ledger's jobs)
@@ -55,7 +56,7 @@ Reader = Annotated[Principal, Depends(require_scope("accounts:read"))]
 Writer = Annotated[Principal, Depends(require_scope("accounts:write"))]
 SessionDep = Annotated[Session, Depends(get_session)]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1-100)")]
-Cursor = Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")]
+Cursor = Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH, description="`next_cursor` of the previous page")]
 MAX_STATEMENT_DAYS = 366
 
 router = Router(prefix="/v1", responses=error_responses(400, 401, 403, 422, 429))
@@ -213,13 +214,13 @@ STATEMENT_TYPES = ("text/csv", "application/json")
 def get_account_statement(
         account_id: str, principal: Reader, session: SessionDep, request: Request,
         response: Response,
-        start: Annotated[date | None, Query(
+        start: Annotated[IsoDate | None, Query(
             alias="from", description="First business day (Asia/Shanghai); required")] = None,
-        end: Annotated[date | None, Query(
+        end: Annotated[IsoDate | None, Query(
             alias="to", description="Last business day, inclusive; required")] = None,
-        start_date: Annotated[date | None, Query(
+        start_date: Annotated[IsoDate | None, Query(
             deprecated=True, description="The former name of `from`")] = None,
-        end_date: Annotated[date | None, Query(
+        end_date: Annotated[IsoDate | None, Query(
             deprecated=True, description="The former name of `to`")] = None,
         format: Literal["csv", "json"] | None = None,
 ) -> Response | AccountStatementOut:

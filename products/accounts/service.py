@@ -42,8 +42,6 @@ Services flush, never commit; time comes from `at` or the tenant's clock.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import random
 import re
@@ -60,6 +58,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from gateway import pagination
 from gateway.bulk import (
     insert_rows,
     row_writer,
@@ -96,7 +95,6 @@ from products.accounts.errors import (
     InvalidAccount,
     InvalidAccountTransition,
     InvalidAmount,
-    InvalidCursor,
     InvalidPeriod,
     JournalRefConflict,
     LedgerIntegrityError,
@@ -1337,21 +1335,6 @@ def deposit(session: Session, tenant_id: str, account_id: str, amount_fen: int, 
                     memo=memo, at=at)
 
 
-def _encode_cursor(kind: str, value: str) -> str:
-    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(kind: str, cursor: str) -> str:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidCursor("The cursor is not valid.") from None
-    prefix, _, value = raw.partition(":")
-    if prefix != kind or not value or len(value) > 60 or not value.isascii():
-        raise InvalidCursor("The cursor is not valid.")
-    return value
-
-
 def _check_limit(limit: int) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise ValidationFailed(f"limit must be between 1 and {MAX_LIMIT}.", code="invalid_limit")
@@ -1374,12 +1357,7 @@ def list_accounts(session: Session, tenant_id: str, *, cursor: str | None = None
         query = query.where(Account.status == status)
     if parent_account_id is not None:
         query = query.where(Account.parent_id == parent_account_id)
-    if cursor:
-        query = query.where(Account.id < _decode_cursor("a", cursor))
-    rows = list(session.scalars(query.order_by(Account.id.desc()).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, _encode_cursor("a", rows[-1].id) if more and rows else None)
+    return Page(*pagination.page(session, query, Account.id, limit=limit, cursor=cursor))
 
 
 def transactions(session: Session, tenant_id: str, account_id: str, *,
@@ -1399,15 +1377,13 @@ def transactions(session: Session, tenant_id: str, account_id: str, *,
         query = query.where(Posting.created_at >= start)
     if end is not None:
         query = query.where(Posting.created_at < end)
+    scope = pagination.scope_of(Posting.seq)
     if cursor:
-        value = _decode_cursor("p", cursor)
-        if not value.isdigit():
-            raise InvalidCursor("The cursor is not valid.")
-        query = query.where(Posting.seq < int(value))
+        query = query.where(Posting.seq < pagination.decode_int_cursor(scope, cursor))
     rows = session.execute(query.order_by(Posting.seq.desc()).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = _encode_cursor("p", str(rows[-1][0].seq)) if more and rows else None
+    next_cursor = pagination.encode_cursor(scope, str(rows[-1][0].seq)) if more and rows else None
     return Page(_lines(session, account.id, rows), next_cursor)
 
 
@@ -1657,12 +1633,7 @@ def list_transfers(session: Session, tenant_id: str, *, cursor: str | None = Non
     if account_id is not None:
         query = query.where((Transfer.from_account_id == account_id)
                             | (Transfer.to_account_id == account_id))
-    if cursor:
-        query = query.where(Transfer.id < _decode_cursor("t", cursor))
-    rows = list(session.scalars(query.order_by(Transfer.id.desc()).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, _encode_cursor("t", rows[-1].id) if more and rows else None)
+    return Page(*pagination.page(session, query, Transfer.id, limit=limit, cursor=cursor))
 
 
 # --- proof ---------------------------------------------------------------------------------

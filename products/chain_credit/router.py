@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from fastapi import Depends, FastAPI, Query
@@ -16,10 +15,12 @@ from sqlalchemy.orm import Session
 
 from gateway import patterns
 from gateway.auth import require_operations, require_scope
+from gateway.clock import IsoDate
 from gateway.db import get_session
 from gateway.errors import error_responses
 from gateway.idempotency import idempotency
 from gateway.money import Money
+from gateway.pagination import MAX_CURSOR_LENGTH
 from gateway.routing import Router
 from gateway.tenancy import Principal, get_tenant
 from products.chain_credit import schemas, service, views
@@ -33,7 +34,7 @@ MONEY_MOVES = [Depends(idempotency(required=True))]
 ONCE = [Depends(idempotency())]
 
 LIMIT = Query(20, ge=1, le=100, description="Page size (1-100)")
-CURSOR = Query(None, max_length=200, description="`next_cursor` of the previous page")
+CURSOR = Query(None, max_length=MAX_CURSOR_LENGTH, description="`next_cursor` of the previous page")
 
 partner = Router(prefix="/chain-credit", tags=["chain-credit"])
 operations = Router(prefix="/operations/chain-credit", tags=["chain-credit-operations"])
@@ -166,7 +167,7 @@ def list_payables_certificates(
         root_id: str | None = Query(None, max_length=40),
         facility_id: str | None = Query(None, max_length=40),
         held_by_bank: bool | None = None,
-        maturity_from: date | None = None, maturity_to: date | None = None,
+        maturity_from: IsoDate | None = None, maturity_to: IsoDate | None = None,
         limit: int = LIMIT, cursor: str | None = CURSOR,
         principal: Principal = Depends(READ),
         session: Session = Depends(get_session)) -> schemas.CertificatePage:

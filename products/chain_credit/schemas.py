@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, model_validator
 
 from gateway import patterns
 from gateway.clock import IsoDate, Timestamp
@@ -93,7 +93,7 @@ class MemberCreate(_In):
     upstream_member_id: MemberId | None = Field(
         None, description="The member one tier closer to the core enterprise (required unless "
                           "the member is a core enterprise)")
-    tier: int | None = Field(None, ge=0, le=20,
+    tier: StrictInt | None = Field(None, ge=0, le=20,
                              description="Optional check: must equal the upstream member's tier + 1")
 
 

@@ -112,8 +112,8 @@ def create_diner(session: Session, tenant_id: str, actor: str, employer_id: str,
                 phone=body.phone, phone_masked=mask_phone(body.phone) if body.phone else None,
                 funding_account_id=body.funding_account_id, personal_balance_fen=0,
                 status="active", created_at=now, updated_at=now)
-    session.add(row)
-    session.flush()
+    repository.insert_unique(session, [row], DuplicateReference(
+        f"Employee number {body.employee_no} is already registered."))
     publish(session, tenant_id=tenant_id, type="diner.created", resource_type="diner",
             resource_id=row.id, data=views.data(views.diner_out(row, 0)), actor=actor, at=now)
     return row
@@ -168,13 +168,14 @@ def create_grant(session: Session, tenant_id: str, actor: str, employer_id: str,
                          expires_at=month_start(next_month(body.month)), created_by=actor,
                          created_at=now, expired_at=None)
     grant.journal_ref = f"collection:grant:{grant.id}"
+    # The grant first: a concurrent grant with the same reference is refused before money moves.
+    repository.insert_unique(session, [grant], DuplicateReference(
+        f"A grant with reference {body.reference} exists."))
     ledger.move(session, tenant_id, from_account_id=employer.funding_account_id,
                 to_account_id=employer.subsidy_pool_account_id, amount_fen=total,
                 journal_ref=grant.journal_ref, reference_type="subsidy_grant",
                 reference_id=grant.id, purpose="canteen_subsidy", at=now,
                 memo=f"餐补 {body.month}")
-    session.add(grant)
-    session.flush()
     session.add_all([SubsidyLot(id=new_id("clot"), tenant_id=tenant_id, grant_id=grant.id,
                                 diner_id=item.diner_id, month=body.month,
                                 granted_fen=item.amount.fen, spent_fen=0, refunded_fen=0,

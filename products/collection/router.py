@@ -7,7 +7,6 @@ require an `Idempotency-Key`; every other POST accepts one.
 from __future__ import annotations
 
 import functools
-from datetime import date
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -18,12 +17,13 @@ from sqlalchemy.orm import Session
 
 from gateway import patterns
 from gateway.auth import require_scope
-from gateway.clock import to_rfc3339
+from gateway.clock import IsoDate, to_rfc3339
 from gateway.db import get_session
 from gateway.errors import error_responses
 from gateway.idempotency import idempotency
 from gateway.money import Money
 from gateway.negotiation import VARY, accept_of, negotiate
+from gateway.pagination import MAX_CURSOR_LENGTH
 from gateway.routing import Router
 from gateway.tenancy import Principal
 from products.accounts.reconciliation import records_request_doc, statement_csv, statement_json
@@ -77,7 +77,7 @@ Read = Annotated[Principal, Depends(require_scope("collection:read"))]
 Write = Annotated[Principal, Depends(require_scope("collection:write"))]
 Db = Annotated[Session, Depends(get_session)]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1-100)")]
-Cursor = Annotated[str | None, Query(max_length=200, description="From `next_cursor`")]
+Cursor = Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH, description="From `next_cursor`")]
 Id = Annotated[str, Path(min_length=1, max_length=60)]
 MONEY = [Depends(idempotency(required=True))]
 OPTIONAL_KEY = [Depends(idempotency())]
@@ -326,7 +326,7 @@ def get_refund(refund_id: Id, principal: Read, session: Db) -> schemas.RefundOut
 
 @router.get("/settlements", summary="List settlements", response_model=schemas.SettlementPage)
 def list_settlements(principal: Read, session: Db, limit: Limit = 20, cursor: Cursor = None,
-                     settlement_date: date | None = None,
+                     settlement_date: IsoDate | None = None,
                      sub_merchant_id: Annotated[str | None, Query(max_length=40)] = None
                      ) -> schemas.SettlementPage:
     query = select(Settlement).where(Settlement.tenant_id == principal.tenant_id)
@@ -356,7 +356,7 @@ _CSV_DOC: dict[int | str, dict[str, Any]] = {
 @router.get("/reconciliation/{business_date}", summary="The daily reconciliation statement",
             response_model=schemas.ReconciliationStatementOut,
             responses={**_CSV_DOC, **error_responses(406, 409)})
-def get_reconciliation_statement(business_date: date, request: Request, principal: Read,
+def get_reconciliation_statement(business_date: IsoDate, request: Request, principal: Read,
                                  session: Db,
                                  format: Literal["json", "csv"] | None = None) -> Response:
     """Every order, refund and settlement payout of the business date, totals per kind, and the
@@ -378,7 +378,7 @@ def get_reconciliation_statement(business_date: date, request: Request, principa
              response_model=schemas.ComparisonOut, dependencies=OPTIONAL_KEY,
              openapi_extra=records_request_doc("order", "ORD-20261102-000123", "succeeded"),
              responses=error_responses(409, 413, 415))
-async def compare_reconciliation(business_date: date, request: Request, principal: Write,
+async def compare_reconciliation(business_date: IsoDate, request: Request, principal: Write,
                                  session: Db) -> schemas.ComparisonOut:
     """Upload your records (CSV `kind,reference,id,amount,status`, `id` optional, or JSON
     `{"records": [...]}`) and get back what differs: records missing on either side, amount

@@ -11,7 +11,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from gateway import patterns
 from gateway.clock import IsoDate, Timestamp
@@ -96,7 +96,7 @@ class SettingsOut(_Out):
 class SettingsUpdate(_In):
     cutoff: Cutoff | None = Field(None, description="Only before the first order")
     fee_account_id: AccountId | None = Field(None, examples=["acct_01JD0Z3K7M9P2R4T6V8X0Y1Z3A"])
-    order_ttl_seconds: int | None = Field(None, ge=60, le=7 * 86400,
+    order_ttl_seconds: StrictInt | None = Field(None, ge=60, le=7 * 86400,
                                           description="Default life of a virtual-account order")
 
 
@@ -288,7 +288,7 @@ class MandatePayer(_In):
 class VirtualAccountPayer(_In):
     method: Literal["virtual_account"]
     virtual_account_id: ResourceId
-    expires_in_seconds: int | None = Field(None, ge=60, le=7 * 86400)
+    expires_in_seconds: StrictInt | None = Field(None, ge=60, le=7 * 86400)
 
 
 class OrderCreate(_In):
@@ -326,7 +326,8 @@ class OrderOut(_Out):
     personal_paid: Money | None = None
     splits: list[SplitOut]
     description: str
-    failure_code: str | None
+    failure_code: str | None = Field(description="Why the order failed or expired; null while it "
+                                                 "is pending and once it succeeded")
     failure_message: str | None
     created_at: Timestamp
     expires_at: Timestamp | None

@@ -4,8 +4,12 @@ What a new sandbox tenant finds (deterministic for the tenant's seed):
 
 - settings: the platform's own account (receives fees; parent of virtual accounts);
 - sub-merchants: a canteen operator (0.6 % fee, min 0.01) and a property company (fixed 0.50);
-- a payer with a funded account, a debit mandate (per debit 500.00, monthly 2,000.00) and a
-  virtual account;
+- a payer with a funded account (100,000.00), a debit mandate (per debit 20,000.00, monthly
+  100,000.00) and a virtual account: the limits let a developer try every sandbox magic amount
+  (4040.01-4040.05, `products.accounts.magic`) many times with the seeded mandate (a refused or
+  pending-then-failed debit gives its amount back to the month's limit), and pay any seeded park
+  bill by mandate, late fee included; the funds cover a debit up to the per-debit limit, so
+  `insufficient_funds` comes from the magic amount, not the seed;
 - canteen: an employer (funding account with 1,000,000.00) and five diners, each with an own
   account (2,000.00), this month's subsidy of 300.00 and 100.00 topped up;
 - park: a park (reminders 7 and 3 days before, on the due date, 1/7/15 days after; late fee
@@ -28,6 +32,12 @@ from products.accounts import service as accounts
 from products.collection import canteen, park, schemas, service, virtual
 
 ACTOR = "sandbox:seed"
+
+# The seeded payer's mandate and funds (see the module's docstring). The per-debit limit is
+# above the largest seeded bill with its late fee at the cap (rent 12,000.00 + 10 %).
+MANDATE_PER_DEBIT_FEN = 20_000_00
+MANDATE_MONTHLY_FEN = 100_000_00
+PAYER_FUNDS_FEN = 100_000_00
 
 
 def _money(fen: int) -> MoneyIn:
@@ -77,11 +87,11 @@ def seed_collection(session: Session, tenant_id: str, fake: Any) -> dict[str, An
 
     now = service.now_for(session, tenant_id)
     today = now.astimezone(SHANGHAI).date()
-    payer_account, payer = _person_account(session, tenant_id, fake, 5_000_00)
+    payer_account, payer = _person_account(session, tenant_id, fake, PAYER_FUNDS_FEN)
     mandate = service.create_mandate(session, tenant_id, ACTOR, schemas.MandateCreate(
         reference=f"MANDATE-{fake.rng.randrange(10**8):08d}", payer_name=payer["name"],
-        payer_account_id=payer_account, per_debit_limit=_money(500_00),
-        monthly_limit=_money(2_000_00), expires_on=today + timedelta(days=365)))
+        payer_account_id=payer_account, per_debit_limit=_money(MANDATE_PER_DEBIT_FEN),
+        monthly_limit=_money(MANDATE_MONTHLY_FEN), expires_on=today + timedelta(days=365)))
     payer_va = virtual.create_virtual_account(session, tenant_id, ACTOR,
                                               schemas.VirtualAccountCreate(label=payer["name"]))
 

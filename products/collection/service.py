@@ -37,7 +37,7 @@ from gateway.ids import new_id
 from gateway.pii import mask_name
 from gateway.tenancy import Tenant, clock_for, is_sandbox, note_facts
 from products.accounts import magic
-from products.accounts.errors import PaymentRefused
+from products.accounts.errors import PROCESSING_FAILED, NameMismatch, PaymentRefused
 from products.accounts.reconciliation import accounting_date, parse_cutoff
 from products.collection import ledger, repository, schemas, views
 from products.collection.errors import (
@@ -272,12 +272,8 @@ def create_sub_merchant(session: Session, tenant_id: str, actor: str,
                       uscc=body.uscc, settlement_account_id=body.settlement_account_id,
                       status="active", created_by=actor, created_at=now, updated_at=now)
     _apply_fee_rule(row, body.fee_rule)
-    session.add(row)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        raise DuplicateUSCC(f"A sub-merchant with USCC {body.uscc} is already registered.") from None
+    repository.insert_unique(session, [row], DuplicateUSCC(
+        f"A sub-merchant with USCC {body.uscc} is already registered."))
     publish(session, tenant_id=tenant_id, type="sub_merchant.created", resource_type="sub_merchant",
             resource_id=row.id, data=views.data(views.sub_merchant_out(row)), actor=actor, at=now)
     return row
@@ -327,12 +323,8 @@ def create_mandate(session: Session, tenant_id: str, actor: str,
                   monthly_limit_fen=body.monthly_limit.fen, expires_on=body.expires_on,
                   status="active", signed_at=now, created_by=actor, created_at=now,
                   updated_at=now)
-    session.add(row)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        raise DuplicateReference(f"A mandate with reference {body.reference} exists.") from None
+    repository.insert_unique(session, [row], DuplicateReference(
+        f"A mandate with reference {body.reference} exists."))
     publish(session, tenant_id=tenant_id, type="debit_mandate.created", resource_type="debit_mandate",
             resource_id=row.id, data=views.data(views.mandate_out(row, 0)), actor=actor, at=now)
     return row
@@ -346,13 +338,14 @@ class MandateTerms:
     tenant_id: str
     status: str
     payer_account_id: str
+    payer_name: str
     per_debit_limit_fen: int
     monthly_limit_fen: int
     expires_on: date
 
 
-_MANDATE_TERMS = ("id", "tenant_id", "status", "payer_account_id", "per_debit_limit_fen",
-                  "monthly_limit_fen", "expires_on")
+_MANDATE_TERMS = ("id", "tenant_id", "status", "payer_account_id", "payer_name",
+                  "per_debit_limit_fen", "monthly_limit_fen", "expires_on")
 
 
 def mandate_terms(session: Session, tenant_id: str, mandate_id: object) -> MandateTerms:
@@ -709,8 +702,14 @@ def create_order(session: Session, tenant_id: str, actor: str,
 def debit_by_mandate(session: Session, settings: Settings, order: Order,
                      splits: list[OrderSplit], mandate: Mandate | MandateTerms, month: str,
                      now: datetime) -> None:
-    """Debit the payer's account for a pending order under a reserved mandate (sandbox magic
-    amounts force a refusal, or a pending debit that fails a minute later)."""
+    """Debit the payer's account for a pending order under a reserved mandate.
+
+    In the sandbox the magic values apply as they do to a transfer (`products.accounts.magic`,
+    in the same order): a refusing magic amount fails the order; then a mandate whose payer
+    name is the magic name (户名不符, or containing MISMATCH) fails the bank's name check
+    (`name_mismatch`); then 4040.05 leaves the order pending, and `expire_orders` fails it
+    `magic.PENDING_FAILS_AFTER` later with the code its amount names (`pending_failure_code`).
+    A pending order shows no failure code until it has failed."""
     tenant_id = order.tenant_id
     if is_sandbox(session, tenant_id):
         forced = magic.magic_amount(order.amount_fen)
@@ -719,10 +718,15 @@ def debit_by_mandate(session: Session, settings: Settings, order: Order,
             fail_order(session, settings, order, now, status="failed", code=forced.failure_code,
                        message=f"Sandbox magic amount {forced.amount}: {forced.description}")
             return
+        if magic.forces_name_mismatch(mandate.payer_name):
+            _release_mandate(session, mandate, month, order.amount_fen)
+            fail_order(session, settings, order, now, status="failed", code=NameMismatch.code,
+                       message="The payer's name does not match the account (sandbox magic "
+                               "name).")
+            return
         if forced is not None:
             _release_mandate(session, mandate, month, order.amount_fen)
             order.expires_at = now + magic.PENDING_FAILS_AFTER
-            order.failure_code = forced.failure_code  # what it will fail with
             return
     held = hold_business_date(session, settings)
     try:
@@ -739,6 +743,14 @@ def debit_by_mandate(session: Session, settings: Settings, order: Order,
     succeed_order(session, settings, order, splits, held)
 
 
+def pending_failure_code(order: Order) -> str:
+    """What a sandbox mandate debit held pending fails with: the code its magic amount names
+    (kept by the amount itself, as a pending transfer's is), so the order shows none while it
+    is pending."""
+    forced = magic.magic_amount(order.amount_fen)
+    return forced.failure_code if forced is not None else PROCESSING_FAILED
+
+
 def expire_orders(session: Session, tenant_id: str, now: datetime, actor: str,
                   limit: int = 200) -> int:
     """Pending orders past `expires_at`: virtual-account orders expire; a sandbox mandate
@@ -753,7 +765,7 @@ def expire_orders(session: Session, tenant_id: str, now: datetime, actor: str,
             continue
         if order.payer_method == "mandate":
             fail_order(session, settings, order, now, status="failed",
-                       code=order.failure_code or "processing_failed",
+                       code=pending_failure_code(order),
                        message="The payer's bank did not complete the debit.")
         else:
             # It closed when it expired, whenever the job noticed.
@@ -912,13 +924,8 @@ def create_refund(session: Session, tenant_id: str, actor: str, order_id: str,
                                          fee_refund_fen=back))
     order.refunded_fen += amount
     order.refund_count += 1
-    session.add(refund)
-    session.add_all(refund_splits)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        raise DuplicateReference(f"A refund with reference {reference} exists.") from None
+    repository.insert_unique(session, [refund, *refund_splits], DuplicateReference(
+        f"A refund with reference {reference} exists."))
     publish(session, tenant_id=tenant_id, type="collection_refund.succeeded",
             resource_type="collection_refund", resource_id=refund.id,
             data=views.data(views.refund_out(refund, refund_splits, order.scene)), actor=actor,

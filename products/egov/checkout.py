@@ -58,7 +58,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "expires": "有效期至", "pay_bank": "银行账户支付", "account_number": "银行卡号/账号",
         "account_hint": "请输入本人银行卡号，仅用于本次缴费。", "password": "网银密码",
         "sandbox_login": "沙箱环境：任意通过校验位的卡号，密码 123456。以 0002 结尾的账号已销户，以 0003 "
-                         "结尾的已冻结；金额 4040.01 模拟余额不足。",
+                         "结尾的已冻结；金额 4040.01–4040.05 分别模拟余额不足、已销户、已冻结、户名不符和"
+                         "处理失败。",
         "pay_button": "确认支付", "pay_qr": "扫码支付", "qr_alt": "缴费二维码：请使用手机银行扫码支付",
         "qr_hint": "请使用手机银行扫描二维码完成支付。", "qr_simulate": "模拟扫码完成支付（沙箱）",
         "cancel": "取消缴费", "receipt_number": "凭证号", "paid_at": "缴款时间", "return": "返回办事页面",
@@ -80,8 +81,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "account_hint": "Your own bank card; used for this payment only.",
         "password": "Online banking password",
         "sandbox_login": "Sandbox: any card number with a valid check digit, password 123456. Numbers "
-                         "ending 0002 are closed, 0003 frozen; amount 4040.01 simulates "
-                         "insufficient funds.",
+                         "ending 0002 are closed, 0003 frozen; amounts 4040.01 to 4040.05 are "
+                         "refused as insufficient funds, account closed, account frozen, name "
+                         "mismatch and processing failed.",
         "pay_button": "Pay", "pay_qr": "Pay by QR code",
         "qr_alt": "Payment QR code: scan it with your mobile banking app",
         "qr_hint": "Scan the code with your mobile banking app to pay.",

@@ -157,15 +157,8 @@ def recognise_sandbox_regulator(session: Session, *, partner_id: str, tenant_id:
 
 def list_regulators(session: Session, *, limit: int,
                     cursor: str | None) -> tuple[list[EscrowRegulator], str | None]:
-    from gateway.pagination import decode_cursor, encode_cursor
-
-    query = select(EscrowRegulator)
-    if cursor:
-        query = query.where(EscrowRegulator.partner_id > decode_cursor(cursor))
-    rows = list(session.scalars(query.order_by(EscrowRegulator.partner_id).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (encode_cursor(rows[-1].partner_id) if more and rows else None)
+    return page(session, select(EscrowRegulator), EscrowRegulator.partner_id, limit=limit,
+                cursor=cursor, newest_first=False)
 
 
 # --- views --------------------------------------------------------------------------------

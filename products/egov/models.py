@@ -61,6 +61,11 @@ class PaymentOrder(Base):
     status: Mapped[str] = mapped_column(String(12))
     expires_at: Mapped[datetime]
     failed_attempts: Mapped[int] = mapped_column(default=0)
+    # The failure code of the latest refused attempt (`PaymentAttempt.failure_code`), kept on
+    # the order so that its view needs no query of the attempts; None until one is refused.
+    last_failure_code: Mapped[str | None] = mapped_column(String(40))
+    # Why the portal cancelled the order, as its cancel call said; None otherwise.
+    cancel_reason: Mapped[str | None] = mapped_column(String(300))
     payment_method: Mapped[str | None] = mapped_column(String(16))
     payer_account_masked: Mapped[str | None] = mapped_column(String(40))
     transfer_id: Mapped[str | None] = mapped_column(String(60))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-from datetime import date
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -19,12 +18,14 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from gateway.auth import require_operations, require_scope
+from gateway.clock import IsoDate
 from gateway.db import get_session
 from gateway.errors import error_responses
 from gateway.evidence import service as evidence_service
 from gateway.evidence.router import BundleOut
 from gateway.idempotency import idempotency
 from gateway.negotiation import VARY, accept_of, negotiate
+from gateway.pagination import MAX_CURSOR_LENGTH
 from gateway.routing import Router
 from gateway.tenancy import Principal, clock_for
 from products.accounts.reconciliation import (
@@ -73,7 +74,7 @@ from products.egov.schemas import (
 
 SessionDep = Annotated[Session, Depends(get_session)]
 Limit = Annotated[int, Query(ge=1, le=100)]
-Cursor = Annotated[str | None, Query(max_length=200)]
+Cursor = Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)]
 Reader = Annotated[Principal, Depends(require_scope("egov:read"))]
 Writer = Annotated[Principal, Depends(require_scope("egov:write"))]
 Supervisor = Annotated[Principal, Depends(require_scope("egov:supervise"))]
@@ -182,10 +183,12 @@ def get_payment_order(order_id: str, request: Request, principal: Reader,
 @payments.post("/payment-orders/{order_id}/cancel", response_model=PaymentOrderOut,
                summary="Cancel an open payment order", dependencies=[Depends(idempotency())],
                responses=error_responses(404, 409, 422))
-def cancel_payment_order(order_id: str, body: CancelIn, request: Request, principal: Writer,
-                              session: SessionDep) -> dict[str, Any]:
+def cancel_payment_order(order_id: str, request: Request, principal: Writer,
+                         session: SessionDep, body: CancelIn | None = None) -> dict[str, Any]:
+    """Cancel an open order; the body, with its `reason`, is optional."""
     order = service.get_order(session, principal.tenant_id, order_id, lock=True)
-    service.cancel_order(session, order, actor=principal.client_id, issuer=_issuer(request))
+    service.cancel_order(session, order, actor=principal.client_id, issuer=_issuer(request),
+                         reason=body.reason if body else "")
     return service.order_view(order, _issuer(request))
 
 
@@ -220,7 +223,7 @@ def get_payment_receipt(order_id: str, request: Request, response: Response, pri
                           "collection account's opening and closing balances; available once the "
                           "day has ended on your clock.",
               responses={**error_responses(404, 406, 409, 422), **CSV_RESPONSE})
-def get_reconciliation_statement(business_date: date, request: Request, principal: Reader,
+def get_reconciliation_statement(business_date: IsoDate, request: Request, principal: Reader,
                             session: SessionDep,
                             format: Literal["json", "csv"] | None = None) -> Any:
     wants_csv = (format == "csv" if format is not None else
@@ -245,7 +248,7 @@ def get_reconciliation_statement(business_date: date, request: Request, principa
                            "`POST /v1/collection/reconciliation/{business_date}/comparisons`.",
                openapi_extra=RECORDS_BODY, dependencies=[Depends(idempotency())],
                responses=error_responses(404, 409, 413, 415, 422))
-async def compare_reconciliation(business_date: date, request: Request, principal: Writer,
+async def compare_reconciliation(business_date: IsoDate, request: Request, principal: Writer,
                                  session: SessionDep) -> ComparisonOut:
     body = await request.body()
     call = functools.partial(reconciliation.compare, session, principal.tenant_id,
@@ -264,7 +267,7 @@ async def compare_reconciliation(business_date: date, request: Request, principa
                deprecated=True,
                openapi_extra=RECORDS_BODY, dependencies=[Depends(idempotency())],
                responses=error_responses(404, 409, 413, 415, 422))
-async def compare_reconciliation_records(business_date: date, request: Request,
+async def compare_reconciliation_records(business_date: IsoDate, request: Request,
                                       principal: Reader, session: SessionDep) -> dict[str, Any]:
     body = await request.body()
     content_type = request.headers.get("content-type")
@@ -356,11 +359,11 @@ def create_deposit(scheme_id: str, sub_account_id: str, body: DepositIn, princip
                           "the list is empty.",
               dependencies=[Depends(idempotency(required=True))],
               responses=error_responses(404, 409, 422))
-def withdraw_sub_account(scheme_id: str, sub_account_id: str, body: WithdrawIn,
-                                principal: Writer, session: SessionDep) -> dict[str, Any]:
+def withdraw_sub_account(scheme_id: str, sub_account_id: str, principal: Writer,
+                         session: SessionDep, body: WithdrawIn | None = None) -> dict[str, Any]:
     scheme = escrow.get_scheme(session, principal.tenant_id, scheme_id)
     sub, refunds = escrow.withdraw(session, scheme, sub_account_id, actor=principal.client_id,
-                                   reason=body.reason)
+                                   reason=body.reason if body else "")
     return {**escrow.sub_account_view(sub),
             "refund_instructions": [escrow.instruction_view(session, i) for i in refunds]}
 

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from gateway import patterns
 from gateway.clock import Instant, IsoDate, Timestamp
@@ -133,7 +133,18 @@ class PaymentOrderOut(BaseModel):
     return_url: str
     status: OrderStatus
     expires_at: Timestamp
-    failed_attempts: int
+    failed_attempts: int = Field(description="Refused payment attempts at the checkout; the "
+                                 "fifth fails the order")
+    last_failure_code: str | None = Field(
+        description="Why the latest refused attempt was refused (`login_failed`, "
+                    "`insufficient_funds`, `account_closed`, `account_frozen`, `name_mismatch`, "
+                    "`processing_failed`, `debit_restricted`, ...): the code the checkout "
+                    "showed the payer; null until an attempt is refused, and kept after a later "
+                    "attempt pays the order",
+        examples=["insufficient_funds"])
+    cancel_reason: str | None = Field(
+        None, description="The `reason` the portal gave when it cancelled the order; null "
+                          "otherwise (a payer's cancellation at the checkout gives none)")
     payment_method: str | None
     payer_account: str | None = Field(description="Masked account the payer paid from")
     paid_at: Timestamp | None
@@ -220,7 +231,7 @@ Approvals = Annotated[int, Field(ge=1, le=2, description="Regulator approvals a 
 class TuitionPolicy(_In):
     kind: Literal["tuition"]
     required_approvals: Approvals = 1
-    max_classes: int = Field(200, ge=1, le=10_000,
+    max_classes: StrictInt = Field(200, ge=1, le=10_000,
                              description="Most classes one student may prepay")
 
 
@@ -262,7 +273,7 @@ class BidDepositPolicy(_In):
     kind: Literal["bid_deposit"]
     required_approvals: Approvals = 1
     deposit: MoneyIn = Field(description="The bid deposit every bidder pays (投标保证金)")
-    refund_days: int = Field(5, ge=0, le=30, description="Losing bidders are refunded within this "
+    refund_days: StrictInt = Field(5, ge=0, le=30, description="Losing bidders are refunded within this "
                                                          "many days of the award")
 
 
@@ -325,7 +336,7 @@ class SubAccountIn(_In):
                            description="Student number, building / pre-sale permit, bidder USCC, "
                                        "case number (案号)")
     holder_name: str = Field(min_length=1, max_length=120)
-    total_classes: int | None = Field(None, ge=1, description="Tuition: classes bought")
+    total_classes: StrictInt | None = Field(None, ge=1, description="Tuition: classes bought")
     tuition: MoneyIn | None = Field(None, description="Tuition: the price of all the classes")
     supervised_total: MoneyIn | None = Field(None, description="Pre-sale housing: the supervised "
                                                                "amount (重点监管额度) the milestone "
@@ -388,7 +399,7 @@ class InstructionIn(_In):
     kind: Literal["release", "refund"] = "release"
     amount: MoneyIn | None = Field(None, description="Required except for tuition, where the "
                                                      "amount follows from `classes`")
-    classes: int | None = Field(None, ge=1, description="Tuition: classes consumed since the last "
+    classes: StrictInt | None = Field(None, ge=1, description="Tuition: classes consumed since the last "
                                                         "release")
     milestone: str | None = Field(None, max_length=32, description="Pre-sale housing: the milestone "
                                                                    "reached")

@@ -276,7 +276,8 @@ def order_view(order: PaymentOrder, issuer: str) -> dict[str, Any]:
         "payee_name": order.payee_name, "payment_code": order.payment_code,
         "checkout_url": checkout_url(issuer, order), "return_url": order.return_url,
         "status": order.status, "expires_at": to_rfc3339(order.expires_at),
-        "failed_attempts": order.failed_attempts, "payment_method": order.payment_method,
+        "failed_attempts": order.failed_attempts, "last_failure_code": order.last_failure_code,
+        "cancel_reason": order.cancel_reason, "payment_method": order.payment_method,
         "payer_account": order.payer_account_masked,
         "paid_at": to_rfc3339(order.paid_at) if order.paid_at else None,
         "receipt_number": order.receipt_number,
@@ -375,12 +376,14 @@ def expire_if_due(session: Session, order: PaymentOrder, now: datetime, issuer: 
     return True
 
 
-def cancel_order(session: Session, order: PaymentOrder, *, actor: str, issuer: str) -> PaymentOrder:
-    """Cancel an open order (the portal's call, or the payer's at checkout)."""
+def cancel_order(session: Session, order: PaymentOrder, *, actor: str, issuer: str,
+                 reason: str = "") -> PaymentOrder:
+    """Cancel an open order (the portal's call, with its reason, or the payer's at checkout)."""
     now = clock_for(session, order.tenant_id).now()
     expire_if_due(session, order, now, issuer)
     check_order(order.status, "cancelled", action="cancelled")
     order.status = "cancelled"
+    order.cancel_reason = reason.strip() or None
     order.closed_at = now
     order.updated_at = now
     session.flush()
@@ -495,6 +498,7 @@ def pay(session: Session, token: str, *, method: str, account_number: str = "", 
                                failure_code=failure, payer_account_masked=masked, created_at=now))
     if failure is not None or entry is None:
         order.failed_attempts += 1
+        order.last_failure_code = failure
         order.updated_at = now
         session.flush()
         _publish(session, order, "egov_payment.attempt_failed", "payer", now, issuer)

@@ -65,19 +65,21 @@ def core():  # type: ignore[no-untyped-def]
     return accounts.get_core_banking()
 
 
-def payer_account(session: Session, tenant_id: str, account_id: str) -> Account:
-    """The account a batch pays from: an open settlement, virtual or wage account of the tenant."""
+def payer_account(session: Session, tenant_id: str, account_id: str, *,
+                  field: str = "body.header.payer_account_id") -> Account:
+    """The account a batch pays from: an open settlement, virtual or wage account of the tenant.
+    `field` is where the request named it, for the problem's `errors`."""
     try:
         account = accounts.get_account(session, tenant_id, account_id)
     except AccountNotFound:
         raise PayerAccountNotFound(
             f"No account {account_id} in this environment.",
-            errors=[{"field": "header.payer_account_id", "message": "unknown account"}]) from None
+            errors=[{"field": field, "message": "unknown account"}]) from None
     if account.kind not in PAYER_KINDS:
         raise ValidationFailed(
             f"Account {account_id} is a {account.kind} account; payroll pays from a settlement, "
             "virtual or wage account.", code="payer_account_not_allowed",
-            errors=[{"field": "header.payer_account_id", "message": f"a {account.kind} account"}])
+            errors=[{"field": field, "message": f"a {account.kind} account"}])
     if account.status == "closed":
         raise PayerAccountUnavailable(f"Account {account_id} is closed.")
     return account

@@ -17,6 +17,7 @@ from gateway.auth import require_operations, require_scope
 from gateway.db import get_session
 from gateway.errors import error_responses
 from gateway.idempotency import idempotency
+from gateway.pagination import MAX_CURSOR_LENGTH
 from gateway.routing import Router
 from gateway.tenancy import Principal
 from products.payroll import service, wage
@@ -60,7 +61,7 @@ from products.payroll.upload import CsvBatchUpload, file_problem, pieces, worker
 
 SessionDep = Annotated[Session, Depends(get_session)]
 Limit = Annotated[int, Query(ge=1, le=100)]
-Cursor = Annotated[str | None, Query(max_length=200)]
+Cursor = Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)]
 Reader = Annotated[Principal, Depends(require_scope("payroll:read"))]
 Writer = Annotated[Principal, Depends(require_scope("payroll:write"))]
 Supervisor = Annotated[Principal, Depends(require_scope("payroll:supervise"))]

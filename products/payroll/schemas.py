@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from gateway import patterns
 from gateway.clock import IsoDate, Timestamp
@@ -31,7 +31,7 @@ class BatchHeaderIn(_In):
     purpose: Purpose
     value_date: IsoDate = Field(description="Business date (Asia/Shanghai) on which to pay; today or "
                                          "later")
-    declared_count: int = Field(ge=1, le=100_000, description="Number of items (control total)")
+    declared_count: StrictInt = Field(ge=1, le=100_000, description="Number of items (control total)")
     declared_total: MoneyIn = Field(description="Sum of the items (control total)")
     external_reference: str = Field(pattern=REFERENCE_PATTERN,
                                     description="The partner's batch number; unique among live "
@@ -159,7 +159,7 @@ class FindingList(BaseModel):
 class SimulateReturnIn(_In):
     reason_code: Literal["account_closed", "account_frozen", "name_mismatch",
                          "account_not_found", "other"] = "account_closed"
-    after_seconds: int = Field(0, ge=0, le=30 * 86400,
+    after_seconds: StrictInt = Field(0, ge=0, le=30 * 86400,
                                description="Return this long after now on the test clock")
 
 
@@ -178,11 +178,11 @@ class WageProjectIn(_In):
     developer_account_id: str | None = Field(None, max_length=40,
                                              description="The developer's account funding labour "
                                                          "costs")
-    payday: int = Field(ge=1, le=28, description="Day of the month wages are due")
-    arrears_grace_days: int = Field(3, ge=1, le=30,
+    payday: StrictInt = Field(ge=1, le=28, description="Day of the month wages are due")
+    arrears_grace_days: StrictInt = Field(3, ge=1, le=30,
                                     description="Days after payday before unpaid registered "
                                                 "workers raise an arrears warning")
-    balance_check_days: int = Field(3, ge=0, le=27,
+    balance_check_days: StrictInt = Field(3, ge=0, le=27,
                                     description="Days before payday on which the balance is "
                                                 "checked against last month's payroll")
 

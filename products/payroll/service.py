@@ -7,8 +7,6 @@ adapter over the core-banking port of `products.accounts`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -23,6 +21,7 @@ from gateway.errors import ValidationFailed
 from gateway.events import publish
 from gateway.ids import new_id
 from gateway.money import format_fen
+from gateway.pagination import decode_int_cursor, encode_cursor, page, scope_of
 from gateway.pii import mask_account_number, mask_id_number, mask_name, pii_digest
 from gateway.tenancy import Principal, clock_for, is_sandbox
 from products.payroll import ledger, receiving
@@ -149,24 +148,27 @@ class BatchBuilder:
         self.today = business_date(self.now)
         self.sandbox = is_sandbox(session, self.tenant_id)
         self.header_line = header_line
+        # Where the header's fields were: the JSON body's `header`, or a file's header line.
+        at = "body.header." if source == "json" else "header."
         if header.value_date < self.today:
             raise ValidationFailed(
                 f"The value date {header.value_date} is before today ({self.today}, Asia/Shanghai).",
                 code="value_date_in_past",
-                errors=[{"field": "header.value_date", "message": "must be today or later"}])
+                errors=[{"field": at + "value_date", "message": "must be today or later"}])
         if header.value_date > self.today + MAX_VALUE_DATE_AHEAD:
             raise ValidationFailed("The value date is more than 90 days ahead.",
                                    code="value_date_too_far",
-                                   errors=[{"field": "header.value_date",
+                                   errors=[{"field": at + "value_date",
                                             "message": "must be within 90 days"}])
-        ledger.payer_account(session, self.tenant_id, header.payer_account_id)
+        ledger.payer_account(session, self.tenant_id, header.payer_account_id,
+                             field=at + "payer_account_id")
         self.project = session.scalars(select(WageProject).where(
             WageProject.tenant_id == self.tenant_id,
             WageProject.wage_account_id == header.payer_account_id)).first()
         if self.project is not None and header.purpose != "wages":
             raise ValidationFailed("A supervised wage account pays wages only.",
                                    code="purpose_not_allowed",
-                                   errors=[{"field": "header.purpose", "message": "must be wages"}])
+                                   errors=[{"field": at + "purpose", "message": "must be wages"}])
         existing = session.scalars(select(PayrollBatch.id).where(
             PayrollBatch.tenant_id == self.tenant_id,
             PayrollBatch.active_reference == header.external_reference)).first()
@@ -384,27 +386,17 @@ def get_batch(session: Session, tenant_id: str, batch_id: str, *, lock: bool = F
     return batch
 
 
-def _encode_cursor(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValidationFailed("The cursor is not valid.", code="invalid_cursor") from None
-    if not value or len(value) > 60 or not value.isascii():
-        raise ValidationFailed("The cursor is not valid.", code="invalid_cursor")
-    return value
-
-
-def _int_cursor(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    value = _decode_cursor(cursor)
-    if not value.isdigit():
-        raise ValidationFailed("The cursor is not valid.", code="invalid_cursor")
-    return int(value)
+def _seq_page(session: Session, query: Any, seq: Any, *, limit: int,
+              cursor: str | None) -> tuple[list[Any], str | None]:
+    """One page of a batch's rows in file order (`seq`, ascending), cursors from
+    gateway.pagination."""
+    scope = scope_of(seq, newest_first=False)
+    if cursor:
+        query = query.where(seq > decode_int_cursor(scope, cursor))
+    rows = list(session.scalars(query.order_by(seq).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (encode_cursor(scope, str(rows[-1].seq)) if more and rows else None)
 
 
 def list_batches(session: Session, tenant_id: str, *, limit: int, cursor: str | None,
@@ -413,26 +405,17 @@ def list_batches(session: Session, tenant_id: str, *, limit: int, cursor: str | 
     query = select(PayrollBatch).where(PayrollBatch.tenant_id == tenant_id)
     if status:
         query = query.where(PayrollBatch.status == status)
-    if cursor:
-        query = query.where(PayrollBatch.id < _decode_cursor(cursor))
-    rows = list(session.scalars(query.order_by(PayrollBatch.id.desc()).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (_encode_cursor(rows[-1].id) if more and rows else None)
+    return page(session, query, PayrollBatch.id, limit=limit, cursor=cursor)
 
 
 def list_items(session: Session, tenant_id: str, batch_id: str, *, limit: int,
                cursor: str | None, status: str | None = None) -> tuple[list[PayrollItem], str | None]:
     """Items in file order, optionally of one status."""
     get_batch(session, tenant_id, batch_id)
-    after = _int_cursor(cursor)
-    query = select(PayrollItem).where(PayrollItem.batch_id == batch_id, PayrollItem.seq > after)
+    query = select(PayrollItem).where(PayrollItem.batch_id == batch_id)
     if status:
         query = query.where(PayrollItem.status == status)
-    rows = list(session.scalars(query.order_by(PayrollItem.seq).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (_encode_cursor(str(rows[-1].seq)) if more and rows else None)
+    return _seq_page(session, query, PayrollItem.seq, limit=limit, cursor=cursor)
 
 
 def get_item(session: Session, tenant_id: str, batch_id: str, item_id: str) -> PayrollItem:
@@ -448,15 +431,10 @@ def list_findings(session: Session, tenant_id: str, batch_id: str, *, limit: int
                   cursor: str | None, severity: str | None = None
                   ) -> tuple[list[PayrollFinding], str | None]:
     get_batch(session, tenant_id, batch_id)
-    after = _int_cursor(cursor)
-    query = select(PayrollFinding).where(PayrollFinding.batch_id == batch_id,
-                                         PayrollFinding.seq > after)
+    query = select(PayrollFinding).where(PayrollFinding.batch_id == batch_id)
     if severity:
         query = query.where(PayrollFinding.severity == severity)
-    rows = list(session.scalars(query.order_by(PayrollFinding.seq).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (_encode_cursor(str(rows[-1].seq)) if more and rows else None)
+    return _seq_page(session, query, PayrollFinding.seq, limit=limit, cursor=cursor)
 
 
 RESULT_PAGE = 2000

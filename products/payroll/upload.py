@@ -27,7 +27,7 @@ from products.payroll.errors import InvalidBatchFile, InvalidWorkerFile
 from products.payroll.models import PayrollBatch
 from products.payroll.schemas import BatchHeaderIn
 from products.payroll.service import BatchBuilder
-from products.payroll.validation import normalize_date, normalize_purpose
+from products.payroll.validation import normalize_count, normalize_date, normalize_purpose
 
 PIECE = 256 * 1024
 
@@ -76,7 +76,7 @@ class CsvBatchUpload:
             "payer_account_id": raw["payer_account_id"],
             "purpose": normalize_purpose(raw["purpose"]),
             "value_date": normalize_date(raw["value_date"]),
-            "declared_count": raw["declared_count"],
+            "declared_count": normalize_count(raw["declared_count"]),
             "declared_total": {"amount": raw["declared_total"], "currency": "CNY"},
             "external_reference": raw["external_reference"],
             "wage_month": raw.get("wage_month") or None,

@@ -116,6 +116,13 @@ def normalize_purpose(value: str) -> str:
     return PURPOSE_ALIASES.get(value.strip(), value.strip().lower())
 
 
+def normalize_count(value: str) -> int | str:
+    """A file's count is text: its digits (0-9 only) as a number; pydantic refuses the rest, as
+    it refuses a JSON body's count given as text."""
+    value = value.strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 9 else value
+
+
 def normalize_date(value: str) -> str:
     """Accept 2026-11-10 and the 20261110 form bank files use; pydantic checks the rest."""
     value = value.strip()

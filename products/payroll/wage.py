@@ -33,6 +33,7 @@ from gateway.events import publish
 from gateway.identifiers import IdentifierError, validate_bank_card, validate_resident_id, validate_uscc
 from gateway.ids import new_id
 from gateway.jobs import for_each_tenant_item
+from gateway.pagination import decode_cursor, encode_cursor, page, scope_of
 from gateway.pii import mask_account_number, mask_id_number, mask_name, pii_digest
 from gateway.tenancy import Partner, Principal, Tenant, clock_for
 from products.accounts.models import Account
@@ -58,7 +59,7 @@ from products.payroll.models import (
     WageWorker,
 )
 from products.payroll.schemas import FundingIn, RegulatorGrantIn, WageProjectIn, WorkerIn, WorkerPatch
-from products.payroll.service import _decode_cursor, _encode_cursor, _money, _ts
+from products.payroll.service import _money, _ts
 from products.payroll.validation import name_problem
 
 log = logging.getLogger("quanlian.payroll")
@@ -189,10 +190,8 @@ def check_view(c: WageCheck) -> dict[str, Any]:
             "checked_at": to_rfc3339(c.checked_at)}
 
 
-def _page(rows: list[Any], limit: int, key: Any) -> tuple[list[Any], str | None]:
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (_encode_cursor(key(rows[-1])) if more and rows else None)
+# Region grants page by (partner_id, region_code); every other list by its id (gateway.pagination).
+_GRANTS = scope_of(RegulatorRegion.partner_id, RegulatorRegion.region_code, newest_first=False)
 
 
 # --- projects --------------------------------------------------------------------------------
@@ -219,7 +218,8 @@ def create_project(session: Session, principal: Principal, body: WageProjectIn) 
             WageProject.project_code == body.project_code)).first():
         raise DuplicateWageProject(f"A wage project with code {body.project_code!r} exists.")
     if body.developer_account_id:
-        ledger.payer_account(session, tenant_id, body.developer_account_id)
+        ledger.payer_account(session, tenant_id, body.developer_account_id,
+                             field="body.developer_account_id")
     now = _now(session, tenant_id)
     today = business_date(now)
     first_cycle = _cycle(today) if today.day <= body.payday else _next_cycle(_cycle(today))
@@ -253,10 +253,7 @@ def get_project(session: Session, tenant_id: str, project_id: str) -> WageProjec
 def list_projects(session: Session, tenant_id: str, *, limit: int, cursor: str | None
                   ) -> tuple[list[WageProject], str | None]:
     query = select(WageProject).where(WageProject.tenant_id == tenant_id)
-    if cursor:
-        query = query.where(WageProject.id < _decode_cursor(cursor))
-    rows = list(session.scalars(query.order_by(WageProject.id.desc()).limit(limit + 1)))
-    return _page(rows, limit, lambda p: p.id)
+    return page(session, query, WageProject.id, limit=limit, cursor=cursor)
 
 
 def project_for_account(session: Session, account_id: str) -> WageProject | None:
@@ -468,10 +465,7 @@ def list_workers(session: Session, tenant_id: str, project_id: str, *, limit: in
     query = select(WageWorker).where(WageWorker.project_id == project_id)
     if status:
         query = query.where(WageWorker.status == status)
-    if cursor:
-        query = query.where(WageWorker.id > _decode_cursor(cursor))
-    rows = list(session.scalars(query.order_by(WageWorker.id).limit(limit + 1)))
-    return _page(rows, limit, lambda w: w.id)
+    return page(session, query, WageWorker.id, limit=limit, cursor=cursor, newest_first=False)
 
 
 # --- funding ---------------------------------------------------------------------------------
@@ -510,10 +504,7 @@ def list_fundings(session: Session, tenant_id: str, project_id: str, *, limit: i
                   cursor: str | None) -> tuple[list[WageFunding], str | None]:
     get_project(session, tenant_id, project_id)
     query = select(WageFunding).where(WageFunding.project_id == project_id)
-    if cursor:
-        query = query.where(WageFunding.id < _decode_cursor(cursor))
-    rows = list(session.scalars(query.order_by(WageFunding.id.desc()).limit(limit + 1)))
-    return _page(rows, limit, lambda f: f.id)
+    return page(session, query, WageFunding.id, limit=limit, cursor=cursor)
 
 
 # --- the debit guard ------------------------------------------------------------------------
@@ -657,13 +648,16 @@ def list_grants(session: Session, *, partner_id: str | None, limit: int, cursor:
     if partner_id:
         query = query.where(RegulatorRegion.partner_id == partner_id)
     if cursor:
-        pid, _, code = _decode_cursor(cursor).partition("/")
+        pid, _, code = decode_cursor(_GRANTS, cursor).partition("/")
         query = query.where(or_(RegulatorRegion.partner_id > pid,
                                 (RegulatorRegion.partner_id == pid)
                                 & (RegulatorRegion.region_code > code)))
     rows = list(session.scalars(query.order_by(RegulatorRegion.partner_id,
                                                RegulatorRegion.region_code).limit(limit + 1)))
-    return _page(rows, limit, lambda g: f"{g.partner_id}/{g.region_code}")
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if more and rows else None
+    return rows, (encode_cursor(_GRANTS, f"{last.partner_id}/{last.region_code}") if last else None)
 
 
 def grant_view(g: RegulatorRegion) -> dict[str, Any]:
@@ -699,10 +693,7 @@ def supervised_projects(session: Session, principal: Principal, *, limit: int,
     query = _supervised(session, principal)
     if region_code:
         query = query.where(WageProject.region_code.startswith(_prefix(region_code)))
-    if cursor:
-        query = query.where(WageProject.id < _decode_cursor(cursor))
-    rows = list(session.scalars(query.order_by(WageProject.id.desc()).limit(limit + 1)))
-    return _page(rows, limit, lambda p: p.id)
+    return page(session, query, WageProject.id, limit=limit, cursor=cursor)
 
 
 def supervised_project(session: Session, principal: Principal, project_id: str) -> WageProject:
@@ -780,10 +771,8 @@ def monthly_status(session: Session, principal: Principal, project_id: str, mont
                                         "code": "invalid_month"}]) from None
     paid = _paid_in_cycle(session, project.id, month)
     query = select(WageWorker).where(WageWorker.project_id == project.id)
-    if cursor:
-        query = query.where(WageWorker.id > _decode_cursor(cursor))
-    workers = list(session.scalars(query.order_by(WageWorker.id).limit(limit + 1)))
-    workers, next_cursor = _page(workers, limit, lambda w: w.id)
+    workers, next_cursor = page(session, query, WageWorker.id, limit=limit, cursor=cursor,
+                                newest_first=False)
     data = []
     for w in workers:
         entry = paid.get(w.id)
@@ -810,10 +799,7 @@ def supervised_warnings(session: Session, principal: Principal, project_id: str,
     project = supervised_project(session, principal, project_id)
     query = select(WageCheck).where(WageCheck.project_id == project.id,
                                     WageCheck.warned.is_(True))
-    if cursor:
-        query = query.where(WageCheck.id < _decode_cursor(cursor))
-    rows = list(session.scalars(query.order_by(WageCheck.id.desc()).limit(limit + 1)))
-    return _page(rows, limit, lambda c: c.id)
+    return page(session, query, WageCheck.id, limit=limit, cursor=cursor)
 
 
 # --- arrears checks (欠薪预警) ---------------------------------------------------------------

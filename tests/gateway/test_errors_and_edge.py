@@ -30,6 +30,31 @@ def test_malformed_json_is_a_problem(app, http, partner):
     problem(response, 400, "malformed_json")
 
 
+def test_malformed_json_names_the_body_not_an_offset(partner):
+    response = partner.post("/v1/partner-probe-json", content=b'{"name": x}',
+                            headers={"content-type": "application/json"})
+    [error] = problem(response, 400, "malformed_json")["errors"]
+    assert error["field"] == "body" and "character 9" in error["message"]
+
+
+def test_a_json_body_sent_as_another_media_type_is_a_415(partner):
+    body = b'{"name": "a", "amount": "1.00", "count": 1}'
+    for media in ("text/plain", "application/x-www-form-urlencoded"):
+        response = partner.post("/v1/partner-probe-json", content=body,
+                                headers={"content-type": media})
+        detail = problem(response, 415, "unsupported_media_type")["detail"]
+        assert "application/json" in detail and media in detail
+    sent = partner.post("/v1/partner-probe-json", content=body,
+                        headers={"content-type": "application/json; charset=utf-8"})
+    assert sent.status_code == 200, sent.text
+
+
+def test_a_real_transfer_sent_as_text_changes_nothing(partner):
+    response = partner.post("/v1/transfers", content=b'{"from_account_id": "acc_x"}',
+                            headers={"content-type": "text/plain"}, idempotency_key="k-415")
+    problem(response, 415, "unsupported_media_type")
+
+
 def test_validation_problem_lists_each_field(partner):
     response = partner.post("/v1/partner-probe-json", json_body={"amount": 1.5, "count": "x"})
     body = problem(response, 422, "validation_failed")

@@ -47,3 +47,38 @@ def test_a_payment_order_expiry_given_as_unix_seconds_is_refused(partner):
                    422)
     assert any(e["field"] == "body.expires_at" and "RFC 3339" in e["message"]
                for e in body["errors"])
+
+
+@pytest.mark.parametrize("day", ["1765152000", "2026-12-08T00:00:00Z", "20261208",
+                                 "２０２６-１２-０８"])
+@pytest.mark.parametrize("where", [
+    "/v1/collection/settlements?settlement_date={}",
+    "/v1/collection/reconciliation/{}",
+    "/v1/egov/reconciliation/{}",
+    "/v1/chain-credit/payables-certificates?maturity_from={}",
+    "/v1/accounts/acc_00000000000000000000000000/statement?from={}&to=2026-12-31",
+])
+def test_a_date_in_the_url_is_written_yyyy_mm_dd_too(partner, where, day):
+    # Read as Unix seconds, "1765152000" was 2025-12-08: a silently empty answer.
+    body = problem(partner.get(where.format(day)), 422)
+    assert any("YYYY-MM-DD" in e["message"] for e in body["errors"]), body
+
+
+def test_a_date_in_the_url_written_yyyy_mm_dd_is_taken(partner):
+    listed = partner.get("/v1/collection/settlements?settlement_date=2026-12-08")
+    assert listed.status_code == 200, listed.text
+
+
+def test_a_moment_without_a_zone_names_its_field(partner):
+    body = problem(partner.post("/sandbox/v1/clock/advance", {"to": "2030-12-07T23:00:00"}), 422)
+    assert [e["field"] for e in body["errors"]] == ["body.to"]
+    assert "time zone" in body["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("seconds", [True, "60", 60.0])
+def test_a_whole_number_is_sent_as_a_json_integer(partner, seconds):
+    # Read laxly, `true` was 1 and "60" was 60: a count or a duration is a JSON integer.
+    before = partner.get("/sandbox/v1/clock").json()["offset_seconds"]
+    body = problem(partner.post("/sandbox/v1/clock/advance", {"seconds": seconds}), 422)
+    assert [e["field"] for e in body["errors"]] == ["body.seconds"]
+    assert partner.get("/sandbox/v1/clock").json()["offset_seconds"] == before

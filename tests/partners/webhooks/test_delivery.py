@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -21,21 +20,6 @@ from partners.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEnd
 from partners.webhooks.signing import new_secret
 from tests.partners.helpers import Receiver, closed_port, emit, run_jobs
 from tests.tools.api import make_app, new_partner_client, problem
-
-
-@pytest.fixture
-def app(database, tmp_path_factory):  # type: ignore[no-untyped-def]
-    """Sandbox endpoints may point at the local receivers here."""
-    application = make_app(database, tmp_path_factory.mktemp("data"), webhook_allow_loopback=True)
-    application.state.webhooks.timeout = 2.0
-    return application
-
-
-@pytest.fixture
-def receiver():  # type: ignore[no-untyped-def]
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 def endpoint(pc, url: str, types: list[str] | None = None) -> dict:  # type: ignore[no-untyped-def,type-arg]
@@ -97,7 +81,7 @@ def test_receiver_down_then_up_everything_arrives(app, http, partner):
     receiver = Receiver(port=port)
     try:
         ep = endpoint(partner, receiver.url, ["payroll_batch.*"])
-        emitted = emit(app, partner.tenant_id, "payroll_batch.paid", 5)
+        emitted = emit(app, partner.tenant_id, "payroll_batch.completed", 5)
         run_jobs(app)
         rows = deliveries(app, ep["id"])
         assert len(rows) == 5 and {d.status for d in rows} == {"pending"}
@@ -120,7 +104,7 @@ def test_slow_receiver_times_out_and_is_retried(app, http, partner, receiver):
     app.state.webhooks.timeout = 0.3
     receiver.mode = "slow"
     ep = endpoint(partner, receiver.url, ["payroll_batch.*"])
-    emit(app, partner.tenant_id, "payroll_batch.paid", 1)
+    emit(app, partner.tenant_id, "payroll_batch.completed", 1)
     run_jobs(app)
     (row,) = deliveries(app, ep["id"])
     assert row.status == "pending" and "timed out" in (row.last_error or "")
@@ -144,9 +128,9 @@ def test_redirects_are_never_followed(app, http, partner, receiver):
         receiver.mode = "redirect"
         receiver.redirect_to = target.url
         ep = endpoint(partner, receiver.url)
-        emit(app, partner.tenant_id, "payroll_batch.paid", 1)
+        emit(app, partner.tenant_id, "payroll_batch.completed", 1)
         run_jobs(app)
-        rows = [d for d in deliveries(app, ep["id"]) if d.event_type == "payroll_batch.paid"]
+        rows = [d for d in deliveries(app, ep["id"]) if d.event_type == "payroll_batch.completed"]
         assert rows[0].status == "pending" and rows[0].last_status_code == 302
         assert rows[0].last_error == "redirect not followed"
         assert target.received == []
@@ -176,7 +160,7 @@ def test_production_refuses_private_addresses_at_send_time(app, http, receiver):
             "https://169.254.169.254/latest/meta-data/", "https://10.0.0.8/hooks",
             f"https://[::1]:{port}/hooks", f"http://127.0.0.1:{port}/hooks"]
     ids = [_planted_endpoint(app, production, url) for url in urls]
-    emit(app, production.tenant_id, "payroll_batch.paid", 1)
+    emit(app, production.tenant_id, "payroll_batch.completed", 1)
     run_jobs(app)
     with app.state.database.transaction() as s:
         attempts = list(s.scalars(select(WebhookAttempt)))
@@ -193,7 +177,7 @@ def test_sandbox_without_the_setting_refuses_loopback_at_send_time(database, tmp
     with TestClient(strict) as http:
         pc = new_partner_client(strict, http)
         _planted_endpoint(strict, pc, receiver.url)
-        emit(strict, pc.tenant_id, "payroll_batch.paid", 1)
+        emit(strict, pc.tenant_id, "payroll_batch.completed", 1)
         run_jobs(strict)
         with strict.state.database.transaction() as s:
             (attempt,) = s.scalars(select(WebhookAttempt))
@@ -208,7 +192,7 @@ def test_failing_for_three_days_disables_the_endpoint_and_tells_the_partner(app,
         watcher = endpoint(partner, healthy.url, ["webhook_endpoint.disabled"])
         receiver.mode = "fail"
         ep = endpoint(partner, receiver.url, ["payroll_batch.*"])
-        emit(app, partner.tenant_id, "payroll_batch.paid", 1)
+        emit(app, partner.tenant_id, "payroll_batch.completed", 1)
         run_jobs(app)
         schedule = []
         for _ in range(60):
@@ -238,7 +222,7 @@ def test_failing_for_three_days_disables_the_endpoint_and_tells_the_partner(app,
         assert [p["type"] for p in notified] == ["webhook_endpoint.disabled"]
         assert notified[0]["data"]["id"] == ep["id"]
         # nothing more goes to a disabled endpoint
-        emit(app, partner.tenant_id, "payroll_batch.paid", 1)
+        emit(app, partner.tenant_id, "payroll_batch.completed", 1)
         run_jobs(app)
         assert len(receiver.received) == row.attempts
     finally:
@@ -248,7 +232,7 @@ def test_failing_for_three_days_disables_the_endpoint_and_tells_the_partner(app,
 def test_manual_retry_replays_with_the_same_id(app, http, partner, receiver):
     receiver.mode = "fail"
     ep = endpoint(partner, receiver.url, ["payroll_batch.*"])
-    emit(app, partner.tenant_id, "payroll_batch.paid", 1)
+    emit(app, partner.tenant_id, "payroll_batch.completed", 1)
     run_jobs(app)
     (row,) = deliveries(app, ep["id"])
     receiver.mode = "ok"
@@ -283,7 +267,7 @@ def test_fan_out_respects_tenants_subscriptions_and_creation_time(app, http, par
     try:
         mine = endpoint(partner, receiver.url, ["payroll_batch.*"])
         theirs = endpoint(other, other_receiver.url, ["*"])
-        old = emit(app, partner.tenant_id, "payroll_batch.paid", 1)
+        old = emit(app, partner.tenant_id, "payroll_batch.completed", 1)
         emit(app, partner.tenant_id, "collection_order.paid", 1)
         run_jobs(app)
         late = endpoint(partner, receiver.url, ["payroll_batch.*"])  # after the event
@@ -300,13 +284,14 @@ def test_fan_out_respects_tenants_subscriptions_and_creation_time(app, http, par
 
 def test_events_are_listed_per_tenant(app, http, partner):
     other = new_partner_client(app, http)
-    mine = emit(app, partner.tenant_id, "payroll_batch.paid", 3)
-    theirs = emit(app, other.tenant_id, "payroll_batch.paid", 1)
-    page = partner.get("/v1/events?type=payroll_batch.paid&limit=2").json()
+    # The filter takes catalogued types only (gateway.event_types).
+    mine = emit(app, partner.tenant_id, "payroll_batch.completed", 3)
+    theirs = emit(app, other.tenant_id, "payroll_batch.completed", 1)
+    page = partner.get("/v1/events?type=payroll_batch.completed&limit=2").json()
     assert [e["id"] for e in page["data"]] == list(reversed(mine))[:2]
-    rest = partner.get(f"/v1/events?type=payroll_batch.paid&cursor={page['next_cursor']}").json()
+    rest = partner.get(f"/v1/events?type=payroll_batch.completed&cursor={page['next_cursor']}").json()
     assert [e["id"] for e in rest["data"]] == [mine[0]] and rest["next_cursor"] is None
-    assert partner.get(f"/v1/events/{mine[0]}").json()["type"] == "payroll_batch.paid"
+    assert partner.get(f"/v1/events/{mine[0]}").json()["type"] == "payroll_batch.completed"
     problem(partner.get(f"/v1/events/{theirs[0]}"), 404, "event_not_found")
 
 
@@ -316,14 +301,14 @@ def test_rotation_signs_with_both_secrets_for_a_day(app, http, partner, receiver
     assert rotated.status_code == 200
     new = rotated.json()["secret"]
     assert new != ep["secret"] and new.startswith("whsec_")
-    emit(app, partner.tenant_id, "payroll_batch.paid", 1)
+    emit(app, partner.tenant_id, "payroll_batch.completed", 1)
     run_jobs(app)
     last = receiver.received[-1]
     assert len(last["headers"]["webhook-signature"].split(" ")) == 2
     Webhook(new).verify(last["body"], last["headers"])
     Webhook(ep["secret"]).verify(last["body"], last["headers"])
     advance(app, partner.tenant_id, 24 * 3600 + 1)
-    emit(app, partner.tenant_id, "payroll_batch.paid", 1)
+    emit(app, partner.tenant_id, "payroll_batch.completed", 1)
     run_jobs(app)
     last = receiver.received[-1]
     assert len(last["headers"]["webhook-signature"].split(" ")) == 1
@@ -338,7 +323,7 @@ def test_deliveries_pause_while_the_partner_is_suspended(app, http, receiver):
     admin = Actor("opr_test", frozenset({"admin"}))
     with app.state.database.transaction() as s:
         transition(s, partner.partner_id, "suspend", actor=admin, reason="investigation")
-    emit(app, partner.tenant_id, "payroll_batch.paid", 1)
+    emit(app, partner.tenant_id, "payroll_batch.completed", 1)
     run_jobs(app)
     assert receiver.received == [] and deliveries(app, ep["id"])[0].status == "pending"
     with app.state.database.transaction() as s:
@@ -349,7 +334,7 @@ def test_deliveries_pause_while_the_partner_is_suspended(app, http, receiver):
 
 def test_several_workers_never_send_the_same_attempt_twice(app, http, partner, receiver):
     ep = endpoint(partner, receiver.url, ["payroll_batch.*"])
-    emit(app, partner.tenant_id, "payroll_batch.paid", 40)
+    emit(app, partner.tenant_id, "payroll_batch.completed", 40)
     fan_out(app.state.database)
     app.state.webhooks.batch_size = 7
     errors: list[BaseException] = []
@@ -404,7 +389,7 @@ def test_worker_command_runs_the_jobs_once(database, tmp_path, monkeypatch, rece
     with TestClient(app) as http:
         pc = new_partner_client(app, http)
         ep = endpoint(pc, receiver.url, ["payroll_batch.*"])
-        emit(app, pc.tenant_id, "payroll_batch.paid", 2)
+        emit(app, pc.tenant_id, "payroll_batch.completed", 2)
     monkeypatch.setenv("QUANLIAN_DATABASE_URL", database.url)
     monkeypatch.setenv("QUANLIAN_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("QUANLIAN_WEBHOOK_ALLOW_LOOPBACK", "true")

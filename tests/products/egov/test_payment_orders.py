@@ -331,11 +331,21 @@ def test_the_return_url_comes_back_byte_for_byte_with_the_result_appended(app, h
 
 # --- cancel and expiry --------------------------------------------------------------------
 
+def test_cancel_takes_no_body(app, partner):
+    # The body (a reason) may be left out, as other actions' bodies may.
+    setup_portal(app, partner)
+    bare = partner.post(f"/v1/egov/payment-orders/{create_order(partner)['id']}/cancel")
+    assert bare.status_code == 200 and bare.json()["status"] == "cancelled", bare.text
+    assert bare.json()["cancel_reason"] is None
+
+
 def test_portal_and_payer_cancel(app, http, partner):
     payee = setup_portal(app, partner)
     order = create_order(partner)
     cancelled = partner.post(f"/v1/egov/payment-orders/{order['id']}/cancel", {"reason": "重复下单"})
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["cancel_reason"] == "重复下单"
+    assert partner.get(f"/v1/egov/payment-orders/{order['id']}").json()["cancel_reason"] == "重复下单"
     problem(partner.post(f"/v1/egov/payment-orders/{order['id']}/cancel", {}), 409, "invalid_state")
     pay(http, order)
     assert ledger_balance(app, partner.tenant_id, payee) == 0

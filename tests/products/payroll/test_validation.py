@@ -92,6 +92,8 @@ def test_header_problems_are_refused_before_anything_is_stored(app, employer):
         ({"payer_account_id": "acct_nope"}, 422, "payer_account_not_found"),
         ({"purpose": "dividends"}, 422, "validation_failed"),
         ({"declared_count": 0}, 422, "validation_failed"),
+        ({"declared_count": True}, 422, "validation_failed"),
+        ({"declared_count": "1"}, 422, "validation_failed"),
         ({"declared_total": {"amount": 10.0, "currency": "CNY"}}, 422, "validation_failed"),
         ({"external_reference": "bad ref"}, 422, "validation_failed"),
         ({"wage_month": "2026-13"}, 422, "validation_failed"),
@@ -99,7 +101,11 @@ def test_header_problems_are_refused_before_anything_is_stored(app, employer):
     for change, status, code in cases:
         body = batch_body(employer.account_id, items)
         body["header"].update(change)
-        problem(pc.post("/v1/payroll/batches", body), status, code)
+        refused = problem(pc.post("/v1/payroll/batches", body), status, code)
+        # Each error points at the field as sent: the JSON body's header.
+        [field] = change
+        assert refused["errors"] and all(e["field"].startswith(f"body.header.{field}")
+                                         for e in refused["errors"]), refused
     problem(pc.post("/v1/payroll/batches", {"header": batch_body(employer.account_id, items)
                                             ["header"], "items": []}), 422, "validation_failed")
     assert pc.get("/v1/payroll/batches").json()["data"] == []
