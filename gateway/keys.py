@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,13 +29,19 @@ RETAIN_RETIRED_SECONDS = 600 + 60
 
 
 def _write_secret(path: Path, data: bytes) -> None:
+    """Create `path` holding `data`, readable by the owner only; FileExistsError if it exists.
+    The file appears whole (written aside, then linked into place), so a process starting at
+    the same moment never reads it empty or half written."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)  # mode 0600
     try:
-        os.write(fd, data)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.link(tmp, path)
     finally:
-        os.close(fd)
-    os.chmod(path, 0o600)
+        os.unlink(tmp)
 
 
 def _load_or_create(path: Path, make: Any) -> bytes:
