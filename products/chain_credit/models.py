@@ -66,7 +66,8 @@ class CreditFacility(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
     core_enterprise_id: Mapped[str] = mapped_column(ForeignKey("chain_members.id"))
     limit_fen: Mapped[int]
-    # Face of certificates the core enterprise issued and has not paid (kept under the row lock).
+    # Face of certificates the core enterprise issued and has not paid, plus the principal of its
+    # chain's factoring and order financing not yet repaid (kept under the row lock).
     outstanding_fen: Mapped[int] = mapped_column(default=0)
     currency: Mapped[str] = mapped_column(String(3), default="CNY")
     expires_on: Mapped[date] = mapped_column(Date)

@@ -30,6 +30,7 @@ from products.chain_credit.models import (
     FinancingQuote,
     PayablesCertificate,
 )
+from products.chain_credit.states import LENT_APPLICATION_STATES
 
 T = TypeVar("T")
 MAX_CURSOR = 60
@@ -192,3 +193,11 @@ def references_of_applications(session: Session, tenant_id: str, kind: str, refe
     if exclude_id is not None:
         stmt = stmt.where(a.id != exclude_id)
     return set(session.scalars(stmt))
+
+
+def applications_outstanding_fen(session: Session, tenant_id: str, chain_id: str) -> int:
+    """Principal of the chain's factoring and order financing disbursed and not yet repaid."""
+    a = FinancingApplication
+    return int(session.scalar(select(func.coalesce(func.sum(a.approved_fen), 0)).where(
+        a.tenant_id == tenant_id, a.chain_id == chain_id,
+        a.status.in_(sorted(LENT_APPLICATION_STATES)))) or 0)

@@ -87,6 +87,7 @@ def _utilisation_out(u: service.Utilisation) -> schemas.FacilityUtilisation:
         facility_id=f.id, limit=Money.of(f.limit_fen), outstanding=Money.of(f.outstanding_fen),
         available=Money.of(max(0, f.limit_fen - f.outstanding_fen)),
         awaiting_acceptance=Money.of(u.awaiting_acceptance_fen), overdue=Money.of(u.overdue_fen),
+        financing_applications=Money.of(u.applications_fen),
         by_tier=[schemas.TierUtilisation(tier=e["tier"], holder_type=e["holder_type"],
                                          holders=e["holders"], certificates=e["certificates"],
                                          amount=Money.of(e["amount_fen"])) for e in u.by_tier])
@@ -147,6 +148,13 @@ def _change(cert: Any, children: list[Any]) -> schemas.CertificateChange:
 
 
 @partner.post("/payables-certificates", summary="Issue a payables certificate to a tier-1 member",
+              description="Within the facility's available limit; the maturity date from tomorrow "
+                          "to 365 days ahead and on or before the facility's expiry. Refusals: 422 "
+                          "`invalid_maturity_date` (`errors` points at `body.maturity_date`); 409 "
+                          "`no_credit_facility`, `credit_facility_expired`, "
+                          "`credit_facility_frozen`, `facility_limit_exceeded` (with `available`), "
+                          "`invoice_already_used`, `invoice_already_financed`; 403 "
+                          "`not_core_enterprise`.",
               response_model=schemas.CertificateOut, status_code=201, dependencies=MONEY_MOVES,
               responses=error_responses(409))
 def issue_payables_certificate(body: schemas.CertificateIssue, principal: Principal = Depends(WRITE),
@@ -187,6 +195,16 @@ def get_financing_quote(quote_id: str, principal: Principal = Depends(READ),
 
 @partner.post("/payables-certificates/financing-quotes/{quote_id}/accept",
               summary="Accept a financing quote: the holder is paid, the bank holds the certificate",
+              description="A quote is a price: accepted before `valid_until` it pays exactly its "
+                          "`net_amount` (its `days` and `discount` stand even if the business date "
+                          "has changed since it was made). What the quote relied on is checked "
+                          "again, with the codes quoting gives, and a refusal moves no money. "
+                          "Refusals: 409 `financing_quote_expired` (past `valid_until`, whether or "
+                          "not the quote shows `expired` yet), `credit_facility_frozen`, "
+                          "`credit_facility_expired`, `partner_not_active`, "
+                          "`certificate_state_conflict`, `certificate_matured`, `invalid_state` "
+                          "(the quote was accepted or declined); 403 `not_certificate_holder`; 404 "
+                          "`financing_quote_not_found`.",
               response_model=schemas.QuoteAccepted, dependencies=MONEY_MOVES,
               responses=error_responses(404, 409))
 def accept_financing_quote(quote_id: str, body: schemas.Acting, principal: Principal = Depends(WRITE),
@@ -272,6 +290,14 @@ def transfer_payables_certificate(certificate_id: str, body: schemas.Certificate
 
 @partner.post("/payables-certificates/{certificate_id}/financing-quotes",
               summary="Ask the bank for a financing (discount) quote",
+              description="discount = face x rate x days / 360 (days from today to maturity); the "
+                          "certificate is reserved until the quote is accepted, declined or lapses "
+                          "(`valid_until`: 15 minutes, never past the start of the maturity date). "
+                          "Refusals: 409 `credit_facility_frozen`, `credit_facility_expired`, "
+                          "`partner_not_active`, `certificate_state_conflict` (an open quote "
+                          "exists, or the certificate cannot be financed in its state), "
+                          "`certificate_matured`, `certificate_not_financeable`; 403 "
+                          "`not_certificate_holder`.",
               response_model=schemas.QuoteOut, status_code=201, dependencies=ONCE,
               responses=error_responses(404, 409))
 def request_financing_quote(certificate_id: str, body: schemas.Acting,
@@ -428,6 +454,14 @@ def list_tenant_financing_applications(
 
 @operations.post("/financing-applications/{application_id}/approve",
                  summary="Approve an application; the ledger disburses at once",
+                 description="Factoring and order financing are credit under the chain's core "
+                             "enterprise's facility: the approved principal must be within its "
+                             "available limit and counts in its `outstanding` until repaid. "
+                             "Refusals: 409 `facility_limit_exceeded` (with `available`), "
+                             "`no_credit_facility`, `credit_facility_expired`, "
+                             "`credit_facility_frozen`, `partner_not_active`, "
+                             "`invoice_already_financed`, `purchase_order_already_financed`, "
+                             "`invalid_state`; 422 `approval_exceeds_request`, `invalid_due_date`.",
                  response_model=schemas.FinancingApplicationOut, dependencies=MONEY_MOVES,
                  responses=error_responses(404, 409))
 def approve_financing_application(application_id: str, body: schemas.ApplicationApprove,

@@ -135,8 +135,10 @@ class FacilityOut(_Out):
     id: str
     core_enterprise_id: str
     limit: Money
-    outstanding: Money
-    available: Money
+    outstanding: Money = Field(description="Unpaid certificates issued under the facility, and "
+                               "the principal of the chain's factoring and order financing not "
+                               "yet repaid")
+    available: Money = Field(description="limit - outstanding (never below 0.00)")
     expires_on: date
     guarantee_circle: str
     discount_rate: str
@@ -166,6 +168,9 @@ class FacilityUtilisation(_Out):
     awaiting_acceptance: Money
     overdue: Money
     by_tier: list[TierUtilisation]
+    financing_applications: Money = Field(
+        description="Principal of the chain's factoring and order financing disbursed and not "
+                    "yet repaid; with the certificates in `by_tier` it makes up `outstanding`")
 
 
 # --- certificates ------------------------------------------------------------------------

@@ -6,8 +6,8 @@ Every function takes a Session, `flush()`es and never commits, raises domain err
 
 Concurrency: an action on a certificate locks its row (`SELECT ... FOR UPDATE`) and checks the
 holder and the state under the lock, so of two conflicting actions the second sees the first's
-result and is refused with `certificate_state_conflict`; issuance locks the facility row, so
-`outstanding` never passes the limit.
+result and is refused with `certificate_state_conflict`; issuance and the approval of factoring
+or order financing lock the facility row, so `outstanding` never passes the limit.
 """
 
 from __future__ import annotations
@@ -229,6 +229,52 @@ def effective_status(facility: CreditFacility, today: date) -> str:
     return facility.status
 
 
+def _require_usable_facility(facility: CreditFacility | None, today: date, *, core_id: str,
+                             refused: str) -> CreditFacility:
+    """The facility new credit is given under (a certificate issued, financed or an application
+    approved): it must exist, be unexpired and not be frozen. `refused` ends each refusal."""
+    if facility is None:
+        raise NoFacility(f"Core enterprise {core_id} has no credit facility. {refused}")
+    status = effective_status(facility, today)
+    if status == "expired":
+        raise FacilityExpired(f"Facility {facility.id} expired on {facility.expires_on.isoformat()}. "
+                              f"{refused}")
+    if status == "frozen":
+        reason = (facility.frozen_reason or "risk event").rstrip(" .。")
+        raise FacilityFrozen(f"Facility {facility.id} is frozen: {reason}. {refused}")
+    return facility
+
+
+def _limit_exceeded(facility: CreditFacility) -> LimitExceeded:
+    from gateway.money import format_fen
+
+    available = facility.limit_fen - facility.outstanding_fen
+    shown = format_fen(max(available, 0))
+    detail = f"The facility has {shown} CNY available."
+    if available < 0:  # renewed with a limit below what its earlier term still owes
+        detail = (f"The facility has {shown} CNY available: its outstanding certificates and "
+                  f"financing ({format_fen(facility.outstanding_fen)} CNY) exceed its limit "
+                  f"({format_fen(facility.limit_fen)} CNY).")
+    return LimitExceeded(detail, extra={"available": {"amount": shown, "currency": "CNY"}})
+
+
+def _recount_outstanding(session: Session, facility: CreditFacility, now: datetime) -> None:
+    """Set the facility's outstanding from what it is lent against: the face of its unpaid
+    certificates and the principal of its chain's factoring and order financing not yet repaid.
+    Called (under the facility's row lock) where an application starts or stops using the
+    facility, so that applications disbursed before they counted against it are counted too."""
+    certificates = int(session.scalar(
+        select(func.coalesce(func.sum(PayablesCertificate.face_fen), 0)).where(
+            PayablesCertificate.tenant_id == facility.tenant_id,
+            PayablesCertificate.facility_id == facility.id,
+            PayablesCertificate.status.in_(sorted(UNPAID_CERTIFICATE_STATES)))) or 0)
+    total = certificates + repository.applications_outstanding_fen(
+        session, facility.tenant_id, facility.core_enterprise_id)
+    if total != facility.outstanding_fen:
+        facility.outstanding_fen = total
+        facility.updated_at = now
+
+
 def _circle_scope(session: Session, tenant_id: str) -> tuple[str, Any]:
     """Which facilities share a guarantee circle's cap: the bank's whole production book, or
     (in the sandbox, where tenants never see each other) the tenant's own."""
@@ -426,10 +472,12 @@ class Utilisation:
     awaiting_acceptance_fen: int
     overdue_fen: int
     by_tier: list[dict[str, Any]]
+    applications_fen: int = 0
 
 
 def facility_utilisation(session: Session, tenant_id: str, facility_id: str) -> Utilisation:
-    """Where the facility's outstanding value sits: unpaid certificates by their holders' tier."""
+    """Where the facility's outstanding value sits: unpaid certificates by their holders' tier,
+    and the principal of the chain's factoring and order financing not yet repaid."""
     facility = repository.get_facility(session, tenant_id, facility_id)
     rows = session.execute(
         select(PayablesCertificate.holder_type, ChainMember.tier, PayablesCertificate.status,
@@ -471,7 +519,8 @@ def facility_utilisation(session: Session, tenant_id: str, facility_id: str) -> 
                    ChainMember.tier == tier)) or 0)
     ordered = sorted(tiers.values(), key=lambda e: (e["holder_type"] == "bank", e["tier"] or 0))
     return Utilisation(facility=facility, awaiting_acceptance_fen=awaiting, overdue_fen=overdue,
-                       by_tier=ordered)
+                       by_tier=ordered, applications_fen=repository.applications_outstanding_fen(
+                           session, tenant_id, facility.core_enterprise_id))
 
 
 # --- certificates ------------------------------------------------------------------------
@@ -545,27 +594,19 @@ def issue_certificate(session: Session, tenant_id: str, *, acting_member_id: str
         raise InvalidMaturity(
             f"The maturity date must be between {earliest.isoformat()} and {latest.isoformat()}.",
             errors=[{"field": "body.maturity_date", "message": "out of range"}])
-    facility = repository.facility_of(session, tenant_id, issuer.id, lock=True)
-    if facility is None:
-        raise NoFacility(f"Core enterprise {issuer.id} has no credit facility.")
-    status = effective_status(facility, today)
-    if status == "expired":
-        raise FacilityExpired(f"Facility {facility.id} expired on {facility.expires_on.isoformat()}.")
-    if status == "frozen":
-        reason = (facility.frozen_reason or "risk event").rstrip(" .。")
-        raise FacilityFrozen(f"Facility {facility.id} is frozen: {reason}. "
-                             "No new certificates can be issued.")
-    available = facility.limit_fen - facility.outstanding_fen
-    if amount_fen > available:
-        from gateway.money import format_fen
-
-        shown = format_fen(max(available, 0))
-        detail = f"The facility has {shown} CNY available."
-        if available < 0:  # renewed with a limit below what its earlier term still owes
-            detail = (f"The facility has {shown} CNY available: its outstanding certificates "
-                      f"({format_fen(facility.outstanding_fen)} CNY) exceed its limit "
-                      f"({format_fen(facility.limit_fen)} CNY).")
-        raise LimitExceeded(detail, extra={"available": {"amount": shown, "currency": "CNY"}})
+    facility = _require_usable_facility(
+        repository.facility_of(session, tenant_id, issuer.id, lock=True), today, core_id=issuer.id,
+        refused="No new certificates can be issued.")
+    # The core enterprise pays at maturity: within the credit term the bank approved, so that
+    # the exposure ends with the facility.
+    if maturity_date > facility.expires_on:
+        expiry = facility.expires_on.isoformat()
+        raise InvalidMaturity(
+            f"The maturity date must be on or before the facility's expiry, {expiry}: a "
+            "certificate is paid within the term of the facility it is issued under.",
+            errors=[{"field": "body.maturity_date", "message": f"after the facility's expiry {expiry}"}])
+    if amount_fen > facility.limit_fen - facility.outstanding_fen:
+        raise _limit_exceeded(facility)
     invoice_numbers = _canonical_references(invoice_numbers)
     if len(set(invoice_numbers)) != len(invoice_numbers):
         raise ValidationFailed("Each invoice is listed once.", code="duplicate_invoice_numbers",
@@ -813,10 +854,24 @@ def _close_quote(session: Session, quote: FinancingQuote, target: str, now: date
             data=views.data(views.quote_out(quote)), actor=quote.holder_member_id, at=now)
 
 
+def _check_financeable(session: Session, cert: PayablesCertificate, today: date) -> CreditFacility:
+    """What the bank relies on to finance a certificate, checked when it quotes and again when
+    the quote is accepted (a freeze, the facility's expiry or the partner's suspension may come
+    in between): the partner is in service, the certificate has not reached maturity, and its
+    facility is neither expired nor frozen."""
+    require_partner_in_service(session, cert.tenant_id)
+    _require_before_maturity(cert, today)
+    return _require_usable_facility(
+        repository.get_facility(session, cert.tenant_id, cert.facility_id), today,
+        core_id=cert.issuer_id,
+        refused="The bank does not finance its certificates until it is active again.")
+
+
 def request_financing_quote(session: Session, tenant_id: str, cert_id: str, *,
                             acting_member_id: str) -> FinancingQuote:
     """The bank prices financing the certificate now: face x rate x days / 360. The certificate
-    is reserved (`financing`) until the quote is accepted, declined or lapses."""
+    is reserved (`financing`) until the quote is accepted, declined or lapses. Refused unless
+    the bank would finance it now (`_check_financeable`, checked again at acceptance)."""
     member = acting_member(session, tenant_id, acting_member_id)
     cert = repository.get_certificate(session, tenant_id, cert_id, lock=True)
     _require_holder(cert, member)
@@ -828,11 +883,7 @@ def request_financing_quote(session: Session, tenant_id: str, cert_id: str, *,
             f"Certificate {cert.id} already has an open financing quote.",
             extra={"current_status": cert.status, "requested_status": "financing"})
     check_certificate(cert.id, cert.status, "financing")
-    _require_before_maturity(cert, today)
-    facility = repository.get_facility(session, tenant_id, cert.facility_id)
-    if effective_status(facility, today) == "frozen":
-        raise FacilityFrozen(f"The issuer's facility {facility.id} is frozen: the bank does not "
-                             "finance its certificates until the freeze is lifted.")
+    facility = _check_financeable(session, cert, today)
     days, discount, net = discount_quote(cert.face_fen, facility.discount_rate, today, cert.maturity_date)
     if net <= 0:
         raise NotFinanceable("The discount would consume the whole face value.")
@@ -855,21 +906,30 @@ def request_financing_quote(session: Session, tenant_id: str, cert_id: str, *,
 def accept_financing_quote(session: Session, tenant_id: str, quote_id: str, *,
                            acting_member_id: str) -> tuple[FinancingQuote, PayablesCertificate]:
     """The holder takes the quote while it is valid: the ledger pays the net proceeds from the
-    bank's financing account to the holder, and the bank becomes the holder."""
+    bank's financing account to the holder, and the bank becomes the holder.
+
+    What the quote relied on is checked again, with the codes quoting gives (`_check_financeable`:
+    a freeze or expiry of the facility, or the partner's suspension, since the quote was made
+    refuses it and moves nothing). A quote is a price: within its validity it pays exactly its
+    own discount and net amount, even if the business date has changed since (a quote made at
+    23:55 and accepted at 00:05 keeps its days); it never runs past the start of the maturity
+    date, so at least one day of discount is always owed."""
     member = acting_member(session, tenant_id, acting_member_id)
     quote = repository.get_quote(session, tenant_id, quote_id)
     cert = repository.get_certificate(session, tenant_id, quote.certificate_id, lock=True)
     quote = repository.get_quote(session, tenant_id, quote_id, lock=True)
     if quote.holder_member_id != member.id:
         raise NotHolder(f"Quote {quote.id} was made for member {quote.holder_member_id}.")
+    now = _now(session, tenant_id)
+    # Lapsed, whether or not the quote job has marked it yet.
+    if quote.status == "expired" or (quote.status == "open" and now >= quote.valid_until):
+        raise QuoteExpired(f"Quote {quote.id} was valid until {views._ts(quote.valid_until)}; "
+                           "ask for a new one.")
     if quote.status != "open":
         check(QUOTE_TRANSITIONS, "financing quote", quote.status, "accepted")
     _require_holder(cert, member)
-    now = _now(session, tenant_id)
-    if now >= quote.valid_until:
-        raise QuoteExpired(f"Quote {quote.id} was valid until {views._ts(quote.valid_until)}; "
-                           "ask for a new one.")
     check_certificate(cert.id, cert.status, "financed")
+    _check_financeable(session, cert, _today(now))
     holder_account = repository.get_member(session, tenant_id, member.id).settlement_account_id
     ledger.pay(session, tenant_id, from_account=ledger.bank_financing_account(session, tenant_id),
                to_account=holder_account, amount_fen=quote.net_fen,
@@ -1084,8 +1144,12 @@ def create_application(session: Session, tenant_id: str, *, acting_member_id: st
 def approve_application(session: Session, tenant_id: str, app_id: str, *, amount_fen: int,
                         annual_rate: str, due_date: date, actor: str) -> FinancingApplication:
     """Operations approve an amount and rate; the ledger disburses it to the applicant at once.
-    Refused if, since filing, a certificate has come to back one of its invoices or another
-    application citing them has been financed (the first financed wins)."""
+
+    Factoring and order financing are credit given under the chain's core enterprise's facility
+    (链式授信): approval needs that facility unexpired and not frozen, and the amount within its
+    available limit; the principal counts in its `outstanding` until repaid. Refused too if,
+    since filing, a certificate has come to back one of its invoices or another application
+    citing them has been financed (the first financed wins)."""
     require_partner_in_service(session, tenant_id)
     rate = parse_rate(annual_rate)
     app = repository.get_application(session, tenant_id, app_id, lock=True)
@@ -1098,11 +1162,16 @@ def approve_application(session: Session, tenant_id: str, app_id: str, *, amount
     if not today < due_date <= today + timedelta(days=MAX_REPAYMENT_DAYS):
         raise InvalidDueDate(f"The due date must be after {today.isoformat()} and within three years.",
                              errors=[{"field": "body.due_date", "message": "out of range"}])
-    facility = repository.facility_of(session, tenant_id, app.chain_id)
-    if facility is not None and effective_status(facility, today) == "frozen":
-        raise FacilityFrozen(f"The chain's facility {facility.id} is frozen: no new financing.")
+    # The facility's row lock (taken before the references' locks, as issuance takes them)
+    # serializes everything that uses its limit, so the check below is exact.
+    facility = _require_usable_facility(
+        repository.facility_of(session, tenant_id, app.chain_id, lock=True), today,
+        core_id=app.chain_id, refused="No financing can be approved under it.")
     _refuse_financed_references(session, tenant_id, app.kind, list(app.references),
                                 application_statuses=FINANCED_APPLICATION_STATES, exclude_id=app.id)
+    _recount_outstanding(session, facility, now)
+    if amount_fen > facility.limit_fen - facility.outstanding_fen:
+        raise _limit_exceeded(facility)
     applicant = repository.get_member(session, tenant_id, app.applicant_id)
     app.approved_fen = amount_fen
     app.annual_rate = rate
@@ -1117,6 +1186,8 @@ def approve_application(session: Session, tenant_id: str, app_id: str, *, amount
     app.status = "disbursed"
     app.disbursed_at = now
     app.updated_at = now
+    facility.outstanding_fen += amount_fen
+    facility.updated_at = now
     session.flush()
     _application_event(session, app, "disbursed", actor, now)
     return app
@@ -1146,6 +1217,8 @@ def collect_repayment(session: Session, tenant_id: str, app_id: str, now: dateti
     if app.status not in ("disbursed", "overdue") or app.due_date is None or app.due_date > _today(now):
         return ""
     applicant = repository.get_member(session, tenant_id, app.applicant_id)
+    # Locked before the ledger's accounts, in the order approval and maturity take them.
+    facility = repository.facility_of(session, tenant_id, app.chain_id, lock=True)
     due = (app.approved_fen or 0) + (app.interest_fen or 0)
     paid = False
     if ledger.available_fen(session, tenant_id, applicant.settlement_account_id) >= due:
@@ -1165,6 +1238,10 @@ def collect_repayment(session: Session, tenant_id: str, app_id: str, now: dateti
         app.repaid_at = now
         app.updated_at = now
         session.flush()
+        # The principal is back: the facility's limit is free again.
+        if facility is not None:
+            _recount_outstanding(session, facility, now)
+            session.flush()
         _application_event(session, app, "repaid", "system", now)
         return "repaid"
     if app.status == "overdue":

@@ -71,6 +71,9 @@ APPLICATION_TRANSITIONS: dict[str, frozenset[str]] = {
 APPLICATION_STATES = tuple(APPLICATION_TRANSITIONS)
 # Applications whose invoices (purchase orders) the bank has paid out against.
 FINANCED_APPLICATION_STATES = frozenset({"disbursed", "overdue", "repaid"})
+# Applications whose principal the bank has paid out and not had back: they use the core
+# enterprise's facility (its `outstanding`) until repaid.
+LENT_APPLICATION_STATES = frozenset({"disbursed", "overdue"})
 # Applications that hold their references: every one not declined (a duplicate filing is refused).
 CLAIMING_APPLICATION_STATES = frozenset({"submitted"}) | FINANCED_APPLICATION_STATES
 

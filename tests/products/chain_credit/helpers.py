@@ -184,7 +184,8 @@ def grant(ops: PartnerClient, tenant_id: str, core_id: str, *, limit: str = "100
 
 def build_chain(app: FastAPI, http: Any, *, pc: PartnerClient | None = None, ops: PartnerClient | None = None,
                 limit: str = "1000000.00", core_balance_fen: int = 10_000_000_00,
-                tiers: tuple[int, ...] = (2, 2, 1), circle: str = "GC-TEST-01") -> Chain:
+                tiers: tuple[int, ...] = (2, 2, 1), circle: str = "GC-TEST-01",
+                expires_in_days: int = 400) -> Chain:
     """A core enterprise with a facility, and suppliers in three tiers (the first of each tier is
     the upstream of the next tier)."""
     pc = pc or new_partner_client(app, http)
@@ -192,7 +193,7 @@ def build_chain(app: FastAPI, http: Any, *, pc: PartnerClient | None = None, ops
     core = register(app, pc, name="华南核心制造集团有限公司", role="core_enterprise", upstream=None,
                     balance_fen=core_balance_fen)
     response = grant(ops, pc.tenant_id, core.id, limit=limit, circle=circle,
-                     start=today(app, pc.tenant_id))
+                     start=today(app, pc.tenant_id), expires_in_days=expires_in_days)
     assert response.status_code == 201, response.text
     levels: list[list[Member]] = []
     upstream = core.id

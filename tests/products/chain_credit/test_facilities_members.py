@@ -19,6 +19,7 @@ from tests.products.chain_credit.helpers import (
     Chain,
     advance,
     build_chain,
+    deposit,
     grant,
     money,
     new_uscc,
@@ -191,7 +192,9 @@ def test_an_expired_facility_is_renewed_in_place(app, http, partner, monkeypatch
     other = register(app, partner, name="同圈核心企业", role="core_enterprise", upstream=None)
     assert grant(chain.ops, partner.tenant_id, other.id, limit="1200.00", circle="GC-YEAR-2",
                  start=chain.today()).status_code == 201
-    earlier = chain.issue_accepted("600.00", days=60)  # matures after the facility's term
+    # Matures on the facility's last day (no later: a certificate is paid within its facility's
+    # term); the maturity job has not run when the facility is renewed, so it is still owed.
+    earlier = chain.issue_accepted("600.00", days=10)
 
     def renew(limit: str, circle: str):
         return grant(chain.ops, partner.tenant_id, chain.core.id, limit=limit, circle=circle,
@@ -229,13 +232,14 @@ def test_an_expired_facility_is_renewed_in_place(app, http, partner, monkeypatch
         (chain.facility_id, money("800.00"))]
     assert _evidence_types(partner, chain.facility_id) == ["credit_facility.expired",
                                                            "credit_facility.renewed"]
+    deposit(app, partner.tenant_id, chain.core.account_id, 600_00)
     run_until_idle(app.state.database)
     assert chain.facility()["status"] == "active"
 
 
 def test_a_renewal_below_what_is_owed_leaves_nothing_available_and_says_why(app, http, partner):
     chain = _short_term_chain(app, http, partner, limit="1000.00", days=10, circle="GC-LOW")
-    chain.issue_accepted("600.00", days=60)
+    chain.issue_accepted("600.00", days=10)  # still owed at the renewal (no maturity job ran)
     advance(app, partner.tenant_id, 11)
     renewed = grant(chain.ops, partner.tenant_id, chain.core.id, limit="500.00",
                     circle="GC-LOW", rate="0.05", expires_in_days=365, start=chain.today())
@@ -244,8 +248,8 @@ def test_a_renewal_below_what_is_owed_leaves_nothing_available_and_says_why(app,
     refused = problem(chain.issue("1.00"), 409, "facility_limit_exceeded")
     assert refused["available"] == money("0.00")
     assert refused["detail"] == (
-        "The facility has 0.00 CNY available: its outstanding certificates (600.00 CNY) "
-        "exceed its limit (500.00 CNY).")
+        "The facility has 0.00 CNY available: its outstanding certificates and financing "
+        "(600.00 CNY) exceed its limit (500.00 CNY).")
 
 
 def test_freeze_unfreeze_and_expiry(app, http):
