@@ -9,6 +9,7 @@ import typer
 from sqlalchemy import select
 
 from gateway.cli_support import cli_transaction
+from gateway.errors import ValidationFailed
 from gateway.oauth.clients import create_client, revoke_client
 from gateway.settings import get_settings
 from gateway.tenancy import Partner, create_partner
@@ -26,15 +27,34 @@ def create(
     jwks_uri: str | None = typer.Option(None, help="URL of the client's JWKS"),
     secret: bool = typer.Option(False, "--secret", help="Issue a client secret (sandbox only)"),
     operations: bool = typer.Option(False, "--operations", help="A bank operations client"),
+    partner_type: str | None = typer.Option(
+        None, help="Type of a partner created here (default software_vendor); supervisor scopes "
+                   "(payroll:supervise, egov:supervise) need government_portal"),
 ) -> None:
-    """Create the partner if needed and a client; print JSON with client_id (and secret)."""
+    """Create the partner if needed and a client; print JSON with client_id (and secret).
+    Supervisor scopes are granted as the console grants them: to government_portal partners
+    only (`partners.credentials.check_supervisor_scopes`)."""
+    from partners.credentials import check_supervisor_scopes
+    from partners.schemas import PARTNER_TYPES
+
+    if partner_type is not None and partner_type not in PARTNER_TYPES:
+        raise typer.BadParameter(f"one of {', '.join(PARTNER_TYPES)}", param_hint="--partner-type")
     with cli_transaction() as session:
         partner = session.scalars(select(Partner).where(Partner.name == name)).first()
         if partner is None:
             partner = create_partner(session, name=name,
+                                     partner_type=partner_type or "software_vendor",
                                      status="active" if (environment == "production"
                                                          or operations) else "submitted",
                                      is_operations=operations)
+        elif partner_type is not None and partner.partner_type != partner_type:
+            raise typer.BadParameter(f"partner {name!r} ({partner.id}) exists as a "
+                                     f"{partner.partner_type} partner; its type is not changed "
+                                     "here", param_hint="--partner-type")
+        try:  # nothing is written when refused: the transaction rolls back
+            check_supervisor_scopes(partner.partner_type, scopes.split())
+        except ValidationFailed as exc:
+            raise typer.BadParameter(f"{exc.detail} ({exc.code})", param_hint="--scopes") from exc
         issued = create_client(session, partner=partner, environment=environment, name=name,
                                scopes=scopes.split(),
                                jwks=json.loads(jwks.read_text()) if jwks else None,

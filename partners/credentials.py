@@ -31,9 +31,22 @@ CLIENT_MANAGERS = frozenset({"approver", "admin"})
 GRANTABLE_SCOPES = PARTNER_SCOPES + SUPERVISOR_SCOPES
 
 
+SUPERVISOR_PARTNER_TYPE = "government_portal"
+
+
 def grantable_scopes(partner_type: str) -> tuple[str, ...]:
     """What an operator may grant a partner of this type."""
-    return GRANTABLE_SCOPES if partner_type == "government_portal" else PARTNER_SCOPES
+    return GRANTABLE_SCOPES if partner_type == SUPERVISOR_PARTNER_TYPE else PARTNER_SCOPES
+
+
+def check_supervisor_scopes(partner_type: str, scopes: list[str]) -> None:
+    """Supervisor scopes go to regulators' portals (government_portal partners) only: the one
+    rule, for the console (`issue_client`) and the command line (`quanlian clients create`)."""
+    supervising = [s for s in scopes if s in SUPERVISOR_SCOPES]
+    if supervising and partner_type != SUPERVISOR_PARTNER_TYPE:
+        raise ValidationFailed(f"{' '.join(supervising)}: supervisor scopes are for regulators' "
+                               f"portals ({SUPERVISOR_PARTNER_TYPE} partners) only, not a "
+                               f"{partner_type} partner.", code="invalid_scope")
 
 
 def client_view(client: OAuthClient) -> dict[str, Any]:
@@ -66,10 +79,7 @@ def issue_client(session: Session, partner_id: str, *, actor: Actor, environment
                                code="invalid_scope")
     if not scopes:
         raise ValidationFailed("Grant at least one scope.", code="invalid_scope")
-    supervising = [s for s in scopes if s in SUPERVISOR_SCOPES]
-    if supervising and partner.partner_type != "government_portal":
-        raise ValidationFailed(f"{' '.join(supervising)}: supervisor scopes are for regulators' "
-                               "portals (government_portal partners) only.", code="invalid_scope")
+    check_supervisor_scopes(partner.partner_type, scopes)
     if environment == "production":
         if partner.status not in ("approved", "active"):
             raise PartnerNotReady(f"The partner is {partner.status}: production clients need an "

@@ -63,6 +63,20 @@ class RegulatorNotRecognised(ValidationFailed):
     code, title = "regulator_not_recognised", "Not a recognised fund regulator"
 
 
+class RegulatorNotIndependent(ValidationFailed):
+    """A scheme naming its own operator's partner as its regulator: whoever uses the money may
+    not be the one who approves its release (four-eyes), whatever the bank recognised."""
+
+    code, title = "regulator_not_independent", "The regulator must not be the scheme's own partner"
+
+
+class DecisionNotIndependent(Forbidden):
+    """A decision by the scheme's own partner (its tenant's), even one recognised as a regulator
+    (a scheme opened before independence was checked): refused, nothing moves."""
+
+    code, title = "regulator_not_independent", "The regulator must not be the scheme's own partner"
+
+
 class SupervisionWithdrawn(Forbidden):
     code, title = "supervision_withdrawn", "No longer a recognised regulator of this kind of scheme"
 

@@ -20,6 +20,17 @@ approvals is the refund of a losing bidder after an award: the issue makes it au
 within the policy's refund days, and the `egov.escrow_refunds` job pays it. `_authorised` is
 that rule, checked by the regulator's decision and again by the debit guard.
 
+The regulator is independent of the fund user (four-eyes): a scheme cannot name its own
+partner as its regulator (`create_scheme`), and the scheme's own partner (its tenant's) cannot
+decide on its instructions nor count as an approver, even when the bank recognised that
+partner as a regulator (`_check_independent`, `_approvers`). Recognition itself is not refused
+for a partner that runs schemes: it is per partner and kind, and may rightly cover other
+tenants' schemes; independence is a property of each scheme, checked there.
+
+A tuition withdrawal splits what is left among the depositors pro rata to what each paid in
+(net of earlier refunds), to the fen by the largest remainder (`pro_rata`), so the consumed
+classes are borne in proportion, whatever the accounts' ids.
+
 Each sub-account is a virtual ledger account restricted by `ledger.ESCROW_RESTRICTION`, as is
 the scheme's escrow account: the ledger refuses any debit of them, whichever product asks,
 unless `guard` accepts the instruction presented, and it accepts only an approved instruction
@@ -53,6 +64,7 @@ from gateway.tenancy import (
     Partner,
     Principal,
     clock_for,
+    get_tenant,
     regulator_serves,
 )
 from products.accounts.guards import register_debit_guard
@@ -60,6 +72,7 @@ from products.accounts.models import Account
 from products.accounts.port import DebitContext
 from products.egov import ledger
 from products.egov.errors import (
+    DecisionNotIndependent,
     DepositRefused,
     DuplicateApprover,
     DuplicateSchemeReference,
@@ -69,6 +82,7 @@ from products.egov.errors import (
     EscrowSchemeNotFound,
     EscrowSubAccountNotFound,
     InsufficientEscrowBalance,
+    RegulatorNotIndependent,
     RegulatorNotRecognised,
     ReleaseExceedsPolicy,
     ReleaseInstructionNotFound,
@@ -270,8 +284,15 @@ def _policy(body: SchemeIn) -> dict[str, Any]:
 
 def create_scheme(session: Session, *, tenant_id: str, environment: str, actor: str,
                   body: SchemeIn) -> EscrowScheme:
-    """Open a scheme: its escrow account (restricted) and its release policy."""
+    """Open a scheme: its escrow account (restricted) and its release policy. Its regulator is
+    a recognised one other than the tenant's own partner (four-eyes)."""
     kind = body.policy.kind
+    if body.regulator_partner_id == _own_partner(session, tenant_id):
+        raise RegulatorNotIndependent(
+            f"Partner {body.regulator_partner_id} is your own: a scheme's regulator must be "
+            "independent of whoever uses the money, so it cannot approve its own releases.",
+            errors=[{"field": "body.regulator_partner_id",
+                     "message": "must be another partner than the scheme's own"}])
     if not _recognised(session, body.regulator_partner_id, kind, tenant_id):
         raise RegulatorNotRecognised(f"Partner {body.regulator_partner_id} is not a recognised "
                                      f"regulator of {kind} schemes.")
@@ -320,6 +341,11 @@ def _recognised(session: Session, partner_id: str, kind: str, tenant_id: str) ->
     regulator = session.get(EscrowRegulator, partner_id)
     return (regulator is not None and kind in regulator.kinds
             and regulator_serves(session, partner_id, tenant_id))
+
+
+def _own_partner(session: Session, tenant_id: str) -> str:
+    """The partner a tenant (a scheme's operator) belongs to."""
+    return get_tenant(session, tenant_id).partner_id
 
 
 def supervised_scheme(session: Session, principal: Principal, scheme_id: str) -> EscrowScheme:
@@ -508,6 +534,23 @@ def _refundable(session: Session, sub: EscrowSubAccount) -> dict[str, int]:
         if account_id in net:
             net[account_id] -= int(amount)
     return {k: v for k, v in net.items() if v > 0}
+
+
+def pro_rata(total_fen: int, shares: dict[str, int]) -> dict[str, int]:
+    """Split `total_fen` among accounts in proportion to their (positive) shares, to the fen by
+    the largest-remainder method: each gets the floor of its exact part, and the fen left over
+    go one each to the largest remainders (ties: the larger share, then the account id), so the
+    parts add up to exactly `total_fen`. With `total_fen` at most the shares' sum, no part is
+    above its share. Accounts whose part is 0 are left out."""
+    weight = sum(shares.values())
+    if total_fen <= 0 or weight <= 0:
+        return {}
+    parts = {account: total_fen * share // weight for account, share in shares.items()}
+    left = total_fen - sum(parts.values())
+    by_remainder = sorted(shares, key=lambda a: (-(total_fen * shares[a] % weight), -shares[a], a))
+    for account in by_remainder[:left]:
+        parts[account] += 1
+    return {account: part for account, part in parts.items() if part > 0}
 
 
 def _class_value(terms: dict[str, Any], classes: int) -> int:
@@ -800,11 +843,13 @@ def cancel_instruction(session: Session, scheme: EscrowScheme, instruction_id: s
     return ins
 
 
-def _approvers(session: Session, instruction_id: str) -> int:
+def _approvers(session: Session, ins: ReleaseInstruction) -> int:
     """Distinct regulator users (OAuth clients) that approved: the approver_id a caller sends is
-    only a label, so it cannot make one user count twice."""
+    only a label, so it cannot make one user count twice; and an approval by the scheme's own
+    partner never counts (four-eyes; `decide` refuses one, this holds for the debit guard too)."""
     return int(session.scalar(select(func.count(func.distinct(ReleaseApproval.client_id))).where(
-        ReleaseApproval.instruction_id == instruction_id, ReleaseApproval.decision == "approve")) or 0)
+        ReleaseApproval.instruction_id == ins.id, ReleaseApproval.decision == "approve",
+        ReleaseApproval.regulator_partner_id != _own_partner(session, ins.tenant_id))) or 0)
 
 
 def _authorised(session: Session, ins: ReleaseInstruction) -> bool:
@@ -812,7 +857,7 @@ def _authorised(session: Session, ins: ReleaseInstruction) -> bool:
     regulator users, or a losing bidder's automatic refund after an award (nothing else)."""
     if ins.approved_by_policy:
         return ins.kind == "refund" and "award" in ins.basis and "refund_to_depositor" in ins.basis
-    return ins.required_approvals >= 1 and _approvers(session, ins.id) >= ins.required_approvals
+    return ins.required_approvals >= 1 and _approvers(session, ins) >= ins.required_approvals
 
 
 def _check_first_decision(session: Session, principal: Principal, ins: ReleaseInstruction,
@@ -832,6 +877,15 @@ def _check_first_decision(session: Session, principal: Principal, ins: ReleaseIn
                                 extra={"approver_id": body.approver_id})
 
 
+def _check_independent(session: Session, principal: Principal, scheme: EscrowScheme) -> None:
+    """The scheme's own partner never decides on its instructions, even recognised as a
+    regulator and named by the scheme (one opened before independence was checked)."""
+    if principal.partner_id == _own_partner(session, scheme.tenant_id):
+        raise DecisionNotIndependent(
+            f"Scheme {scheme.id} is your own partner's: a regulator independent of it must "
+            "decide on its instructions.", extra={"scheme_id": scheme.id})
+
+
 def _check_still_recognised(session: Session, principal: Principal, scheme: EscrowScheme) -> None:
     if not _recognised(session, principal.partner_id, scheme.kind, scheme.tenant_id):
         raise SupervisionWithdrawn(f"The bank no longer recognises you as a regulator of "
@@ -843,6 +897,7 @@ def decide(session: Session, principal: Principal, instruction_id: str,
            body: DecisionIn) -> ReleaseInstruction:
     """A regulator user's approval or rejection; the last approval needed executes the release."""
     scheme, ins = supervised_instruction(session, principal, instruction_id)
+    _check_independent(session, principal, scheme)
     _check_still_recognised(session, principal, scheme)
     ins = get_instruction(session, scheme, instruction_id, lock=True)
     if ins.status != "pending_approval":
@@ -927,8 +982,11 @@ def withdraw(session: Session, scheme: EscrowScheme, sub_id: str, *, actor: str,
              reason: str) -> tuple[EscrowSubAccount, list[ReleaseInstruction]]:
     """A student leaves: refunds of the unconsumed tuition to whoever paid it are instructed; they
     wait for the regulator like any other money leaving escrow, and the sub-account is withdrawn
-    when the last one executes (at once when nothing is left to refund). Returns the sub-account
-    and the refund instructions made (one per depositing account; none when nothing is left)."""
+    when the last one executes (at once when nothing is left to refund). What is left is split
+    among the depositing accounts pro rata to what each paid in, net of earlier refunds
+    (`pro_rata`: to the fen, largest remainder), so every payer bears the consumed classes in
+    proportion. Returns the sub-account and the refund instructions made (one per depositing
+    account with a part, in account-id order; none when nothing is left)."""
     if scheme.kind != "tuition":
         raise ReleaseNotAllowed("Only a tuition sub-account is withdrawn from.", code="not_tuition")
     sub = get_sub_account(session, scheme, sub_id, lock=True)
@@ -937,14 +995,12 @@ def withdraw(session: Session, scheme: EscrowScheme, sub_id: str, *, actor: str,
         raise ReleaseNotAllowed("Instructions on this sub-account await approval: let the regulator "
                                 "decide or cancel them first.", code="instructions_outstanding")
     now = clock_for(session, scheme.tenant_id).now()
-    refunds = sorted(_refundable(session, sub).items())
-    remaining = _sub_balance(sub)
+    refundable = _refundable(session, sub)
+    # Never more back than was paid in (the balance is at most that: money enters by deposit only).
+    left = min(_sub_balance(sub), sum(refundable.values()))
+    refunds = sorted(pro_rata(left, refundable).items())
     made: list[ReleaseInstruction] = []
-    for destination, amount in refunds:
-        part = min(amount, remaining)
-        if part <= 0:
-            break
-        remaining -= part
+    for destination, part in refunds:
         plan = _Plan(part, destination, {"refund_to_depositor": destination, "withdrawal": True},
                      _required(scheme), False)
         made.append(_new_instruction(session, scheme, sub, plan, kind="refund",

@@ -286,7 +286,8 @@ async def compare_reconciliation_records(business_date: IsoDate, request: Reques
 @schemes.post("", status_code=201, response_model=SchemeOut, summary="Open a supervised escrow scheme",
               description="An escrow account (资金监管账户) with a release policy, supervised by a "
                           "recognised regulator: prepaid tuition, pre-sale housing funds, bid "
-                          "deposits or court case funds.",
+                          "deposits or court case funds. The regulator must be independent of "
+                          "you: naming your own partner is a 422 `regulator_not_independent`.",
               dependencies=[Depends(idempotency(required=True))],
               responses=error_responses(404, 409, 422))
 def create_scheme(body: SchemeIn, principal: Writer, session: SessionDep) -> dict[str, Any]:
@@ -350,8 +351,12 @@ def create_deposit(scheme_id: str, sub_account_id: str, body: DepositIn, princip
 @schemes.post("/{scheme_id}/sub-accounts/{sub_account_id}/withdraw", response_model=WithdrawOut,
               summary="Tuition: the student withdraws; unconsumed tuition is refunded",
               description="Instructs the refund of the unconsumed tuition to each account that paid "
-                          "it (原路退回). The refunds wait for the regulator's approval(s) like any "
-                          "money leaving escrow: the answer is the sub-account (still `open`, its "
+                          "it (原路退回), split pro rata to what each account deposited (net of "
+                          "earlier refunds): the consumed classes are borne in proportion. Each "
+                          "part is rounded down to the fen and the fen left over go one each to "
+                          "the largest remainders (ties: the larger deposit, then the account id), "
+                          "so the parts add up to exactly the balance. The refunds wait for the "
+                          "regulator's approval(s) like any money leaving escrow: the answer is the sub-account (still `open`, its "
                           "balance unchanged, until the last refund executes) with the refund "
                           "instructions in `refund_instructions` (ids `erel_…`, status "
                           "`pending_approval`), to follow at `GET …/release-instructions/{id}`. "
@@ -514,7 +519,8 @@ def get_supervised_release_instruction(instruction_id: str, principal: Superviso
                               "approvals they must come from two different clients of the "
                               "regulator; the approval that completes the count executes the "
                               "release. Refused (403) once the bank no longer recognises you as a "
-                              "regulator of the scheme's kind.",
+                              "regulator of the scheme's kind, and (403 "
+                              "`regulator_not_independent`) on a scheme of your own partner's.",
                   dependencies=[Depends(idempotency(required=True))],
                   responses=error_responses(403, 404, 409, 422))
 def decide_release_instruction(instruction_id: str, body: DecisionIn, principal: Supervisor,

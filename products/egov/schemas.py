@@ -292,7 +292,8 @@ class SchemeIn(_In):
                                                                   "tender, court)")
     name: str = Field(min_length=1, max_length=120)
     regulator_partner_id: str = Field(min_length=1, max_length=40,
-                                      description="The recognised regulator that approves releases")
+                                      description="The recognised regulator that approves releases: "
+                                                  "another partner than yours (four-eyes)")
     holder_name: str = Field(min_length=1, max_length=120,
                              description="The escrow account's holder: the training institution, "
                                          "developer, tenderer or court")
@@ -480,7 +481,10 @@ class WithdrawOut(SubAccountOut):
 
     refund_instructions: list[InstructionOut] = Field(
         description="The refund instructions the withdrawal made (kind `refund`, one per account "
-                    "that deposited money still held, each for what goes back to it): they wait "
+                    "that deposited money still held, each for what goes back to it: the balance "
+                    "split pro rata to each account's deposits net of earlier refunds, to the fen "
+                    "by the largest remainder, ties to the larger deposit then the account id, "
+                    "the parts adding up to exactly the balance): they wait "
                     "for the regulator (`status` `pending_approval`) like any money leaving "
                     "escrow, and the sub-account stays `open` until the last one executes. Empty "
                     "when nothing was left to refund: the sub-account is then `withdrawn` at once")

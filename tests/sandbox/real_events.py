@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from gateway.clock import business_date
 from gateway.tenancy import advance_clock, clock_for
-from tests.tools.api import PartnerClient, new_partner_client
+from tests.tools.api import PartnerClient
 
 CARD = "6222021234567890128"  # a card of another bank: the sandbox checkout takes it
 
@@ -124,8 +124,9 @@ def regulators(app: Any, pc: PartnerClient) -> None:
 
 
 def egov(app: Any, pc: PartnerClient, accounts: dict[str, Any]) -> None:
-    """The portal, a payment order cancelled; a bid-deposit tender (the partner its own
-    regulator): a bidder's deposit, the award and the winner's release asked for."""
+    """The portal, a payment order cancelled; a bid-deposit tender (supervised by the tenant's
+    sandbox regulator: a scheme's own partner never regulates it): a bidder's deposit, the
+    award and the winner's release asked for."""
     from gateway.identifiers import generate_uscc
     from sandbox.fakedata import FakeData
 
@@ -141,9 +142,18 @@ def egov(app: Any, pc: PartnerClient, accounts: dict[str, Any]) -> None:
         pay = "/checkout/" + order["checkout_url"].rsplit("/checkout/", 1)[1] + "/pay"
         pc.http.post(pay, data={"method": "bank_account", "account_number": CARD,
                                 "password": password}, follow_redirects=False)
+    from gateway.oauth.models import OAuthClient
+
+    made = _ok(pc.post("/sandbox/v1/regulators", {"name": "住建局审批人"}))
+    with app.state.database.transaction() as session:
+        tenant_id = session.scalar(select(OAuthClient.tenant_id)
+                                   .where(OAuthClient.id == made["client_id"]))
+    regulator = PartnerClient(http=pc.http, client_id=made["client_id"],
+                              partner_id=made["regulator"]["partner_id"], tenant_id=str(tenant_id),
+                              secret=made["client_secret"], scopes=made["scopes"])
     schemes = "/v1/egov/escrow-schemes"
     scheme = _ok(pc.post(schemes, {
-        "reference": _ref("ZB"), "name": "招标", "regulator_partner_id": pc.partner_id,
+        "reference": _ref("ZB"), "name": "招标", "regulator_partner_id": regulator.partner_id,
         "holder_name": "招标人", "holder_uscc": generate_uscc(rng),
         "beneficiary_account_id": operating,
         "policy": {"kind": "bid_deposit", "required_approvals": 1,
@@ -156,8 +166,6 @@ def egov(app: Any, pc: PartnerClient, accounts: dict[str, Any]) -> None:
     instruction = _ok(pc.post(f"{schemes}/{scheme['id']}/release-instructions", {
         "sub_account_id": bid["id"], "kind": "release", "amount": _money("1000.00"),
         "reason": "转履约保证金"}))
-    regulator = new_partner_client(app, pc.http, scopes=["egov:supervise"],
-                                   partner=_partner(app, pc.partner_id))
     _ok(regulator.post(f"/v1/egov/supervision/release-instructions/{instruction['id']}/decisions",
                        {"approver_id": "u1", "approver_name": "审批人", "decision": "approve"}),
         200)
@@ -171,15 +179,6 @@ def order_body(rng: Any) -> dict[str, Any]:
                       "id_number": generate_resident_id(rng)},
             "description": "补领", "portal_reference": _ref("GOV"),
             "return_url": "https://portal.example.gov.cn/done"}
-
-
-def _partner(app: Any, partner_id: str) -> Any:
-    from gateway.tenancy import Partner
-
-    with app.state.database.transaction() as session:
-        partner = session.get(Partner, partner_id)
-        session.expunge(partner)
-    return partner
 
 
 def webhook_endpoint_changes(pc: PartnerClient) -> None:
