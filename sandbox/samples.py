@@ -545,7 +545,8 @@ def _wage_project(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | N
             "contractor_uscc": project.contractor_uscc,
             "wage_account_id": project.wage_account_id, "check_id": new_id("wcheck"),
             "cycle": seeded.now.strftime("%Y-%m"), "kind": "unpaid_wages",
-            "business_date": seeded.now.date().isoformat(), "unpaid_workers": 3}
+            "business_date": seeded.now.date().isoformat(), "unpaid_workers": 3,
+            "underpaid_workers": 0, "owed_workers": 3}
     return project.id, wage.project_view(project)
 
 

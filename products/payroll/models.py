@@ -178,6 +178,9 @@ class WageWorker(Base):
     # months before it stay owed: the arrears check and the regulator need the date, not
     # only today's status. NULL while active.
     left_on: Mapped[date | None] = mapped_column(Date)
+    # The agreed monthly wage in fen (NULL: none agreed). When set, a pay month counts as paid
+    # only once its successful payments (returned ones excluded) reach it (`wage.pay_state`).
+    monthly_wage_fen: Mapped[int | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

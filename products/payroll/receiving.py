@@ -49,6 +49,8 @@ REASONS = {
     "contract_ended": "劳动合同已到期: the worker's contract ended before the value date",
     "worker_name_mismatch": "姓名与登记不符: the name differs from the worker's registration",
     "card_not_registered": "非登记工资卡: wages go only to the worker's registered card",
+    "exceeds_wage_owed": "超出欠付工资: more than the rest of the agreed monthly wage owed to "
+                         "a worker no longer on the project",
     "wage_account_restricted": "工资专户受限: the wage account pays only its project's "
                                "registered workers",
 }

@@ -250,8 +250,9 @@ def register_wage_worker(project_id: str, body: WorkerIn, principal: Writer,
 @projects.post("/{project_id}/workers/csv", status_code=201, response_model=WorkerImportOut,
                summary="Register workers from a CSV file (all or nothing)",
                description="One worker per line: `name,id_number,card_number,team,contract_start,"
-                           "contract_end` (dates YYYY-MM-DD, contract_end may be empty); an optional "
-                           "title line; UTF-8 or GBK.",
+                           "contract_end[,monthly_wage]` (dates YYYY-MM-DD, contract_end may be "
+                           "empty; monthly_wage, the agreed monthly wage such as 6500.00, may be "
+                           "left out or empty); an optional title line; UTF-8 or GBK.",
                dependencies=[Depends(idempotency())], openapi_extra=CSV_BODY,
                responses=error_responses(404, 413, 415, 422))
 async def import_wage_workers(project_id: str, request: Request, principal: Writer,
@@ -285,7 +286,8 @@ def get_wage_worker(project_id: str, worker_id: str, principal: Reader,
 
 
 @projects.patch("/{project_id}/workers/{worker_id}", response_model=WorkerOut,
-                summary="Update a worker: left the project, contract end, new registered card",
+                summary="Update a worker: left the project, contract end, new registered card, "
+                        "agreed monthly wage",
                 responses=error_responses(404, 422))
 def update_wage_worker(project_id: str, worker_id: str, body: WorkerPatch, principal: Writer,
                        session: SessionDep) -> dict[str, Any]:

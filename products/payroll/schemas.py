@@ -217,6 +217,12 @@ class WorkerIn(_In):
     team: str = Field(min_length=1, max_length=60, description="Team (班组)")
     contract_start: IsoDate
     contract_end: IsoDate | None = None
+    monthly_wage: MoneyIn | None = Field(
+        None, description="The agreed monthly wage. When set, a month counts as paid only once "
+                          "its successful payments (returned ones excluded) reach it; below it "
+                          "the month is `partially_paid` and still owed. Without it, any "
+                          "successful payment pays the month (`wage_agreed` false in the "
+                          "regulator's view)")
 
 
 class WorkerPatch(_In):
@@ -225,6 +231,10 @@ class WorkerPatch(_In):
     status: Literal["active", "left"] | None = None
     contract_end: IsoDate | None = None
     card_number: str | None = Field(None, max_length=32)
+    monthly_wage: MoneyIn | None = Field(None, description="A new agreed monthly wage (it applies "
+                                                          "to every month from then on viewed "
+                                                          "or checked); once agreed it cannot "
+                                                          "be removed")
 
 
 class WorkerOut(BaseModel):
@@ -237,6 +247,7 @@ class WorkerOut(BaseModel):
     contract_start: date
     contract_end: date | None
     status: str
+    monthly_wage: Money | None = Field(description="The agreed monthly wage; null: none agreed")
     created_at: Timestamp
 
 
@@ -298,15 +309,28 @@ class WorkerMonthOut(BaseModel):
     team: str
     status: str
     month: str
-    payment_status: Literal["paid", "unpaid", "returned", "not_due", "not_owed"] = Field(
-        description="`paid`: paid for the month; `returned`: its only payments were returned "
-                    "(退票); `unpaid`: owed, payday passed, not paid; `not_due`: owed, payday "
-                    "not reached yet; `not_owed`: nothing was owed that month (the project's "
-                    "pay cycles had not begun, or the worker was not registered and under "
-                    "contract by payday, or had left before the month began)")
-    paid_amount: Money
+    payment_status: Literal["paid", "partially_paid", "unpaid", "returned", "not_due",
+                            "not_owed"] = Field(
+        description="`paid`: paid for the month (with an agreed wage: its successful payments "
+                    "reach it; without one: any payment succeeded); `partially_paid`: "
+                    "payments succeeded but add up to less than the agreed wage; `returned`: "
+                    "its only payments were returned (退票); `unpaid`: owed, payday passed, not "
+                    "paid; `not_due`: owed, payday not reached yet; `not_owed`: nothing was "
+                    "owed that month (the project's pay cycles had not begun, or the worker "
+                    "was not registered and under contract by payday, or had left before the "
+                    "month began)")
+    paid_amount: Money = Field(description="Successful payments for the month, returned ones "
+                                           "excluded")
     payments: int
     last_paid_on: date | None
+    wage_agreed: bool = Field(description="Whether the worker has an agreed monthly wage; "
+                                          "false: `paid` means only that some payment "
+                                          "succeeded, whatever its amount")
+    agreed_wage: Money | None = Field(description="The agreed monthly wage; null: none agreed")
+    outstanding_amount: Money | None = Field(
+        description="What remains of the agreed wage for the month when it is owed (0.00 once "
+                    "paid or when nothing is owed); null: no wage agreed, the amount owed is "
+                    "not known")
 
 
 class WorkerMonthList(BaseModel):

@@ -160,6 +160,17 @@ class BatchBuilder:
                                    code="value_date_too_far",
                                    errors=[{"field": at + "value_date",
                                             "message": "must be within 90 days"}])
+        value_month = header.value_date.strftime("%Y-%m")
+        if header.wage_month is not None and header.wage_month > value_month:
+            # Wages are paid for work done: a month after the value date's has not been worked
+            # (and paying it would show it paid in advance to the regulator).
+            raise ValidationFailed(
+                f"The wage month {header.wage_month} is after the value date's month "
+                f"({value_month}); wages are paid for a month that has begun.",
+                code="wage_month_in_future",
+                errors=[{"field": at + "wage_month",
+                         "message": f"must not be after {value_month}, the value date's month",
+                         "code": "wage_month_in_future"}])
         ledger.payer_account(session, self.tenant_id, header.payer_account_id,
                              field=at + "payer_account_id")
         self.project = session.scalars(select(WageProject).where(
@@ -195,6 +206,9 @@ class BatchBuilder:
             self.workers = {w.id_digest: w for w in session.scalars(
                 select(WageWorker).where(WageWorker.project_id == self.project.id))}
         self._payable: dict[str, bool] = {}
+        # A leaver with an agreed wage: fen the account may still pay them for the month, less
+        # what the batch's earlier items pay them.
+        self._allowance: dict[str, int | None] = {}
         self.seen: set[str] = set()
         self.count = 0
         self.total = 0
@@ -248,6 +262,10 @@ class BatchBuilder:
                 worker_id = worker.id
                 if not self._may_be_paid(worker):
                     errors.append(("id_number", *self._refusal(worker)))
+                elif item.amount_fen > 0:
+                    exceeded = self._exceeds_allowance(worker, item.amount_fen)
+                    if exceeded:
+                        errors.append(("amount", *exceeded))
                 if worker.name_digest != pii_digest(item.employee_name):
                     errors.append(("employee_name", "worker_name_mismatch",
                                    "The name differs from the worker's real-name registration."))
@@ -285,6 +303,24 @@ class BatchBuilder:
                                                    batch_cycle(self.batch),
                                                    self.batch.value_date)
         return self._payable[worker.id]
+
+    def _exceeds_allowance(self, worker: WageWorker, amount_fen: int) -> tuple[str, str] | None:
+        """A leaver with an agreed wage is paid no more than its rest for the batch's month
+        (`wage.leaver_allowance`), over all the batch's items paying them."""
+        from products.payroll.wage import batch_cycle, exceeds_refusal, leaver_allowance
+
+        assert self.project is not None
+        cycle = batch_cycle(self.batch)
+        if worker.id not in self._allowance:
+            self._allowance[worker.id] = leaver_allowance(
+                self.session, self.project, worker, cycle, self.batch.value_date)
+        allowance = self._allowance[worker.id]
+        if allowance is None:
+            return None
+        if amount_fen > allowance:
+            return exceeds_refusal(worker, cycle, allowance)
+        self._allowance[worker.id] = allowance - amount_fen
+        return None
 
     def _refusal(self, worker: WageWorker) -> tuple[str, str]:
         from products.payroll.wage import batch_cycle, refusal

@@ -36,6 +36,8 @@ ITEM_CODES = {
                          "wages for the batch's wage_month",
     "contract_ended": "the registered worker's contract ended before the batch's value date "
                       "and they are owed no unpaid wages for the batch's wage_month",
+    "exceeds_wage_owed": "the items would pay a worker no longer on the project more than the "
+                         "rest of the agreed monthly wage owed for the batch's wage_month",
     "worker_name_mismatch": "the name differs from the worker's registration",
     "card_not_registered": "the card is not the worker's registered card",
     "purpose_not_allowed": "a wage account pays wages only",

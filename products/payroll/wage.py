@@ -33,6 +33,7 @@ from gateway.events import publish
 from gateway.identifiers import IdentifierError, validate_bank_card, validate_resident_id, validate_uscc
 from gateway.ids import new_id
 from gateway.jobs import for_each_tenant_item
+from gateway.money import MoneyError, format_fen, parse_fen
 from gateway.pagination import decode_cursor, encode_cursor, page, scope_of
 from gateway.pii import mask_account_number, mask_id_number, mask_name, pii_digest
 from gateway.tenancy import Partner, Principal, Tenant, clock_for
@@ -130,15 +131,36 @@ def may_be_paid(session: Session, project: WageProject, worker: WageWorker, cycl
     A worker still on the project (`on_project`) may be paid. A worker who is not (`left`, or
     whose contract ended before the value date though still `active`) may be paid only wages
     still owed: owed for `cycle` (`owed_for`, which ends with the contract or the leaving) and
-    `cycle` not yet paid for them (`is_paid`, as the regulator's view counts it). So arrears
-    are paid after the work has ended, while a month after it, or a month already paid, gets
-    nothing from the account: the same months the arrears check and the regulator's view owe.
+    `cycle` not yet paid for them (`is_paid`, as the regulator's view counts it: with an agreed
+    wage, a month paid in part is still owed its rest, and `leaver_allowance` says how much).
+    So arrears are paid after the work has ended, while a month after it, or a month already
+    paid, gets nothing from the account: the same months the arrears check and the regulator's
+    view owe.
     """
     if on_project(worker, value_date):
         return True
     if not owed_for(project, worker, cycle):
         return False
-    return not is_paid(_paid_in_cycle(session, project.id, cycle, worker.id), worker.id)
+    return not is_paid(_paid_in_cycle(session, project.id, cycle, worker.id), worker)
+
+
+def leaver_allowance(session: Session, project: WageProject, worker: WageWorker, cycle: str,
+                     value_date: date) -> int | None:
+    """The most (in fen) the wage account may still pay a worker who is no longer on the
+    project for pay month `cycle`: the rest of the agreed wage. None when no such limit
+    applies: the worker is on the project, or has no agreed wage (then the month is paid once,
+    by its first successful payment, whatever the amount). Ask `may_be_paid` first."""
+    if on_project(worker, value_date) or worker.monthly_wage_fen is None:
+        return None
+    return outstanding_fen(_paid_in_cycle(session, project.id, cycle, worker.id), worker)
+
+
+def exceeds_refusal(worker: WageWorker, cycle: str, allowance: int) -> tuple[str, str]:
+    """(code, message) for a payment to a leaver beyond the rest of the month's agreed wage."""
+    return "exceeds_wage_owed", (f"The registered worker is no longer on the project and is "
+                                 f"owed {format_fen(allowance)} of the agreed monthly wage "
+                                 f"({format_fen(worker.monthly_wage_fen or 0)}) for {cycle}; "
+                                 "the account pays no more than that.")
 
 
 def refusal(worker: WageWorker, cycle: str) -> tuple[str, str]:
@@ -175,7 +197,10 @@ def worker_view(w: WageWorker) -> dict[str, Any]:
             "id_number": w.id_masked, "card_number": w.card_masked, "team": w.team,
             "contract_start": w.contract_start.isoformat(),
             "contract_end": w.contract_end.isoformat() if w.contract_end else None,
-            "status": w.status, "created_at": to_rfc3339(w.created_at)}
+            "status": w.status,
+            "monthly_wage": (_money(w.monthly_wage_fen) if w.monthly_wage_fen is not None
+                             else None),
+            "created_at": to_rfc3339(w.created_at)}
 
 
 def funding_view(f: WageFunding) -> dict[str, Any]:
@@ -292,7 +317,8 @@ def _check_worker(*, name: str, id_number: str, card_number: str, team: str,
 
 
 def _new_worker(session: Session, project: WageProject, values: dict[str, str], *,
-                contract_start: date, contract_end: date | None, now: datetime) -> WageWorker:
+                contract_start: date, contract_end: date | None, now: datetime,
+                monthly_wage_fen: int | None = None) -> WageWorker:
     return WageWorker(
         id=new_id("wworker"), tenant_id=project.tenant_id, project_id=project.id,
         name=values["name"], name_masked=mask_name(values["name"]),
@@ -301,7 +327,7 @@ def _new_worker(session: Session, project: WageProject, values: dict[str, str], 
         card_number=values["card_number"], card_digest=pii_digest(values["card_number"]),
         card_masked=mask_account_number(values["card_number"]), team=values["team"],
         contract_start=contract_start, contract_end=contract_end, status="active",
-        created_at=now, updated_at=now)
+        monthly_wage_fen=monthly_wage_fen, created_at=now, updated_at=now)
 
 
 def register_worker(session: Session, principal: Principal, project_id: str,
@@ -321,7 +347,8 @@ def register_worker(session: Session, principal: Principal, project_id: str,
             WageWorker.id_digest == pii_digest(values["id_number"]))).first():
         raise DuplicateWorker("This person is already registered on the project.")
     worker = _new_worker(session, project, values, contract_start=body.contract_start,
-                         contract_end=body.contract_end, now=now)
+                         contract_end=body.contract_end, now=now,
+                         monthly_wage_fen=body.monthly_wage.fen if body.monthly_wage else None)
     session.add(worker)
     session.flush()
     publish(session, tenant_id=project.tenant_id, type="wage_worker.registered",
@@ -330,14 +357,16 @@ def register_worker(session: Session, principal: Principal, project_id: str,
     return worker
 
 
-WORKER_COLUMNS = ("name", "id_number", "card_number", "team", "contract_start", "contract_end")
+WORKER_COLUMNS = ("name", "id_number", "card_number", "team", "contract_start", "contract_end",
+                  "monthly_wage")
 _TITLES = {"name", "姓名"}
 
 
 def import_workers(session: Session, principal: Principal, project_id: str,
                    lines: Iterator[tuple[int, list[str]]]) -> list[WageWorker]:
     """Register workers from CSV records (name,id_number,card_number,team,contract_start,
-    contract_end); all or nothing: any bad line refuses the file with every problem listed."""
+    contract_end[,monthly_wage]); all or nothing: any bad line refuses the file with every
+    problem listed."""
     project = get_project(session, principal.tenant_id, project_id)
     now = _now(session, principal.tenant_id)
     today = business_date(now)
@@ -354,11 +383,19 @@ def import_workers(session: Session, principal: Principal, project_id: str,
         if line_no > MAX_WORKER_FILE_LINES:
             raise InvalidWorkerFile(f"A worker file holds at most {MAX_WORKER_FILE_LINES} lines.")
         where = f"line {line_no}."
-        if len(fields) not in (5, 6):
+        if len(fields) not in (5, 6, 7):
             errors.append({"field": f"line {line_no}", "line": line_no, "code": "malformed_csv",
-                           "message": "expected " + ",".join(WORKER_COLUMNS)})
+                           "message": "expected " + ",".join(WORKER_COLUMNS[:6])
+                           + "[,monthly_wage]"})
             continue
-        start_text, end_text = fields[4], fields[5] if len(fields) == 6 else ""
+        start_text, end_text = fields[4], fields[5] if len(fields) >= 6 else ""
+        wage_text = fields[6].strip() if len(fields) == 7 else ""
+        try:
+            monthly_wage = parse_fen(wage_text, allow_zero=False) if wage_text else None
+        except MoneyError as exc:
+            errors.append({"field": where + "monthly_wage", "line": line_no,
+                           "code": "invalid_amount", "message": str(exc)})
+            continue
         try:
             start = date.fromisoformat(start_text)
             end = date.fromisoformat(end_text) if end_text else None
@@ -383,7 +420,7 @@ def import_workers(session: Session, principal: Principal, project_id: str,
             continue
         seen.add(digest)
         workers.append(_new_worker(session, project, values, contract_start=start,
-                                   contract_end=end, now=now))
+                                   contract_end=end, now=now, monthly_wage_fen=monthly_wage))
     if errors:
         raise InvalidWorkerFile(f"{len(errors)} problem(s) in the worker file; nothing was "
                                 "registered.", errors=errors[:1000])
@@ -439,6 +476,8 @@ def update_worker(session: Session, principal: Principal, project_id: str, worke
                 {"field": "body.contract_end", "message": "before the contract start",
                  "code": "invalid_contract_dates"}])
         worker.contract_end = patch.contract_end
+    if patch.monthly_wage is not None:
+        worker.monthly_wage_fen = patch.monthly_wage.fen
     if patch.status is not None:
         _set_status(worker, patch.status, business_date(now))
     worker.updated_at = now
@@ -550,43 +589,57 @@ def wage_account_guard(session: Session, account: Account, context: DebitContext
     # Checked again here, not only at validation: the worker may have left, had the contract
     # ended, or been paid for the month by another batch, since.
     cycle = batch_cycle(batch)
-    if not _may_be_paid_now(session, project, worker, cycle, batch.value_date, item.id):
-        code, message = refusal(worker, cycle)
+    refused_why = _leaver_refusal_now(session, project, worker, cycle, batch.value_date, item)
+    if refused_why is not None:
+        code, message = refused_why
         raise WageAccountRestricted(message, code=code)
     if worker.card_digest != item.account_digest:
         raise WageAccountRestricted("Wages go only to the worker's registered card.",
                                     code="card_not_registered")
     if not on_project(worker, batch.value_date):
-        _leaver_months_paid_here(session)[(worker.id, cycle)] = item.id
+        _leaver_months_paid_here(session).setdefault((worker.id, cycle), {})[item.id] = (
+            item.amount_fen)
 
 
-def _may_be_paid_now(session: Session, project: WageProject, worker: WageWorker, cycle: str,
-                     value_date: date, item_id: str) -> bool:
-    """`may_be_paid`, asked by the debit guard for one item, so that a leaver's month is paid
-    once whatever pays it concurrently.
+def _leaver_refusal_now(session: Session, project: WageProject, worker: WageWorker, cycle: str,
+                        value_date: date, item: PayrollItem) -> tuple[str, str] | None:
+    """`may_be_paid` (and `leaver_allowance`), asked by the debit guard for one item, so that a
+    leaver's month is paid once (no agreed wage), or never beyond the agreed wage, whatever
+    pays it concurrently. None: the item may be paid; else the refusal's (code, message).
 
     For a leaver, "is the month paid?" is a check-then-pay: two batches paying that month in
     two transactions could both read "unpaid" and both pay. The lock on (worker, month), taken
     before the read and held until the paying transaction ends, makes the second wait for the
     first and then read its payment. Within one transaction (two items of a chunk) the first
     item's payment is not written yet when the second is checked, so the guard remembers
-    which item it let pay the month.
+    which items it let pay the month, and how much.
     """
     if on_project(worker, value_date):
-        return True  # no once-per-month rule: nothing to serialise
+        return None  # no once-per-month rule: nothing to serialise
     advisory_lock(session, f"payroll-wage-month:{worker.id}:{cycle}")
-    paid_by = _leaver_months_paid_here(session).get((worker.id, cycle))
-    if paid_by is not None and paid_by != item_id:  # the same item asks again on a retry
-        return False
-    return may_be_paid(session, project, worker, cycle, value_date)
+    # The same item asks again on a retry: only the others count.
+    here = {other: fen for other, fen in
+            _leaver_months_paid_here(session).get((worker.id, cycle), {}).items()
+            if other != item.id}
+    if not may_be_paid(session, project, worker, cycle, value_date):
+        return refusal(worker, cycle)
+    if worker.monthly_wage_fen is None:
+        return refusal(worker, cycle) if here else None
+    allowance = (leaver_allowance(session, project, worker, cycle, value_date) or 0) - sum(
+        here.values())
+    if allowance <= 0:
+        return refusal(worker, cycle)
+    if item.amount_fen > allowance:
+        return exceeds_refusal(worker, cycle, allowance)
+    return None
 
 
 _PAID_HERE = "payroll.wage_leaver_months"
 
 
-def _leaver_months_paid_here(session: Session) -> dict[tuple[str, str], str]:
-    """(worker id, pay month) -> the item the guard let pay a leaver's month in the session's
-    current transaction. Kept with that transaction: a session used for another transaction
+def _leaver_months_paid_here(session: Session) -> dict[tuple[str, str], dict[str, int]]:
+    """(worker id, pay month) -> {item: fen} the guard let pay a leaver's month in the
+    session's current transaction. Kept with that transaction: a session used for another transaction
     must not carry payments that were rolled back or that the database now shows anyway."""
     transaction = session.get_transaction()
     kept = session.info.get(_PAID_HERE)
@@ -750,11 +803,33 @@ def _paid_in_cycle(session: Session, project_id: str, cycle: str,
     return out
 
 
-def is_paid(paid: dict[str, dict[str, Any]], worker_id: str) -> bool:
-    """Whether a worker's pay month counts as paid (`paid` from `_paid_in_cycle`): a payment of
-    it succeeded; a returned one did not pay. The one notion behind the regulator's view, the
-    arrears check and paying a worker who has left (`may_be_paid`)."""
-    return bool(paid.get(worker_id, {}).get("payments"))
+def pay_state(paid: dict[str, dict[str, Any]], worker: WageWorker) -> str | None:
+    """How far a worker's pay month is paid (`paid` from `_paid_in_cycle`): `paid`,
+    `partially_paid`, or None when no payment of it succeeded (a returned one did not pay).
+
+    With an agreed monthly wage the month is `paid` once its successful payments add up to it,
+    `partially_paid` below it. Without one the amount owed is not known: any successful payment
+    pays the month (the regulator's view says `wage_agreed` false). The one notion behind the
+    regulator's view, the arrears check and paying a worker who has left (`may_be_paid`)."""
+    entry = paid.get(worker.id)
+    if not entry or not entry["payments"]:
+        return None
+    if worker.monthly_wage_fen is None or entry["fen"] >= worker.monthly_wage_fen:
+        return "paid"
+    return "partially_paid"
+
+
+def is_paid(paid: dict[str, dict[str, Any]], worker: WageWorker) -> bool:
+    """Whether a worker's pay month counts as paid (`pay_state`)."""
+    return pay_state(paid, worker) == "paid"
+
+
+def outstanding_fen(paid: dict[str, dict[str, Any]], worker: WageWorker) -> int | None:
+    """What remains of the agreed monthly wage after the month's successful payments (never
+    below 0); None without an agreed wage."""
+    if worker.monthly_wage_fen is None:
+        return None
+    return max(worker.monthly_wage_fen - paid.get(worker.id, {}).get("fen", 0), 0)
 
 
 def monthly_status(session: Session, principal: Principal, project_id: str, month: str, *,
@@ -776,21 +851,29 @@ def monthly_status(session: Session, principal: Principal, project_id: str, mont
     data = []
     for w in workers:
         entry = paid.get(w.id)
-        if is_paid(paid, w.id):
-            status = "paid"
+        owed = owed_for(project, w, month)
+        state = pay_state(paid, w)
+        if state is not None:
+            status = state
         elif entry and entry["returned"]:
             status = "returned"
-        elif not owed_for(project, w, month):
+        elif not owed:
             status = "not_owed"
         elif today < due:
             status = "not_due"
         else:
             status = "unpaid"
+        rest = outstanding_fen(paid, w)
         data.append({"worker_id": w.id, "name": w.name_masked, "id_number": w.id_masked,
                      "team": w.team, "status": w.status, "month": month,
                      "payment_status": status, "paid_amount": _money(entry["fen"] if entry else 0),
                      "payments": entry["payments"] if entry else 0,
-                     "last_paid_on": entry["last"].isoformat() if entry and entry["last"] else None})
+                     "last_paid_on": entry["last"].isoformat() if entry and entry["last"] else None,
+                     "wage_agreed": w.monthly_wage_fen is not None,
+                     "agreed_wage": (_money(w.monthly_wage_fen) if w.monthly_wage_fen is not None
+                                     else None),
+                     "outstanding_amount": (None if rest is None
+                                            else _money(rest if owed else 0))})
     return data, next_cursor
 
 
@@ -860,14 +943,15 @@ def check_project(session: Session, project: WageProject, now: datetime, environ
             expected = [w for w in session.scalars(select(WageWorker).where(
                 WageWorker.project_id == project.id, WageWorker.contract_start <= due))
                 if owed_for(project, w, cycle)]
-            unpaid = [w for w in expected if not is_paid(paid, w.id)]
+            # Owed and not paid: nothing paid (`unpaid`), or less than the agreed wage
+            # (`underpaid`): a token payment does not silence the warning.
+            unpaid = [w for w in expected if pay_state(paid, w) is None]
+            underpaid = [w for w in expected if pay_state(paid, w) == "partially_paid"]
+            details = _arrears_details(paid, expected, unpaid, underpaid)
             details = {"due_date": due.isoformat(), "grace_days": project.arrears_grace_days,
-                       "expected_workers": len(expected), "unpaid_workers": len(unpaid),
-                       "unpaid": [{"worker_id": w.id, "name": w.name_masked,
-                                   "id_number": w.id_masked, "team": w.team}
-                                  for w in unpaid[:200]]}
-            done += _record(session, project, cycle, "unpaid_wages", bool(unpaid), details, today,
-                            now, environment)
+                       **details}
+            done += _record(session, project, cycle, "unpaid_wages", bool(unpaid or underpaid),
+                            details, today, now, environment)
         balance_day = due - timedelta(days=project.balance_check_days)
         # Only until payday: once it has passed, today's balance says nothing about it (the
         # unpaid-wages check takes over), and a cycle jumped over is not warned about late.
@@ -887,6 +971,36 @@ def check_project(session: Session, project: WageProject, now: datetime, environ
             done += _record(session, project, cycle, "insufficient_balance", short, details, today,
                             now, environment)
     return done
+
+
+def _arrears_details(paid: dict[str, dict[str, Any]], expected: list[WageWorker],
+                     unpaid: list[WageWorker], underpaid: list[WageWorker]) -> dict[str, Any]:
+    """The unpaid-wages check's findings: who is owed and, where a wage was agreed, how much.
+
+    `unpaid_workers` were paid nothing; `underpaid_workers` less than their agreed wage (listed
+    with the agreed, paid and outstanding amounts); `owed_workers` is both. `outstanding_amount`
+    adds up what the agreed wages still owe (the unpaid workers without an agreed wage owe an
+    amount not known: `workers_without_agreed_wage` counts all of those expected)."""
+    def person(w: WageWorker) -> dict[str, Any]:
+        return {"worker_id": w.id, "name": w.name_masked, "id_number": w.id_masked,
+                "team": w.team}
+
+    def money(fen: int | None) -> dict[str, str] | None:
+        return None if fen is None else _money(fen)
+
+    outstanding = sum(outstanding_fen(paid, w) or 0 for w in [*unpaid, *underpaid])
+    return {
+        "expected_workers": len(expected), "unpaid_workers": len(unpaid),
+        "underpaid_workers": len(underpaid), "owed_workers": len(unpaid) + len(underpaid),
+        "workers_without_agreed_wage": sum(1 for w in expected if w.monthly_wage_fen is None),
+        "outstanding_amount": _money(outstanding),
+        "unpaid": [{**person(w), "agreed_wage": money(w.monthly_wage_fen)}
+                   for w in unpaid[:200]],
+        "underpaid": [{**person(w), "agreed_wage": money(w.monthly_wage_fen),
+                       "paid_amount": _money(paid.get(w.id, {}).get("fen", 0)),
+                       "outstanding_amount": money(outstanding_fen(paid, w))}
+                      for w in underpaid[:200]],
+    }
 
 
 def _record(session: Session, project: WageProject, cycle: str, kind: str, warned: bool,

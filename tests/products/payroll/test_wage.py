@@ -29,12 +29,14 @@ from tests.products.payroll.support import (
     advance_days,
     balance,
     batch_body,
+    csv_text,
     events,
     items_for,
     open_account,
     people,
     run_payroll,
     tenant_today,
+    upload,
 )
 from tests.tools.api import PartnerClient, new_partner_client, problem
 from tests.tools.jobs import assert_failure_logged, break_clock
@@ -161,9 +163,9 @@ def test_a_wage_batch_pays_only_registered_active_workers_to_their_cards(app, co
     other_card = people(1, seed=501)[0].card
     items = items_for([a, stranger, Person(b.name, b.id_number, other_card), d,
                        Person("王某某", c.id_number, c.card)])
-    # December's wages: D, who left in November, is owed nothing for December.
-    batch = contractor.post("/v1/payroll/batches", batch_body(project.wage_account, items,
-                                                              wage_month="2026-12")).json()
+    # December's wages (paid on 12-01): D, who left in November, is owed nothing for December.
+    batch = contractor.post("/v1/payroll/batches", batch_body(
+        project.wage_account, items, value_date=date(2026, 12, 1), wage_month="2026-12")).json()
     assert batch["status"] == "rejected" and batch["wage_project_id"] == project.id
     found = {(e["line"], e["code"]) for e in batch["validation"]["errors"]}
     assert found == {(2, "worker_not_registered"), (3, "card_not_registered"),
@@ -223,13 +225,16 @@ def test_no_other_debit_leaves_a_wage_account(app, contractor):
 def test_a_worker_who_leaves_after_confirmation_is_not_paid_for_a_month_not_owed(app,
                                                                                  contractor):
     project = make_project(app, contractor)
-    # December's wages, paid early: the worker leaving in November is owed nothing for December.
+    # December's wages, paid on 12-01: the worker leaving in November is owed nothing for
+    # December.
     batch = contractor.post("/v1/payroll/batches", batch_body(
-        project.wage_account, items_for(project.workers), wage_month="2026-12")).json()
+        project.wage_account, items_for(project.workers), value_date=date(2026, 12, 1),
+        wage_month="2026-12")).json()
     contractor.post(f"/v1/payroll/batches/{batch['id']}/confirm")
     r = contractor.request("PATCH", f"/v1/payroll/wage-projects/{project.id}/workers/"
                            f"{project.worker_ids[1]}", json={"status": "left"})
     assert r.status_code == 200 and r.json()["status"] == "left"
+    advance_days(app, contractor.tenant_id, 29)  # 12-01: the value date
     run_payroll(app)
     items = contractor.get(f"/v1/payroll/batches/{batch['id']}/items").json()["data"]
     assert [(i["status"], i["reason_code"]) for i in items] == [
@@ -473,9 +478,11 @@ def test_the_balance_check_before_an_early_payday_runs_in_the_previous_month(
 
 def test_items_refused_by_the_wage_rules_say_why_in_words(app, contractor):
     project = make_project(app, contractor)
-    # December's wages: the worker who leaves in November is owed nothing for December.
+    # December's wages (paid on 12-01): the worker who leaves in November is owed nothing for
+    # December.
     batch = contractor.post("/v1/payroll/batches", batch_body(
-        project.wage_account, items_for(project.workers), wage_month="2026-12")).json()
+        project.wage_account, items_for(project.workers), value_date=date(2026, 12, 1),
+        wage_month="2026-12")).json()
     contractor.post(f"/v1/payroll/batches/{batch['id']}/confirm")
     workers = f"/v1/payroll/wage-projects/{project.id}/workers"
     contractor.request("PATCH", f"{workers}/{project.worker_ids[0]}", json={"status": "left"})
@@ -483,6 +490,7 @@ def test_items_refused_by_the_wage_rules_say_why_in_words(app, contractor):
     r = contractor.request("PATCH", f"{workers}/{project.worker_ids[1]}",
                            json={"card_number": new_card})
     assert r.status_code == 200, r.text
+    advance_days(app, contractor.tenant_id, 29)  # 12-01: the value date
     run_payroll(app)
     items = contractor.get(f"/v1/payroll/batches/{batch['id']}/items?status=failed").json()
     assert [(i["reason_code"], i["reason"]) for i in items["data"]] == [
@@ -546,8 +554,8 @@ def test_a_worker_who_left_unpaid_is_paid_the_wages_owed_and_the_arrears_clear(
     today = tenant_today(app, contractor.tenant_id)
     assert _refusals(_batch(project, [b], 500_00, value_date=today)) == {
         (1, "worker_not_active")}
-    assert _refusals(_batch(project, [b], 500_00, value_date=today, wage_month="2026-12")) == {
-        (1, "worker_not_active")}
+    assert _refusals(_batch(project, [b], 500_00, value_date=date(2026, 12, 1),
+                            wage_month="2026-12")) == {(1, "worker_not_active")}
     assert balance(app, contractor.tenant_id, project.wage_account) == (100_000_00 - 6000_00, 0)
 
 
@@ -865,7 +873,7 @@ def test_a_worker_whose_contract_ended_is_paid_only_wages_still_owed(app, http, 
 def test_a_contract_ended_after_confirmation_is_refused_when_the_item_is_paid(app, contractor):
     project = make_project(app, contractor, workers=1)  # 11-02
     [a_id] = project.worker_ids
-    batch = _batch(project, project.workers, 3000_00, value_date=date(2026, 11, 20),
+    batch = _batch(project, project.workers, 3000_00, value_date=date(2026, 12, 1),
                    wage_month="2026-12")
     assert batch["status"] == "validated", batch
     assert contractor.post(f"/v1/payroll/batches/{batch['id']}/confirm").json()["status"] == (
@@ -873,7 +881,7 @@ def test_a_contract_ended_after_confirmation_is_refused_when_the_item_is_paid(ap
     r = contractor.request("PATCH", f"/v1/payroll/wage-projects/{project.id}/workers/{a_id}",
                            json={"contract_end": "2026-11-15"})
     assert r.status_code == 200, r.text
-    advance_days(app, contractor.tenant_id, 18)  # 11-20: the value date, after the contract
+    advance_days(app, contractor.tenant_id, 29)  # 12-01: the value date, after the contract
     run_payroll(app)
     [item] = contractor.get(f"/v1/payroll/batches/{batch['id']}/items").json()["data"]
     assert (item["status"], item["reason_code"]) == ("failed", "contract_ended")
@@ -926,3 +934,169 @@ def test_a_registered_name_is_corrected_so_the_worker_can_be_paid(app, contracto
     assert fixed.json()["name"] != p.name and fixed.json()["name"].startswith(p.name[0])  # masked
     accepted = _batch(project, [p], 100_00)
     assert accepted["validation"]["errors"] == [], accepted["validation"]
+
+
+# --- the agreed monthly wage: a month is paid once its payments reach it ----------------------
+
+def _money(text: str) -> dict[str, str]:
+    return {"amount": text, "currency": "CNY"}
+
+
+def _statuses(regulator: PartnerClient, project: Project, month: str) -> dict[str, dict]:
+    r = regulator.get(f"/v1/payroll/supervision/projects/{project.id}/workers?month={month}")
+    assert r.status_code == 200, r.text
+    return {w["worker_id"]: w for w in r.json()["data"]}
+
+
+def _project_with_agreed_wages(app, contractor) -> Project:
+    """Three workers agreed 5000.00 a month: A and B at registration (by API, by CSV), C by
+    PATCH afterwards."""
+    project = make_project(app, contractor, workers=0)  # 11-02, payday 10, grace 3 days
+    a, b, c = people(3, seed=61)
+    workers = f"/v1/payroll/wage-projects/{project.id}/workers"
+    r = contractor.post(workers, {**_worker_body(a), "monthly_wage": _money("5000.00")})
+    assert r.status_code == 201 and r.json()["monthly_wage"] == _money("5000.00"), r.text
+    a_id = r.json()["id"]
+    r = contractor.request("POST", f"{workers}/csv", headers={"Content-Type": "text/csv"},
+                           content=f"{b.name},{b.id_number},{b.card},钢筋班,2026-10-01,,5000.00"
+                           .encode())
+    assert r.status_code == 201 and r.json()["data"][0]["monthly_wage"] == _money("5000.00"), (
+        r.text)
+    b_id = r.json()["data"][0]["id"]
+    r = contractor.post(workers, _worker_body(c))
+    assert r.status_code == 201 and r.json()["monthly_wage"] is None, r.text
+    c_id = r.json()["id"]
+    r = contractor.request("PATCH", f"{workers}/{c_id}",
+                           json={"monthly_wage": _money("5000.00")})
+    assert r.status_code == 200 and r.json()["monthly_wage"] == _money("5000.00"), r.text
+    # A wage of nothing is no agreement.
+    problem(contractor.request("PATCH", f"{workers}/{c_id}",
+                               json={"monthly_wage": _money("0.00")}), 422, "validation_failed")
+    project.workers, project.worker_ids = [a, b, c], [a_id, b_id, c_id]
+    return project
+
+
+def test_a_token_payment_leaves_an_agreed_wage_partially_paid_and_in_arrears(
+        app, http, contractor, operations):
+    regulator = _regulator(app, http, operations)
+    project = _project_with_agreed_wages(app, contractor)
+    a, b, c = project.workers
+    a_id, b_id, c_id = project.worker_ids
+    batch = _batch(project, [a], 5000_00)
+    assert contractor.post(f"/v1/payroll/batches/{batch['id']}/confirm").status_code == 200
+    _pay(app, project, [b], 1)  # 0.01 of the 5000.00 agreed
+    november = _statuses(regulator, project, "2026-11")
+    assert {w: m["payment_status"] for w, m in november.items()} == {
+        a_id: "paid", b_id: "partially_paid", c_id: "not_due"}
+    assert (november[b_id]["paid_amount"], november[b_id]["agreed_wage"],
+            november[b_id]["outstanding_amount"], november[b_id]["wage_agreed"]) == (
+        _money("0.01"), _money("5000.00"), _money("4999.99"), True)
+    assert november[a_id]["outstanding_amount"] == _money("0.00")
+
+    advance_days(app, contractor.tenant_id, 11)  # 11-13: payday + 3 days
+    _arrears(app)
+    [fired] = _warnings(app, regulator.tenant_id, "unpaid_wages")
+    assert (fired["expected_workers"], fired["unpaid_workers"], fired["underpaid_workers"],
+            fired["owed_workers"]) == (3, 1, 1, 2)
+    assert [w["worker_id"] for w in fired["unpaid"]] == [c_id]
+    [under] = fired["underpaid"]
+    assert (under["worker_id"], under["paid_amount"], under["agreed_wage"],
+            under["outstanding_amount"]) == (b_id, _money("0.01"), _money("5000.00"),
+                                             _money("4999.99"))
+    assert fired["outstanding_amount"] == _money("9999.99")
+    assert fired["workers_without_agreed_wage"] == 0
+    assert _statuses(regulator, project, "2026-11")[c_id]["payment_status"] == "unpaid"
+
+    # B leaves, paid in part: the rest of November is still owed and paid from the account,
+    # but no more than the rest.
+    workers = f"/v1/payroll/wage-projects/{project.id}/workers"
+    assert contractor.request("PATCH", f"{workers}/{b_id}",
+                              json={"status": "left"}).json()["status"] == "left"
+    today = tenant_today(app, contractor.tenant_id)
+    too_much = _batch(project, [b], 5000_00, value_date=today, wage_month="2026-11")
+    assert _refusals(too_much) == {(1, "exceeds_wage_owed")}
+    [error] = too_much["validation"]["errors"]
+    assert error["field"] == "amount" and "4999.99" in error["message"]
+    # Two items together beyond the rest are refused too.
+    assert _refusals(_batch(project, [b, b], 3000_00, value_date=today,
+                            wage_month="2026-11")) == {(2, "exceeds_wage_owed")}
+    rest = _batch(project, [b], 4999_99, value_date=today, wage_month="2026-11")
+    assert rest["status"] == "validated", rest
+    assert contractor.post(f"/v1/payroll/batches/{rest['id']}/confirm").status_code == 200
+    run_payroll(app)
+    assert contractor.get(f"/v1/payroll/batches/{rest['id']}").json()["status"] == "completed"
+    seen = _statuses(regulator, project, "2026-11")[b_id]
+    assert (seen["payment_status"], seen["paid_amount"], seen["outstanding_amount"],
+            seen["payments"]) == ("paid", _money("5000.00"), _money("0.00"), 2)
+    # Paid in full now: nothing more for November.
+    assert _refusals(_batch(project, [b], 1, value_date=today, wage_month="2026-11")) == {
+        (1, "worker_not_active")}
+    assert balance(app, contractor.tenant_id, project.wage_account) == (
+        100_000_00 - 10_000_00, 0)
+
+
+def test_the_debit_guard_pays_a_leaver_no_more_than_the_rest_of_the_agreed_wage(app, contractor):
+    project = _project_with_agreed_wages(app, contractor)  # 11-02
+    b_id = project.worker_ids[1]
+    # Two November batches of 3000.00 each, confirmed while B is on the project; B leaves.
+    batches = [_batch(project, project.workers[1:2], 3000_00, reference=f"NOV-{n}")
+               for n in (1, 2)]
+    for batch in batches:
+        assert contractor.post(f"/v1/payroll/batches/{batch['id']}/confirm").status_code == 200
+    r = contractor.request("PATCH", f"/v1/payroll/wage-projects/{project.id}/workers/{b_id}",
+                           json={"status": "left"})
+    assert r.status_code == 200, r.text
+    run_payroll(app)
+    # The first pays 3000.00 of the 5000.00; the second would pay beyond it and is refused.
+    items = _item_outcomes(project, batches)
+    assert items == [("failed", "exceeds_wage_owed"), ("succeeded", None)]
+    failed = [i for batch in batches for i in contractor.get(
+        f"/v1/payroll/batches/{batch['id']}/items?status=failed").json()["data"]]
+    assert failed[0]["reason"].startswith("超出欠付工资")
+    assert balance(app, contractor.tenant_id, project.wage_account) == (100_000_00 - 3000_00, 0)
+
+
+def test_without_an_agreed_wage_any_payment_pays_the_month_and_the_regulator_is_told(
+        app, http, contractor, operations):
+    regulator = _regulator(app, http, operations)
+    project = make_project(app, contractor, workers=2)  # no agreed wages
+    a_id, b_id = project.worker_ids
+    _pay(app, project, project.workers[:1], 1)  # 0.01
+    seen = _statuses(regulator, project, "2026-11")[a_id]
+    assert (seen["payment_status"], seen["paid_amount"], seen["wage_agreed"],
+            seen["agreed_wage"], seen["outstanding_amount"]) == (
+        "paid", _money("0.01"), False, None, None)
+    advance_days(app, contractor.tenant_id, 11)  # 11-13
+    _arrears(app)
+    [fired] = _warnings(app, regulator.tenant_id, "unpaid_wages")
+    assert (fired["unpaid_workers"], fired["underpaid_workers"], fired["owed_workers"],
+            fired["workers_without_agreed_wage"]) == (1, 0, 1, 2)
+    assert [(w["worker_id"], w["agreed_wage"]) for w in fired["unpaid"]] == [(b_id, None)]
+    assert fired["outstanding_amount"] == _money("0.00")  # no agreed wage: amount not known
+    # A leaver without an agreed wage is paid a month once, as before.
+    contractor.request("PATCH", f"/v1/payroll/wage-projects/{project.id}/workers/{a_id}",
+                       json={"status": "left"})
+    assert _refusals(_batch(project, project.workers[:1], 4000_00,
+                            value_date=tenant_today(app, contractor.tenant_id),
+                            wage_month="2026-11")) == {(1, "worker_not_active")}
+
+
+def test_a_wage_month_after_the_value_dates_month_is_refused_and_nothing_is_held(
+        app, contractor):
+    project = make_project(app, contractor, workers=1)  # 11-02
+    refused = problem(contractor.post("/v1/payroll/batches", batch_body(
+        project.wage_account, items_for(project.workers, [1]), wage_month="2027-03")), 422,
+        "wage_month_in_future")
+    assert [e["field"] for e in refused["errors"]] == ["body.header.wage_month"]
+    # The CSV header's 7th field likewise.
+    lines = csv_text(project.wage_account, items_for(project.workers, [1])).split("\r\n")
+    lines[0] += ",2026-12"
+    refused = problem(upload(contractor, "\r\n".join(lines).encode()), 422,
+                      "wage_month_in_future")
+    assert [e["field"] for e in refused["errors"]] == ["header.wage_month"]
+    assert contractor.get("/v1/payroll/batches").json()["data"] == []
+    assert balance(app, contractor.tenant_id, project.wage_account) == (100_000_00, 0)
+    # The value date's month, or one before it, is accepted.
+    for value_date, month in ((date(2026, 12, 1), "2026-12"), (TODAY, "2026-10")):
+        batch = _batch(project, project.workers, 1, value_date=value_date, wage_month=month)
+        assert batch["status"] == "validated" and batch["wage_month"] == month, batch
