@@ -49,6 +49,10 @@ SECURITY_HEADERS = [
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
 _API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+# An answer to a caller with credentials, or to a write, is the caller's own (balances, a
+# client secret once shown, a signing secret): no cache keeps it unless the route says so.
+_NO_STORE = (b"cache-control", b"no-store")
+_CREDENTIALS = (b"authorization", b"cookie")
 _FRAME_DENY = (b"x-frame-options", b"DENY")
 
 
@@ -316,6 +320,10 @@ class EdgeMiddleware:
         for key, value in SECURITY_HEADERS:
             if key not in present:
                 headers.append((key, value))
+        if b"cache-control" not in present and not scope["path"].startswith("/assets/") and (
+                scope["method"] not in ("GET", "HEAD")
+                or any(k in _CREDENTIALS for k, _ in scope["headers"])):
+            headers.append(_NO_STORE)
         ctype = dict(headers).get(b"content-type", b"")
         if not ctype.startswith(b"text/html") and b"content-security-policy" not in present:
             headers.append(_API_CSP)

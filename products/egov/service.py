@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -228,8 +229,12 @@ def portal_terms(session: Session, tenant_id: str) -> PortalTerms:
 
 def check_return_url(portal: EgovPortal | PortalTerms, url: str) -> str:
     parts = urlsplit(url)
-    if parts.username or parts.password or any(c in url for c in "\r\n\t <>\"'`\\"):
-        raise ReturnUrlNotRegistered("return_url must be a plain absolute URL without credentials.")
+    # Control and format characters (a right-to-left override, a zero-width space) would show
+    # the payer one address and send them to another, as they would in a name.
+    if parts.username or parts.password or any(
+            c in "\r\n\t <>\"'`\\" or unicodedata.category(c) in ("Cc", "Cf") for c in url):
+        raise ReturnUrlNotRegistered("return_url must be a plain absolute URL: no credentials, spaces, "
+                                     "quotes or invisible characters.")
     origin = origin_of(url)
     if origin is None or origin not in portal.origins:
         raise ReturnUrlNotRegistered(

@@ -233,3 +233,16 @@ def test_nul_characters_never_make_a_server_error(app, http):
     response = http.post("/sandbox/v1/signup", json={"name": "Acme\u0000", "email": "a@acme.example"})
     problem(response, 422, "nul_character")
     assert clients() == before
+
+
+def test_answers_to_credentials_and_writes_are_not_cached(app, http, partner):
+    # A balance read with a token, a secret shown once at creation: no cache may keep them.
+    read = partner.get("/v1/me")
+    assert read.status_code == 200 and read.headers["cache-control"] == "no-store"
+    created = partner.post("/sandbox/v1/regulators")
+    assert created.status_code == 201, created.text
+    assert "client_secret" in created.text and created.headers["cache-control"] == "no-store"
+    signup = http.post("/sandbox/v1/signup", json={"name": "Acme", "email": "dev@acme.example"})
+    assert signup.headers["cache-control"] == "no-store", signup.text
+    # A public document keeps its own caching (none is forced on it).
+    assert "cache-control" not in http.get("/oauth/jwks").headers

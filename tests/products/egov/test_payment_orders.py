@@ -105,6 +105,9 @@ def test_bad_orders_are_refused_and_store_nothing(app, http, partner):
     bad = [
         (order_body(return_url="https://evil.example.com/done"), 422, "return_url_not_registered"),
         (order_body(return_url="javascript:alert(1)"), 422, "return_url_not_registered"),
+        # Invisible characters would show the payer one address and send them to another.
+        (order_body(return_url=ORIGIN + "/done\u202egnp.exe"), 422, "return_url_not_registered"),
+        (order_body(return_url=ORIGIN + "/do\u200bne"), 422, "return_url_not_registered"),
         (order_body(amount={"amount": 25.0, "currency": "CNY"}), 422, "validation_failed"),
         (order_body(amount={"amount": "0.00", "currency": "CNY"}), 422, "validation_failed"),
         (order_body(amount={"amount": "1.005", "currency": "CNY"}), 422, "validation_failed"),
