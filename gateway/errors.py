@@ -313,8 +313,10 @@ def validation_problem(exc: RequestValidationError, content_type: str | None = N
         if err.get("type") == "json_invalid":
             # Its location is the body and the character offset, which is no field.
             malformed = True
-            errors.append({"field": "body", "message": "JSON decode error at character "
-                           f"{_loc(err.get('loc', ())[1:]) or 0}", "code": "json_invalid"})
+            where = _loc(err.get("loc", ())[1:]) or "0"
+            reason = str((err.get("ctx") or {}).get("error") or "JSON decode error")
+            errors.append({"field": "body", "message": f"{reason} (at character {where})"
+                           if where != "0" else reason, "code": "json_invalid"})
             continue
         errors.append({"field": _loc(err.get("loc", ())), "message": validation_message(err),
                        "code": err.get("type")})

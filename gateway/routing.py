@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+import json
+from collections import Counter
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio.to_thread
@@ -36,6 +38,7 @@ from fastapi.routing import (
 )
 from fastapi.utils import is_body_allowed_for_status_code
 from starlette._utils import get_route_path
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Mount, Route, WebSocketRoute
 from starlette.types import Scope
@@ -72,6 +75,16 @@ class OneHopRoute(APIRoute):
             wrapped.response_field = self.response_field  # type: ignore[attr-defined]
             wrapped.respond = self._responder()  # type: ignore[attr-defined]
 
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler  # no body to read: nothing to add to the call
+
+        async def strict(request: Request) -> Response:
+            return await handler(StrictJsonRequest(request.scope, request.receive))
+
+        return strict
+
     def _responder(self) -> Callable[[Any], Response] | None:
         """The response FastAPI would build from a valid result of this route (the status it
         declares; the model's JSON, or the result's when it declares none), when nothing else
@@ -99,6 +112,26 @@ class OneHopRoute(APIRoute):
                    "exclude_none": self.response_model_exclude_none}
         return lambda value: Response(content=field.serialize_json(value, **options),
                                       status_code=status, media_type="application/json")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    body = dict(pairs)
+    if len(body) != len(pairs):
+        twice = next(key for key, n in Counter(key for key, _ in pairs).items() if n > 1)
+        raise json.JSONDecodeError(f"the key {twice!r} appears twice in one object", "", 0)
+    return body
+
+
+class StrictJsonRequest(Request):
+    """A request whose JSON body may not name a key twice in one object. JSON leaves what a
+    repeated key means to the reader (RFC 8259, 4): this one took the last, another component
+    (a signature check, a firewall) may take the first and see another amount. Refused as
+    malformed JSON (400 `malformed_json`)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = json.loads(await self.body(), object_pairs_hook=_unique_keys)
+        return self._json
 
 
 def _one_hop(endpoint: Callable[..., Any]) -> Callable[..., Any]:

@@ -37,6 +37,24 @@ def test_malformed_json_names_the_body_not_an_offset(partner):
     assert error["field"] == "body" and "character 9" in error["message"]
 
 
+def test_a_key_named_twice_in_a_json_object_is_malformed(partner):
+    # Which value a repeated key means is up to the reader: one component may take the first
+    # amount and the ledger the last. Refused, nested objects too.
+    before = partner.get("/sandbox/v1/clock").json()["offset_seconds"]
+    for path, body in (
+            ("/sandbox/v1/clock/advance", b'{"seconds": 1, "seconds": 86400}'),
+            ("/v1/transfers", b'{"from_account_id": "acct_a", "to_account_id": "acct_b", '
+                              b'"amount": {"amount": "1.00", "currency": "CNY", "amount": "2.00"}}')):
+        response = partner.post(path, content=body, headers={"content-type": "application/json"})
+        [error] = problem(response, 400, "malformed_json")["errors"]
+        assert error["field"] == "body" and "'seconds' appears twice" in error["message"] or (
+            "'amount' appears twice" in error["message"]), error
+    assert partner.get("/sandbox/v1/clock").json()["offset_seconds"] == before
+    once = partner.post("/sandbox/v1/clock/advance", content=b'{"seconds": 1}',
+                        headers={"content-type": "application/json"})
+    assert once.status_code == 200, once.text
+
+
 def test_a_json_body_sent_as_another_media_type_is_a_415(partner):
     body = b'{"name": "a", "amount": "1.00", "count": 1}'
     for media in ("text/plain", "application/x-www-form-urlencoded"):
