@@ -29,6 +29,12 @@ DIGITS = pattern(r"^[0-9]+$", "digits only")
 REFERENCE = pattern(r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,63}$",
                     "1 to 64 letters, digits, '.', '_', ':', '/' or '-', starting with a letter "
                     "or digit")
+# An escrow sub-account's reference may be a court case number (案号, "(2026)沪0115执1234号"):
+# Chinese characters (the unified ideographs and extension A) and brackets, half or full width.
+_CASE_CHARS = "0-9A-Za-z\u3400-\u4dbf\u4e00-\u9fff()\uff08\uff09\u3014\u3015"
+CASE_REFERENCE = pattern(f"^[{_CASE_CHARS}][{_CASE_CHARS}._:/\\-]{{0,63}}$",
+                         "1 to 64 letters, Chinese characters, digits, brackets, '.', '_', ':', "
+                         "'/' or '-', such as (2026)沪0115执1234号 or S2026001")
 REFERENCE_ANY_LENGTH = pattern(r"^[A-Za-z0-9][A-Za-z0-9._:/\-]*$",
                                "letters, digits, '.', '_', ':', '/' or '-', starting with a "
                                "letter or digit")

@@ -333,9 +333,9 @@ class SchemeList(BaseModel):
 
 
 class SubAccountIn(_In):
-    reference: str = Field(pattern=REFERENCE_PATTERN,
+    reference: str = Field(pattern=patterns.CASE_REFERENCE,
                            description="Student number, building / pre-sale permit, bidder USCC, "
-                                       "case number (案号)")
+                                       "case number (案号, such as (2026)沪0115执1234号)")
     holder_name: str = Field(min_length=1, max_length=120)
     total_classes: StrictInt | None = Field(None, ge=1, description="Tuition: classes bought")
     tuition: MoneyIn | None = Field(None, description="Tuition: the price of all the classes")

@@ -354,7 +354,7 @@ def _court_case(w, reference: str, *, approvals: int, fund: int, deposit: str):
 def test_court_funds_move_only_by_court_order_with_two_approvals(app, http, partner):
     w = world(app, http, partner)
     scheme, case, defendant, plaintiff = _court_case(
-        w, "2026-HU0115-ZHI-1234", approvals=2, fund=30000000, deposit="200000.00")
+        w, "(2026)沪0115执1234号", approvals=2, fund=30000000, deposit="200000.00")
 
     advance(app, partner.tenant_id, 30 * DAY)
     problem(w.instruct(scheme, case, amount="150000.00", destination_account_id=plaintiff), 422,
