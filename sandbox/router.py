@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, m
 from sqlalchemy.orm import Session
 
 from gateway import patterns
-from gateway.auth import authenticate, require_scope
+from gateway.auth import InsufficientScope, authenticate, require_scope
 from gateway.clock import Instant, Timestamp, to_rfc3339
 from gateway.db import get_session
 from gateway.errors import Problem, ValidationFailed, error_responses
@@ -38,6 +38,17 @@ class NotSandbox(Problem):
 def sandbox_principal(principal: Principal = Depends(authenticate)) -> Principal:
     if not principal.is_sandbox:
         raise NotSandbox("This call exists in the sandbox only.")
+    return principal
+
+
+def sandbox_changer(principal: Principal = Depends(sandbox_principal)) -> Principal:
+    """Moving the test clock, firing events or resetting the tenant changes what every client
+    of the tenant sees: a client that may only read (a reporting job, a regulator's user) may
+    not. Any write scope of the tenant will do."""
+    if not any(scope.endswith(":write") for scope in principal.scopes):
+        raise InsufficientScope("Moving the test clock, firing sample events and resetting the "
+                                "sandbox need a client with a write scope (such as "
+                                "accounts:write).")
     return principal
 
 
@@ -135,7 +146,7 @@ def sandbox_clock(principal: Principal = Depends(sandbox_principal),
 
 @router.post("/clock/advance", summary="Advance the test clock (never backwards)",
              response_model=ClockOut, dependencies=[Depends(idempotency())])
-def sandbox_clock_advance(body: AdvanceIn, principal: Principal = Depends(sandbox_principal),
+def sandbox_clock_advance(body: AdvanceIn, principal: Principal = Depends(sandbox_changer),
                           session: Session = Depends(get_session)) -> ClockOut:
     """Due work (maturities, settlements, scheduled batches, webhook retries) runs on the
     worker's next tick, within about a second."""
@@ -155,7 +166,7 @@ class SampleEventOut(BaseModel):
 @router.post("/events/{event_type}", summary="Fire a sample event to the tenant's webhooks",
              response_model=SampleEventOut, status_code=201, dependencies=[Depends(idempotency())])
 def sandbox_fire_event(event_type: str, request: Request,
-                       principal: Principal = Depends(sandbox_principal),
+                       principal: Principal = Depends(sandbox_changer),
                        session: Session = Depends(get_session)) -> SampleEventOut:
     """Any event type the platform delivers to partners; the event is the real one's shape,
     built from the tenant's seeded data, with `"sample": true` added to its `data`."""
@@ -178,7 +189,7 @@ class ResetOut(BaseModel):
 
 @router.post("/reset", summary="Restore the sandbox seed", response_model=ResetOut,
              dependencies=[Depends(idempotency())])
-def sandbox_reset(principal: Principal = Depends(sandbox_principal),
+def sandbox_reset(principal: Principal = Depends(sandbox_changer),
                   session: Session = Depends(get_session)) -> ResetOut:
     deleted, seeded = reset_sandbox(session, principal.tenant_id)
     return ResetOut(deleted_rows=deleted, seeded=seeded)

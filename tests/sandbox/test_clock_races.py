@@ -49,3 +49,16 @@ def test_concurrent_clock_moves_all_apply(database: Database, tmp_path: Path) ->
         statuses = _at_once(base_url, headers, [{"seconds": 86400}] + [{"seconds": 1}] * 7)
         assert statuses == [200] * 8
         assert offset() == pytest.approx(before + 1000 + 86400 + 7)
+
+
+def test_a_read_only_client_cannot_move_the_clock_or_reset(app, http) -> None:  # type: ignore[no-untyped-def]
+    # A reporting job's read-only client (or a regulator's user) must not wipe the tenant.
+    reader = new_partner_client(app, http, scopes=["accounts:read"])
+    for path, body in (("/sandbox/v1/clock/advance", {"seconds": 60}), ("/sandbox/v1/reset", None),
+                       ("/sandbox/v1/events/transfer.completed", None)):
+        refused = reader.post(path, body)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["code"] == "insufficient_scope"
+    assert reader.get("/sandbox/v1/clock").json()["offset_seconds"] == 0  # reading is fine
+    writer = new_partner_client(app, http, scopes=["accounts:read", "accounts:write"])
+    assert writer.post("/sandbox/v1/clock/advance", {"seconds": 60}).status_code == 200
