@@ -229,10 +229,16 @@ def documented_security(calls: Iterable[Any]) -> list[dict[str, list[str]]] | No
     public operation. The dependencies read the `Authorization` header themselves (to answer
     RFC 6750 problems), so FastAPI does not know to document it."""
     scopes: set[str] = set()
+    any_of: tuple[str, ...] = ()
     authenticated = False
     for call in calls:
         required = getattr(call, "required_scopes", None)
         if call is authenticate or required is not None:
             authenticated = True
             scopes.update(required or ())
-    return [{"oauth2": sorted(scopes)}] if authenticated else None
+        any_of = getattr(call, "any_of_scopes", None) or any_of
+    if not authenticated:
+        return None
+    if any_of:  # alternatives: OpenAPI's list of requirements, any one of which will do
+        return [{"oauth2": sorted(scopes | {scope})} for scope in any_of]
+    return [{"oauth2": sorted(scopes)}]

@@ -18,6 +18,7 @@ from gateway.errors import Problem, ValidationFailed, error_responses
 from gateway.event_types import PARTNER_EVENT_TYPES
 from gateway.events import publish
 from gateway.idempotency import idempotency
+from gateway.oauth.scopes import WRITE_SCOPES
 from gateway.ratelimit import rate_limit_public
 from gateway.routing import Router
 from gateway.tenancy import Principal, advance_clock, advance_clock_to, clock_for, create_partner
@@ -45,11 +46,14 @@ def sandbox_changer(principal: Principal = Depends(sandbox_principal)) -> Princi
     """Moving the test clock, firing events or resetting the tenant changes what every client
     of the tenant sees: a client that may only read (a reporting job, a regulator's user) may
     not. Any write scope of the tenant will do."""
-    if not any(scope.endswith(":write") for scope in principal.scopes):
+    if principal.scopes.isdisjoint(WRITE_SCOPES):
         raise InsufficientScope("Moving the test clock, firing sample events and resetting the "
                                 "sandbox need a client with a write scope (such as "
                                 "accounts:write).")
     return principal
+
+
+sandbox_changer.any_of_scopes = WRITE_SCOPES  # type: ignore[attr-defined]  # for the document
 
 
 class SignupIn(BaseModel):

@@ -8,6 +8,9 @@ PARTNER_SCOPES = (
     "egov:read", "egov:write",
     "evidence:read", "webhooks:manage",
 )
+# The partner scopes that change something: holding any one of them lets a client change what
+# every client of its sandbox tenant sees (the test clock, a reset).
+WRITE_SCOPES = tuple(scope for scope in PARTNER_SCOPES if scope.endswith(":write"))
 # Granted to regulators' portals only (a government partner), never by default.
 SUPERVISOR_SCOPES = ("payroll:supervise", "egov:supervise")
 # Granted to the bank's own operations clients only.
