@@ -18,14 +18,14 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import BigInteger, DateTime, MetaData, TypeDecorator, create_engine, event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError, NoResultFound
+from sqlalchemy.exc import DisconnectionError, IntegrityError, NoResultFound
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from starlette.requests import Request
 
@@ -445,6 +445,30 @@ def referenced(session: Session, model: type[_Row], ident: Any) -> _Row:
     if row is None:
         raise NoResultFound(f"{model.__name__} {ident} is gone")
     return row
+
+
+def insert_unique(session: Session, rows: list[Any],
+                  duplicate: Exception | Callable[[], Exception]) -> None:
+    """Add `rows` and write them now, in a savepoint. The look-up for an existing reference
+    that precedes this cannot see a concurrent request's uncommitted row: when that request
+    wins, the unique index refuses this one, and the caller answers `duplicate` (a 409 naming
+    the reference, as the look-up would have), not a bare `concurrent_update` at commit.
+
+    `duplicate` may be a function making the problem, called once the savepoint is rolled
+    back: on PostgreSQL this insert waited for the winner's commit, so a read now (READ
+    COMMITTED) finds the winner's row, and the problem can name it as the look-up does. The
+    savepoint covers only this flush: what the request wrote before (a ledger account opened)
+    goes when the problem rolls the request's transaction back."""
+    # Opening a savepoint flushes what is pending first, outside it: were `rows` among that,
+    # their failed INSERT would end the whole transaction (PostgreSQL aborts it, and the
+    # Session refuses to read on), so they are added only within the savepoint.
+    session.flush()
+    try:
+        with session.begin_nested():
+            session.add_all(rows)
+            session.flush()
+    except IntegrityError:
+        raise (duplicate() if callable(duplicate) else duplicate) from None
 
 
 def for_update(dialect_name: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway.clock import SHANGHAI
-from gateway.db import referenced
+from gateway.db import insert_unique, referenced
 from gateway.events import publish
 from gateway.ids import new_id
 from gateway.money import Money
@@ -112,7 +112,7 @@ def create_diner(session: Session, tenant_id: str, actor: str, employer_id: str,
                 phone=body.phone, phone_masked=mask_phone(body.phone) if body.phone else None,
                 funding_account_id=body.funding_account_id, personal_balance_fen=0,
                 status="active", created_at=now, updated_at=now)
-    repository.insert_unique(session, [row], DuplicateReference(
+    insert_unique(session, [row], DuplicateReference(
         f"Employee number {body.employee_no} is already registered."))
     publish(session, tenant_id=tenant_id, type="diner.created", resource_type="diner",
             resource_id=row.id, data=views.data(views.diner_out(row, 0)), actor=actor, at=now)
@@ -169,7 +169,7 @@ def create_grant(session: Session, tenant_id: str, actor: str, employer_id: str,
                          created_at=now, expired_at=None)
     grant.journal_ref = f"collection:grant:{grant.id}"
     # The grant first: a concurrent grant with the same reference is refused before money moves.
-    repository.insert_unique(session, [grant], DuplicateReference(
+    insert_unique(session, [grant], DuplicateReference(
         f"A grant with reference {body.reference} exists."))
     ledger.move(session, tenant_id, from_account_id=employer.funding_account_id,
                 to_account_id=employer.subsidy_pool_account_id, amount_fen=total,

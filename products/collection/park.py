@@ -37,7 +37,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.clock import SHANGHAI
-from gateway.db import referenced
+from gateway.db import insert_unique, referenced
 from gateway.errors import ValidationFailed
 from gateway.events import publish
 from gateway.ids import new_id
@@ -159,7 +159,7 @@ def create_park_tenant(session: Session, tenant_id: str, actor: str, park_id: st
     occupant = ParkTenant(id=occupant_id, tenant_id=tenant_id, park_id=park.id,
                           name=body.name.strip(), uscc=body.uscc, unit=body.unit,
                           virtual_account_id=account.id, created_at=now)
-    repository.insert_unique(session, [occupant], DuplicateUSCC(
+    insert_unique(session, [occupant], DuplicateUSCC(
         f"A tenant with USCC {body.uscc} is already in this park."))
     publish(session, tenant_id=tenant_id, type="park_tenant.created", resource_type="park_tenant",
             resource_id=occupant.id, data=views.data(views.park_tenant_out(occupant, account)),
@@ -336,7 +336,7 @@ def create_bill(session: Session, tenant_id: str, actor: str, park_id: str,
     # Reminders whose day has passed already are not sent for a new bill.
     bill.last_notice = _last_passed(schedule(park, bill.due_date), today - timedelta(days=1), -1)
     bill.dunning_due_on = _next_action(park, bill, today - timedelta(days=1))
-    repository.insert_unique(session, [bill], DuplicateReference(
+    insert_unique(session, [bill], DuplicateReference(
         f"A bill with reference {body.reference} exists."))
     publish(session, tenant_id=tenant_id, type="bill.created", resource_type="bill",
             resource_id=bill.id, data=views.data(bill_view(session, bill)), actor=actor, at=now)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.errors import NotFound
@@ -32,19 +31,6 @@ def get(session: Session, model: type[T], tenant_id: str, ident: str, error: typ
     if row is None:
         raise error(f"No such resource: {ident}.")
     return row
-
-
-def insert_unique(session: Session, rows: list[Any], duplicate: Exception) -> None:
-    """Add `rows` and write them now, in a savepoint. The look-up for an existing reference
-    that precedes this cannot see a concurrent request's uncommitted row: when that request
-    wins, the unique index refuses this one, and the caller answers `duplicate` (a 409 naming
-    the reference, as the look-up would have), not a bare `concurrent_update` at commit."""
-    session.add_all(rows)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        raise duplicate from None
 
 
 def lock(session: Session, query: Select[Any]) -> list[Any]:

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from gateway.bulk import session_rows, session_select, session_store
 from gateway.clock import SHANGHAI
-from gateway.db import referenced
+from gateway.db import insert_unique, referenced
 from gateway.errors import ValidationFailed, concurrent_update
 from gateway.events import publish
 from gateway.ids import new_id
@@ -272,7 +272,7 @@ def create_sub_merchant(session: Session, tenant_id: str, actor: str,
                       uscc=body.uscc, settlement_account_id=body.settlement_account_id,
                       status="active", created_by=actor, created_at=now, updated_at=now)
     _apply_fee_rule(row, body.fee_rule)
-    repository.insert_unique(session, [row], DuplicateUSCC(
+    insert_unique(session, [row], DuplicateUSCC(
         f"A sub-merchant with USCC {body.uscc} is already registered."))
     publish(session, tenant_id=tenant_id, type="sub_merchant.created", resource_type="sub_merchant",
             resource_id=row.id, data=views.data(views.sub_merchant_out(row)), actor=actor, at=now)
@@ -323,7 +323,7 @@ def create_mandate(session: Session, tenant_id: str, actor: str,
                   monthly_limit_fen=body.monthly_limit.fen, expires_on=body.expires_on,
                   status="active", signed_at=now, created_by=actor, created_at=now,
                   updated_at=now)
-    repository.insert_unique(session, [row], DuplicateReference(
+    insert_unique(session, [row], DuplicateReference(
         f"A mandate with reference {body.reference} exists."))
     publish(session, tenant_id=tenant_id, type="debit_mandate.created", resource_type="debit_mandate",
             resource_id=row.id, data=views.data(views.mandate_out(row, 0)), actor=actor, at=now)
@@ -924,7 +924,7 @@ def create_refund(session: Session, tenant_id: str, actor: str, order_id: str,
                                          fee_refund_fen=back))
     order.refunded_fen += amount
     order.refund_count += 1
-    repository.insert_unique(session, [refund, *refund_splits], DuplicateReference(
+    insert_unique(session, [refund, *refund_splits], DuplicateReference(
         f"A refund with reference {reference} exists."))
     publish(session, tenant_id=tenant_id, type="collection_refund.succeeded",
             resource_type="collection_refund", resource_id=refund.id,

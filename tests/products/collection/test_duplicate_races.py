@@ -6,42 +6,13 @@ the loser's insert waits on the unique index, then fails."""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
-from typing import Any
-
 from sqlalchemy import func, select
 
 from gateway.clock import SHANGHAI
-from gateway.errors import Problem
 from products.collection import canteen, schemas
 from products.collection.models import Diner, SubsidyGrant
 from tests.products.collection.support import money, setup_platform, uscc
-
-
-def _race(database: Any, create: Callable[[Any], Any]) -> str:
-    """`create` in a transaction held open while a second `create` runs; the second's outcome."""
-    outcome: dict[str, str] = {}
-
-    def second() -> None:
-        try:
-            with database.transaction() as s:
-                create(s)
-            outcome["code"] = "created"
-        except Problem as exc:
-            outcome["code"] = exc.code
-        except Exception as exc:  # noqa: BLE001 - the test reports what it was
-            outcome["code"] = type(exc).__name__
-
-    with database.transaction() as s:
-        create(s)
-        racer = threading.Thread(target=second)
-        racer.start()
-        time.sleep(0.5)  # the second request looks, finds nothing committed, and inserts
-    racer.join(timeout=30)
-    assert not racer.is_alive()
-    return outcome["code"]
+from tests.tools.concurrency import race_second
 
 
 def test_the_same_diner_and_grant_at_once_are_duplicates(app, http):
@@ -53,8 +24,8 @@ def test_the_same_diner_and_grant_at_once_are_duplicates(app, http):
     eid = employer.json()["id"]
 
     diner = schemas.DinerCreate(employee_no="E7", name="王伟")
-    assert _race(p.database, lambda s: canteen.create_diner(
-        s, p.tenant_id, "test", eid, diner)) == "duplicate_reference"
+    assert race_second(p.database, lambda s: canteen.create_diner(
+        s, p.tenant_id, "test", eid, diner)).code == "duplicate_reference"
 
     with p.database.transaction() as s:
         diner_id = s.scalar(select(Diner.id).where(Diner.employer_id == eid))
@@ -63,8 +34,8 @@ def test_the_same_diner_and_grant_at_once_are_duplicates(app, http):
     month = p.now().astimezone(SHANGHAI).strftime("%Y-%m")
     grant = schemas.GrantCreate(reference="G-1", month=month, items=[
         schemas.GrantItem(diner_id=diner_id, amount=money("10.00"))])
-    assert _race(p.database, lambda s: canteen.create_grant(
-        s, p.tenant_id, "test", eid, grant)) == "duplicate_reference"
+    assert race_second(p.database, lambda s: canteen.create_grant(
+        s, p.tenant_id, "test", eid, grant)).code == "duplicate_reference"
     with p.database.transaction() as s:
         assert s.scalar(select(func.count()).select_from(SubsidyGrant).where(
             SubsidyGrant.employer_id == eid)) == 1
