@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from gateway.bulk import session_save, session_store
 from gateway.clock import start_of_business_day
+from gateway.db import insert_unique
 from gateway.errors import Problem, ValidationFailed
 from gateway.events import publish
 from gateway.ids import new_id
@@ -174,9 +175,10 @@ def create_member(session: Session, tenant_id: str, *, name: str, uscc: str,
                 f"The upstream member is tier {upstream.tier}, so this member is tier "
                 f"{computed_tier}, not {tier}.",
                 errors=[{"field": "body.tier", "message": f"must be {computed_tier}"}])
+    exists = MemberExists(f"A chain member with unified social credit code {uscc} exists.")
     if session.scalars(select(ChainMember.id).where(ChainMember.tenant_id == tenant_id,
                                                     ChainMember.uscc == uscc)).first():
-        raise MemberExists(f"A chain member with unified social credit code {uscc} exists.")
+        raise exists
     problem = ledger.settlement_account_problem(session, tenant_id, settlement_account_id, uscc)
     if problem is not None:
         raise InvalidSettlementAccount(
@@ -188,8 +190,7 @@ def create_member(session: Session, tenant_id: str, *, name: str, uscc: str,
         role=role, name=name, uscc=uscc, settlement_account_id=settlement_account_id,
         tier=computed_tier, upstream_member_id=upstream.id if upstream else None, status="active",
         created_by=actor, created_at=now, updated_at=now)
-    session.add(member)
-    session.flush()
+    insert_unique(session, [member], exists)
     publish(session, tenant_id=tenant_id, type="chain_member.registered", resource_type="chain_member",
             resource_id=member.id, data=views.data(views.member_out(member)), actor=actor, at=now)
     return member
@@ -363,9 +364,7 @@ def grant_facility(session: Session, *, tenant_id: str, core_enterprise_id: str,
     repository.advisory_lock(session, f"chain-credit-circle:{scope_key}:{guarantee_circle.upper()}")
     current = repository.facility_of(session, tenant_id, core.id, lock=True)
     if current is not None and effective_status(current, today) != "expired":
-        raise FacilityExists(f"Core enterprise {core.id} already has a credit facility, {current.id}, "
-                             f"until {current.expires_on.isoformat()}; it can be renewed once it "
-                             "has expired.", extra={"facility_id": current.id})
+        raise _facility_exists(core.id, current)
     _check_circle_cap(session, tenant_id, guarantee_circle, limit_fen, today)
     if current is not None:
         return _renew_facility(session, current, limit_fen=limit_fen, expires_on=expires_on,
@@ -374,12 +373,23 @@ def grant_facility(session: Session, *, tenant_id: str, core_enterprise_id: str,
         id=new_id("cfac"), tenant_id=tenant_id, core_enterprise_id=core.id, limit_fen=limit_fen,
         outstanding_fen=0, currency="CNY", expires_on=expires_on, guarantee_circle=guarantee_circle,
         discount_rate=rate, status="active", granted_by=actor, created_at=now, updated_at=now)
-    session.add(facility)
-    session.flush()
+    # The circle's lock serializes grants in one circle only: a grant for the same core
+    # enterprise in another circle may be inserting its facility now.
+    insert_unique(session, [facility], lambda: _facility_exists(
+        core.id, repository.facility_of(session, tenant_id, core.id)))
     # Open the bank's financing account now rather than racing for it on the first financing.
     ledger.bank_financing_account(session, tenant_id)
     _facility_event(session, facility, "granted", actor, now)
     return facility
+
+
+def _facility_exists(core_id: str, current: CreditFacility | None) -> FacilityExists:
+    """The 409 for a core enterprise that has a facility (`current`, if it could be read)."""
+    if current is None:
+        return FacilityExists(f"Core enterprise {core_id} already has a credit facility.")
+    return FacilityExists(f"Core enterprise {core_id} already has a credit facility, {current.id}, "
+                          f"until {current.expires_on.isoformat()}; it can be renewed once it has "
+                          "expired.", extra={"facility_id": current.id})
 
 
 def _renew_facility(session: Session, facility: CreditFacility, *, limit_fen: int, expires_on: date,

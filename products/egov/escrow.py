@@ -51,7 +51,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway.clock import SHANGHAI, to_rfc3339
-from gateway.db import Database, referenced
+from gateway.db import Database, insert_unique, referenced
 from gateway.errors import ValidationFailed
 from gateway.events import publish
 from gateway.ids import new_id
@@ -302,11 +302,9 @@ def create_scheme(session: Session, *, tenant_id: str, environment: str, actor: 
                                errors=[{"field": "body.beneficiary_account_id", "message": "required"}])
     if body.beneficiary_account_id is not None:
         ledger.check_payee(session, tenant_id, body.beneficiary_account_id, "beneficiary_account_id")
-    taken = session.scalar(select(EscrowScheme.id).where(EscrowScheme.tenant_id == tenant_id,
-                                                         EscrowScheme.reference == body.reference))
+    taken = _scheme_with(session, tenant_id, body.reference)
     if taken is not None:
-        raise DuplicateSchemeReference(f"Scheme {taken} already has reference {body.reference!r}.",
-                                       extra={"scheme_id": taken})
+        raise _duplicate_scheme(taken, body.reference)
     now = clock_for(session, tenant_id).now()
     account = ledger.open_escrow_account(session, tenant_id, holder_name=body.holder_name,
                                          holder_uscc=body.holder_uscc,
@@ -317,11 +315,24 @@ def create_scheme(session: Session, *, tenant_id: str, environment: str, actor: 
         holder_name=body.holder_name, beneficiary_account_id=body.beneficiary_account_id,
         escrow_account_id=account.id, policy=_policy(body), status="active", created_by=actor,
         created_at=now, updated_at=now)
-    session.add(scheme)
-    session.flush()
+    insert_unique(session, [scheme], lambda: _duplicate_scheme(
+        _scheme_with(session, tenant_id, body.reference), body.reference))
     _publish(session, tenant_id=tenant_id, type_="escrow_scheme.created", resource_type="escrow_scheme",
              resource_id=scheme.id, data=scheme_view(session, scheme), actor=actor, at=now)
     return scheme
+
+
+def _scheme_with(session: Session, tenant_id: str, reference: str) -> str | None:
+    """The id of the tenant's scheme with this reference, if any."""
+    return session.scalar(select(EscrowScheme.id).where(EscrowScheme.tenant_id == tenant_id,
+                                                        EscrowScheme.reference == reference))
+
+
+def _duplicate_scheme(taken: str | None, reference: str) -> DuplicateSchemeReference:
+    """The 409 for a reference a scheme has (`taken`, where it could be read)."""
+    who = f"Scheme {taken}" if taken else "A scheme"
+    return DuplicateSchemeReference(f"{who} already has reference {reference!r}.",
+                                    extra={"scheme_id": taken} if taken else None)
 
 
 def get_scheme(session: Session, tenant_id: str, scheme_id: str, *, lock: bool = False) -> EscrowScheme:
@@ -381,7 +392,11 @@ def _active(scheme: EscrowScheme) -> None:
 
 def open_sub_account(session: Session, scheme: EscrowScheme, body: SubAccountIn, *,
                      actor: str) -> EscrowSubAccount:
-    """Open a virtual sub-account (a student, a building, a bidder, a case) under the scheme."""
+    """Open a virtual sub-account (a student, a building, a bidder, a case) under the scheme.
+
+    The caller holds the scheme's row lock (`get_scheme(lock=True)`, as the route does): it
+    serializes the scheme's openings, so the look-up for the reference below sees one made
+    at the same time, once committed, and answers its 409 `duplicate_sub_account`."""
     _active(scheme)
     terms: dict[str, Any] = {}
     errors: list[dict[str, str]] = []

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from gateway.bulk import insert_rows
 from gateway.clock import business_date, to_rfc3339
 from gateway.csvtext import csv_record
+from gateway.db import insert_unique
 from gateway.errors import ValidationFailed
 from gateway.events import publish
 from gateway.ids import new_id
@@ -129,6 +130,14 @@ def item_view(item: PayrollItem) -> dict[str, Any]:
 
 # --- accepting a batch ----------------------------------------------------------------------
 
+def _duplicate_batch(holder: str | None, reference: str) -> DuplicateBatch:
+    """The 409 for an external reference a live batch has (`holder`, where it could be read)."""
+    who = f"Batch {holder}" if holder else "A batch"
+    return DuplicateBatch(f"{who} already has the external reference {reference!r}; a rejected or "
+                          "cancelled batch frees its reference.",
+                          extra={"batch_id": holder} if holder else None)
+
+
 class BatchBuilder:
     """Accepts a batch item by item in chunks: validates, stores, then decides.
 
@@ -180,14 +189,9 @@ class BatchBuilder:
             raise ValidationFailed("A supervised wage account pays wages only.",
                                    code="purpose_not_allowed",
                                    errors=[{"field": at + "purpose", "message": "must be wages"}])
-        existing = session.scalars(select(PayrollBatch.id).where(
-            PayrollBatch.tenant_id == self.tenant_id,
-            PayrollBatch.active_reference == header.external_reference)).first()
+        existing = self._holder(header.external_reference)
         if existing is not None:
-            raise DuplicateBatch(
-                f"Batch {existing} already has the external reference "
-                f"{header.external_reference!r}; a rejected or cancelled batch frees its reference.",
-                extra={"batch_id": existing})
+            raise _duplicate_batch(existing, header.external_reference)
         self.batch = PayrollBatch(
             id=new_id("pbatch"), tenant_id=self.tenant_id, created_by=self.actor,
             payer_account_id=header.payer_account_id,
@@ -199,8 +203,8 @@ class BatchBuilder:
             declared_total_fen=header.declared_total.fen, item_count=0, total_fen=0,
             source=source, charset=charset, status="received", created_at=self.now,
             updated_at=self.now)
-        session.add(self.batch)
-        session.flush()
+        insert_unique(session, [self.batch], lambda: _duplicate_batch(
+            self._holder(header.external_reference), header.external_reference))
         self.workers: dict[str, WageWorker] = {}
         if self.project is not None:
             self.workers = {w.id_digest: w for w in session.scalars(
@@ -219,6 +223,12 @@ class BatchBuilder:
         self._findings: list[dict[str, Any]] = []
         self._items = PayrollItem.__table__
         self._finding_table = PayrollFinding.__table__
+
+    def _holder(self, reference: str) -> str | None:
+        """The id of the tenant's live batch with this external reference, if any."""
+        return self.session.scalars(select(PayrollBatch.id).where(
+            PayrollBatch.tenant_id == self.tenant_id,
+            PayrollBatch.active_reference == reference)).first()
 
     def _finding(self, severity: str, line: int, ref: str | None, field: str, code: str,
                  message: str) -> None:

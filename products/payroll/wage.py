@@ -27,7 +27,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from gateway.clock import business_date, to_rfc3339
-from gateway.db import advisory_lock
+from gateway.db import advisory_lock, insert_unique
 from gateway.errors import ValidationFailed
 from gateway.events import publish
 from gateway.identifiers import IdentifierError, validate_bank_card, validate_resident_id, validate_uscc
@@ -238,10 +238,11 @@ def create_project(session: Session, principal: Principal, body: WageProjectIn) 
     if body.region_code[:2] == "00":
         raise ValidationFailed("The region code is not an administrative division code.",
                                code="invalid_region_code")
+    exists = DuplicateWageProject(f"A wage project with code {body.project_code!r} exists.")
     if session.scalars(select(WageProject.id).where(
             WageProject.tenant_id == tenant_id,
             WageProject.project_code == body.project_code)).first():
-        raise DuplicateWageProject(f"A wage project with code {body.project_code!r} exists.")
+        raise exists
     if body.developer_account_id:
         ledger.payer_account(session, tenant_id, body.developer_account_id,
                              field="body.developer_account_id")
@@ -260,8 +261,8 @@ def create_project(session: Session, principal: Principal, body: WageProjectIn) 
         wage_account_id=account_id, payday=body.payday,
         arrears_grace_days=body.arrears_grace_days, balance_check_days=body.balance_check_days,
         status="active", first_cycle=first_cycle, created_by=principal.client_id, created_at=now)
-    session.add(project)
-    session.flush()
+    # The wage account opened above goes with the request's transaction if this is refused.
+    insert_unique(session, [project], exists)
     publish(session, tenant_id=tenant_id, type="wage_project.created", resource_type="wage_project",
             resource_id=project.id, data=project_view(project), actor=principal.client_id, at=now)
     return project
@@ -342,15 +343,15 @@ def register_worker(session: Session, principal: Principal, project_id: str,
                                    prefix="body.")
     if errors:
         raise WorkerValidationFailed(f"{len(errors)} field(s) are not valid.", errors=errors)
+    exists = DuplicateWorker("This person is already registered on the project.")
     if session.scalars(select(WageWorker.id).where(
             WageWorker.project_id == project.id,
             WageWorker.id_digest == pii_digest(values["id_number"]))).first():
-        raise DuplicateWorker("This person is already registered on the project.")
+        raise exists
     worker = _new_worker(session, project, values, contract_start=body.contract_start,
                          contract_end=body.contract_end, now=now,
                          monthly_wage_fen=body.monthly_wage.fen if body.monthly_wage else None)
-    session.add(worker)
-    session.flush()
+    insert_unique(session, [worker], exists)
     publish(session, tenant_id=project.tenant_id, type="wage_worker.registered",
             resource_type="wage_worker", resource_id=worker.id, data=worker_view(worker),
             actor=principal.client_id, at=now)
@@ -362,6 +363,23 @@ WORKER_COLUMNS = ("name", "id_number", "card_number", "team", "contract_start", 
 _TITLES = {"name", "姓名"}
 
 
+def _registered(session: Session, project: WageProject) -> set[str]:
+    """The id digests of the project's registered workers."""
+    return set(session.scalars(select(WageWorker.id_digest).where(
+        WageWorker.project_id == project.id)))
+
+
+def _already_registered(line_no: int) -> dict[str, Any]:
+    return {"field": f"line {line_no}.id_number", "line": line_no,
+            "code": "worker_already_registered",
+            "message": "this person is already registered on the project"}
+
+
+def _invalid_worker_file(errors: list[dict[str, Any]]) -> InvalidWorkerFile:
+    return InvalidWorkerFile(f"{len(errors)} problem(s) in the worker file; nothing was "
+                             "registered.", errors=errors[:1000])
+
+
 def import_workers(session: Session, principal: Principal, project_id: str,
                    lines: Iterator[tuple[int, list[str]]]) -> list[WageWorker]:
     """Register workers from CSV records (name,id_number,card_number,team,contract_start,
@@ -370,11 +388,10 @@ def import_workers(session: Session, principal: Principal, project_id: str,
     project = get_project(session, principal.tenant_id, project_id)
     now = _now(session, principal.tenant_id)
     today = business_date(now)
-    known = set(session.scalars(select(WageWorker.id_digest).where(
-        WageWorker.project_id == project.id)))
+    known = _registered(session, project)
     errors: list[dict[str, Any]] = []
     workers: list[WageWorker] = []
-    seen: set[str] = set()
+    seen: dict[str, int] = {}  # id digest: the line registering it
     for line_no, fields in lines:
         if not any(fields):
             continue
@@ -414,20 +431,23 @@ def import_workers(session: Session, principal: Principal, project_id: str,
             continue
         digest = pii_digest(values["id_number"])
         if digest in known or digest in seen:
-            errors.append({"field": where + "id_number", "line": line_no,
-                           "code": "worker_already_registered",
-                           "message": "this person is already registered on the project"})
+            errors.append(_already_registered(line_no))
             continue
-        seen.add(digest)
+        seen[digest] = line_no
         workers.append(_new_worker(session, project, values, contract_start=start,
                                    contract_end=end, now=now, monthly_wage_fen=monthly_wage))
     if errors:
-        raise InvalidWorkerFile(f"{len(errors)} problem(s) in the worker file; nothing was "
-                                "registered.", errors=errors[:1000])
+        raise _invalid_worker_file(errors)
     if not workers:
         raise InvalidWorkerFile("The worker file has no workers.")
-    session.add_all(workers)
-    session.flush()
+
+    def registered_meanwhile() -> InvalidWorkerFile:
+        """A concurrent request registered some of the file's workers: their lines."""
+        now_known = _registered(session, project)
+        return _invalid_worker_file([_already_registered(line) for digest, line in seen.items()
+                                     if digest in now_known])
+
+    insert_unique(session, workers, registered_meanwhile)
     for worker in workers:
         publish(session, tenant_id=project.tenant_id, type="wage_worker.registered",
                 resource_type="wage_worker", resource_id=worker.id, data=worker_view(worker),
