@@ -11,7 +11,10 @@ hand-off would cost more than the work. Only a DPoP proof goes to a worker threa
 single-use `jti` is a write, which on SQLite may queue behind another request's transaction.
 
 A refused authentication (401) counts against the caller's address; an address that has used
-up its failures gets 429 for its further refused calls (gateway.ratelimit).
+up its failures gets 429 for its further refused calls (gateway.ratelimit). So does a call
+without a valid access token that no route takes (an unknown path, or a method the path does not
+allow), under the recorded prefixes (`count_call_of_nobody`): a refused call of nobody, which the
+evidence log would otherwise keep without limit.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from fastapi import Request
 
 from gateway.context import state
 from gateway.errors import Problem
+from gateway.evidence.recorder import RECORDED_PREFIXES
 from gateway.oauth.dpop import DPOP_ALGORITHMS, DPoPInvalid
 from gateway.oauth.tokens import TokenInvalid
 from gateway.tenancy import Principal, partner_states, remember_facts
@@ -89,6 +93,36 @@ def _count_refusal(request: Request) -> None:
     limiter = getattr(request.app.state, "rate_limiter", None)
     if limiter is not None:
         limiter.count_auth_failure(request)
+
+
+def _holds_valid_token(request: Request) -> bool:
+    """Whether the call carries one access token issued here and not expired. Its signature is
+    checked once and remembered (gateway.oauth.tokens), so for a partner's token this is a
+    dictionary read: no database, no DPoP proof (whose single-use `jti` is a write). A token
+    revoked within its lifetime (at most 10 minutes) still passes; everything a guesser can
+    make (no header, another scheme, a forged or expired token) does not."""
+    headers = request.headers.getlist("authorization")
+    if len(headers) != 1:
+        return False
+    scheme, _, token = headers[0].partition(" ")
+    token = token.strip()
+    if scheme.strip().lower() not in ("bearer", "dpop") or not token:
+        return False
+    try:
+        request.app.state.tokens.verify(token)
+    except TokenInvalid:
+        return False
+    return True
+
+
+def count_call_of_nobody(request: Request) -> None:
+    """A call the router turned away (no route has its path, or none of them its method:
+    gateway.errors), under the recorded prefixes, without a valid access token, counts as a
+    refused authentication for its address; once the address has used up its failures this
+    raises that 429 instead. Without it a scanner probing `/v1/admin` or `/v1/.env` appends
+    evidence entries (database writes) without limit. A valid token's caller is not counted."""
+    if request.scope["path"].startswith(RECORDED_PREFIXES) and not _holds_valid_token(request):
+        _count_refusal(request)
 
 
 async def authenticate(request: Request) -> Principal:

@@ -242,6 +242,11 @@ _STATUS_CODES = {
 }
 
 
+# The router's own 404 (no route has the path) and 405 (none has the method), as Starlette words
+# them; a route raising its own 404 says what was not found.
+_NO_ROUTE = frozenset({(404, "Not Found"), (405, "Method Not Allowed")})
+
+
 def problem_response(problem: Problem, request_id: str | None = None) -> Response:
     headers = dict(problem.headers)
     return Response(
@@ -340,9 +345,20 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(validation_problem(exc, request.headers.get("content-type")),
                                 _request_id(request))
 
+    from gateway.auth import count_call_of_nobody
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         detail = exc.detail if isinstance(exc.detail, str) else None
+        if (exc.status_code, detail) in _NO_ROUTE:
+            # The router's own refusals: no route, no dependency ran. Without a valid token it
+            # is a refused call of nobody, counted per address, and a 429 once the address is
+            # over (gateway.auth.count_call_of_nobody).
+            try:
+                count_call_of_nobody(request)
+            except Problem as refused:
+                return problem_response(at_oauth_endpoint(refused, request.url.path),
+                                        _request_id(request))
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"No route matches {request.method} {request.url.path}."
         if exc.status_code == 405 and detail == "Method Not Allowed":

@@ -5,6 +5,8 @@ without its evidence, no evidence of a change that rolled back). Reads and refus
 changed nothing, so their entries are written by group commit: concurrent requests queue
 their entries and one of them (the leader) inserts the whole batch in one transaction;
 every request waits until its batch is durable before its response is sent.
+
+A throttled call of nobody (429 without an authenticated principal) has no entry (`wants`).
 """
 
 from __future__ import annotations
@@ -92,6 +94,13 @@ class CallRecorder:
 
     @staticmethod
     def wants(record: CallRecord) -> bool:
+        # A 429 to a caller without an authenticated principal (a throttled guesser or scanner,
+        # an address over a public endpoint's limit) is not kept: throttling bounds the work, and
+        # this bounds the log, which would otherwise grow by an entry per refused call for as
+        # long as anyone cares to send them. Its calls up to the limit are kept, and the access
+        # log and the metrics still count every 429.
+        if record.status == 429 and record.client_id is None:
+            return False
         return record.path.startswith(RECORDED_PREFIXES)
 
     @staticmethod
