@@ -571,14 +571,23 @@ def _wage_batch(seeded: Seeded, project: Any, workers: int, status: str) -> Any:
 
     done = status == "completed"
     rejected = status == "rejected"
+    now = seeded.now
+    confirmed = status in ("scheduled", "processing", "completed")
+    total = workers * WAGE_FEN
     return PayrollBatch(
         id=new_id("pbatch"), tenant_id=seeded.tenant_id, payer_account_id=project.wage_account_id,
-        wage_project_id=project.id, purpose="wages", value_date=seeded.now.date(),
-        external_reference="WAGES-" + seeded.now.strftime("%Y-%m"),
-        item_count=0 if rejected else workers, total_fen=0 if rejected else workers * WAGE_FEN,
-        succeeded=workers if done else 0, failed=0, returned=0,
-        succeeded_fen=workers * WAGE_FEN if done else 0, failed_fen=0, returned_fen=0,
-        error_count=1 if rejected else 0, warning_count=0, status=status)
+        wage_project_id=project.id, purpose="wages", value_date=now.date(),
+        wage_month=now.strftime("%Y-%m"), external_reference="WAGES-" + now.strftime("%Y-%m"),
+        declared_count=workers, declared_total_fen=total, source="json", charset="utf-8",
+        item_count=0 if rejected else workers, total_fen=0 if rejected else total,
+        held_fen=total if status in ("scheduled", "processing") else 0,
+        processed=workers if done else 0, succeeded=workers if done else 0, failed=0, returned=0,
+        succeeded_fen=total if done else 0, failed_fen=0, returned_fen=0,
+        error_count=1 if rejected else 0, warning_count=0, status=status, created_at=now,
+        validated_at=None if rejected else now, confirmed_at=now if confirmed else None,
+        started_at=now if status in ("processing", "completed") else None,
+        finished_at=now if done or rejected else None,
+        cancelled_at=now if status == "cancelled" else None)
 
 
 @_builds("payroll_batch")
@@ -592,7 +601,7 @@ def _payroll_batch(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | 
     workers = len(seeded.session.scalars(select(WageWorker.id).where(
         WageWorker.project_id == project.id)).all())
     batch = _wage_batch(seeded, project, workers, _BATCH_STATUS.get(action, action))
-    return batch.id, batch_event_data(batch)
+    return batch.id, batch_event_data(seeded.session, batch)
 
 
 @_builds("payroll_item")

@@ -98,7 +98,7 @@ def start_due_batches(database: Database) -> int:
             session.flush()
             publish(session, tenant_id=tenant_id, type="payroll_batch.processing",
                     resource_type="payroll_batch", resource_id=batch.id,
-                    data=batch_event_data(batch), actor=WORKER_ACTOR, at=now)
+                    data=batch_event_data(session, batch), actor=WORKER_ACTOR, at=now)
             return 1
 
     return for_each_tenant_item(((t, (b, v)) for t, b, v in rows), start,
@@ -241,7 +241,7 @@ def _settle(session: Session, batch: PayrollBatch, now: datetime) -> None:
     batch.updated_at = now
     session.flush()
     publish(session, tenant_id=batch.tenant_id, type="payroll_batch.completed",
-            resource_type="payroll_batch", resource_id=batch.id, data=batch_event_data(batch),
+            resource_type="payroll_batch", resource_id=batch.id, data=batch_event_data(session, batch),
             actor=WORKER_ACTOR, at=now)
 
 

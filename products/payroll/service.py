@@ -100,18 +100,10 @@ def batch_view(session: Session, batch: PayrollBatch, *, with_findings: bool = T
     }
 
 
-def batch_event_data(batch: PayrollBatch) -> dict[str, Any]:
-    """Event payload: the batch without its findings (they can be long); no personal data."""
-    return {
-        "id": batch.id, "status": batch.status, "external_reference": batch.external_reference,
-        "payer_account_id": batch.payer_account_id, "wage_project_id": batch.wage_project_id,
-        "purpose": batch.purpose, "value_date": batch.value_date.isoformat(),
-        "item_count": batch.item_count, "total": _money(batch.total_fen),
-        "succeeded": batch.succeeded, "failed": batch.failed, "returned": batch.returned,
-        "succeeded_amount": _money(batch.succeeded_fen), "failed_amount": _money(batch.failed_fen),
-        "returned_amount": _money(batch.returned_fen), "error_count": batch.error_count,
-        "warning_count": batch.warning_count,
-    }
+def batch_event_data(session: Session, batch: PayrollBatch) -> dict[str, Any]:
+    """Event payload: the batch as its own GET shows it (`batch_view`), so that one handler
+    serves the webhook and the GET; no personal data (findings name lines and fields)."""
+    return batch_view(session, batch)
 
 
 def item_view(item: PayrollItem) -> dict[str, Any]:
@@ -404,7 +396,7 @@ class BatchBuilder:
             event = "payroll_batch.validated"
         self.session.flush()
         publish(self.session, tenant_id=self.tenant_id, type=event, resource_type="payroll_batch",
-                resource_id=batch.id, data=batch_event_data(batch), actor=self.actor, at=self.now)
+                resource_id=batch.id, data=batch_event_data(self.session, batch), actor=self.actor, at=self.now)
         return batch
 
 
@@ -561,7 +553,7 @@ def confirm_batch(session: Session, principal: Principal, batch_id: str) -> Payr
     batch.updated_at = now
     session.flush()
     publish(session, tenant_id=principal.tenant_id, type="payroll_batch.confirmed",
-            resource_type="payroll_batch", resource_id=batch.id, data=batch_event_data(batch),
+            resource_type="payroll_batch", resource_id=batch.id, data=batch_event_data(session, batch),
             actor=principal.client_id, at=now)
     return batch
 
@@ -585,7 +577,7 @@ def cancel_batch(session: Session, principal: Principal, batch_id: str) -> Payro
     batch.updated_at = now
     session.flush()
     publish(session, tenant_id=principal.tenant_id, type="payroll_batch.cancelled",
-            resource_type="payroll_batch", resource_id=batch.id, data=batch_event_data(batch),
+            resource_type="payroll_batch", resource_id=batch.id, data=batch_event_data(session, batch),
             actor=principal.client_id, at=now)
     return batch
 
