@@ -21,15 +21,11 @@ run: install
 lint: install
 	$(BIN)/ruff check gateway partners products sandbox tests migrations
 
-## Lint, then the whole suite on SQLite, then on PostgreSQL when QUANLIAN_TEST_DATABASE_URL is set.
+## Lint, then the whole suite on SQLite and, when QUANLIAN_TEST_DATABASE_URL is set, on
+## PostgreSQL at the same time (tests/tools/run_suites.py; QUANLIAN_TEST_SERIAL=1: one after the other).
 test: install lint
 	$(BIN)/quanlian openapi --check
-	@echo "== tests on SQLite =="
-	env -u QUANLIAN_TEST_DATABASE_URL $(BIN)/python -m pytest
-	@if [ -n "$$QUANLIAN_TEST_DATABASE_URL" ]; then \
-		echo "== tests on PostgreSQL ($$QUANLIAN_TEST_DATABASE_URL) =="; \
-		$(BIN)/python -m pytest -m "not browser"; \
-	else echo "== PostgreSQL run skipped: QUANLIAN_TEST_DATABASE_URL is not set =="; fi
+	$(BIN)/python -m tests.tools.run_suites
 
 bench: install
 	$(BIN)/python -m tests.bench.run_all

@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
@@ -21,8 +22,26 @@ from sqlalchemy.engine import Engine, make_url
 from gateway.app import import_models
 from gateway.db import Base, Database
 
+
+def redis_database(url: str, down: int) -> str:
+    """The same Redis server, the numbered database `down` below the URL's (15, 1 -> 14;
+    wrapping within the default 16)."""
+    parts = urlsplit(url)
+    number = (int(parts.path.strip("/") or 0) - down) % 16
+    return urlunsplit(parts._replace(path=f"/{number}"))
+
+
+def _own_redis(url: str | None) -> str | None:
+    """Each pytest-xdist worker (gw0, gw1, ...) counts in a Redis database of its own: tests
+    count per-address limits there, and one of them empties its database."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not url or not worker.startswith("gw"):
+        return url
+    return redis_database(url, int(worker[2:]))
+
+
 PG_URL = os.environ.get("QUANLIAN_TEST_DATABASE_URL")
-REDIS_URL = os.environ.get("QUANLIAN_TEST_REDIS_URL")
+REDIS_URL = _own_redis(os.environ.get("QUANLIAN_TEST_REDIS_URL"))
 REQUIRE_SERVICES = os.environ.get("QUANLIAN_TEST_REQUIRE_SERVICES", "").lower() == "true"
 
 
