@@ -332,14 +332,19 @@ def _canteen_employer(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]]
 def _diner(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | None:
     from products.collection import views
     from products.collection.canteen import diner_view
-    from products.collection.models import Diner
+    from products.collection.models import Diner, TopUp
 
     row = seeded.first(Diner)
     if row is None:
         return None
     diner = views.data(diner_view(seeded.session, row))
     if action == "topped_up":
-        return row.id, {"top_up_id": new_id("ctop"), "amount": _money(200_00), "diner": diner}
+        # The seeded diner's seeded top-up, so `top_up_id` resolves at its GET.
+        top_up = seeded.first(TopUp, TopUp.diner_id == row.id)
+        if top_up is None:
+            return row.id, {"top_up_id": new_id("ctop"), "amount": _money(200_00), "diner": diner}
+        return row.id, {"top_up_id": top_up.id, "amount": _money(top_up.amount_fen),
+                        "diner": diner}
     return row.id, diner
 
 
