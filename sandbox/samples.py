@@ -332,14 +332,19 @@ def _canteen_employer(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]]
 def _diner(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | None:
     from products.collection import views
     from products.collection.canteen import diner_view
-    from products.collection.models import Diner
+    from products.collection.models import Diner, TopUp
 
     row = seeded.first(Diner)
     if row is None:
         return None
     diner = views.data(diner_view(seeded.session, row))
     if action == "topped_up":
-        return row.id, {"top_up_id": new_id("ctop"), "amount": _money(200_00), "diner": diner}
+        # The seeded diner's seeded top-up, so `top_up_id` resolves at its GET.
+        top_up = seeded.first(TopUp, TopUp.diner_id == row.id)
+        if top_up is None:
+            return row.id, {"top_up_id": new_id("ctop"), "amount": _money(200_00), "diner": diner}
+        return row.id, {"top_up_id": top_up.id, "amount": _money(top_up.amount_fen),
+                        "diner": diner}
     return row.id, diner
 
 
@@ -773,7 +778,7 @@ def _escrow_deposit(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] |
     deposit = EscrowDeposit(
         id=new_id("edep"), tenant_id=seeded.tenant_id, scheme_id=tender.scheme.id,
         sub_account_id=tender.bid.id, from_account_id=tender.bidder.id, amount_fen=DEPOSIT_FEN,
-        transfer_id=new_id("jnl"), created_at=seeded.now)
+        journal_entry_id=new_id("jnl"), created_at=seeded.now)
     return deposit.id, deposit_view(deposit)
 
 
@@ -806,7 +811,7 @@ def _release_instruction(seeded: Seeded, action: str) -> tuple[str, dict[str, An
         destination_account_id=tender.scheme.beneficiary_account_id,
         basis={"award": tender.bid.id}, reason="中标保证金转履约保证金", status=status,
         required_approvals=2 if action == "decision_recorded" else 1, approved_by_policy=False,
-        due_by=None, transfer_id=new_id("jnl") if status == "executed" else None,
+        due_by=None, journal_entry_id=new_id("jnl") if status == "executed" else None,
         failure="Sample: the ledger refused the transfer" if status == "failed" else None,
         created_at=seeded.now, executed_at=seeded.now if status == "executed" else None)
     return ins.id, instruction_view(seeded.session, ins)

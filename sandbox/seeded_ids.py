@@ -23,7 +23,7 @@ from gateway.tenancy import get_tenant
 SEEDED_ID_PREFIXES = frozenset({
     "acct", "jnl", "pst",  # accounts, journal entries, postings
     "cmem", "cfac",  # chain credit
-    "csm", "cmd", "cva", "cemp", "cdin", "cgrt", "clot", "cpark", "cptn", "cbill",  # collection
+    "csm", "cmd", "cva", "cemp", "cdin", "cgrt", "clot", "ctop", "cpark", "cptn", "cbill",  # collection
     "wproj", "wfund", "wworker",  # payroll
 })
 

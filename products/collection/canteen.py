@@ -45,6 +45,7 @@ from products.collection.errors import (
     InvalidSplit,
     NoFundingAccount,
     SplitMismatch,
+    TopUpNotFound,
 )
 from products.collection.models import (
     CollectionSettings,
@@ -55,6 +56,7 @@ from products.collection.models import (
     Refund,
     SubsidyGrant,
     SubsidyLot,
+    TopUp,
 )
 from products.collection.states import check_grant
 
@@ -188,8 +190,9 @@ def create_grant(session: Session, tenant_id: str, actor: str, employer_id: str,
 
 
 def top_up(session: Session, tenant_id: str, actor: str, diner_id: str,
-           body: schemas.TopUpCreate) -> tuple[Diner, str, datetime]:
-    """Move the diner's own money into their personal wallet."""
+           body: schemas.TopUpCreate) -> TopUp:
+    """Move the diner's own money into their personal wallet; the top-up is kept, so that its
+    id (the event's `top_up_id`) can be read back."""
     settings = service.ensure_settings(session, tenant_id)
     diner = repository.get(session, Diner, tenant_id, diner_id, DinerNotFound, lock=True)
     if diner.status != "active":
@@ -198,18 +201,43 @@ def top_up(session: Session, tenant_id: str, actor: str, diner_id: str,
         raise NoFundingAccount(f"Diner {diner.id} has no funding account to top up from.")
     now = service.now_for(session, tenant_id)
     top_up_id = new_id("ctop")
-    ledger.move(session, tenant_id, from_account_id=diner.funding_account_id,
-                to_account_id=settings.wallet_pool_account_id, amount_fen=body.amount.fen,
-                journal_ref=f"collection:top-up:{top_up_id}", reference_type="diner_top_up",
-                reference_id=top_up_id, purpose="wallet_top_up", at=now, memo="餐卡充值")
+    journal_ref = f"collection:top-up:{top_up_id}"
+    entry = ledger.move(session, tenant_id, from_account_id=diner.funding_account_id,
+                        to_account_id=settings.wallet_pool_account_id, amount_fen=body.amount.fen,
+                        journal_ref=journal_ref, reference_type="diner_top_up",
+                        reference_id=top_up_id, purpose="wallet_top_up", at=now, memo="餐卡充值")
     diner.personal_balance_fen += body.amount.fen
     diner.updated_at = now
+    row = TopUp(id=top_up_id, tenant_id=tenant_id, diner_id=diner.id,
+                from_account_id=diner.funding_account_id, amount_fen=body.amount.fen,
+                personal_balance_fen=diner.personal_balance_fen, journal_ref=journal_ref,
+                journal_entry_id=entry.id, created_by=actor, created_at=now)
+    session.add(row)
     session.flush()
     publish(session, tenant_id=tenant_id, type="diner_wallet.topped_up", resource_type="diner",
             resource_id=diner.id,
             data={"top_up_id": top_up_id, "amount": Money.of(body.amount.fen).model_dump(),
                   "diner": views.data(diner_view(session, diner))}, actor=actor, at=now)
-    return diner, top_up_id, now
+    return row
+
+
+def list_top_ups(session: Session, tenant_id: str, diner_id: str, *, limit: int,
+                 cursor: str | None) -> tuple[list[TopUp], str | None]:
+    """A page of one of the tenant's diners' top-ups, newest first."""
+    diner = repository.get(session, Diner, tenant_id, diner_id, DinerNotFound)
+    return repository.page(session, select(TopUp).where(
+        TopUp.tenant_id == tenant_id, TopUp.diner_id == diner.id), TopUp.id, limit=limit,
+        cursor=cursor)
+
+
+def get_top_up(session: Session, tenant_id: str, diner_id: str, top_up_id: str) -> TopUp:
+    """One top-up of one of the tenant's diners."""
+    diner = repository.get(session, Diner, tenant_id, diner_id, DinerNotFound)
+    row = session.scalar(select(TopUp).where(TopUp.tenant_id == tenant_id,
+                                             TopUp.diner_id == diner.id, TopUp.id == top_up_id))
+    if row is None:
+        raise TopUpNotFound(f"Diner {diner.id} has no top-up {top_up_id}.")
+    return row
 
 
 # --- meals and their refunds -----------------------------------------------------------------------

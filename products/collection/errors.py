@@ -41,6 +41,10 @@ class DinerNotFound(NotFound):
     code, title = "diner_not_found", "No such diner"
 
 
+class TopUpNotFound(NotFound):
+    code, title = "top_up_not_found", "No such top-up"
+
+
 class GrantNotFound(NotFound):
     code, title = "subsidy_grant_not_found", "No such subsidy grant"
 

@@ -395,6 +395,24 @@ class Diner(Base):
     updated_at: Mapped[datetime]
 
 
+class TopUp(Base):
+    """Money a diner moved from their own account into their personal wallet."""
+
+    __tablename__ = "collection_canteen_top_ups"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    diner_id: Mapped[str] = mapped_column(ForeignKey("collection_canteen_diners.id"), index=True)
+    from_account_id: Mapped[str] = mapped_column(String(60))
+    amount_fen: Mapped[int]
+    # The personal wallet's balance right after this top-up (the 201 says it; a later GET too).
+    personal_balance_fen: Mapped[int]
+    journal_ref: Mapped[str] = mapped_column(String(120))
+    journal_entry_id: Mapped[str] = mapped_column(String(60))
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime]
+
+
 class SubsidyGrant(Base):
     """An employer's monthly grant batch: the total moved into its subsidy pool at once."""
 

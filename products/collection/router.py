@@ -17,11 +17,10 @@ from sqlalchemy.orm import Session
 
 from gateway import patterns
 from gateway.auth import require_scope
-from gateway.clock import IsoDate, to_rfc3339
+from gateway.clock import IsoDate
 from gateway.db import get_session
 from gateway.errors import error_responses
 from gateway.idempotency import idempotency
-from gateway.money import Money
 from gateway.negotiation import VARY, accept_of, negotiate
 from gateway.pagination import MAX_CURSOR_LENGTH
 from gateway.routing import Router
@@ -468,11 +467,26 @@ def get_grant(grant_id: Id, principal: Read, session: Db) -> schemas.GrantOut:
              responses=error_responses(404, 409))
 def top_up_wallet(diner_id: Id, body: schemas.TopUpCreate, principal: Write,
                   session: Db) -> schemas.TopUpOut:
-    diner, _, at = canteen.top_up(session, principal.tenant_id, principal.client_id, diner_id,
-                                  body)
-    return schemas.TopUpOut(diner_id=diner.id, amount=Money.of(body.amount.fen),
-                            personal_balance=Money.of(diner.personal_balance_fen),
-                            created_at=to_rfc3339(at))
+    return views.top_up_out(canteen.top_up(session, principal.tenant_id, principal.client_id,
+                                           diner_id, body))
+
+
+@router.get("/canteen/diners/{diner_id}/top-ups", summary="A diner's top-ups, newest first",
+            response_model=schemas.TopUpPage, responses=error_responses(404))
+def list_top_ups(diner_id: Id, principal: Read, session: Db, limit: Limit = 20,
+                 cursor: Cursor = None) -> schemas.TopUpPage:
+    rows, nxt = canteen.list_top_ups(session, principal.tenant_id, diner_id, limit=limit,
+                                     cursor=cursor)
+    return schemas.TopUpPage(data=[views.top_up_out(r) for r in rows], next_cursor=nxt)
+
+
+@router.get("/canteen/diners/{diner_id}/top-ups/{top_up_id}", summary="One top-up of a diner",
+            description="The top-up a `diner_wallet.topped_up` event names (`data.top_up_id`), "
+                        "as its 201 answered.",
+            response_model=schemas.TopUpOut, responses=error_responses(404))
+def get_top_up(diner_id: Id, top_up_id: Id, principal: Read, session: Db) -> schemas.TopUpOut:
+    return views.top_up_out(canteen.get_top_up(session, principal.tenant_id, diner_id,
+                                               top_up_id))
 
 
 @router.post("/canteen/meals", summary="Pay for a meal (subsidy first, then personal money)",

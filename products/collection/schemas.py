@@ -521,10 +521,23 @@ class TopUpCreate(_In):
 
 
 class TopUpOut(_Out):
+    id: str = Field(description="The `top_up_id` of the `diner_wallet.topped_up` event",
+                    examples=["ctop_01M99MJ2TC3BNF42VCZ3QT8E1M"])
     diner_id: str
+    from_account_id: str = Field(description="The diner's own account the money came from")
     amount: Money
-    personal_balance: Money
+    personal_balance: Money = Field(description="The personal wallet's balance right after "
+                                                "this top-up")
+    journal_entry_id: str = Field(
+        description="The ledger journal entry (`jnl_…`) that moved the money: the "
+                    "`journal_entry_id` of the accounts' lines in "
+                    "`GET /v1/accounts/{id}/transactions`",
+        examples=["jnl_01M99MQH8J0NBMBZ80E30TKNSN"])
     created_at: Timestamp
+
+
+class TopUpPage(Page):
+    data: list[TopUpOut]
 
 
 class MealCreate(_In):

@@ -31,6 +31,7 @@ from products.collection.models import (
     Settlement,
     SubMerchant,
     SubsidyGrant,
+    TopUp,
     VirtualAccount,
 )
 from products.collection.rules import format_rate
@@ -163,6 +164,13 @@ def diner_out(row: Diner, subsidy_balance_fen: int) -> schemas.DinerOut:
         subsidy_balance=Money.of(subsidy_balance_fen),
         personal_balance=Money.of(row.personal_balance_fen), status=row.status,
         created_at=to_rfc3339(row.created_at))
+
+
+def top_up_out(row: TopUp) -> schemas.TopUpOut:
+    return schemas.TopUpOut(
+        id=row.id, diner_id=row.diner_id, from_account_id=row.from_account_id,
+        amount=Money.of(row.amount_fen), personal_balance=Money.of(row.personal_balance_fen),
+        journal_entry_id=row.journal_entry_id, created_at=to_rfc3339(row.created_at))
 
 
 def grant_out(row: SubsidyGrant) -> schemas.GrantOut:

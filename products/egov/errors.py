@@ -93,6 +93,10 @@ class EscrowSubAccountNotFound(NotFound):
     code, title = "escrow_sub_account_not_found", "No such escrow sub-account"
 
 
+class EscrowDepositNotFound(NotFound):
+    code, title = "escrow_deposit_not_found", "No such escrow deposit"
+
+
 class DuplicateSubAccount(Conflict):
     code, title = "duplicate_sub_account", "A sub-account with this reference exists"
 

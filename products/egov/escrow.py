@@ -79,6 +79,7 @@ from products.egov.errors import (
     DuplicateSubAccount,
     EscrowCreditRefused,
     EscrowDebitRefused,
+    EscrowDepositNotFound,
     EscrowSchemeNotFound,
     EscrowSubAccountNotFound,
     InsufficientEscrowBalance,
@@ -224,7 +225,7 @@ def sub_account_view(sub: EscrowSubAccount) -> dict[str, Any]:
 def deposit_view(dep: EscrowDeposit) -> dict[str, Any]:
     return {"id": dep.id, "scheme_id": dep.scheme_id, "sub_account_id": dep.sub_account_id,
             "from_account_id": dep.from_account_id, "amount": Money.of(dep.amount_fen).model_dump(),
-            "transfer_id": dep.transfer_id, "created_at": to_rfc3339(dep.created_at)}
+            "journal_entry_id": dep.journal_entry_id, "created_at": to_rfc3339(dep.created_at)}
 
 
 def _approvals(session: Session, instruction_id: str) -> list[ReleaseApproval]:
@@ -245,7 +246,7 @@ def instruction_view(session: Session, ins: ReleaseInstruction) -> dict[str, Any
                            "created_at": to_rfc3339(a.created_at)}
                           for a in _approvals(session, ins.id)],
             "due_by": to_rfc3339(ins.due_by) if ins.due_by else None,
-            "transfer_id": ins.transfer_id, "failure": ins.failure,
+            "journal_entry_id": ins.journal_entry_id, "failure": ins.failure,
             "created_at": to_rfc3339(ins.created_at),
             "executed_at": to_rfc3339(ins.executed_at) if ins.executed_at else None}
 
@@ -501,7 +502,7 @@ def deposit(session: Session, scheme: EscrowScheme, body: DepositIn, sub_id: str
                                 deposit_id=dep_id, at=now)
     dep = EscrowDeposit(id=dep_id, tenant_id=scheme.tenant_id, scheme_id=scheme.id, sub_account_id=sub.id,
                         from_account_id=source.id, amount_fen=amount, journal_ref=entry.journal_ref,
-                        transfer_id=entry.id, created_by=actor, created_at=now)
+                        journal_entry_id=entry.id, created_by=actor, created_at=now)
     session.add(dep)
     sub.deposited_fen += amount
     sub.updated_at = now
@@ -512,12 +513,21 @@ def deposit(session: Session, scheme: EscrowScheme, body: DepositIn, sub_id: str
     return dep
 
 
-def list_deposits(session: Session, scheme: EscrowScheme, *, limit: int, cursor: str | None,
-                  sub_account_id: str | None = None) -> tuple[list[EscrowDeposit], str | None]:
-    query = select(EscrowDeposit).where(EscrowDeposit.scheme_id == scheme.id)
-    if sub_account_id:
-        query = query.where(EscrowDeposit.sub_account_id == sub_account_id)
-    return page(session, query, EscrowDeposit.id, limit=limit, cursor=cursor, newest_first=False)
+def list_deposits(session: Session, sub: EscrowSubAccount, *, limit: int,
+                  cursor: str | None) -> tuple[list[EscrowDeposit], str | None]:
+    """A page of the deposits into a sub-account, newest first (as money movements list)."""
+    query = select(EscrowDeposit).where(EscrowDeposit.sub_account_id == sub.id)
+    return page(session, query, EscrowDeposit.id, limit=limit, cursor=cursor)
+
+
+def get_deposit(session: Session, sub: EscrowSubAccount, deposit_id: str) -> EscrowDeposit:
+    """A deposit into this sub-account (the caller found the sub-account in its scheme, so
+    another tenant's or another sub-account's deposit is not found)."""
+    dep = session.scalars(select(EscrowDeposit).where(
+        EscrowDeposit.id == deposit_id, EscrowDeposit.sub_account_id == sub.id)).first()
+    if dep is None:
+        raise EscrowDepositNotFound(f"No deposit {deposit_id} in sub-account {sub.id}.")
+    return dep
 
 
 # --- release instructions ------------------------------------------------------------------
@@ -770,7 +780,7 @@ def _execute(session: Session, scheme: EscrowScheme, sub: EscrowSubAccount, ins:
         return
     check_instruction(ins.status, "executed", action="executed")
     ins.status = "executed"
-    ins.transfer_id = entry.id
+    ins.journal_entry_id = entry.id
     ins.executed_at = entry.created_at
     if ins.kind == "release":
         sub.released_fen += ins.amount_fen

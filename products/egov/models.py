@@ -68,7 +68,9 @@ class PaymentOrder(Base):
     cancel_reason: Mapped[str | None] = mapped_column(String(300))
     payment_method: Mapped[str | None] = mapped_column(String(16))
     payer_account_masked: Mapped[str | None] = mapped_column(String(40))
-    transfer_id: Mapped[str | None] = mapped_column(String(60))
+    # The ledger journal entry (`jnl_…`) that paid the order. The column keeps its first name,
+    # `transfer_id`, as renaming it would need a migration; it never held a transfer's id.
+    journal_entry_id: Mapped[str | None] = mapped_column("transfer_id", String(60))
     journal_ref: Mapped[str | None] = mapped_column(String(80))
     receipt_number: Mapped[str | None] = mapped_column(String(24), unique=True)
     verification_code: Mapped[str | None] = mapped_column(String(40), unique=True)
@@ -174,7 +176,8 @@ class EscrowDeposit(Base):
     from_account_id: Mapped[str] = mapped_column(String(40))
     amount_fen: Mapped[int]
     journal_ref: Mapped[str] = mapped_column(String(80))
-    transfer_id: Mapped[str] = mapped_column(String(60))
+    # The ledger journal entry (`jnl_…`) of the deposit; column named as first released.
+    journal_entry_id: Mapped[str] = mapped_column("transfer_id", String(60))
     created_by: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime]
 
@@ -201,7 +204,8 @@ class ReleaseInstruction(Base):
     approved_by_policy: Mapped[bool] = mapped_column(default=False)
     due_by: Mapped[datetime | None]
     journal_ref: Mapped[str] = mapped_column(String(80), unique=True)
-    transfer_id: Mapped[str | None] = mapped_column(String(60))
+    # The ledger journal entry (`jnl_…`) that executed it; column named as first released.
+    journal_entry_id: Mapped[str | None] = mapped_column("transfer_id", String(60))
     failure: Mapped[str | None] = mapped_column(String(200))
     created_by: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime]

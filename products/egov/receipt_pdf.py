@@ -218,7 +218,7 @@ def receipt_pdf(receipt: dict[str, Any]) -> bytes:
         ("缴款时间", _local(receipt["paid_at"])),
         ("订单号", receipt["order_id"]),
         ("门户业务号", receipt["portal_reference"]),
-        ("银行流水号", receipt.get("transfer_id") or "-"),
+        ("银行流水号", receipt.get("journal_entry_id") or "-"),
     ]
     y -= 52
     for label, value in rows:

@@ -34,7 +34,7 @@ def receipt_data(session: Session, order: PaymentOrder, *, issuer: str, log: Log
         "payee_name": order.payee_name, "amount": Money.of(order.amount_fen).model_dump(),
         "amount_in_words": amount_in_words(order.amount_fen),
         "payment_method": order.payment_method or "", "payer_account": order.payer_account_masked,
-        "paid_at": to_rfc3339(order.paid_at), "transfer_id": order.transfer_id,
+        "paid_at": to_rfc3339(order.paid_at), "journal_entry_id": order.journal_entry_id,
         "verification_url": verification_url(issuer, order),
         "evidence": payment_evidence(session, log, order.tenant_id, order.id, order.succeeded_event_id),
     }

@@ -45,6 +45,7 @@ from products.egov.schemas import (
     CancelIn,
     DecisionIn,
     DepositIn,
+    DepositList,
     DepositOut,
     DifferencesOut,
     InstructionIn,
@@ -348,6 +349,29 @@ def create_deposit(scheme_id: str, sub_account_id: str, body: DepositIn, princip
     return escrow.deposit_view(dep)
 
 
+@schemes.get("/{scheme_id}/sub-accounts/{sub_account_id}/deposits", response_model=DepositList,
+             summary="List the deposits into a sub-account, newest first",
+             responses=error_responses(404, 422))
+def list_deposits(scheme_id: str, sub_account_id: str, principal: Reader, session: SessionDep,
+                  limit: Limit = 20, cursor: Cursor = None) -> dict[str, Any]:
+    scheme = escrow.get_scheme(session, principal.tenant_id, scheme_id)
+    sub = escrow.get_sub_account(session, scheme, sub_account_id)
+    rows, next_cursor = escrow.list_deposits(session, sub, limit=limit, cursor=cursor)
+    return {"data": [escrow.deposit_view(d) for d in rows], "next_cursor": next_cursor}
+
+
+@schemes.get("/{scheme_id}/sub-accounts/{sub_account_id}/deposits/{deposit_id}",
+             response_model=DepositOut, summary="A deposit into a sub-account",
+             description="The deposit the `escrow_deposit.received` event is about "
+                         "(`resource.id`), as its 201 answered.",
+             responses=error_responses(404))
+def get_deposit(scheme_id: str, sub_account_id: str, deposit_id: str, principal: Reader,
+                session: SessionDep) -> dict[str, Any]:
+    scheme = escrow.get_scheme(session, principal.tenant_id, scheme_id)
+    sub = escrow.get_sub_account(session, scheme, sub_account_id)
+    return escrow.deposit_view(escrow.get_deposit(session, sub, deposit_id))
+
+
 @schemes.post("/{scheme_id}/sub-accounts/{sub_account_id}/withdraw", response_model=WithdrawOut,
               summary="Tuition: the student withdraws; unconsumed tuition is refunded",
               description="Instructs the refund of the unconsumed tuition to each account that paid "
@@ -482,6 +506,19 @@ def list_supervised_sub_accounts(scheme_id: str, principal: Supervisor, session:
     scheme = escrow.supervised_scheme(session, principal, scheme_id)
     rows, next_cursor = escrow.list_sub_accounts(session, scheme, limit=limit, cursor=cursor)
     return {"data": [escrow.sub_account_view(s) for s in rows], "next_cursor": next_cursor}
+
+
+@supervision.get("/escrow-schemes/{scheme_id}/sub-accounts/{sub_account_id}/deposits",
+                 response_model=DepositList,
+                 summary="Deposits into a sub-account of a supervised scheme, newest first",
+                 responses=error_responses(404, 422))
+def list_supervised_deposits(scheme_id: str, sub_account_id: str, principal: Supervisor,
+                             session: SessionDep, limit: Limit = 20,
+                             cursor: Cursor = None) -> dict[str, Any]:
+    scheme = escrow.supervised_scheme(session, principal, scheme_id)
+    sub = escrow.get_sub_account(session, scheme, sub_account_id)
+    rows, next_cursor = escrow.list_deposits(session, sub, limit=limit, cursor=cursor)
+    return {"data": [escrow.deposit_view(d) for d in rows], "next_cursor": next_cursor}
 
 
 @supervision.get("/escrow-schemes/{scheme_id}/evidence-bundle", response_model=EscrowBundleOut,

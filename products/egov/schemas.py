@@ -25,6 +25,16 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+# The ledger's journal entry (`jnl_…`) that moved an object's money, under the name transfers
+# and account transactions give it: it is no transfer, `GET /v1/transfers/{id}` does not know it.
+def _journal_entry(what: str) -> Any:
+    return Field(description=f"The ledger journal entry (`jnl_…`) that {what}: the "
+                             "`journal_entry_id` of the accounts' lines in "
+                             "`GET /v1/accounts/{id}/transactions` (a journal entry, not a "
+                             "transfer: `GET /v1/transfers/{id}` does not know it)",
+                 examples=["jnl_01M99MK69EB9AWFC6YC4ET2WKW"])
+
+
 def _printable(value: str, what: str) -> str:
     if not value.isprintable():
         raise ValueError(f"{what} must not contain control characters")
@@ -191,7 +201,7 @@ class ReceiptOut(BaseModel):
     payment_method: str
     payer_account: str | None
     paid_at: Timestamp
-    transfer_id: str | None
+    journal_entry_id: str | None = _journal_entry("paid the order; the receipt's 银行流水号")
     verification_url: str
     evidence: ReceiptEvidence
 
@@ -381,8 +391,13 @@ class DepositOut(BaseModel):
     sub_account_id: str
     from_account_id: str
     amount: Money
-    transfer_id: str
+    journal_entry_id: str = _journal_entry("moved the deposit into the sub-account")
     created_at: Timestamp
+
+
+class DepositList(BaseModel):
+    data: list[DepositOut]
+    next_cursor: str | None
 
 
 class CourtOrderIn(_In):
@@ -442,7 +457,8 @@ class InstructionOut(BaseModel):
     approved_by_policy: bool
     approvals: list[ApprovalOut]
     due_by: str | None
-    transfer_id: str | None
+    journal_entry_id: str | None = _journal_entry("executed the instruction; null until it "
+                                                  "executes")
     failure: str | None
     created_at: Timestamp
     executed_at: Timestamp | None

@@ -139,3 +139,24 @@ def test_every_partner_type_is_built_from_the_seed(app, http):
             assert built is not None, type_
             resource_id, data = built
             assert resource_id and len(data) >= 2, type_  # more than the fallback's id
+
+
+def test_samples_name_ledger_links_as_the_api_does_and_point_at_readable_top_ups(app, http):
+    """Escrow samples carry `journal_entry_id` (the real events' name, not `transfer_id`), and
+    the top-up sample names the seeded diner's seeded top-up, which its GET answers."""
+    pc, _ = seeded_partner(app, http)
+    by_type = {}
+    for type_ in ("escrow_deposit.received", "release_instruction.executed",
+                  "diner_wallet.topped_up"):
+        response = pc.post(f"/sandbox/v1/events/{type_}")
+        assert response.status_code == 201, (type_, response.text)
+        by_type[type_] = next(e for e in events(app, pc.tenant_id) if e.id == response.json()["id"])
+    for type_ in ("escrow_deposit.received", "release_instruction.executed"):
+        data = by_type[type_].data
+        assert data["journal_entry_id"].startswith("jnl_") and "transfer_id" not in data, type_
+    topped = by_type["diner_wallet.topped_up"]
+    got = pc.get(f"/v1/collection/canteen/diners/{topped.resource_id}/top-ups/"
+                 f"{topped.data['top_up_id']}")
+    assert got.status_code == 200, got.text
+    assert got.json()["amount"] == topped.data["amount"]
+    assert got.json()["diner_id"] == topped.resource_id == topped.data["diner"]["id"]

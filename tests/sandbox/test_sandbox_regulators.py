@@ -123,7 +123,7 @@ def test_sign_up_to_a_release_approved_by_two_regulator_users(app, http):
     done = decide(second, instruction["id"], "li")
     assert done.status_code == 200, done.text
     executed = done.json()
-    assert executed["status"] == "executed" and executed["transfer_id"]
+    assert executed["status"] == "executed" and executed["journal_entry_id"]
     assert [a["client_id"] for a in executed["approvals"]] == [first.client_id, second.client_id]
 
     # The money moved exactly once: 4 of 10 classes to the school, the rest still held.

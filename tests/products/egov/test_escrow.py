@@ -171,7 +171,7 @@ def test_tuition_released_as_classes_are_consumed_refunded_on_withdrawal(app, ht
     problem(w.decide(pending, "u1"), 409, "duplicate_approver")
     assert w.balance(w.beneficiary) == 0
     done = w.decide(pending, "u2", regulator=w.colleague).json()
-    assert done["status"] == "executed" and done["transfer_id"]
+    assert done["status"] == "executed" and done["journal_entry_id"]
     assert [a["approver_id"] for a in done["approvals"]] == ["u1", "u2"]
     assert w.balance(w.beneficiary) == 120000
     state = w.sub(scheme, student)
