@@ -20,6 +20,7 @@ from gateway.keys import PlatformKeys
 from gateway.middleware import EdgeMiddleware
 from gateway.routing import OneHopRoute
 from gateway.settings import Settings, get_settings
+from gateway.startup import prepare
 
 # Every package's tables, so that metadata (and Alembic) sees the whole schema.
 MODEL_MODULES: list[str] = [
@@ -28,6 +29,7 @@ MODEL_MODULES: list[str] = [
     "gateway.oauth.models",
     "gateway.idempotency",
     "gateway.evidence.models",
+    "gateway.keyguard",
     "partners.models",
     "products.accounts.models",
     "products.chain_credit.models",
@@ -91,15 +93,30 @@ def _operation_id(route: APIRoute) -> str:
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None,
-               clock: clock_module.Clock | None = None, start_background: bool = True) -> FastAPI:
+               clock: clock_module.Clock | None = None, start_background: bool = True,
+               startup_checks: bool = True) -> FastAPI:
+    """The platform's application. With `startup_checks` (the default; every entry point of a
+    deployment) the database must be at this release's schema and the keys those its data was
+    written under (`gateway.startup.prepare`), or `StartupRefused` is raised before anything is
+    written; without them (tests on throwaway databases, the OpenAPI document) keys are loaded,
+    or generated, as they are."""
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level, format="%(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     import_models()
     if clock is not None:
         clock_module.set_base_clock(clock)
+    owned = database is None
     database = database or Database(settings.effective_database_url)
-    keys = PlatformKeys(settings.data_dir, settings.encryption_key)
+    if startup_checks:
+        try:
+            keys = prepare(settings, database)
+        except BaseException:
+            if owned:
+                database.dispose()
+            raise
+    else:
+        keys = PlatformKeys(settings.data_dir, settings.encryption_key)
     pii.set_vault(pii.Vault(keys))
 
     @asynccontextmanager

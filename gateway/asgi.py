@@ -8,8 +8,12 @@ from prometheus_client import multiprocess
 
 from gateway import metrics
 from gateway.app import create_app
+from gateway.startup import SERVER_REFUSED, exit_on_refusal
 
-app = create_app()
+# A database behind or ahead of this release, or keys other than those its data was written
+# under: one sentence and exit, before anything is served or written.
+with exit_on_refusal(SERVER_REFUSED):
+    app = create_app()
 
 if metrics.MULTIPROCESS:
     # A worker that stops (uvicorn retiring it on SIGHUP or SIGTTOU, or the server stopping)

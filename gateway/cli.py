@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import typer
 
 from gateway import migrate
 from gateway.settings import get_settings
+from gateway.startup import exit_on_refusal
 
 app = typer.Typer(no_args_is_help=True, help="Quanlian: open-banking API platform")
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations")
@@ -31,22 +33,31 @@ OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Migrate the database to the newest schema."""
+    """Migrate the database to the newest schema (each revision run is logged)."""
     settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # quanlian.migrate says what ran
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    migrate.upgrade(settings.effective_database_url)
-    typer.echo("database is at " + migrate.head_revision())
+    with exit_on_refusal():
+        revision = migrate.upgrade(settings.effective_database_url)
+    typer.echo("database is at " + revision)
 
 
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-          worker: bool = typer.Option(True, help="Run the background worker in-process")) -> None:
-    """Migrate, then serve the platform with uvicorn."""
+          worker: bool = typer.Option(True, help="Run the background worker in-process"),
+          migrate_first: bool | None = typer.Option(
+              None, "--migrate/--no-migrate", show_default=False,
+              help="Migrate the database before serving; with --no-migrate, refuse to start on "
+                   "a database behind this release instead [default: QUANLIAN_MIGRATE_ON_START, "
+                   "true]")) -> None:
+    """Migrate (unless told not to), check the schema and keys, then serve the platform with
+    uvicorn."""
     import os
 
     import uvicorn
 
-    from gateway.cli_support import metrics_directory
+    from gateway.cli_support import cli_database, metrics_directory
 
     if not worker:
         # Before the settings are first read: they are read once per process and kept, and
@@ -56,8 +67,13 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
     # Several workers count requests in one directory, so that /metrics reports the server's
     # totals whichever worker answers: set before the seeding below imports the metrics.
     with metrics_directory(workers):
-        db_upgrade()
         settings = get_settings()
+        if settings.migrate_on_start if migrate_first is None else migrate_first:
+            db_upgrade()
+        # Refused here, before the demo is seeded or the port bound: the served app checks the
+        # same again in each worker process (gateway.asgi).
+        with cli_database(settings):
+            pass
         if settings.seed_demo:
             from sandbox.demo import ensure_demo, quickstart
 
@@ -69,7 +85,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
 def openapi_document() -> str:
     from gateway.app import create_app
 
-    application = create_app(start_background=False)
+    application = create_app(start_background=False, startup_checks=False)  # needs no database
     return json.dumps(application.openapi(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
 
 

@@ -8,10 +8,9 @@ from pathlib import Path
 import typer
 from sqlalchemy import select
 
-from gateway.cli_support import cli_transaction
+from gateway.cli_support import cli_database, cli_transaction
 from gateway.errors import ValidationFailed
 from gateway.oauth.clients import create_client, revoke_client
-from gateway.settings import get_settings
 from gateway.tenancy import Partner, create_partner
 
 clients_app = typer.Typer(no_args_is_help=True, help="OAuth clients")
@@ -78,8 +77,6 @@ def revoke(client_id: str) -> None:
 @keys_app.command("rotate")
 def rotate() -> None:
     """Add a new token signing key; old keys keep validating their tokens."""
-    from gateway.keys import PlatformKeys
-
-    settings = get_settings()
-    kid = PlatformKeys(settings.data_dir, settings.encryption_key).rotate_signing_key()
+    with cli_database() as (_, keys):  # never generates the guarded keys for a database with data
+        kid = keys.rotate_signing_key()
     typer.echo(json.dumps({"active_kid": kid}))

@@ -1,9 +1,10 @@
 """What a `quanlian` command that works on the database needs before its first query.
 
 A command runs in a process of its own, where no app factory has run: the models must be
-imported and the vault for personal data installed here, exactly as `gateway.app.create_app`
-does, or the first personal value written (an account owner's name, an operator's TOTP seed)
-fails with `VaultNotConfigured`.
+imported, the schema and keys checked and the vault for personal data installed here, exactly as
+`gateway.app.create_app` does, or the first personal value written (an account owner's name, an
+operator's TOTP seed) fails with `VaultNotConfigured`, or is written under a key the database's
+other data is not.
 """
 
 from __future__ import annotations
@@ -17,28 +18,38 @@ from contextlib import contextmanager
 from sqlalchemy.orm import Session
 
 from gateway.db import Database
+from gateway.keys import PlatformKeys
 from gateway.settings import Settings, get_settings
+from gateway.startup import exit_on_refusal, prepare
+
+
+@contextmanager
+def cli_database(settings: Settings | None = None) -> Iterator[tuple[Database, PlatformKeys]]:
+    """The configured database (or that of `settings`) and the platform's keys, set up as the
+    app is: models imported, the schema and the keys checked (`gateway.startup.prepare`; a
+    refusal ends the command with its sentence and status 1), the vault installed. Disposes of
+    the engine at the end."""
+    from gateway import pii
+    from gateway.app import import_models
+
+    import_models()
+    settings = settings or get_settings()
+    database = Database(settings.effective_database_url)
+    try:
+        with exit_on_refusal():
+            keys = prepare(settings, database)
+        pii.set_vault(pii.Vault(keys))
+        yield database, keys
+    finally:
+        database.dispose()
 
 
 @contextmanager
 def cli_transaction(settings: Settings | None = None) -> Iterator[Session]:
-    """One unit of work on the configured database (or that of `settings`), set up as the app
-    is (models imported, the vault of `QUANLIAN_DATA_DIR` / `QUANLIAN_ENCRYPTION_KEY`
-    installed); commits on success, rolls back on an exception, and disposes of the engine
-    either way."""
-    from gateway import pii
-    from gateway.app import import_models
-    from gateway.keys import PlatformKeys
-
-    import_models()
-    settings = settings or get_settings()
-    pii.set_vault(pii.Vault(PlatformKeys(settings.data_dir, settings.encryption_key)))
-    database = Database(settings.effective_database_url)
-    try:
-        with database.transaction() as session:
-            yield session
-    finally:
-        database.dispose()
+    """One unit of work on the configured database (or that of `settings`), set up by
+    `cli_database`; commits on success, rolls back on an exception."""
+    with cli_database(settings) as (database, _), database.transaction() as session:
+        yield session
 
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"

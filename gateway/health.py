@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from gateway import metrics
 from gateway.errors import ServiceUnavailable, Unauthorized, error_responses
-from gateway.migrate import current_revision, head_revision
+from gateway.migrate import current_revision, head_revision, schema_problem
 from gateway.redis import ping
 from gateway.routing import Router
 
@@ -34,10 +34,12 @@ def healthz() -> Health:
 
 
 @router.get("/readyz", summary="Database reachable, migrations current, Redis reachable",
-            description="Ready when the database answers, its schema is current and, when "
-                        "the platform is configured with Redis (`QUANLIAN_REDIS_URL`), Redis "
+            description="Ready when the database answers, its schema is this release's and, "
+                        "when the platform is configured with Redis (`QUANLIAN_REDIS_URL`), Redis "
                         "answers a ping within half a second; otherwise a 503 problem "
-                        "(`database_unreachable`, `migrations_pending`, `redis_unreachable`).",
+                        "(`database_unreachable`, `migrations_pending` when the database is "
+                        "behind the code, `schema_newer_than_code` when a newer release migrated "
+                        "it, `redis_unreachable`).",
             response_model=Readiness, responses=error_responses(503))
 def readyz(request: Request) -> Readiness:
     database = request.app.state.database
@@ -45,16 +47,16 @@ def readyz(request: Request) -> Readiness:
         current = current_revision(database.engine)
     except Exception:
         raise ServiceUnavailable("The database cannot be reached.", code="database_unreachable") from None
-    head = head_revision()
-    if current != head:
-        raise ServiceUnavailable(f"The database is at migration {current}, the code needs {head}.",
-                                 code="migrations_pending")
+    problem = schema_problem(current)
+    if problem is not None:
+        code, sentence = problem
+        raise ServiceUnavailable(sentence, code=code)
     redis_url = request.app.state.settings.redis_url
     if redis_url and not ping(redis_url):
         # Calls that count a rate limit or a single-use value answer 503 meanwhile.
         raise ServiceUnavailable("Redis (QUANLIAN_REDIS_URL) cannot be reached.",
                                  code="redis_unreachable", headers={"Retry-After": "1"})
-    return Readiness(status="ready", database="ok", migration=head,
+    return Readiness(status="ready", database="ok", migration=head_revision(),
                      redis="ok" if redis_url else "not configured")
 
 

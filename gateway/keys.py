@@ -4,11 +4,18 @@
   keeps validating until its tokens expire),
 - the evidence log's Ed25519 key,
 - the AES-256 key that encrypts personal data at rest.
+
+The last two cannot be replaced once data was written under them (the personal data would no
+longer decrypt, and checkpoints signed with another key fork the evidence log), so their
+fingerprints are kept in the database and compared at every start (`gateway.keyguard`), which
+also asks for them not to be generated (`generate=False`) once the database holds data.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import tempfile
@@ -19,6 +26,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from joserfc.jwk import ECKey, KeySet
 
 from gateway.ids import new_id
@@ -26,6 +34,23 @@ from gateway.ids import new_id
 # The longest access token's life (QUANLIAN_ACCESS_TOKEN_TTL is at most 600 s) and a minute for
 # clocks: how long a superseded signing key stays published.
 RETAIN_RETIRED_SECONDS = 600 + 60
+
+# The names of the keys whose loss damages data, as `PlatformKeys.fingerprints` gives them.
+DATA_KEY = "data-encryption"
+EVIDENCE_KEY = "evidence-signing"
+DATA_KEY_FILE = "data-encryption.key"
+EVIDENCE_KEY_FILE = "evidence-ed25519.key"
+# The data key's key-check value is an HMAC of this label: it shows which key is loaded
+# without revealing it (nor any key derived from it for use, which take other labels).
+_KEY_CHECK_LABEL = b"quanlian key check: personal-data encryption key"
+
+
+class KeysMissing(FileNotFoundError):
+    """Key files that `PlatformKeys(..., generate=False)` needed and did not find."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        super().__init__(", ".join(str(p) for p in paths) + " missing")
+        self.paths = paths
 
 
 def _write_secret(path: Path, data: bytes) -> None:
@@ -45,7 +70,7 @@ def _write_secret(path: Path, data: bytes) -> None:
 
 
 def _load_or_create(path: Path, make: Any) -> bytes:
-    if path.exists():
+    if path.exists() or make is None:
         return path.read_bytes()
     try:
         _write_secret(path, make())
@@ -57,8 +82,19 @@ def _load_or_create(path: Path, make: Any) -> bytes:
 class PlatformKeys:
     """Key material of one data dir."""
 
-    def __init__(self, data_dir: Path, encryption_key: str | None = None) -> None:
+    def __init__(self, data_dir: Path, encryption_key: str | None = None, *,
+                 generate: bool = True) -> None:
+        """Load the keys of `data_dir` (the data key from `encryption_key` when given). Absent
+        keys are generated, except with `generate=False`: then a missing data or evidence key
+        raises `KeysMissing` before any file is written (token signing keys are generated
+        either way: they only sign tokens that live minutes)."""
         self.dir = Path(data_dir) / "keys"
+        evidence_path = self.dir / EVIDENCE_KEY_FILE
+        data_path = None if encryption_key else self.dir / DATA_KEY_FILE
+        if not generate:
+            missing = [p for p in (evidence_path, data_path) if p is not None and not p.exists()]
+            if missing:
+                raise KeysMissing(missing)
         self._lock = threading.Lock()
         self._signing_path = self.dir / "signing-keys.json"
         raw = _load_or_create(self._signing_path, lambda: json.dumps(
@@ -68,17 +104,24 @@ class PlatformKeys:
         self._signing_mtime = self._signing_path.stat().st_mtime_ns
         self._signing_checked = time.monotonic()
         self._active: tuple[dict[str, Any], ECKey] | None = None
-        seed = _load_or_create(self.dir / "evidence-ed25519.key",
-                               lambda: base64.b64encode(os.urandom(32)))
+        make_seed = (lambda: base64.b64encode(os.urandom(32))) if generate else None
+        seed = _load_or_create(evidence_path, make_seed)
         self.evidence_key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(seed))
-        if encryption_key:
-            dek = base64.b64decode(encryption_key)
+        if data_path is None:
+            dek = base64.b64decode(encryption_key or "")
         else:
-            dek = base64.b64decode(_load_or_create(self.dir / "data-encryption.key",
-                                                   lambda: base64.b64encode(os.urandom(32))))
+            dek = base64.b64decode(_load_or_create(data_path, make_seed))
         if len(dek) != 32:
             raise ValueError("the data encryption key must be 32 bytes (base64)")
         self.data_key = AESGCM(dek)
+        public = self.evidence_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.fingerprints = {
+            DATA_KEY: hmac.new(dek, _KEY_CHECK_LABEL, hashlib.sha256).hexdigest(),
+            EVIDENCE_KEY: hashlib.sha256(public).hexdigest(),
+        }
+        # Where each of those keys came from, for an operator reading a refusal.
+        self.sources = {DATA_KEY: str(data_path) if data_path else "QUANLIAN_ENCRYPTION_KEY",
+                        EVIDENCE_KEY: str(evidence_path)}
 
     @staticmethod
     def _new_signing_key() -> dict[str, Any]:

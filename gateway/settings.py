@@ -24,6 +24,9 @@ class Settings(BaseSettings):
         False, description="Allow loopback/private webhook URLs for sandbox endpoints"
     )
     run_worker: bool = Field(True, description="Run the background worker inside `serve`")
+    migrate_on_start: bool = Field(
+        True, description="`serve` migrates the database before serving (`--no-migrate`: it "
+        "refuses to start on a database behind the code instead)")
     evidence_integrate_interval: float = Field(1.0, description="Seconds between integrations")
     encryption_key: str | None = Field(None, description="Base64 AES-256 key for personal data")
     token_endpoint_limits: str = Field("200/second;20000/hour",

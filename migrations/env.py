@@ -28,8 +28,10 @@ target_metadata = Base.metadata
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
+        # gateway.migrate logs each revision as it runs
         context.configure(connection=connection, target_metadata=target_metadata,
-                          render_as_batch=True, render_item=render_item)
+                          render_as_batch=True, render_item=render_item,
+                          on_version_apply=config.attributes.get("on_version_apply", ()))
         with context.begin_transaction():
             context.run_migrations()
         return

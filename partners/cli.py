@@ -130,8 +130,12 @@ def worker(once: bool = typer.Option(False, "--once", help="Run every job until 
     """
     from gateway.app import create_app
     from gateway.jobs import Worker, registered, run_until_idle
+    from gateway.startup import exit_on_refusal
 
-    app = create_app(start_background=False)  # wires every package, which registers jobs
+    # Wires every package, which registers jobs; refuses (one sentence, status 1) a database
+    # behind or ahead of this release, or keys other than those its data was written under.
+    with exit_on_refusal():
+        app = create_app(start_background=False)
     database = app.state.database
     if once:
         try:

@@ -2,47 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.progress import Progress
 
+from gateway.cli_support import cli_database
 from gateway.db import Database
 from gateway.evidence import service, verifier
-from gateway.keys import PlatformKeys
 from gateway.settings import get_settings
 
 evidence_app = typer.Typer(no_args_is_help=True, help="The evidence log")
 
 
-def _log() -> tuple[Database, service.Log]:
-    settings = get_settings()
-    keys = PlatformKeys(settings.data_dir, settings.encryption_key)
-    return Database(settings.effective_database_url), service.Log(settings.evidence_origin,
-                                                                  keys.evidence_key)
+@contextmanager
+def _log() -> Iterator[tuple[Database, service.Log]]:
+    """The configured database and evidence log, the keys checked against the database."""
+    with cli_database() as (database, keys):
+        yield database, service.Log(get_settings().evidence_origin, keys.evidence_key)
 
 
 @evidence_app.command("integrate")
 def integrate() -> None:
     """Integrate waiting entries and sign a checkpoint now."""
-    database, log = _log()
-    try:
+    with _log() as (database, log):
         added = service.integrate(database, log)
-    finally:
-        database.dispose()
     typer.echo(f"integrated {added} entries")
 
 
 @evidence_app.command("export")
 def export(out: Path = typer.Option(..., "--out", help="Directory to write")) -> None:
     """Write every integrated entry and every checkpoint for offline verification."""
-    database, log = _log()
-    try:
+    with _log() as (database, log):
         service.integrate(database, log)
         with database.transaction() as session:
             n, n_cp = verifier.export(session, out, log.verifier_key)
-    finally:
-        database.dispose()
     typer.echo(f"exported {n} entries and {n_cp} checkpoints to {out}")
 
 

@@ -34,7 +34,7 @@ from products.chain_credit import service
 from products.chain_credit.models import PayablesCertificate
 from tests.bench.load import Result, env_for, http_request, report, run_load, server
 from tests.tools.api import make_settings
-from tests.tools.databases import empty_database_url
+from tests.tools.databases import empty_database_url, stamp_head
 from tests.tools.live import free_port
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
@@ -164,6 +164,7 @@ def main() -> None:
         data = Path(tmp)
         database = Database(url)
         Base.metadata.create_all(database.engine)
+        stamp_head(database)  # the server checks the schema's revision
         port = free_port()
         # The app factory sets up the personal-data vault on the data directory's keys, shared
         # with the server process below.

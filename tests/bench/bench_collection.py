@@ -44,7 +44,7 @@ from products.accounts.reconciliation import accounting_date, day_window
 from products.collection import ledger, schemas, service, settlement, statements
 from products.collection.models import Order, OrderSplit, Refund, RefundSplit
 from tests.bench.load import env_for, http_request, report, run_load, server
-from tests.tools.databases import empty_database_url
+from tests.tools.databases import empty_database_url, stamp_head
 from tests.tools.live import free_port
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
@@ -114,6 +114,7 @@ def bench_http(base_url: str | None) -> list[str]:
         import_models()
         database = Database(url)
         Base.metadata.create_all(database.engine)
+        stamp_head(database)  # the server checks the schema's revision
         pii.set_vault(pii.Vault(PlatformKeys(data)))
         with database.transaction() as s:
             tenant_id, merchants = platform(s, 4)

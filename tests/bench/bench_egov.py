@@ -36,7 +36,7 @@ from gateway.tenancy import create_partner, ensure_tenant
 from products.accounts import service as accounts
 from tests.bench.load import Result, env_for, http_request, report, run_load, server
 from tests.tools.api import make_app
-from tests.tools.databases import empty_database_url
+from tests.tools.databases import empty_database_url, stamp_head
 from tests.tools.live import free_port
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
@@ -91,6 +91,7 @@ def _render_phase(port: int, paths: list[str], connections: int,
 def _setup(url: str, data: Path) -> tuple[str, str, str]:
     database = Database(url)
     Base.metadata.create_all(database.engine)
+    stamp_head(database)  # the server checks the schema's revision
     make_app(database, data)  # the keys and the personal-data vault, as the server has them
     with database.transaction() as session:
         partner = create_partner(session, name="Bench egov portal", status="active")

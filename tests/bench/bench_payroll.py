@@ -52,7 +52,7 @@ from products.payroll import processing
 from products.payroll.models import PayrollBatch, PayrollItem
 from tests.bench.load import ROOT, env_for, report
 from tests.tools.api import make_app
-from tests.tools.databases import empty_database_url
+from tests.tools.databases import empty_database_url, stamp_head
 from tests.tools.live import free_port
 
 ITEMS = int(os.environ.get("BENCH_PAYROLL_ITEMS", "100000"))
@@ -138,6 +138,7 @@ def main() -> None:
     with empty_database_url(base) as url, tempfile.TemporaryDirectory() as tmp:
         database = Database(url)
         Base.metadata.create_all(database.engine)
+        stamp_head(database)  # the server checks the schema's revision
         make_app(database, Path(tmp))  # keys and the personal-data vault, as the server has
         with database.transaction() as session:
             partner = create_partner(session, name="Bench payroll", status="active")

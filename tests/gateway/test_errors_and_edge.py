@@ -162,10 +162,24 @@ def test_metrics_configured_with_a_token_answer_only_the_scraper(database, tmp_p
         assert client.get("/healthz").json() == {"status": "ok"}  # health stays open
 
 
-def test_readyz_reports_pending_migrations(http):
-    # The test database is built from the models without Alembic's version table.
-    body = problem(http.get("/readyz"), 503, "migrations_pending")
-    assert "migration" in body["detail"]
+def test_readyz_tells_a_database_behind_the_code_from_one_ahead_of_it(app, http):
+    """Behind: migrate. Ahead (a newer release migrated it): migrating cannot help, so the
+    problem says so instead of asking for a migration."""
+    from sqlalchemy import text
+
+    def at(revision: str) -> dict:
+        with app.state.database.engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": revision})
+        return http.get("/readyz").json()
+
+    assert http.get("/readyz").json()["status"] == "ready"
+    behind = at("0007")
+    assert behind["code"] == "migrations_pending" and behind["status"] == 503
+    assert "at migration 0007" in behind["detail"] and "`quanlian db upgrade`" in behind["detail"]
+    ahead = at("0999")
+    assert ahead["code"] == "schema_newer_than_code" and ahead["status"] == 503
+    assert "newer release (revision 0999" in ahead["detail"]
+    assert "`quanlian db upgrade`" not in ahead["detail"]
 
 
 def test_access_log_is_json_without_personal_data(http, caplog):

@@ -107,10 +107,25 @@ def _template(base_url: str | None) -> str:
             template = Database(f"sqlite:///{location}")
         try:
             Base.metadata.create_all(template.engine)
+            stamp_head(template)
         finally:
             template.dispose()  # a PostgreSQL template is copied only with no one connected
         _templates[base_url] = location
         return location
+
+
+def stamp_head(database: Database) -> None:
+    """Record the head revision in a schema made from the models, as `quanlian db upgrade` would
+    have: the processes and commands a test starts check it (`gateway.startup`), and
+    tests/gateway/test_schema.py proves the migrated head and the models the same schema."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from gateway.migrate import alembic_config
+
+    with database.engine.begin() as conn:
+        scripts = ScriptDirectory.from_config(alembic_config(database.url))
+        MigrationContext.configure(conn).stamp(scripts, "head")
 
 
 def _drop_template(admin: Engine, name: str) -> None:
