@@ -130,6 +130,22 @@ class Sandbox:
         return response.json()["id"]
 
     @cached_property
+    def sub_account_id(self) -> str:
+        response = self.dev.post(f"/v1/egov/escrow-schemes/{self.scheme_id}/sub-accounts", {
+            "reference": f"STU-{uuid.uuid4().hex[:8]}", "holder_name": "赵小明",
+            "total_classes": 10, "tuition": {"amount": "3000.00", "currency": "CNY"}})
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    @cached_property
+    def diner_id(self) -> str:
+        employer = self.seeded["collection"]["canteen"]["employer_id"]
+        response = self.dev.post(f"/v1/collection/canteen/employers/{employer}/diners", {
+            "employee_no": f"E-{uuid.uuid4().hex[:8]}", "name": "王伟"})
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    @cached_property
     def batch_id(self) -> str:
         from tests.products.payroll.support import items_for, people
 
@@ -160,6 +176,8 @@ class Sandbox:
             "park_id": lambda: seeded["park"]["park_id"],
             "virtual_account_id": lambda: seeded["payer"]["virtual_account_id"],
             "scheme_id": lambda: self.scheme_id,
+            "sub_account_id": lambda: self.sub_account_id,
+            "diner_id": lambda: self.diner_id,
             "batch_id": lambda: self.batch_id,
             "project_id": lambda: self.project_id,
             "endpoint_id": lambda: self.endpoint_id,
