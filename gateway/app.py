@@ -129,6 +129,11 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
+        # A path with a trailing slash (or without one) that matches no route is the 404
+        # problem, not Starlette's 307 to the other spelling: that redirect's Location is built
+        # from the request's Host header and scheme (a client that follows it re-sends a POST,
+        # body and all, to whatever host the header named, over http behind a TLS proxy).
+        redirect_slashes=False,
         # The platform observes itself through /metrics and its access log; FastAPI's own
         # OpenTelemetry hooks would only look for a provider on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False,
