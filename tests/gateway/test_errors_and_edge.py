@@ -67,6 +67,32 @@ def test_a_json_body_sent_as_another_media_type_is_a_415(partner):
     assert sent.status_code == 200, sent.text
 
 
+def test_a_json_body_sent_without_a_content_type_is_a_415(partner):
+    # `requests.post(url, data=json.dumps(...))`: JSON, but not labelled. It was a 422 about
+    # "a valid dictionary" on `body` (QA F-08); now the 415 a wrong label gets, in its words.
+    said = ("This call takes a JSON body: send it with Content-Type: application/json "
+            "(the request had no Content-Type).")
+    body = b'{"name": "a", "amount": "1.00", "count": 1}'
+    response = partner.post("/v1/partner-probe-json", content=body)
+    assert "content-type" not in response.request.headers
+    assert problem(response, 415, "unsupported_media_type")["detail"] == said
+    blank = partner.post("/v1/partner-probe-json", content=body, headers={"content-type": ""})
+    assert problem(blank, 415, "unsupported_media_type")["detail"] == said
+    sent = partner.post("/v1/transfers", content=b"{}", idempotency_key="k-no-type")
+    assert problem(sent, 415, "unsupported_media_type")["detail"] == said
+    assert partner.get("/v1/transfers").json()["data"] == []
+    # A route whose body is optional: an unlabelled body is refused alike...
+    named = partner.post("/sandbox/v1/regulators", content=b'{"name": "Zhang"}')
+    assert problem(named, 415, "unsupported_media_type")["detail"] == said
+    # ...and no body at all, with no Content-Type, is still the call without one.
+    bare = partner.post("/sandbox/v1/regulators")
+    assert "content-type" not in bare.request.headers
+    assert bare.status_code == 201, bare.text
+    # A required body left out is still the field error it was.
+    missing = problem(partner.post("/v1/partner-probe-json"), 422, "validation_failed")
+    assert [e["field"] for e in missing["errors"]] == ["body"]
+
+
 def test_a_real_transfer_sent_as_text_changes_nothing(partner):
     response = partner.post("/v1/transfers", content=b'{"from_account_id": "acc_x"}',
                             headers={"content-type": "text/plain"}, idempotency_key="k-415")
