@@ -130,16 +130,23 @@ def test_unexpected_exception_is_a_generic_500_without_trace(app, caplog):
     with TestClient(app, raise_server_exceptions=False) as client, caplog.at_level(logging.ERROR):
         response = client.get("/v1/explode", headers={"X-Request-ID": "trace-me-1"})
     body = problem(response, 500, "internal_error")
-    assert body["request_id"] == "trace-me-1"
+    # The platform's own id, to quote to support; the caller's comes back beside it.
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert body["request_id"].startswith("req_")
+    assert response.headers["x-client-request-id"] == "trace-me-1"
     assert "secret internals" not in response.text and "Traceback" not in response.text
     assert any("unhandled" in r.getMessage() for r in caplog.records)
 
 
-def test_request_id_echoed_or_generated(http):
+def test_request_id_is_the_platforms_and_the_callers_is_echoed_apart(http):
+    # This test asserted the defect QA F-06 reported (a caller's X-Request-Id became the
+    # call's request id); the platform now always names the call itself.
     given = http.get("/healthz", headers={"X-Request-ID": "abc-123"})
-    assert given.headers["x-request-id"] == "abc-123"
+    assert given.headers["x-request-id"].startswith("req_")
+    assert given.headers["x-client-request-id"] == "abc-123"
     bad = http.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
     assert bad.headers["x-request-id"].startswith("req_")
+    assert "x-client-request-id" not in bad.headers
     assert http.get("/healthz").headers["x-request-id"].startswith("req_")
 
 
@@ -196,9 +203,10 @@ def test_readyz_reports_pending_migrations(http):
 
 def test_access_log_is_json_without_personal_data(http, caplog):
     with caplog.at_level(logging.INFO, logger="quanlian.access"):
-        http.get("/healthz", headers={"X-Request-ID": "log-1"})
+        response = http.get("/healthz", headers={"X-Request-ID": "log-1"})
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "quanlian.access"]
-    line = next(item for item in lines if item["request_id"] == "log-1")
+    line = next(item for item in lines if item["request_id"] == response.headers["x-request-id"])
+    assert line["client_request_id"] == "log-1"
     assert line["route"] == "/healthz" and line["status"] == 200 and "latency_ms" in line
 
 
