@@ -18,6 +18,7 @@ from gateway.db import Database
 from gateway.errors import ProblemDetails, install_error_handlers
 from gateway.keys import PlatformKeys
 from gateway.middleware import EdgeMiddleware
+from gateway.query_params import STRICT_PREFIXES
 from gateway.routing import OneHopRoute
 from gateway.settings import Settings, get_settings
 
@@ -173,6 +174,11 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     for defs_name, defs in list(components["ProblemDetails"].pop("$defs", {}).items()):
         components.setdefault(defs_name, defs)
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
+    invalid = {"description": "Validation failed (`validation_failed`): `errors` names each "
+                              "field that is not valid; a query parameter the operation does "
+                              "not take (`unknown_parameter`), or one it takes once sent twice "
+                              "(`repeated_parameter`), is refused too",
+               "content": problem}
     unavailable = {"description": "Service unavailable: the database (or the configured Redis) "
                                   "cannot be reached; nothing changed, retry after `Retry-After` "
                                   "seconds",
@@ -190,11 +196,12 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     concurrent = {"description": "Conflict (`concurrent_update`: a concurrent request changed the "
                                  "same data; nothing changed, and the request may be sent again)",
                   "content": problem}
-    for path_item in schema.get("paths", {}).values():
+    for path, path_item in schema.get("paths", {}).items():
         for method, operation in path_item.items():
             responses = operation.setdefault("responses", {})
-            if "422" in responses:
-                responses["422"] = {"description": "Validation failed", "content": problem}
+            if "422" in responses or path.startswith(STRICT_PREFIXES):
+                # Any query parameter can be refused where the query is strict (gateway.query_params).
+                responses["422"] = invalid
             responses.setdefault("500", {"description": "Internal error", "content": problem})
             # What any call may meet when the database fails it (gateway.errors.database_problem).
             responses.setdefault("503", unavailable)
