@@ -18,6 +18,7 @@ from gateway.db import Database
 from gateway.errors import ProblemDetails, install_error_handlers
 from gateway.keys import PlatformKeys
 from gateway.middleware import EdgeMiddleware
+from gateway.query_params import STRICT_PREFIXES
 from gateway.routing import OneHopRoute
 from gateway.settings import Settings, get_settings
 from gateway.startup import prepare
@@ -146,6 +147,11 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
+        # A path with a trailing slash (or without one) that matches no route is the 404
+        # problem, not Starlette's 307 to the other spelling: that redirect's Location is built
+        # from the request's Host header and scheme (a client that follows it re-sends a POST,
+        # body and all, to whatever host the header named, over http behind a TLS proxy).
+        redirect_slashes=False,
         # The platform observes itself through /metrics and its access log; FastAPI's own
         # OpenTelemetry hooks would only look for a provider on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False,
@@ -185,6 +191,11 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     for defs_name, defs in list(components["ProblemDetails"].pop("$defs", {}).items()):
         components.setdefault(defs_name, defs)
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
+    invalid = {"description": "Validation failed (`validation_failed`): `errors` names each "
+                              "field that is not valid; a query parameter the operation does "
+                              "not take (`unknown_parameter`), or one it takes once sent twice "
+                              "(`repeated_parameter`), is refused too",
+               "content": problem}
     unavailable = {"description": "Service unavailable: the database (or the configured Redis) "
                                   "cannot be reached; nothing changed, retry after `Retry-After` "
                                   "seconds",
@@ -202,11 +213,12 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     concurrent = {"description": "Conflict (`concurrent_update`: a concurrent request changed the "
                                  "same data; nothing changed, and the request may be sent again)",
                   "content": problem}
-    for path_item in schema.get("paths", {}).values():
+    for path, path_item in schema.get("paths", {}).items():
         for method, operation in path_item.items():
             responses = operation.setdefault("responses", {})
-            if "422" in responses:
-                responses["422"] = {"description": "Validation failed", "content": problem}
+            if "422" in responses or path.startswith(STRICT_PREFIXES):
+                # Any query parameter can be refused where the query is strict (gateway.query_params).
+                responses["422"] = invalid
             responses.setdefault("500", {"description": "Internal error", "content": problem})
             # What any call may meet when the database fails it (gateway.errors.database_problem).
             responses.setdefault("503", unavailable)

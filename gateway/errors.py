@@ -303,15 +303,18 @@ def _is_json(content_type: str) -> bool:
 
 def validation_problem(exc: RequestValidationError, content_type: str | None = None) -> Problem:
     """The problem for a request FastAPI could not validate. `content_type` is the request's
-    `Content-Type`: a body labelled as something other than JSON, where JSON is expected, is
-    a 415 saying so, not a field error about "a valid dictionary"."""
+    `Content-Type`: a body labelled as something other than JSON, or not labelled at all
+    (`requests.post(url, data=json.dumps(...))`), where JSON is expected, is a 415 saying so,
+    not a field error about "a valid dictionary". An empty body is no body: a route whose body
+    is optional takes it unlabelled."""
     raw = exc.errors()
-    if content_type and not _is_json(content_type) and any(
+    if not (content_type and _is_json(content_type)) and any(
             tuple(err.get("loc", ())) == ("body",) and err.get("type") in _NOT_A_JSON_BODY
             for err in raw):
+        sent = (f"not {content_type.split(';', 1)[0].strip()[:100]}" if content_type
+                else "the request had no Content-Type")
         return UnsupportedMediaType(
-            f"This call takes a JSON body: send it with Content-Type: application/json "
-            f"(not {content_type.split(';', 1)[0].strip()[:100]}).")
+            f"This call takes a JSON body: send it with Content-Type: application/json ({sent}).")
     errors = []
     malformed = False
     for err in raw:

@@ -1,6 +1,7 @@
 """The edge: one pure-ASGI middleware around every request.
 
-It assigns the request id, enforces the body limit while hashing the body, buffers the
+It mints the request id (the client's own ids are played back beside it,
+`gateway.correlation`), enforces the body limit while hashing the body, buffers the
 response, then closes the request's unit of work: on success the finalizers (evidence entry,
 idempotency record) are added and the transaction commits before a byte is sent (from the
 route's own worker thread where the route allows, `close_in_thread`); on failure it rolls
@@ -13,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import time
 from typing import Any
 
@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import admission, clock
 from gateway.context import CLOSE_IN_THREAD, CallRecord, bind, state, unbind
+from gateway.correlation import correlation
 from gateway.errors import (
     InternalError,
     PayloadTooLarge,
@@ -39,7 +40,6 @@ from gateway.routing import route_template
 log = logging.getLogger("quanlian.access")
 errlog = logging.getLogger("quanlian.errors")
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 SECURITY_HEADERS = [
@@ -69,6 +69,7 @@ _AFTER_FAILURE = anyio.CapacityLimiter(4)
 
 
 _CLOSED = "closed_in_thread"
+_CORRELATION = "correlation"
 
 
 class _TooLarge(Exception):
@@ -131,9 +132,9 @@ class EdgeMiddleware:
     async def _serve(self, scope: Scope, receive: Receive, send: Send, st: dict[str, Any]) -> None:
         started = time.perf_counter()
         started_at = clock.utcnow()
-        supplied = (_header(scope, b"x-request-id") or b"").decode("latin-1")
-        request_id = supplied if _REQUEST_ID.match(supplied) else new_id("req")
+        request_id = new_id("req")
         st["request_id"] = request_id
+        st[_CORRELATION] = correlation(scope["headers"])
         limit = self.max_upload if _upload_allowed(scope) else self.max_body
 
         declared = _header(scope, b"content-length")
@@ -316,6 +317,9 @@ class EdgeMiddleware:
         headers = [(k, v) for k, v in headers if k != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
         headers.append((b"x-request-id", request_id.encode()))
+        st = state(scope)
+        ids = st[_CORRELATION]
+        headers += ids.headers()
         present = {k for k, _ in headers}
         for key, value in SECURITY_HEADERS:
             if key not in present:
@@ -343,9 +347,10 @@ class EdgeMiddleware:
                     errlog.exception("call observer failed")
         if not log.isEnabledFor(logging.INFO):
             return
-        principal = state(scope).get("principal")
+        principal = st.get("principal")
         log.info(json.dumps({
             "request_id": request_id, "method": scope["method"], "route": route,
             "status": status, "latency_ms": round(latency * 1000, 2),
             "client_id": getattr(principal, "client_id", None),
+            "client_request_id": ids.client_request_id, "interaction_id": ids.interaction_id,
         }, separators=(",", ":")))

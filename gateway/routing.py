@@ -179,6 +179,7 @@ class Router(APIRouter):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("route_class", OneHopRoute)
+        kwargs.setdefault("redirect_slashes", False)  # as the application's (gateway.app)
         super().__init__(*args, **kwargs)
         self._literals: tuple[str, ...] | None = None
         self._literals_version: int | None = None

@@ -16,6 +16,9 @@ scopes, a class, a limit on concurrency, a `Response`, `BackgroundTasks` or `Sec
 parameter, a WebSocket, dependency overrides) goes to FastAPI's solver unchanged. What a
 dependant is is read once and remembered.
 
+Both ways also refuse the query parameters the route does not take (`gateway.query_params`),
+beside its other parameters' errors; what the route takes is part of its plan.
+
 `install()` puts `solve` where FastAPI's request handlers look the solver up.
 """
 
@@ -35,15 +38,18 @@ from fastapi.dependencies.utils import solve_dependencies as fastapi_solve
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.query_params import Declared, declared, refused
+
 # A plain dependency: (its name in the dependant's values or None, the callable, the name of
 # its request parameter or None, whether its result is shared within the request, cache key).
 _Step = tuple[str | None, Any, str | None, bool, Any]
 
-# id(dependant) -> (dependant, its steps, or None when FastAPI must solve it); the dependant
-# is kept to tell a reused id apart. Dependants cannot be weakly referred to, so the table is
-# emptied when it outgrows every route of a few applications (a process that makes many, as
-# the tests do, would otherwise keep them all): a plan is cheap to make again.
-_plans: dict[int, tuple[Dependant, tuple[_Step, ...] | None]] = {}
+# id(dependant) -> (dependant, its steps, or None when FastAPI must solve it, and the query
+# parameters it takes, or None when it takes any); the dependant is kept to tell a reused id
+# apart. Dependants cannot be weakly referred to, so the table is emptied when it outgrows
+# every route of a few applications (a process that makes many, as the tests do, would
+# otherwise keep them all): a plan is cheap to make again.
+_plans: dict[int, tuple[Dependant, tuple[_Step, ...] | None, Declared | None]] = {}
 _PLANS_AT_MOST = 4096
 
 
@@ -61,10 +67,10 @@ def _plain(sub: Dependant) -> bool:
             == (1 if sub.request_param_name else 0))
 
 
-def _plan(dependant: Dependant) -> tuple[_Step, ...] | None:
+def _plan(dependant: Dependant) -> tuple[tuple[_Step, ...] | None, Declared | None]:
     known = _plans.get(id(dependant))
     if known is not None and known[0] is dependant:
-        return known[1]
+        return known[1], known[2]
     steps: tuple[_Step, ...] | None = None
     if (all(_plain(sub) for sub in dependant.dependencies)
             and not (dependant.http_connection_param_name or dependant.websocket_param_name
@@ -74,8 +80,9 @@ def _plan(dependant: Dependant) -> tuple[_Step, ...] | None:
                        (sub.call, sub.scope)) for sub in dependant.dependencies)
     if len(_plans) >= _PLANS_AT_MOST:
         _plans.clear()
-    _plans[id(dependant)] = (dependant, steps)
-    return steps
+    query = declared(dependant)
+    _plans[id(dependant)] = (dependant, steps, query)
+    return steps, query
 
 
 async def solve(*, request: Any, dependant: Dependant, body: Any = None,
@@ -83,14 +90,17 @@ async def solve(*, request: Any, dependant: Dependant, body: Any = None,
                 dependency_overrides_provider: Any = None,
                 dependency_cache: dict[Any, Any] | None = None, **kwargs: Any) -> SolvedDependency:
     """`fastapi.dependencies.utils.solve_dependencies`, by a shorter way where it can."""
-    steps = _plan(dependant)
+    steps, query = _plan(dependant)
     if (steps is None or response is not None or dependency_cache is not None
             or background_tasks is not None or not isinstance(request, Request)
             or getattr(dependency_overrides_provider, "dependency_overrides", None)):
-        return await fastapi_solve(
+        solved = await fastapi_solve(
             request=request, dependant=dependant, body=body, background_tasks=background_tasks,
             response=response, dependency_overrides_provider=dependency_overrides_provider,
             dependency_cache=dependency_cache, **kwargs)
+        if query is not None and isinstance(request, Request) and request.scope["query_string"]:
+            solved.errors.extend(refused(query, request.query_params))
+        return solved
     # The response whose headers and status a dependency may set, as FastAPI makes it.
     response = Response()
     del response.headers["content-length"]
@@ -114,6 +124,8 @@ async def solve(*, request: Any, dependant: Dependant, body: Any = None,
             found, wrong = request_params_to_args(fields, getattr(request, source))
             values.update(found)
             errors += wrong
+    if query is not None and request.scope["query_string"]:
+        errors += refused(query, request.query_params)
     if dependant.body_params:
         found, wrong = await request_body_to_args(
             body_fields=dependant.body_params, received_body=body,

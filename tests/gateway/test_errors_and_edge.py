@@ -67,6 +67,32 @@ def test_a_json_body_sent_as_another_media_type_is_a_415(partner):
     assert sent.status_code == 200, sent.text
 
 
+def test_a_json_body_sent_without_a_content_type_is_a_415(partner):
+    # `requests.post(url, data=json.dumps(...))`: JSON, but not labelled. It was a 422 about
+    # "a valid dictionary" on `body` (QA F-08); now the 415 a wrong label gets, in its words.
+    said = ("This call takes a JSON body: send it with Content-Type: application/json "
+            "(the request had no Content-Type).")
+    body = b'{"name": "a", "amount": "1.00", "count": 1}'
+    response = partner.post("/v1/partner-probe-json", content=body)
+    assert "content-type" not in response.request.headers
+    assert problem(response, 415, "unsupported_media_type")["detail"] == said
+    blank = partner.post("/v1/partner-probe-json", content=body, headers={"content-type": ""})
+    assert problem(blank, 415, "unsupported_media_type")["detail"] == said
+    sent = partner.post("/v1/transfers", content=b"{}", idempotency_key="k-no-type")
+    assert problem(sent, 415, "unsupported_media_type")["detail"] == said
+    assert partner.get("/v1/transfers").json()["data"] == []
+    # A route whose body is optional: an unlabelled body is refused alike...
+    named = partner.post("/sandbox/v1/regulators", content=b'{"name": "Zhang"}')
+    assert problem(named, 415, "unsupported_media_type")["detail"] == said
+    # ...and no body at all, with no Content-Type, is still the call without one.
+    bare = partner.post("/sandbox/v1/regulators")
+    assert "content-type" not in bare.request.headers
+    assert bare.status_code == 201, bare.text
+    # A required body left out is still the field error it was.
+    missing = problem(partner.post("/v1/partner-probe-json"), 422, "validation_failed")
+    assert [e["field"] for e in missing["errors"]] == ["body"]
+
+
 def test_a_real_transfer_sent_as_text_changes_nothing(partner):
     response = partner.post("/v1/transfers", content=b'{"from_account_id": "acc_x"}',
                             headers={"content-type": "text/plain"}, idempotency_key="k-415")
@@ -104,16 +130,23 @@ def test_unexpected_exception_is_a_generic_500_without_trace(app, caplog):
     with TestClient(app, raise_server_exceptions=False) as client, caplog.at_level(logging.ERROR):
         response = client.get("/v1/explode", headers={"X-Request-ID": "trace-me-1"})
     body = problem(response, 500, "internal_error")
-    assert body["request_id"] == "trace-me-1"
+    # The platform's own id, to quote to support; the caller's comes back beside it.
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert body["request_id"].startswith("req_")
+    assert response.headers["x-client-request-id"] == "trace-me-1"
     assert "secret internals" not in response.text and "Traceback" not in response.text
     assert any("unhandled" in r.getMessage() for r in caplog.records)
 
 
-def test_request_id_echoed_or_generated(http):
+def test_request_id_is_the_platforms_and_the_callers_is_echoed_apart(http):
+    # This test asserted the defect QA F-06 reported (a caller's X-Request-Id became the
+    # call's request id); the platform now always names the call itself.
     given = http.get("/healthz", headers={"X-Request-ID": "abc-123"})
-    assert given.headers["x-request-id"] == "abc-123"
+    assert given.headers["x-request-id"].startswith("req_")
+    assert given.headers["x-client-request-id"] == "abc-123"
     bad = http.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
     assert bad.headers["x-request-id"].startswith("req_")
+    assert "x-client-request-id" not in bad.headers
     assert http.get("/healthz").headers["x-request-id"].startswith("req_")
 
 
@@ -184,9 +217,10 @@ def test_readyz_tells_a_database_behind_the_code_from_one_ahead_of_it(app, http)
 
 def test_access_log_is_json_without_personal_data(http, caplog):
     with caplog.at_level(logging.INFO, logger="quanlian.access"):
-        http.get("/healthz", headers={"X-Request-ID": "log-1"})
+        response = http.get("/healthz", headers={"X-Request-ID": "log-1"})
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "quanlian.access"]
-    line = next(item for item in lines if item["request_id"] == "log-1")
+    line = next(item for item in lines if item["request_id"] == response.headers["x-request-id"])
+    assert line["client_request_id"] == "log-1"
     assert line["route"] == "/healthz" and line["status"] == 200 and "latency_ms" in line
 
 

@@ -139,7 +139,8 @@ def test_change_and_its_evidence_commit_together(event_probe, partner):
     bad = partner.post("/v1/probe-event?fail=true", headers={"X-Request-ID": "ev-bad"})
     assert bad.status_code == 422
     assert len(_entries(event_probe, resource_id="probe_1")) == 1  # the rolled-back event left none
-    calls = _entries(event_probe, request_id="ev-bad")
+    assert not _entries(event_probe, request_id="ev-bad")  # the caller's id names no entry
+    calls = _entries(event_probe, request_id=bad.headers["x-request-id"])
     assert [(k, f["status"]) for k, f in calls] == [("call", 422)]
 
 

@@ -1,0 +1,62 @@
+"""The ids a client sends to correlate its calls, kept apart from the platform's request id.
+
+Every call is named by the platform's own `req_…` id (`X-Request-Id` on the answer, `request_id`
+in problems, the access log and the signed evidence entry), never by one the client chose: two
+calls would share an id in the signed log, and a caller could take another call's id. What a
+client sends is played back beside it instead:
+
+- `X-Request-Id`, when it is a plain token (1 to 64 visible ASCII characters; anything else is
+  ignored), comes back as `X-Client-Request-Id` and is written in the access log line. It is not
+  written in the evidence entry, whose signed format stays as it is.
+- `x-fapi-interaction-id` (UK Open Banking, FAPI): a UUID the client sent comes back as sent;
+  absent or not a UUID, the answer carries a fresh UUID4. It is written in the access log too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from typing import NamedTuple
+
+_TOKEN = re.compile(rb"[\x21-\x7e]{1,64}")
+_UUID = re.compile(rb"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+# A random hex digit's two low bits under the UUID variant bits (RFC 9562: 10xx).
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def uuid4() -> str:
+    """A random (version 4) UUID in its text form: `str(uuid.uuid4())` for a third of the
+    cost (about 0.9 µs against 2.6), as every answer carries one."""
+    x = os.urandom(16).hex()
+    return f"{x[:8]}-{x[8:12]}-4{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:]}"
+
+
+class Correlation(NamedTuple):
+    """A call's client-side ids: the client's request id (None when it sent no usable one)
+    and the interaction id the answer carries."""
+
+    client_request_id: str | None
+    interaction_id: str
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """The response headers that play them back."""
+        found = [(b"x-fapi-interaction-id", self.interaction_id.encode())]
+        if self.client_request_id is not None:
+            found.append((b"x-client-request-id", self.client_request_id.encode()))
+        return found
+
+
+def correlation(headers: Iterable[tuple[bytes, bytes]]) -> Correlation:
+    """The correlation ids of a request with these (ASGI, lower-case) headers; the first of a
+    repeated header counts, as for every other header the edge reads."""
+    client = interaction = None
+    for key, value in headers:
+        if key == b"x-request-id" and client is None:
+            client = value
+        elif key == b"x-fapi-interaction-id" and interaction is None:
+            interaction = value
+    return Correlation(
+        client.decode("ascii") if client is not None and _TOKEN.fullmatch(client) else None,
+        interaction.decode("ascii") if interaction is not None and _UUID.fullmatch(interaction)
+        else uuid4())
