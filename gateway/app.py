@@ -199,17 +199,14 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     unavailable = {"description": "Service unavailable: the database (or the configured Redis) "
                                   "cannot be reached; nothing changed, retry after `Retry-After` "
                                   "seconds",
-                   "headers": {"Retry-After": {"schema": {"type": "integer"},
-                                               "description": "Seconds to wait before retrying"}},
                    "content": problem}
     too_large = {"description": "Request body too large (`payload_too_large`); nothing changed",
                  "content": problem}
     wrong_media_type = {"description": "Unsupported media type (`unsupported_media_type`): the "
                                        "body was not sent as `application/json`; nothing changed",
                         "content": problem}
-    retry_after = {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying"}
     rate_limited = {"description": "Too many requests; retry after `Retry-After` seconds",
-                    "headers": {"Retry-After": retry_after}, "content": problem}
+                    "content": problem}
     concurrent = {"description": "Conflict (`concurrent_update`: a concurrent request changed the "
                                  "same data; nothing changed, and the request may be sent again)",
                   "content": problem}
@@ -230,12 +227,12 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 responses.setdefault("413", too_large)
                 if "application/json" in operation["requestBody"].get("content", {}):
                     responses.setdefault("415", wrong_media_type)
-            responses.setdefault("429", rate_limited).setdefault("headers", {}).setdefault(
-                "Retry-After", retry_after)
-    _document_idempotency(app, schema)
+            responses.setdefault("429", rate_limited)
+    idempotent = _document_idempotency(app, schema)
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
     _document_security(app, schema)
+    _document_headers(schema, idempotent)
     app.openapi_schema = schema
     return schema
 
@@ -260,19 +257,112 @@ def _documented_operations(app: FastAPI, schema: dict[str, Any]
                 yield calls, operation
 
 
-def _document_idempotency(app: FastAPI, schema: dict[str, Any]) -> None:
+def _document_idempotency(app: FastAPI, schema: dict[str, Any]) -> set[int]:
     """The `Idempotency-Key` header on every operation that honours it (required where the call
-    moves money), and `Idempotent-Replayed` on its success responses."""
-    from gateway.idempotency import REPLAYED_HEADER, documented_header
+    moves money). Returns those operations (their `id`) for `_document_headers`."""
+    from gateway.idempotency import documented_header
 
+    found = set()
     for calls, operation in _documented_operations(app, schema):
         parameter = documented_header(calls)
         if parameter is None:
             continue
         operation.setdefault("parameters", []).append(parameter)
-        for status, response in operation.get("responses", {}).items():
-            if status.startswith("2"):
-                response.setdefault("headers", {}).update(REPLAYED_HEADER)
+        found.add(id(operation))
+    return found
+
+
+def _header_ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/headers/{name}"}
+
+
+def _document_headers(schema: dict[str, Any], idempotent: set[int]) -> None:
+    """The response headers the platform sends, declared once under `components/headers` and
+    referenced on each response that can carry them: what the edge adds to every answer
+    (gateway.middleware, gateway.correlation), the evidence receipt where calls are recorded
+    (gateway.evidence.recorder), the rate-limit headers of a 429 (gateway.ratelimit), the
+    `Retry-After` of a 503 or of a key still in progress, the replay marker of an idempotent
+    operation (gateway.idempotency) and the challenge of a refused authentication
+    (gateway.auth)."""
+    from gateway.evidence.recorder import RECORDED_PREFIXES
+    from gateway.idempotency import REPLAYED_HEADER, RETRYABLE
+
+    schema["components"]["headers"] = {**DOCUMENTED_HEADERS, **REPLAYED_HEADER}
+    every = ("X-Request-Id", "X-Client-Request-Id", "x-fapi-interaction-id")
+    rate_limit = ("Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset",
+                  "RateLimit-Policy")
+    for path, path_item in schema.get("paths", {}).items():
+        for operation in path_item.values():
+            protected = "security" in operation
+            responses = operation.get("responses", {})
+            for status, shared in list(responses.items()):
+                # Several operations share one response object: each gets its own headers.
+                response = responses[status] = {**shared}
+                headers = response["headers"] = {**shared.get("headers", {})}
+                names = list(every)
+                if path.startswith(RECORDED_PREFIXES):
+                    names.append("Evidence-Entry")
+                if status == "429":
+                    names += rate_limit
+                elif status == "503" or (status == "409" and id(operation) in idempotent):
+                    names.append("Retry-After")
+                if status == "401" or (status == "403" and protected):
+                    names.append("WWW-Authenticate")
+                if (id(operation) in idempotent and status.isdigit() and int(status) < 500
+                        and int(status) not in RETRYABLE):
+                    names.append("Idempotent-Replayed")
+                for name in names:
+                    if name == "WWW-Authenticate" and name in headers:
+                        continue  # the endpoint says which challenge (the OAuth endpoints)
+                    headers[name] = _header_ref(name)
+
+
+DOCUMENTED_HEADERS: dict[str, dict[str, Any]] = {
+    "X-Request-Id": {
+        "description": "The platform's id of this call (`req_…`): in `request_id` of a problem, "
+                       "the access log and the call's evidence entry. Quote it to support. It is "
+                       "never the id the client sent (see `X-Client-Request-Id`)",
+        "required": True,
+        "schema": {"type": "string"}},
+    "X-Client-Request-Id": {
+        "description": "The client's own `X-Request-Id`, played back when it sent a plain token "
+                       "(1 to 64 visible ASCII characters; anything else is ignored)",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 64}},
+    "x-fapi-interaction-id": {
+        "description": "The `x-fapi-interaction-id` the client sent, when it is a UUID; "
+                       "otherwise a fresh UUID (version 4)",
+        "required": True,
+        "schema": {"type": "string", "format": "uuid"}},
+    "Evidence-Entry": {
+        "description": "The call's entry in the signed evidence log: `<entry id>; leaf=<base64 "
+                       "of the entry's leaf hash>` (look it up at `/v1/evidence/entries/{ref}`). "
+                       "Sent on every answer the edge records (under `/v1/`, `/sandbox/` and "
+                       "`/oauth/`), except a 429 to a caller without a valid token and an answer "
+                       "refused before the request was read (a body too large) or ended by an "
+                       "unexpected error",
+        "schema": {"type": "string"}},
+    "Retry-After": {
+        "description": "Seconds to wait before retrying",
+        "schema": {"type": "integer", "minimum": 1}},
+    "RateLimit-Limit": {
+        "description": "The number of calls the exceeded limit allows in its window",
+        "schema": {"type": "integer", "minimum": 1}},
+    "RateLimit-Remaining": {
+        "description": "Calls left in the window: `0` on a 429",
+        "schema": {"type": "integer", "minimum": 0}},
+    "RateLimit-Reset": {
+        "description": "Seconds until the window of the exceeded limit resets",
+        "schema": {"type": "integer", "minimum": 1}},
+    "RateLimit-Policy": {
+        "description": "The exceeded limit as `<calls>;w=<window seconds>`, e.g. `10;w=1`",
+        "schema": {"type": "string"}},
+    "WWW-Authenticate": {
+        "description": "The challenge (RFC 6750, RFC 9449): on a 401, `Bearer` and `DPoP` "
+                       "challenges, with `error=\"invalid_token\"` (or `invalid_dpop_proof`) "
+                       "when a token was refused; on a 403 of an operation that needs a given set of "
+                       "scopes, `error=\"insufficient_scope\"` with the `scope` it needs",
+        "schema": {"type": "string"}},
+}
 
 
 def _document_security(app: FastAPI, schema: dict[str, Any]) -> None:

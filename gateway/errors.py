@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import NoResultFound, StatementError
 from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -38,7 +38,12 @@ class FieldError(BaseModel):
 
 
 class ProblemDetails(BaseModel):
-    """RFC 9457 problem details, as every error response carries them."""
+    """RFC 9457 problem details, as every error response carries them. A problem may carry
+    extension members beyond those listed (RFC 9457, 3.2), named by its `code`: for example
+    `current_status` and `requested_status` on a state conflict, `available_at` on a
+    statement not ready yet, `known_types` on an unknown type."""
+
+    model_config = ConfigDict(extra="allow")
 
     type: str = Field(examples=["urn:quanlian:problem:validation_failed"])
     title: str
@@ -46,8 +51,11 @@ class ProblemDetails(BaseModel):
     detail: str | None = None
     code: str = Field(description="Stable snake_case code to branch on")
     instance: str | None = None
-    request_id: str | None = None
-    errors: list[FieldError] | None = None
+    request_id: str | None = Field(
+        None, description="The platform's id of the call (`req_…`), as in `X-Request-Id`",
+        examples=["req_01M99MQH2B28WP50GK4JNFY634"])
+    errors: list[FieldError] | None = Field(
+        None, description="Each field that is not valid (`validation_failed`)")
 
 
 class Problem(Exception):
