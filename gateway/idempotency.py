@@ -1,4 +1,7 @@
-"""`Idempotency-Key` on POST, per client (Stripe's semantics, IETF draft-ietf-httpapi-idempotency-key).
+"""`Idempotency-Key` on POST, PUT and PATCH, per client (Stripe's semantics, IETF
+draft-ietf-httpapi-idempotency-key). A route takes a key when it has the `idempotency()`
+dependency: every PUT and PATCH has it (the key optional there; the published document is held
+to that by tests/gateway/test_idempotency.py), and a POST where its route says so.
 
 - The same key with the same request replays the first status and body
   (`Idempotent-Replayed: true`); with a different request it is a 422 problem.

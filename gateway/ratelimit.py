@@ -2,7 +2,8 @@
 address for unauthenticated endpoints (token endpoint, applications, sandbox sign-up), and
 failures per address: failed console logins, and refused authentications (401) at protected
 routes, with which calls without a valid token that no route takes (404, 405) count
-(gateway.auth.count_call_of_nobody).
+(gateway.auth.count_call_of_nobody), and refused client authentications at the token endpoint
+(`invalid_client`, gateway.oauth.router.token).
 
 Storage is in memory by default and Redis when QUANLIAN_REDIS_URL is set, so that limits
 hold across several server processes. A refused call gets a 429 problem with `Retry-After`
@@ -135,10 +136,11 @@ class RateLimiter:
         self.count_failure(request, LOGIN_FAILURES, self.login_failure_limits)
 
     def count_auth_failure(self, request: Request) -> None:
-        """A refused authentication (401) at a protected route, or a call of nobody that no
-        route takes: counted for its address, or, once the address has used up its failures,
-        answered 429 instead. Called on refusals only, so valid calls never pay for it
-        (gateway.auth.authenticate, gateway.auth.count_call_of_nobody)."""
+        """A refused authentication (401) at a protected route, a refused client
+        authentication at the token endpoint, or a call of nobody that no route takes: counted
+        for its address, or, once the address has used up its failures, answered 429 instead.
+        Called on refusals only, so valid calls never pay for it (gateway.auth.authenticate,
+        gateway.auth.count_call_of_nobody, gateway.oauth.router.token)."""
         refused = self.refused_for(request, AUTH_FAILURES, self.auth_failure_limits)
         if refused is not None:
             raise _too_many(*refused)

@@ -43,9 +43,11 @@ class Settings(BaseSettings):
                     "rest of the window (each operator is also locked after its own failures)")
     auth_failure_limits: str = Field(
         "300/minute;10000/day",
-        description="Refused authentications (401) at protected routes, and calls without a valid "
-                    "token to paths or methods no route takes (404, 405), per address before the "
-                    "address's further refused calls get 429 instead (valid tokens still work)")
+        description="Refused authentications (401) at protected routes, refused client "
+                    "authentications at the token endpoint (invalid_client), and calls without a "
+                    "valid token to paths or methods no route takes (404, 405), per address before "
+                    "the address's further refused calls get 429 instead (valid tokens and valid "
+                    "clients still work)")
     rate_plans: dict[str, tuple[int, int]] = Field(
         default_factory=lambda: {"sandbox": (25, 100_000), "standard": (100, 1_000_000),
                                  "premium": (1000, 50_000_000),

@@ -90,6 +90,19 @@ class ClientAuthenticationFailed(InvalidClientError):
         return headers
 
 
+# In the request's state when its client authentication was refused (`invalid_client`): the
+# token endpoint then counts the refusal against the caller's address (gateway.oauth.router).
+CLIENT_REFUSED = "client_authentication_refused"
+
+
+def _note_refusal() -> None:
+    """Mark the request being served (this runs on its worker thread) as a refused client
+    authentication."""
+    st = current_state()
+    if st is not None:
+        st[CLIENT_REFUSED] = True
+
+
 def assertion_refused(reason: str) -> ClientAuthenticationFailed:
     return ClientAuthenticationFailed("the client assertion is not valid: " + reason)
 
@@ -139,8 +152,10 @@ class ClientAuthentication:
             client, method = self._authenticate(request, methods, endpoint, authorization)
         except ClientAuthenticationFailed as exc:
             exc.challenge = exc.challenge or bool(authorization)
+            _note_refusal()
             raise
         except InvalidClientError as exc:  # authlib's own, should any get through
+            _note_refusal()
             raise ClientAuthenticationFailed(exc.description or "the client is not valid.",
                                              challenge=bool(authorization)) from None
         request.auth_method = method

@@ -26,6 +26,7 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.jose import CLIENT_ALGORITHMS
+from gateway.oauth.client_auth import CLIENT_REFUSED
 from gateway.oauth.jwks_fetch import JWKSCache
 from gateway.oauth.replay import ReplayGuard
 from gateway.oauth.scopes import ALL_SCOPES
@@ -322,8 +323,9 @@ _ERROR_STATUSES = {
          "when the client used the `Authorization` header or sent no credentials",
     415: "`invalid_request` (`code`: `unsupported_media_type`): the body must be "
          "`application/x-www-form-urlencoded`",
-    429: "`rate_limited`: too many token requests from this address; retry after "
-         "`Retry-After` seconds",
+    429: "`rate_limited`: too many token requests from this address, or too many refused "
+         "client authentications (`invalid_client`) from it; retry after `Retry-After` "
+         "seconds",
 }
 _EXTRA_400 = {
     "token": ", `unsupported_grant_type`, `invalid_scope` (a scope the client does not hold), "
@@ -372,6 +374,15 @@ async def token(request: Request) -> Response:
     status, body, headers = await anyio.to_thread.run_sync(
         server.token, oauth_request, proofs[0] if proofs else None,
         _url(request, TOKEN_PATH))
+    if state(request).get(CLIENT_REFUSED):
+        # A refused client authentication counts against its address as a refused access
+        # token does at a protected route (QUANLIAN_AUTH_FAILURE_LIMITS); over the limit it is
+        # a 429 instead. Only refusals count, after the credentials were checked: a valid
+        # client is issued its token whatever its address's count.
+        try:
+            request.app.state.rate_limiter.count_auth_failure(request)
+        except Problem as problem:
+            return _problem_response(request, problem)
     return _oauth_response(request, status, body, headers)
 
 

@@ -87,7 +87,8 @@ def get_webhook_endpoint(endpoint_id: str, principal: Principal = Depends(manage
 
 
 @router.patch("/webhook-endpoints/{endpoint_id}", summary="Update a webhook endpoint",
-              response_model=EndpointOut, responses=error_responses(404, 422))
+              response_model=EndpointOut, responses=error_responses(404, 422),
+              dependencies=[Depends(idempotency())])
 def update_webhook_endpoint(endpoint_id: str, body: EndpointPatch, request: Request,
                             principal: Principal = Depends(manage),
                             session: Session = Depends(get_session)) -> dict[str, Any]:

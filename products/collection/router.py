@@ -97,7 +97,8 @@ def get_collection_settings(principal: Read, session: Db) -> schemas.SettingsOut
 
 
 @router.patch("/settings", summary="Change the cut-off, platform account or order TTL",
-              response_model=schemas.SettingsOut, responses=error_responses(409))
+              response_model=schemas.SettingsOut, dependencies=OPTIONAL_KEY,
+              responses=error_responses(409))
 def update_collection_settings(body: schemas.SettingsUpdate, principal: Write,
                                session: Db) -> schemas.SettingsOut:
     return views.settings_out(service.update_settings(session, principal.tenant_id,
@@ -132,7 +133,8 @@ def get_sub_merchant(sub_merchant_id: Id, principal: Read, session: Db) -> schem
 
 @router.patch("/sub-merchants/{sub_merchant_id}",
               summary="Change a sub-merchant's account, fee rule or status",
-              response_model=schemas.SubMerchantOut, responses=error_responses(404))
+              response_model=schemas.SubMerchantOut, dependencies=OPTIONAL_KEY,
+              responses=error_responses(404))
 def update_sub_merchant(sub_merchant_id: Id, body: schemas.SubMerchantUpdate, principal: Write,
                         session: Db) -> schemas.SubMerchantOut:
     return views.sub_merchant_out(service.update_sub_merchant(
@@ -534,7 +536,8 @@ def get_park(park_id: Id, principal: Read, session: Db) -> schemas.ParkOut:
 
 
 @router.patch("/parks/{park_id}", summary="Change a park's dunning rules",
-              response_model=schemas.ParkOut, responses=error_responses(404))
+              response_model=schemas.ParkOut, dependencies=OPTIONAL_KEY,
+              responses=error_responses(404))
 def update_park(park_id: Id, body: schemas.ParkUpdate, principal: Write,
                 session: Db) -> schemas.ParkOut:
     return views.park_out(park.update_park(session, principal.tenant_id, principal.client_id,

@@ -288,7 +288,7 @@ def get_wage_worker(project_id: str, worker_id: str, principal: Reader,
 @projects.patch("/{project_id}/workers/{worker_id}", response_model=WorkerOut,
                 summary="Update a worker: left the project, contract end, new registered card, "
                         "agreed monthly wage",
-                responses=error_responses(404, 422))
+                dependencies=[Depends(idempotency())], responses=error_responses(404, 422))
 def update_wage_worker(project_id: str, worker_id: str, body: WorkerPatch, principal: Writer,
                        session: SessionDep) -> dict[str, Any]:
     return wage.worker_view(wage.update_worker(session, principal, project_id, worker_id, body))

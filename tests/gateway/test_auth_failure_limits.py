@@ -23,7 +23,17 @@ from gateway.evidence.models import EvidenceEntry
 from gateway.jose import CLIENT_REGISTRY
 from gateway.ratelimit import RateLimiter
 from tests.partners.helpers import csrf_of
-from tests.tools.api import ISSUER, make_app, new_ec_key, new_partner_client
+from tests.tools.api import (
+    ASSERTION_TYPE_JWT,
+    ISSUER,
+    basic,
+    client_assertion,
+    make_app,
+    new_ec_key,
+    new_partner_client,
+)
+
+TOKEN = "/oauth/token"
 
 
 def forged_token(client_id: str) -> str:
@@ -119,6 +129,52 @@ def test_refused_tokens_and_unknown_paths_share_one_count(
         assert http.get("/v1/.env").status_code == 404
         assert me(http, "not-a-token").status_code == 401
         assert_throttled(http.get("/v1/.env"))
+
+
+def test_refused_client_authentications_at_the_token_endpoint_count_too(
+        shared_address) -> None:  # type: ignore[no-untyped-def]
+    """A wrong secret, an unknown client, a client assertion no key of the client verifies:
+    each `invalid_client` counts against its address, in the same count as refused tokens at
+    protected routes; over the limit they are 429s that an OAuth client library reads as an
+    error (RFC 6749 `error`). A valid client at that address is still issued its tokens."""
+    guesser, partner, neighbour = shared_address
+    app = guesser.app
+    signer = new_partner_client(app, guesser, private_key=True)
+    grant = {"grant_type": "client_credentials"}
+
+    def assertion_form(key) -> dict[str, str]:  # type: ignore[no-untyped-def]
+        return {**grant, "client_assertion_type": ASSERTION_TYPE_JWT,
+                "client_assertion": client_assertion(signer.client_id, key)}
+
+    for _ in range(5):  # tokens issued never count
+        assert partner.fetch_token()["access_token"]
+        assert guesser.post(TOKEN, data=assertion_form(signer.key)).status_code == 200
+    for _ in range(3):  # nor do a valid client's other mistakes
+        response = guesser.post(TOKEN, data={**grant, "scope": "no:such-scope"},
+                                headers=basic(partner.client_id, partner.secret))
+        assert (response.status_code, response.json()["error"]) == (400, "invalid_scope")
+    refused = [
+        guesser.post(TOKEN, data=grant, headers=basic(partner.client_id, "qls_wrong")),
+        guesser.post(TOKEN, data=grant, headers=basic("cli_" + uuid.uuid4().hex, "qls_wrong")),
+        guesser.post(TOKEN, data=assertion_form(new_ec_key())),
+    ]
+    assert [(r.status_code, r.json()["error"]) for r in refused] == [(401, "invalid_client")] * 3
+
+    for response in (guesser.post(TOKEN, data=grant, headers=basic(partner.client_id, "x")),
+                     guesser.post(TOKEN, data=assertion_form(new_ec_key())),
+                     me(guesser)):  # one count with the protected routes' refusals
+        assert_throttled(response)
+    throttled = guesser.post(TOKEN, data=grant)  # no credentials at all
+    assert_throttled(throttled)
+    assert throttled.headers["content-type"].startswith("application/problem+json")
+    assert throttled.headers["cache-control"] == "no-store"
+    assert throttled.json()["error"] == "rate_limited" and throttled.json()["error_description"]
+
+    assert partner.fetch_token()["access_token"]  # a valid client is still issued tokens
+    assert guesser.post(TOKEN, data=assertion_form(signer.key)).status_code == 200
+    assert me(guesser, partner.token).status_code == 200
+    wrong = neighbour.post(TOKEN, data=grant, headers=basic(partner.client_id, "qls_wrong"))
+    assert wrong.status_code == 401  # per address
 
 
 def call_entries(app) -> int:  # type: ignore[no-untyped-def]

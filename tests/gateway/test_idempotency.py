@@ -255,6 +255,43 @@ def test_the_document_says_which_calls_take_a_key_and_which_require_one(app, htt
     for path in optional + other:
         response = http.post(bare(path), json={}, headers=partner.auth("POST", bare(path)))
         assert response.json().get("code") != "idempotency_key_required", path
+    # PUT and PATCH change a resource in place: every one takes a key (optional), as a POST
+    # that does, so a retried change is replayed and a reused key refused, not applied twice.
+    changes = [(method, path) for path, item in spec["paths"].items()
+               for method in ("put", "patch") if method in item]
+    assert ("put", "/v1/egov/portal") in changes
+    assert ("patch", "/v1/collection/sub-merchants/{sub_merchant_id}") in changes
+    for method, path in changes:
+        operation = spec["paths"][path][method]
+        keys = [p for p in operation.get("parameters", []) if p["name"] == "Idempotency-Key"]
+        assert len(keys) == 1 and not keys[0]["required"], (method, path)
+        success = [r for s, r in operation["responses"].items() if s.startswith("2")]
+        assert all("Idempotent-Replayed" in r.get("headers", {}) for r in success), path
+
+
+def test_a_patch_honours_its_key_as_a_put_does(app, http):
+    """QA F-22: a PATCH sent again with its key is replayed, not applied again; the same key
+    with another body is refused and changes nothing (as `PUT /v1/egov/portal`)."""
+    from tests.products.collection.support import setup_platform
+
+    platform = setup_platform(app, http, merchants=1, mandate=False)
+    path = f"/v1/collection/sub-merchants/{platform.merchants[0]}"
+
+    def patch(body, key="pk-1"):  # type: ignore[no-untyped-def]
+        return platform.pc.request("PATCH", path, json=body, idempotency_key=key)
+
+    first = patch({"status": "suspended"})
+    assert first.status_code == 200 and first.json()["status"] == "suspended"
+    assert "idempotent-replayed" not in first.headers
+    assert patch({"status": "active"}, key="pk-2").json()["status"] == "active"
+    again = patch({"status": "suspended"})  # a retry of the first: its answer, no change
+    assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    problem(patch({"status": "active", "fee_rule": {"type": "none"}}), 422,
+            "idempotency_key_reused")
+    assert platform.pc.get(path).json()["status"] == "active"
+    problem(platform.pc.request("PATCH", path, json={}, idempotency_key="no key"), 400,
+            "invalid_idempotency_key")
 
 
 def test_a_call_refused_for_its_scope_does_not_use_up_its_key(notes_app, http):
