@@ -323,9 +323,9 @@ _ERROR_STATUSES = {
          "when the client used the `Authorization` header or sent no credentials",
     415: "`invalid_request` (`code`: `unsupported_media_type`): the body must be "
          "`application/x-www-form-urlencoded`",
-    429: "`rate_limited`: too many token requests from this address, or too many refused "
-         "client authentications (`invalid_client`) from it; retry after `Retry-After` "
-         "seconds",
+    429: "`rate_limited`: too many refused client authentications (`invalid_client`) from "
+         "this address (at the token endpoint also: too many token requests from it); retry "
+         "after `Retry-After` seconds",
 }
 _EXTRA_400 = {
     "token": ", `unsupported_grant_type`, `invalid_scope` (a scope the client does not hold), "
@@ -374,16 +374,23 @@ async def token(request: Request) -> Response:
     status, body, headers = await anyio.to_thread.run_sync(
         server.token, oauth_request, proofs[0] if proofs else None,
         _url(request, TOKEN_PATH))
-    if state(request).get(CLIENT_REFUSED):
-        # A refused client authentication counts against its address as a refused access
-        # token does at a protected route (QUANLIAN_AUTH_FAILURE_LIMITS); over the limit it is
-        # a 429 instead. Only refusals count, after the credentials were checked: a valid
-        # client is issued its token whatever its address's count.
-        try:
-            request.app.state.rate_limiter.count_auth_failure(request)
-        except Problem as problem:
-            return _problem_response(request, problem)
-    return _oauth_response(request, status, body, headers)
+    return _refused_client(request) or _oauth_response(request, status, body, headers)
+
+
+def _refused_client(request: Request) -> Response | None:
+    """The 429 for a refused client authentication from an address over its limit, or None.
+
+    A refused client authentication (at the token, introspection or revocation endpoint)
+    counts against its address as a refused access token does at a protected route
+    (QUANLIAN_AUTH_FAILURE_LIMITS); over the limit it is a 429 instead. Only refusals count,
+    after the credentials were checked: a valid client is served whatever its address's count."""
+    if not state(request).get(CLIENT_REFUSED):
+        return None
+    try:
+        request.app.state.rate_limiter.count_auth_failure(request)
+    except Problem as problem:
+        return _problem_response(request, problem)
+    return None
 
 
 async def _endpoint(name: str, request: Request, session: Session) -> Response:
@@ -394,18 +401,18 @@ async def _endpoint(name: str, request: Request, session: Session) -> Response:
     server: QuanlianAuthorizationServer = request.app.state.oauth
     status, body, headers = await anyio.to_thread.run_sync(server.endpoint, name, session,
                                                            oauth_request)
-    return _oauth_response(request, status, body, headers)
+    return _refused_client(request) or _oauth_response(request, status, body, headers)
 
 
 @router.post(INTROSPECT_PATH, summary="Token introspection (RFC 7662)",
              response_model=IntrospectionResponse, openapi_extra=_form_body(IntrospectionRequest),
-             responses=_oauth_errors("introspection", 400, 401, 415))
+             responses=_oauth_errors("introspection", 400, 401, 415, 429))
 async def introspect(request: Request, session: Session = Depends(get_session)) -> Response:
     return await _endpoint("introspection", request, session)
 
 
 @router.post(REVOKE_PATH, summary="Token revocation (RFC 7009)",
              response_model=RevocationResponse, openapi_extra=_form_body(RevocationRequest),
-             responses=_oauth_errors("revocation", 400, 401, 415))
+             responses=_oauth_errors("revocation", 400, 401, 415, 429))
 async def revoke(request: Request, session: Session = Depends(get_session)) -> Response:
     return await _endpoint("revocation", request, session)

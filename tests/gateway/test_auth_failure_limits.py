@@ -177,6 +177,29 @@ def test_refused_client_authentications_at_the_token_endpoint_count_too(
     assert wrong.status_code == 401  # per address
 
 
+@pytest.mark.parametrize("endpoint", ["/oauth/introspect", "/oauth/revoke"])
+def test_refused_client_authentications_at_introspection_and_revocation_count_too(
+        shared_address, endpoint) -> None:  # type: ignore[no-untyped-def]
+    """Introspection and revocation authenticate their caller as the token endpoint does, so
+    guessing a secret there is limited alike: each `invalid_client` counts against the address
+    (one count with the other refusals), then 429 with the OAuth `error`; a valid client at that
+    address is still answered."""
+    guesser, partner, _ = shared_address
+    form = {"token": partner.token}
+    for _ in range(3):  # a valid client's calls never count
+        assert guesser.post(endpoint, data=form,
+                            headers=basic(partner.client_id, partner.secret)).status_code == 200
+    refused = [guesser.post(endpoint, data=form, headers=basic(partner.client_id, "qls_wrong"))
+               for _ in range(3)]
+    assert [(r.status_code, r.json()["error"]) for r in refused] == [(401, "invalid_client")] * 3
+    throttled = guesser.post(endpoint, data=form, headers=basic(partner.client_id, "qls_wrong"))
+    assert_throttled(throttled)
+    assert throttled.json()["error"] == "rate_limited"
+    assert_throttled(me(guesser))  # the same count as refused tokens
+    answered = guesser.post(endpoint, data=form, headers=basic(partner.client_id, partner.secret))
+    assert answered.status_code == 200
+
+
 def call_entries(app) -> int:  # type: ignore[no-untyped-def]
     with app.state.database.engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(EvidenceEntry)
