@@ -14,22 +14,16 @@ client sends is played back beside it instead:
 
 from __future__ import annotations
 
-import os
 import re
+import uuid
 from collections.abc import Iterable
 from typing import NamedTuple
 
 _TOKEN = re.compile(rb"[\x21-\x7e]{1,64}")
 _UUID = re.compile(rb"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
-# A random hex digit's two low bits under the UUID variant bits (RFC 9562: 10xx).
-_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
-
-
 def uuid4() -> str:
-    """A random (version 4) UUID in its text form: `str(uuid.uuid4())` for a third of the
-    cost (about 0.9 µs against 2.6), as every answer carries one."""
-    x = os.urandom(16).hex()
-    return f"{x[:8]}-{x[8:12]}-4{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:]}"
+    """A fresh random (version 4) UUID in its text form."""
+    return str(uuid.uuid4())
 
 
 class Correlation(NamedTuple):

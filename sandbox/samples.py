@@ -598,7 +598,7 @@ def _wage_batch(seeded: Seeded, project: Any, workers: int, status: str) -> Any:
 @_builds("payroll_batch")
 def _payroll_batch(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | None:
     from products.payroll.models import WageProject, WageWorker
-    from products.payroll.service import batch_event_data
+    from products.payroll.service import batch_view
 
     project = seeded.first(WageProject)
     if project is None:
@@ -606,7 +606,7 @@ def _payroll_batch(seeded: Seeded, action: str) -> tuple[str, dict[str, Any]] | 
     workers = len(seeded.session.scalars(select(WageWorker.id).where(
         WageWorker.project_id == project.id)).all())
     batch = _wage_batch(seeded, project, workers, _BATCH_STATUS.get(action, action))
-    return batch.id, batch_event_data(seeded.session, batch)
+    return batch.id, batch_view(seeded.session, batch)
 
 
 @_builds("payroll_item")

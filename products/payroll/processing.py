@@ -38,7 +38,7 @@ from gateway.tenancy import Tenant, clock_for
 from products.accounts import magic
 from products.payroll import ledger, receiving
 from products.payroll.models import PayrollBatch, PayrollItem
-from products.payroll.service import _money, batch_event_data
+from products.payroll.service import _money, batch_view
 from products.payroll.settings import payroll_settings
 from products.payroll.states import check_batch, settled_status
 
@@ -98,7 +98,7 @@ def start_due_batches(database: Database) -> int:
             session.flush()
             publish(session, tenant_id=tenant_id, type="payroll_batch.processing",
                     resource_type="payroll_batch", resource_id=batch.id,
-                    data=batch_event_data(session, batch), actor=WORKER_ACTOR, at=now)
+                    data=batch_view(session, batch), actor=WORKER_ACTOR, at=now)
             return 1
 
     return for_each_tenant_item(((t, (b, v)) for t, b, v in rows), start,
@@ -241,7 +241,7 @@ def _settle(session: Session, batch: PayrollBatch, now: datetime) -> None:
     batch.updated_at = now
     session.flush()
     publish(session, tenant_id=batch.tenant_id, type="payroll_batch.completed",
-            resource_type="payroll_batch", resource_id=batch.id, data=batch_event_data(session, batch),
+            resource_type="payroll_batch", resource_id=batch.id, data=batch_view(session, batch),
             actor=WORKER_ACTOR, at=now)
 
 

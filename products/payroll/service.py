@@ -100,12 +100,6 @@ def batch_view(session: Session, batch: PayrollBatch, *, with_findings: bool = T
     }
 
 
-def batch_event_data(session: Session, batch: PayrollBatch) -> dict[str, Any]:
-    """Event payload: the batch as its own GET shows it (`batch_view`), so that one handler
-    serves the webhook and the GET; no personal data (findings name lines and fields)."""
-    return batch_view(session, batch)
-
-
 def item_view(item: PayrollItem) -> dict[str, Any]:
     return {
         "id": item.id, "batch_id": item.batch_id, "line": item.line,
@@ -396,7 +390,7 @@ class BatchBuilder:
             event = "payroll_batch.validated"
         self.session.flush()
         publish(self.session, tenant_id=self.tenant_id, type=event, resource_type="payroll_batch",
-                resource_id=batch.id, data=batch_event_data(self.session, batch), actor=self.actor, at=self.now)
+                resource_id=batch.id, data=batch_view(self.session, batch), actor=self.actor, at=self.now)
         return batch
 
 
@@ -553,7 +547,7 @@ def confirm_batch(session: Session, principal: Principal, batch_id: str) -> Payr
     batch.updated_at = now
     session.flush()
     publish(session, tenant_id=principal.tenant_id, type="payroll_batch.confirmed",
-            resource_type="payroll_batch", resource_id=batch.id, data=batch_event_data(session, batch),
+            resource_type="payroll_batch", resource_id=batch.id, data=batch_view(session, batch),
             actor=principal.client_id, at=now)
     return batch
 
@@ -577,7 +571,7 @@ def cancel_batch(session: Session, principal: Principal, batch_id: str) -> Payro
     batch.updated_at = now
     session.flush()
     publish(session, tenant_id=principal.tenant_id, type="payroll_batch.cancelled",
-            resource_type="payroll_batch", resource_id=batch.id, data=batch_event_data(session, batch),
+            resource_type="payroll_batch", resource_id=batch.id, data=batch_view(session, batch),
             actor=principal.client_id, at=now)
     return batch
 
